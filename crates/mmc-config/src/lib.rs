@@ -1,0 +1,328 @@
+//! MemCache configuration.
+//!
+//! One TOML format for both services: a `[meta]` section for the MetaService
+//! and a `[local]` section for LocalServices. Every key has a default, unknown
+//! keys are rejected, and [`MetaConfig::validate`] / [`LocalConfig::validate`]
+//! name the offending key and its allowed range. Sizes accept `128MB`, `2.5G`,
+//! `1TB`, `4096` (bytes; powers of 1024).
+
+mod size;
+
+pub use size::{format_size, parse_size};
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Environment variable naming the MetaService configuration file.
+pub const META_CONFIG_ENV: &str = "MMC_META_CONFIG_PATH";
+/// Environment variable naming the LocalService configuration file.
+pub const LOCAL_CONFIG_ENV: &str = "MMC_LOCAL_CONFIG_PATH";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {err}")]
+    Read { path: String, err: std::io::Error },
+    #[error("invalid config: {0}")]
+    Parse(String),
+    #[error("invalid config key `{key}`: {msg}")]
+    Invalid { key: &'static str, msg: String },
+}
+
+fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, msg: msg.into() }
+}
+
+/// A whole configuration file: either section may be absent.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigFile {
+    pub meta: MetaConfig,
+    pub local: LocalConfig,
+}
+
+impl ConfigFile {
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+    }
+
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|err| ConfigError::Read { path: path.display().to_string(), err })?;
+        let cfg = Self::from_toml(&text)?;
+        cfg.meta.validate()?;
+        cfg.local.validate()?;
+        Ok(cfg)
+    }
+
+    /// Loads `explicit`, else the file named by `env_var`, else the defaults.
+    pub fn load_or_env(explicit: Option<&Path>, env_var: &str) -> Result<Self, ConfigError> {
+        if let Some(p) = explicit {
+            return Self::load(p);
+        }
+        match std::env::var_os(env_var) {
+            Some(p) if !p.is_empty() => Self::load(Path::new(&p)),
+            _ => Ok(Self::default()),
+        }
+    }
+}
+
+/// A byte size written as a number of bytes or a string such as `"512MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Int(u64),
+    Str(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Int(n) => Ok(ByteSize(n)),
+            SizeRepr::Str(s) => parse_size(&s).map(ByteSize),
+        }
+    }
+}
+
+impl From<ByteSize> for SizeRepr {
+    fn from(b: ByteSize) -> Self {
+        SizeRepr::Str(format_size(b.0))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HaConfig {
+    pub enable: bool,
+    pub etcd_endpoints: Vec<String>,
+    pub cluster_name: String,
+    pub lease_ttl_s: u64,
+}
+
+impl Default for HaConfig {
+    fn default() -> Self {
+        HaConfig {
+            enable: false,
+            etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
+            cluster_name: "memcache".into(),
+            lease_ttl_s: 5,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetaConfig {
+    /// Control-RPC listen address.
+    pub listen: String,
+    /// HTTP (health, metrics, queries) listen address; empty disables it.
+    pub http_listen: String,
+    /// Percent of a medium's capacity above which background eviction starts.
+    pub evict_high_watermark: u8,
+    /// Percent of a medium's capacity background eviction brings usage down to.
+    pub evict_low_watermark: u8,
+    /// Read lease granted by a lookup, in milliseconds.
+    pub lease_ms: u64,
+    /// A write left uncommitted this long is reclaimed, in milliseconds.
+    pub put_timeout_ms: u64,
+    /// A LocalService silent this long is declared dead, in milliseconds.
+    pub heartbeat_timeout_ms: u64,
+    /// Optional token every registering or calling client must present.
+    pub auth_token: Option<String>,
+    pub log_level: String,
+    pub ha: HaConfig,
+}
+
+impl Default for MetaConfig {
+    fn default() -> Self {
+        MetaConfig {
+            listen: "127.0.0.1:5000".into(),
+            http_listen: "127.0.0.1:8000".into(),
+            evict_high_watermark: 90,
+            evict_low_watermark: 80,
+            lease_ms: 2000,
+            put_timeout_ms: 30_000,
+            heartbeat_timeout_ms: 5000,
+            auth_token: None,
+            log_level: "info".into(),
+            ha: HaConfig::default(),
+        }
+    }
+}
+
+fn check_addr(key: &'static str, v: &str) -> Result<(), ConfigError> {
+    v.parse::<std::net::SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| invalid(key, format!("`{v}` is not an ip:port socket address")))
+}
+
+fn check_range(key: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), ConfigError> {
+    if v < lo || v > hi {
+        return Err(invalid(key, format!("{v} is outside {lo}..={hi}")));
+    }
+    Ok(())
+}
+
+fn check_log_level(key: &'static str, v: &str) -> Result<(), ConfigError> {
+    match v {
+        "error" | "warn" | "info" | "debug" | "trace" => Ok(()),
+        _ => Err(invalid(key, format!("`{v}` is not one of error, warn, info, debug, trace"))),
+    }
+}
+
+impl MetaConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        check_addr("meta.listen", &self.listen)?;
+        if !self.http_listen.is_empty() {
+            check_addr("meta.http_listen", &self.http_listen)?;
+        }
+        check_range("meta.evict_high_watermark", self.evict_high_watermark as u64, 1, 100)?;
+        check_range(
+            "meta.evict_low_watermark",
+            self.evict_low_watermark as u64,
+            0,
+            self.evict_high_watermark as u64,
+        )?;
+        check_range("meta.lease_ms", self.lease_ms, 10, 3_600_000)?;
+        check_range("meta.put_timeout_ms", self.put_timeout_ms, 10, 86_400_000)?;
+        check_range("meta.heartbeat_timeout_ms", self.heartbeat_timeout_ms, 100, 3_600_000)?;
+        check_log_level("meta.log_level", &self.log_level)?;
+        if self.ha.enable && self.ha.etcd_endpoints.is_empty() {
+            return Err(invalid("meta.ha.etcd_endpoints", "must list at least one endpoint when ha.enable"));
+        }
+        check_range("meta.ha.lease_ttl_s", self.ha.lease_ttl_s, 1, 3600)?;
+        Ok(())
+    }
+}
+
+/// Data path between LocalServices.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// Shared memory with LocalServices on the same host, TCP otherwise.
+    Auto,
+    /// TCP always, even on the same host.
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LocalConfig {
+    /// MetaService control address.
+    pub meta_addr: String,
+    /// DRAM segment contributed to the pool; 0 makes a pure client.
+    pub dram_size: ByteSize,
+    pub protocol: Protocol,
+    /// Transfer server listen address; port 0 lets the OS pick.
+    pub transfer_listen: String,
+    /// Address advertised to peers; defaults to the bound listen address.
+    pub transfer_advertise: Option<String>,
+    /// Overrides the host id derived from machine id and network namespace.
+    pub host_id: Option<String>,
+    /// Threads of the LocalService's async runtime.
+    pub worker_threads: u32,
+    /// TCP connections per peer used to split large transfers.
+    pub transfer_connections: u32,
+    /// Control RPC timeout, in milliseconds.
+    pub rpc_timeout_ms: u64,
+    /// Data transfer timeout, in milliseconds.
+    pub transfer_timeout_ms: u64,
+    pub heartbeat_interval_ms: u64,
+    pub auth_token: Option<String>,
+    pub log_level: String,
+}
+
+impl Default for LocalConfig {
+    fn default() -> Self {
+        LocalConfig {
+            meta_addr: "127.0.0.1:5000".into(),
+            dram_size: ByteSize(1 << 30),
+            protocol: Protocol::Auto,
+            transfer_listen: "127.0.0.1:0".into(),
+            transfer_advertise: None,
+            host_id: None,
+            worker_threads: 2,
+            transfer_connections: 4,
+            rpc_timeout_ms: 10_000,
+            transfer_timeout_ms: 30_000,
+            heartbeat_interval_ms: 1000,
+            auth_token: None,
+            log_level: "info".into(),
+        }
+    }
+}
+
+impl LocalConfig {
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.meta_addr.is_empty() {
+            return Err(invalid("local.meta_addr", "must not be empty"));
+        }
+        if self.dram_size.0 != 0 && self.dram_size.0 < (1 << 20) {
+            return Err(invalid(
+                "local.dram_size",
+                format!("{} is below the 1MB minimum (0 makes a pure client)", self.dram_size.0),
+            ));
+        }
+        if self.dram_size.0 >= 1 << 48 {
+            return Err(invalid("local.dram_size", "must be below 256TB"));
+        }
+        check_addr("local.transfer_listen", &self.transfer_listen)?;
+        if let Some(a) = &self.transfer_advertise {
+            check_addr("local.transfer_advertise", a)?;
+        }
+        check_range("local.worker_threads", self.worker_threads as u64, 1, 256)?;
+        check_range("local.transfer_connections", self.transfer_connections as u64, 1, 64)?;
+        check_range("local.rpc_timeout_ms", self.rpc_timeout_ms, 10, 3_600_000)?;
+        check_range("local.transfer_timeout_ms", self.transfer_timeout_ms, 10, 3_600_000)?;
+        check_range("local.heartbeat_interval_ms", self.heartbeat_interval_ms, 10, 60_000)?;
+        check_log_level("local.log_level", &self.log_level)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let c = ConfigFile::default();
+        c.meta.validate().unwrap();
+        c.local.validate().unwrap();
+        assert_eq!(c.meta.listen, "127.0.0.1:5000");
+        assert_eq!(c.local.dram_size.0, 1 << 30);
+    }
+
+    #[test]
+    fn parses_sizes_and_sections() {
+        let c = ConfigFile::from_toml(
+            "[meta]\nlease_ms = 500\n[local]\ndram_size = \"2.5G\"\nprotocol = \"tcp\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.meta.lease_ms, 500);
+        assert_eq!(c.local.dram_size.0, (2.5 * (1u64 << 30) as f64) as u64);
+        assert_eq!(c.local.protocol, Protocol::Tcp);
+        let c = ConfigFile::from_toml("[local]\ndram_size = 67108864\n").unwrap();
+        assert_eq!(c.local.dram_size.0, 64 << 20);
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let e = ConfigFile::from_toml("[local]\nbogus = 1\n").unwrap_err().to_string();
+        assert!(e.contains("bogus"), "{e}");
+        let e = ConfigFile::from_toml("[local]\ndram_size = \"12XB\"\n").unwrap_err().to_string();
+        assert!(e.contains("12XB"), "{e}");
+        let mut m = MetaConfig { evict_high_watermark: 50, evict_low_watermark: 60, ..Default::default() };
+        let e = m.validate().unwrap_err().to_string();
+        assert!(e.contains("meta.evict_low_watermark"), "{e}");
+        m.evict_low_watermark = 10;
+        m.listen = "nope".into();
+        assert!(m.validate().unwrap_err().to_string().contains("meta.listen"));
+        let l = LocalConfig { worker_threads: 0, ..Default::default() };
+        assert!(l.validate().unwrap_err().to_string().contains("local.worker_threads"));
+    }
+}

@@ -1,0 +1,129 @@
+//! Result codes and the typed error that maps 1:1 onto them.
+//!
+//! The numeric values are part of the public contract (Python, C and C++
+//! callers compare against them) and must never change.
+
+use serde::{Deserialize, Serialize};
+
+/// Numeric result codes shared by every API surface.
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = -1;
+    pub const INVALID_PARAM: i32 = -3000;
+    pub const NOT_STARTED: i32 = -3003;
+    pub const TIMEOUT: i32 = -3004;
+    pub const DUPLICATED_OBJECT: i32 = -3006;
+    pub const OBJECT_NOT_EXISTS: i32 = -3007;
+    pub const NOT_INITIALIZED: i32 = -3008;
+    pub const NOT_ENOUGH_MEMORY: i32 = -3016;
+    pub const NOT_CONNECTED_META: i32 = -3017;
+    pub const NOT_CONNECTED_LOCAL: i32 = -3018;
+    pub const UNMATCHED_KEY: i32 = -3102;
+    pub const LEASE_EXPIRED: i32 = -3106;
+}
+
+/// Every failure a MemCache operation can report. Each variant has exactly
+/// one result code ([`Error::code`]); the message says what went wrong.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Other(String),
+    #[error("invalid parameter: {0}")]
+    InvalidParam(String),
+    #[error("service not started")]
+    NotStarted,
+    #[error("timed out: {0}")]
+    Timeout(String),
+    #[error("object already exists")]
+    DuplicatedObject,
+    #[error("object does not exist")]
+    ObjectNotExists,
+    #[error("not initialized")]
+    NotInitialized,
+    #[error("not enough memory: {0}")]
+    NotEnoughMemory(String),
+    #[error("metaservice unreachable: {0}")]
+    NotConnectedMeta(String),
+    #[error("localservice unreachable: {0}")]
+    NotConnectedLocal(String),
+    #[error("key not found")]
+    UnmatchedKey,
+    #[error("read lease expired before the copy finished")]
+    LeaseExpired,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// The integer result code of SPEC section 5.
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Other(_) => code::ERROR,
+            Error::InvalidParam(_) => code::INVALID_PARAM,
+            Error::NotStarted => code::NOT_STARTED,
+            Error::Timeout(_) => code::TIMEOUT,
+            Error::DuplicatedObject => code::DUPLICATED_OBJECT,
+            Error::ObjectNotExists => code::OBJECT_NOT_EXISTS,
+            Error::NotInitialized => code::NOT_INITIALIZED,
+            Error::NotEnoughMemory(_) => code::NOT_ENOUGH_MEMORY,
+            Error::NotConnectedMeta(_) => code::NOT_CONNECTED_META,
+            Error::NotConnectedLocal(_) => code::NOT_CONNECTED_LOCAL,
+            Error::UnmatchedKey => code::UNMATCHED_KEY,
+            Error::LeaseExpired => code::LEASE_EXPIRED,
+        }
+    }
+
+    pub fn invalid(msg: impl Into<String>) -> Self {
+        Error::InvalidParam(msg.into())
+    }
+
+    /// True for failures worth retrying as they are (transport, lease).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Error::Timeout(_)
+                | Error::NotConnectedMeta(_)
+                | Error::NotConnectedLocal(_)
+                | Error::LeaseExpired
+        )
+    }
+}
+
+/// Converts a per-item result to its integer code (0 on success).
+pub fn to_code<T>(r: &Result<T>) -> i32 {
+    match r {
+        Ok(_) => code::OK,
+        Err(e) => e.code(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_distinct_and_stable() {
+        let all = [
+            Error::Other(String::new()),
+            Error::InvalidParam(String::new()),
+            Error::NotStarted,
+            Error::Timeout(String::new()),
+            Error::DuplicatedObject,
+            Error::ObjectNotExists,
+            Error::NotInitialized,
+            Error::NotEnoughMemory(String::new()),
+            Error::NotConnectedMeta(String::new()),
+            Error::NotConnectedLocal(String::new()),
+            Error::UnmatchedKey,
+            Error::LeaseExpired,
+        ];
+        let codes: Vec<i32> = all.iter().map(Error::code).collect();
+        let mut dedup = codes.clone();
+        dedup.sort();
+        dedup.dedup();
+        assert_eq!(dedup.len(), codes.len());
+        assert_eq!(Error::NotEnoughMemory(String::new()).code(), -3016);
+        assert_eq!(Error::LeaseExpired.code(), -3106);
+        assert_eq!(to_code::<()>(&Ok(())), 0);
+    }
+}

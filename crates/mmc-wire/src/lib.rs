@@ -1,0 +1,15 @@
+//! MemCache wire format: the bottom layer every other crate builds on.
+//!
+//! It owns the result codes and the typed [`Error`], the identifiers shared by
+//! all services ([`ServiceId`], [`Gva`], [`Medium`]), the limits on keys and
+//! batches, the control-RPC messages and the frame codec that carries them.
+//! It never does I/O policy (retries, timeouts): that belongs to the callers.
+
+pub mod error;
+pub mod frame;
+pub mod message;
+pub mod transfer;
+pub mod types;
+
+pub use error::{Error, Result};
+pub use types::*;

@@ -1,0 +1,214 @@
+//! Control-RPC messages between LocalServices (and clients) and the MetaService.
+//!
+//! Every batch operation is a single request carrying all its keys and a
+//! single response carrying one result per key, in the same order.
+//! Peer descriptors are sent once per response and referenced by index.
+
+use crate::error::{Error, Result};
+use crate::types::{HostId, Medium, ServiceId};
+use serde::{Deserialize, Serialize};
+
+/// What a memory-providing LocalService contributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDesc {
+    /// Name other LocalServices on the same host open to map the segment.
+    pub name: String,
+    pub medium: Medium,
+    pub size: u64,
+}
+
+/// How to reach a LocalService's segment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    pub service_id: ServiceId,
+    pub host_id: HostId,
+    /// `host:port` of its transfer server (empty for a pure client).
+    pub transfer_addr: String,
+    pub segment: Option<SegmentDesc>,
+}
+
+/// One committed replica recorded in the segment owner's ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    pub key: String,
+    pub offset: u64,
+    pub size: u64,
+}
+
+/// A change to a segment owner's ledger, pushed by the MetaService.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LedgerOp {
+    Add(LedgerEntry),
+    Del { offset: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegisterReq {
+    pub host_id: HostId,
+    pub transfer_addr: String,
+    pub segment: Option<SegmentDesc>,
+    /// The id this LocalService had before (re-registration after a
+    /// MetaService restart or failover); honoured when free.
+    pub prev_service_id: Option<ServiceId>,
+    /// True when ledger entries follow in `Recover` requests: the segment is
+    /// not allocatable until the last chunk arrives.
+    pub recovering: bool,
+    pub auth_token: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AllocItem {
+    pub key: String,
+    pub size: u64,
+    pub replicas: u32,
+    /// Service ids to place replicas on first, in order.
+    pub preferred: Vec<ServiceId>,
+}
+
+/// A replica location: an index into the response's peer list and an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub peer: u16,
+    pub offset: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Located {
+    pub size: u64,
+    /// Identifies this object instance; echoed when releasing the lease.
+    pub object_id: u64,
+    pub replicas: Vec<Placement>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyInfo {
+    pub size: u64,
+    pub replicas: Vec<(ServiceId, Medium)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentStat {
+    pub service_id: ServiceId,
+    pub host_id: HostId,
+    pub transfer_addr: String,
+    pub medium: Medium,
+    pub capacity: u64,
+    pub used: u64,
+    pub objects: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStat {
+    pub members: u32,
+    pub keys: u64,
+    pub segments: Vec<SegmentStat>,
+    pub evictions: u64,
+    pub leases_active: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    Register(RegisterReq),
+    Recover {
+        service_id: ServiceId,
+        entries: Vec<LedgerEntry>,
+        done: bool,
+    },
+    Heartbeat {
+        service_id: ServiceId,
+    },
+    /// Long poll: returns ledger ops after `acked` (waiting up to a second
+    /// for some); acknowledges every op up to `acked`.
+    LedgerPoll {
+        service_id: ServiceId,
+        acked: u64,
+    },
+    Unregister {
+        service_id: ServiceId,
+    },
+    Alloc {
+        writer: ServiceId,
+        items: Vec<AllocItem>,
+    },
+    /// Ends writes begun by `Alloc`: commits some keys, revokes others.
+    Finish {
+        writer: ServiceId,
+        commit: Vec<String>,
+        revoke: Vec<String>,
+    },
+    Lookup {
+        reader: ServiceId,
+        keys: Vec<String>,
+    },
+    ReleaseLeases {
+        leases: Vec<(String, u64)>,
+    },
+    Exist {
+        keys: Vec<String>,
+    },
+    KeyInfo {
+        keys: Vec<String>,
+    },
+    Remove {
+        keys: Vec<String>,
+    },
+    RemoveAll,
+    Members,
+    Stat,
+    /// Lists keys in index order, `limit` from `cursor` (for HTTP and CLI).
+    ListKeys {
+        cursor: u64,
+        limit: u32,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Response {
+    /// The whole request failed.
+    Failed(Error),
+    Ok,
+    Registered {
+        service_id: ServiceId,
+        lease_ms: u64,
+        members_epoch: u64,
+    },
+    HeartbeatAck {
+        /// False when the MetaService does not know this service (it
+        /// restarted or failed over): the LocalService must register again.
+        known: bool,
+        members_epoch: u64,
+    },
+    LedgerOps {
+        /// Sequence number of the last op in `ops` (or `acked` when empty).
+        last_seq: u64,
+        ops: Vec<LedgerOp>,
+        known: bool,
+    },
+    Alloc {
+        peers: Vec<PeerInfo>,
+        items: Vec<Result<Vec<Placement>>>,
+    },
+    Finish {
+        commit: Vec<Result<()>>,
+    },
+    Lookup {
+        peers: Vec<PeerInfo>,
+        lease_ms: u64,
+        items: Vec<Result<Located>>,
+    },
+    Exist(Vec<bool>),
+    KeyInfo(Vec<Result<KeyInfo>>),
+    Remove(Vec<Result<()>>),
+    RemoveAll {
+        removed: u64,
+    },
+    Members {
+        epoch: u64,
+        peers: Vec<PeerInfo>,
+    },
+    Stat(ClusterStat),
+    Keys {
+        keys: Vec<String>,
+        next_cursor: Option<u64>,
+    },
+}
