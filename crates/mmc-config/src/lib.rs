@@ -131,8 +131,6 @@ pub struct MetaConfig {
     pub put_timeout_ms: u64,
     /// A LocalService silent this long is declared dead, in milliseconds.
     pub heartbeat_timeout_ms: u64,
-    /// Optional token every registering or calling client must present.
-    pub auth_token: Option<String>,
     pub log_level: String,
     pub ha: HaConfig,
 }
@@ -147,7 +145,6 @@ impl Default for MetaConfig {
             lease_ms: 2000,
             put_timeout_ms: 30_000,
             heartbeat_timeout_ms: 5000,
-            auth_token: None,
             log_level: "info".into(),
             ha: HaConfig::default(),
         }
@@ -232,7 +229,6 @@ pub struct LocalConfig {
     /// Data transfer timeout, in milliseconds.
     pub transfer_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
-    pub auth_token: Option<String>,
     pub log_level: String,
 }
 
@@ -250,7 +246,6 @@ impl Default for LocalConfig {
             rpc_timeout_ms: 10_000,
             transfer_timeout_ms: 30_000,
             heartbeat_interval_ms: 1000,
-            auth_token: None,
             log_level: "info".into(),
         }
     }

@@ -1,1 +1,27 @@
+//! MemCache MetaService: owns all metadata and never touches object bytes.
+//!
+//! Layout, one concept per file:
+//! - [`allocator`]: space allocator of one segment;
+//! - [`index`]: the sharded key -> object map with LRU order;
+//! - [`object`]: object state machine and read leases;
+//! - [`membership`]: LocalServices, their segments, liveness;
+//! - [`placement`]: where replicas go;
+//! - [`eviction`]: LRU victim selection;
+//! - [`ledger`]: pushing replica records to segment owners for recovery;
+//! - [`state`]: the request handlers tying the above together;
+//! - [`server`]: the control-RPC server and periodic tasks;
+//! - [`http`]: health, metrics and query endpoints.
 
+pub mod allocator;
+pub mod clock;
+pub mod eviction;
+pub mod index;
+pub mod ledger;
+pub mod membership;
+pub mod object;
+pub mod placement;
+pub mod metrics;
+pub mod server;
+pub mod state;
+
+pub use state::{MetaParams, MetaState};

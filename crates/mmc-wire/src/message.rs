@@ -53,7 +53,6 @@ pub struct RegisterReq {
     /// True when ledger entries follow in `Recover` requests: the segment is
     /// not allocatable until the last chunk arrives.
     pub recovering: bool,
-    pub auth_token: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -141,6 +140,7 @@ pub enum Request {
         keys: Vec<String>,
     },
     ReleaseLeases {
+        reader: ServiceId,
         leases: Vec<(String, u64)>,
     },
     Exist {

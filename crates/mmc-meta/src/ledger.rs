@@ -1,0 +1,103 @@
+//! The MetaService's side of one segment's ledger.
+//!
+//! Each memory-providing LocalService keeps the list of committed replicas
+//! that live in its segment, so a MetaService that restarts or fails over can
+//! rebuild its index from them. The MetaService queues changes (`Add` at
+//! commit, `Del` when a replica's space is released) and the owner pulls them
+//! in batches with a long poll, acknowledging by sequence number.
+//!
+//! Freed space is handed back to the allocator only once the owner has
+//! acknowledged the `Del`: otherwise a recovery could pair a stale ledger
+//! entry with bytes a later object wrote over, and serve wrong bytes.
+
+use mmc_wire::message::{LedgerEntry, LedgerOp};
+use std::collections::VecDeque;
+
+/// Most ops handed out by one poll.
+pub const MAX_OPS_PER_POLL: usize = 65536;
+
+#[derive(Debug, Default)]
+pub struct Ledger {
+    /// Sequence number of the newest queued op.
+    last_seq: u64,
+    /// Highest sequence number the owner acknowledged.
+    acked: u64,
+    ops: VecDeque<(u64, LedgerOp)>,
+    /// Ranges waiting for the ack of their `Del`: (seq, offset, size).
+    waiting_frees: VecDeque<(u64, u64, u64)>,
+}
+
+impl Ledger {
+    pub fn add(&mut self, key: &str, offset: u64, size: u64) {
+        self.push(LedgerOp::Add(LedgerEntry { key: key.to_owned(), offset, size }));
+    }
+
+    /// Queues the deletion of a replica; its range becomes free once acked.
+    pub fn del(&mut self, offset: u64, size: u64) {
+        self.push(LedgerOp::Del { offset });
+        self.waiting_frees.push_back((self.last_seq, offset, size));
+    }
+
+    fn push(&mut self, op: LedgerOp) {
+        self.last_seq += 1;
+        self.ops.push_back((self.last_seq, op));
+    }
+
+    /// Records the owner's ack; returns the ranges that may now be freed.
+    pub fn ack(&mut self, acked: u64) -> Vec<(u64, u64)> {
+        let acked = acked.min(self.last_seq);
+        if acked > self.acked {
+            self.acked = acked;
+        }
+        while self.ops.front().is_some_and(|(s, _)| *s <= self.acked) {
+            self.ops.pop_front();
+        }
+        let mut freed = Vec::new();
+        while let Some(&(s, off, size)) = self.waiting_frees.front() {
+            if s > self.acked {
+                break;
+            }
+            self.waiting_frees.pop_front();
+            freed.push((off, size));
+        }
+        freed
+    }
+
+    /// Ops after the acknowledged ones (at most [`MAX_OPS_PER_POLL`]) and the
+    /// sequence number of the last one handed out.
+    pub fn pending(&self) -> (u64, Vec<LedgerOp>) {
+        let ops: Vec<LedgerOp> = self.ops.iter().take(MAX_OPS_PER_POLL).map(|(_, o)| o.clone()).collect();
+        let last = self.ops.iter().take(MAX_OPS_PER_POLL).last().map_or(self.acked, |(s, _)| *s);
+        (last, ops)
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.ops.is_empty()
+    }
+
+    /// Bytes waiting for an ack before they return to the allocator.
+    pub fn waiting_bytes(&self) -> u64 {
+        self.waiting_frees.iter().map(|&(_, _, s)| crate::allocator::align_up(s)).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frees_only_after_ack() {
+        let mut l = Ledger::default();
+        l.add("a", 0, 10);
+        l.del(0, 10);
+        l.add("b", 4096, 10);
+        let (last, ops) = l.pending();
+        assert_eq!((last, ops.len()), (3, 3));
+        assert!(l.ack(1).is_empty());
+        assert_eq!(l.ack(2), vec![(0, 10)]);
+        assert_eq!(l.pending().1.len(), 1);
+        assert!(l.ack(99).is_empty(), "ack beyond the queue is clamped");
+        assert!(!l.has_pending());
+        assert_eq!(l.pending().0, 3);
+    }
+}

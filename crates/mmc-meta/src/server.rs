@@ -1,0 +1,304 @@
+//! The MetaService control-RPC server.
+//!
+//! One task per connection reads frames; each request is handled and its
+//! response queued to the connection's writer task, so requests on one
+//! connection are pipelined and may complete out of order (alloc and ledger
+//! polls wait; everything else answers at once). A malformed frame closes that
+//! one connection; an undecodable payload inside a well-formed frame is
+//! answered with INVALID_PARAM and the connection stays open.
+//! A background task runs [`MetaState::tick`] every 100 ms.
+
+use crate::metrics::Metrics;
+use crate::state::{AllocOutcome, MetaState};
+use mmc_wire::frame::{self, FrameError, FrameKind};
+use mmc_wire::message::{Request, Response};
+use mmc_wire::Error;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, Notify};
+
+/// How long an alloc waits for evicted space to come back before failing
+/// with NOT_ENOUGH_MEMORY.
+const ALLOC_WAIT: Duration = Duration::from_secs(3);
+/// Longest a ledger poll is held when there is nothing to send.
+const LEDGER_POLL_HOLD: Duration = Duration::from_millis(1000);
+const TICK: Duration = Duration::from_millis(100);
+
+/// Shared by every connection of one MetaService.
+pub struct Server {
+    pub state: Arc<MetaState>,
+    pub metrics: Metrics,
+    /// Woken whenever ledger ops may have been queued.
+    ledger_changed: Notify,
+    /// Woken whenever ledger acks may have returned space.
+    space_returned: Notify,
+}
+
+impl Server {
+    pub fn new(state: Arc<MetaState>) -> Arc<Self> {
+        Arc::new(Server { state, metrics: Metrics::default(), ledger_changed: Notify::new(), space_returned: Notify::new() })
+    }
+
+    /// Accepts connections until the listener fails or the task is dropped;
+    /// also runs the periodic housekeeping.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
+        let ticker = {
+            let this = self.clone();
+            tokio::spawn(async move {
+                let mut iv = tokio::time::interval(TICK);
+                iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    iv.tick().await;
+                    this.state.tick();
+                    this.ledger_changed.notify_waiters();
+                }
+            })
+        };
+        let _guard = AbortOnDrop(ticker);
+        loop {
+            let (sock, peer) = listener.accept().await?;
+            let _ = sock.set_nodelay(true);
+            self.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let this = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = this.clone().connection(sock).await {
+                    this.metrics.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(%peer, error = %e, "closing control connection");
+                }
+            });
+        }
+    }
+
+    async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
+        let (mut rd, mut wr) = sock.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let writer = tokio::spawn(async move {
+            while let Some(buf) = rx.recv().await {
+                if wr.write_all(&buf).await.is_err() {
+                    break;
+                }
+            }
+        });
+        let _guard = AbortOnDrop(writer);
+        while let Some(f) = frame::read_frame(&mut rd).await? {
+            if f.kind != FrameKind::Request {
+                return Err(FrameError::BadKind(f.kind as u8));
+            }
+            let req: Request = match f.decode() {
+                Ok(r) => r,
+                Err(e) => {
+                    self.metrics.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let resp = Response::Failed(Error::invalid(format!("undecodable request: {e}")));
+                    let _ = tx.send(frame::encode(FrameKind::Response, f.id, &resp)?);
+                    continue;
+                }
+            };
+            let id = f.id;
+            let this = self.clone();
+            let tx = tx.clone();
+            let waits = matches!(req, Request::Alloc { .. } | Request::LedgerPoll { .. });
+            let fut = async move {
+                let resp = this.handle(req).await;
+                match frame::encode(FrameKind::Response, id, &resp) {
+                    Ok(buf) => {
+                        let _ = tx.send(buf);
+                    }
+                    Err(e) => {
+                        let resp = Response::Failed(Error::Other(format!("response too large: {e}")));
+                        if let Ok(buf) = frame::encode(FrameKind::Response, id, &resp) {
+                            let _ = tx.send(buf);
+                        }
+                    }
+                }
+            };
+            if waits {
+                tokio::spawn(fut);
+            } else {
+                fut.await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one request, recording its metrics.
+    pub async fn handle(&self, req: Request) -> Response {
+        let start = Instant::now();
+        let (op, keys) = op_of(&req);
+        let resp = self.dispatch(req).await;
+        let failed = matches!(resp, Response::Failed(_));
+        self.metrics.record(Metrics::op_index(op), keys, failed, start.elapsed());
+        resp
+    }
+
+    async fn dispatch(&self, req: Request) -> Response {
+        let st = &self.state;
+        match req {
+            Request::Register(r) => match st.register(&r) {
+                Ok((service_id, members_epoch)) => {
+                    Response::Registered { service_id, lease_ms: st.params().lease_ms, members_epoch }
+                }
+                Err(e) => Response::Failed(e),
+            },
+            Request::Recover { service_id, entries, done } => match st.recover(service_id, entries, done) {
+                Ok(_) => {
+                    self.ledger_changed.notify_waiters();
+                    Response::Ok
+                }
+                Err(e) => Response::Failed(e),
+            },
+            Request::Heartbeat { service_id } => {
+                let (known, members_epoch) = st.heartbeat(service_id);
+                Response::HeartbeatAck { known, members_epoch }
+            }
+            Request::LedgerPoll { service_id, acked } => self.ledger_poll(service_id, acked).await,
+            Request::Unregister { service_id } => {
+                st.unregister(service_id);
+                self.ledger_changed.notify_waiters();
+                Response::Ok
+            }
+            Request::Alloc { writer, items } => {
+                if let Err(e) = mmc_wire::validate_batch_len(items.len()) {
+                    return Response::Failed(e);
+                }
+                self.alloc(writer, items).await
+            }
+            Request::Finish { writer, commit, revoke } => {
+                if commit.len() + revoke.len() > 2 * mmc_wire::MAX_BATCH {
+                    return Response::Failed(Error::invalid("finish carries more than two batches of keys"));
+                }
+                let commit = st.finish(writer, &commit, &revoke);
+                self.ledger_changed.notify_waiters();
+                Response::Finish { commit }
+            }
+            Request::Lookup { reader, keys } => {
+                if let Err(e) = mmc_wire::validate_batch_len(keys.len()) {
+                    return Response::Failed(e);
+                }
+                let (peers, items) = st.lookup(reader, &keys);
+                Response::Lookup { peers, lease_ms: st.params().lease_ms, items }
+            }
+            Request::ReleaseLeases { reader, leases } => {
+                st.release_leases(reader, &leases);
+                Response::Ok
+            }
+            Request::Exist { keys } => match mmc_wire::validate_batch_len(keys.len()) {
+                Ok(()) => Response::Exist(st.exist(&keys)),
+                Err(e) => Response::Failed(e),
+            },
+            Request::KeyInfo { keys } => match mmc_wire::validate_batch_len(keys.len()) {
+                Ok(()) => Response::KeyInfo(st.key_info(&keys)),
+                Err(e) => Response::Failed(e),
+            },
+            Request::Remove { keys } => match mmc_wire::validate_batch_len(keys.len()) {
+                Ok(()) => {
+                    let r = st.remove(&keys);
+                    self.ledger_changed.notify_waiters();
+                    Response::Remove(r)
+                }
+                Err(e) => Response::Failed(e),
+            },
+            Request::RemoveAll => {
+                let removed = st.remove_all();
+                self.ledger_changed.notify_waiters();
+                Response::RemoveAll { removed }
+            }
+            Request::Members => {
+                let (epoch, peers) = st.members();
+                Response::Members { epoch, peers }
+            }
+            Request::Stat => Response::Stat(st.stat()),
+            Request::ListKeys { cursor, limit } => {
+                let (keys, next_cursor) = st.list_keys(cursor, limit.min(100_000));
+                Response::Keys { keys, next_cursor }
+            }
+        }
+    }
+
+    async fn ledger_poll(&self, service: mmc_wire::ServiceId, acked: u64) -> Response {
+        let deadline = Instant::now() + LEDGER_POLL_HOLD;
+        loop {
+            let notified = self.ledger_changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let Some((last_seq, ops)) = self.state.ledger_poll(service, acked) else {
+                return Response::LedgerOps { last_seq: 0, ops: Vec::new(), known: false };
+            };
+            self.space_returned.notify_waiters();
+            let now = Instant::now();
+            if !ops.is_empty() || now >= deadline {
+                return Response::LedgerOps { last_seq, ops, known: true };
+            }
+            let _ = tokio::time::timeout(deadline - now, notified).await;
+        }
+    }
+
+    /// Allocates every item, waiting (bounded) for evicted space to come back.
+    async fn alloc(&self, writer: mmc_wire::ServiceId, items: Vec<mmc_wire::message::AllocItem>) -> Response {
+        let n = items.len();
+        let mut results: Vec<Option<mmc_wire::Result<Vec<crate::object::Replica>>>> = vec![None; n];
+        let mut todo: Vec<usize> = (0..n).collect();
+        let deadline = Instant::now() + ALLOC_WAIT;
+        loop {
+            let returned = self.space_returned.notified();
+            tokio::pin!(returned);
+            returned.as_mut().enable();
+            let batch: Vec<_> = todo.iter().map(|&i| items[i].clone()).collect();
+            let outcomes = self.state.alloc(writer, &batch);
+            let mut again = Vec::new();
+            for (i, out) in todo.iter().copied().zip(outcomes) {
+                match out {
+                    AllocOutcome::Done(r) => results[i] = Some(r),
+                    AllocOutcome::WaitSpace => again.push(i),
+                }
+            }
+            self.ledger_changed.notify_waiters();
+            todo = again;
+            let now = Instant::now();
+            if todo.is_empty() {
+                break;
+            }
+            if now >= deadline {
+                for &i in &todo {
+                    results[i] = Some(Err(Error::NotEnoughMemory(
+                        "evicted space did not come back in time (segment owner not acknowledging)".into(),
+                    )));
+                }
+                break;
+            }
+            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), returned).await;
+        }
+        let (peers, items) = self.state.to_placements(results.into_iter().map(|r| r.expect("filled")).collect());
+        Response::Alloc { peers, items }
+    }
+}
+
+fn op_of(req: &Request) -> (&'static str, usize) {
+    match req {
+        Request::Register(_) => ("register", 0),
+        Request::Recover { entries, .. } => ("recover", entries.len()),
+        Request::Heartbeat { .. } => ("heartbeat", 0),
+        Request::LedgerPoll { .. } => ("ledger_poll", 0),
+        Request::Unregister { .. } => ("unregister", 0),
+        Request::Alloc { items, .. } => ("alloc", items.len()),
+        Request::Finish { commit, revoke, .. } => ("finish", commit.len() + revoke.len()),
+        Request::Lookup { keys, .. } => ("lookup", keys.len()),
+        Request::ReleaseLeases { leases, .. } => ("release_leases", leases.len()),
+        Request::Exist { keys } => ("exist", keys.len()),
+        Request::KeyInfo { keys } => ("key_info", keys.len()),
+        Request::Remove { keys } => ("remove", keys.len()),
+        Request::RemoveAll => ("remove_all", 0),
+        Request::Members => ("members", 0),
+        Request::Stat => ("stat", 0),
+        Request::ListKeys { .. } => ("list_keys", 0),
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}

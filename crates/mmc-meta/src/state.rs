@@ -1,0 +1,739 @@
+//! The MetaService state machine: every control request is a method here.
+//!
+//! It is synchronous and transport-free so it can be driven directly by
+//! tests with a [`ManualClock`](crate::clock::ManualClock). Locks are taken in
+//! one order only: an index shard first, then the membership; never the
+//! reverse. The server (`server.rs`) adds the network, the periodic
+//! [`MetaState::tick`] and the waiting that alloc and ledger polls need.
+
+use crate::allocator::align_up;
+use crate::clock::Clock;
+use crate::eviction::{bytes_on, take_victims};
+use crate::index::Index;
+use crate::membership::Membership;
+use crate::object::{Lease, ObjState, Object, Replica};
+use crate::placement::{self, PlaceFailure};
+use mmc_wire::message::{
+    AllocItem, ClusterStat, KeyInfo, LedgerEntry, LedgerOp, Located, PeerInfo, Placement, RegisterReq,
+};
+use mmc_wire::{validate_key, validate_replicas, Error, Medium, Result, ServiceId};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+/// Tunables of the state machine (a subset of `MetaConfig`).
+#[derive(Debug, Clone)]
+pub struct MetaParams {
+    pub lease_ms: u64,
+    pub put_timeout_ms: u64,
+    pub heartbeat_timeout_ms: u64,
+    pub high_watermark: u8,
+    pub low_watermark: u8,
+}
+
+impl From<&mmc_config::MetaConfig> for MetaParams {
+    fn from(c: &mmc_config::MetaConfig) -> Self {
+        MetaParams {
+            lease_ms: c.lease_ms,
+            put_timeout_ms: c.put_timeout_ms,
+            heartbeat_timeout_ms: c.heartbeat_timeout_ms,
+            high_watermark: c.evict_high_watermark,
+            low_watermark: c.evict_low_watermark,
+        }
+    }
+}
+
+impl Default for MetaParams {
+    fn default() -> Self {
+        (&mmc_config::MetaConfig::default()).into()
+    }
+}
+
+/// Result of one alloc attempt for one item.
+#[derive(Debug)]
+pub enum AllocOutcome {
+    Done(Result<Vec<Replica>>),
+    /// Space is being reclaimed (eviction freed ranges that wait for their
+    /// owner's ledger ack): retry shortly.
+    WaitSpace,
+}
+
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub evictions: AtomicU64,
+    pub evicted_bytes: AtomicU64,
+    pub put_timeouts: AtomicU64,
+    pub dead_services: AtomicU64,
+}
+
+pub struct MetaState {
+    params: MetaParams,
+    clock: Arc<dyn Clock>,
+    index: Index,
+    members: Mutex<Membership>,
+    next_object_id: AtomicU64,
+    /// WRITING objects in allocation order: (since_ms, key, object id).
+    writing: Mutex<VecDeque<(u64, String, u64)>>,
+    /// Removed or evicted objects whose leases are still live.
+    zombies: Mutex<Vec<Object>>,
+    pub counters: Counters,
+}
+
+/// Maps service ids to indexes of a response's peer list.
+#[derive(Default)]
+struct PeerTable {
+    ids: Vec<ServiceId>,
+}
+
+impl PeerTable {
+    fn index_of(&mut self, id: ServiceId) -> u16 {
+        match self.ids.iter().position(|&x| x == id) {
+            Some(i) => i as u16,
+            None => {
+                self.ids.push(id);
+                (self.ids.len() - 1) as u16
+            }
+        }
+    }
+
+    fn resolve(&self, m: &Membership) -> Vec<Option<PeerInfo>> {
+        self.ids.iter().map(|id| m.members.get(id).map(|mem| mem.info.clone())).collect()
+    }
+}
+
+fn placements(peers: &mut PeerTable, replicas: &[Replica]) -> Vec<Placement> {
+    replicas.iter().map(|r| Placement { peer: peers.index_of(r.service), offset: r.offset }).collect()
+}
+
+impl MetaState {
+    pub fn new(params: MetaParams, clock: Arc<dyn Clock>) -> Self {
+        MetaState {
+            params,
+            clock,
+            index: Index::default(),
+            members: Mutex::new(Membership::default()),
+            next_object_id: AtomicU64::new(1),
+            writing: Mutex::new(VecDeque::new()),
+            zombies: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+        }
+    }
+
+    pub fn params(&self) -> &MetaParams {
+        &self.params
+    }
+
+    pub fn now(&self) -> u64 {
+        self.clock.now_ms()
+    }
+
+    // ---- membership -------------------------------------------------------
+
+    pub fn register(&self, req: &RegisterReq) -> Result<(ServiceId, u64)> {
+        let mut m = self.members.lock();
+        let id = m.register(req, self.now())?;
+        tracing::info!(service = id, host = req.host_id, addr = %req.transfer_addr,
+            segment = ?req.segment.as_ref().map(|s| s.size), recovering = req.recovering, "localservice registered");
+        Ok((id, m.epoch))
+    }
+
+    /// Rebuilds index entries and allocator occupancy from a chunk of the
+    /// owner's ledger. Entries that conflict (out of range, overlapping, or a
+    /// key already stored with another size) are dropped and a `Del` is
+    /// queued so the owner forgets them too.
+    pub fn recover(&self, service: ServiceId, entries: Vec<LedgerEntry>, done: bool) -> Result<u64> {
+        let mut accepted = 0u64;
+        for e in entries {
+            let ok = validate_key(&e.key).is_ok() && e.size > 0;
+            let mut shard = self.index.lock_key(&e.key);
+            let mut m = self.members.lock();
+            let Some(seg) = m.segment_mut(service) else {
+                return Err(Error::invalid(format!("service {service} has no segment")));
+            };
+            let existing = shard.get(&e.key);
+            let compatible = match existing {
+                None => true,
+                Some(o) => o.is_readable() && o.size == e.size && o.replicas.iter().all(|r| r.service != service),
+            };
+            if !(ok && compatible && seg.alloc.reserve(e.offset, e.size)) {
+                // Not ours to keep: tell the owner to drop it (nothing to free).
+                seg.ledger.del(e.offset, 0);
+                continue;
+            }
+            seg.objects += 1;
+            drop(m);
+            accepted += 1;
+            let replica = Replica { service, offset: e.offset };
+            match shard.get_mut(&e.key) {
+                Some(o) => o.replicas.push(replica),
+                None => {
+                    let o = Object {
+                        id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
+                        size: e.size,
+                        state: ObjState::Readable,
+                        replicas: vec![replica],
+                        last_access: self.index.next_tick(),
+                        lease: Lease::default(),
+                    };
+                    shard.insert(e.key, o);
+                }
+            }
+        }
+        if done {
+            if let Some(seg) = self.members.lock().segment_mut(service) {
+                seg.recovering = false;
+            }
+        }
+        Ok(accepted)
+    }
+
+    /// Refreshes liveness; returns (known, membership epoch).
+    pub fn heartbeat(&self, service: ServiceId) -> (bool, u64) {
+        let now = self.now();
+        let mut m = self.members.lock();
+        let epoch = m.epoch;
+        match m.get_mut(service) {
+            Some(mem) => {
+                mem.last_seen_ms = now;
+                (true, epoch)
+            }
+            None => (false, epoch),
+        }
+    }
+
+    /// Acknowledges ledger ops up to `acked` (releasing the space their
+    /// `Del`s freed) and returns the ones still pending. `None`: unknown service.
+    pub fn ledger_poll(&self, service: ServiceId, acked: u64) -> Option<(u64, Vec<LedgerOp>)> {
+        let now = self.now();
+        let mut m = self.members.lock();
+        let mem = m.get_mut(service)?;
+        mem.last_seen_ms = now;
+        let Some(seg) = mem.segment.as_mut() else { return Some((0, Vec::new())) };
+        for (off, size) in seg.ledger.ack(acked) {
+            if size > 0 {
+                seg.alloc.free(off, size);
+            }
+        }
+        Some(seg.ledger.pending())
+    }
+
+    pub fn unregister(&self, service: ServiceId) {
+        self.declare_dead(service, "unregistered");
+    }
+
+    pub fn members(&self) -> (u64, Vec<PeerInfo>) {
+        let m = self.members.lock();
+        (m.epoch, m.peers())
+    }
+
+    pub fn is_member(&self, service: ServiceId) -> bool {
+        self.members.lock().members.contains_key(&service)
+    }
+
+    /// Drops a LocalService: its segment, its replicas (objects left with no
+    /// replica disappear), its in-flight writes and its leases.
+    pub fn declare_dead(&self, service: ServiceId, why: &str) {
+        let removed = self.members.lock().remove(service);
+        if removed.is_none() {
+            return;
+        }
+        self.counters.dead_services.fetch_add(1, Ordering::Relaxed);
+        let mut dropped_objects = 0u64;
+        for s in 0..self.index.shard_count() {
+            let mut shard = self.index.lock(s);
+            let mut gone: Vec<String> = Vec::new();
+            let mut to_free: Vec<Object> = Vec::new();
+            for (k, o) in shard.iter_mut() {
+                o.lease.release_all_of(service);
+                let had = o.replicas.len();
+                o.replicas.retain(|r| r.service != service);
+                let writer_died = matches!(o.state, ObjState::Writing { writer, .. } if writer == service);
+                if writer_died || (had > 0 && o.replicas.is_empty()) {
+                    gone.push(k.clone());
+                }
+            }
+            for k in gone {
+                if let Some(o) = shard.remove(&k) {
+                    dropped_objects += 1;
+                    to_free.push(o);
+                }
+            }
+            if !to_free.is_empty() {
+                let mut m = self.members.lock();
+                for o in &to_free {
+                    Self::free_replicas(&mut m, o);
+                }
+            }
+        }
+        {
+            let mut z = self.zombies.lock();
+            for o in z.iter_mut() {
+                o.lease.release_all_of(service);
+                o.replicas.retain(|r| r.service != service);
+            }
+        }
+        tracing::warn!(service, why, dropped_objects, "localservice removed");
+    }
+
+    /// Returns an object's space: WRITING ranges go straight back to the
+    /// allocator; committed ones wait for the owner's ledger ack.
+    fn free_replicas(m: &mut Membership, o: &Object) {
+        for r in &o.replicas {
+            if let Some(seg) = m.segment_mut(r.service) {
+                match o.state {
+                    ObjState::Writing { .. } => seg.alloc.free(r.offset, o.size),
+                    ObjState::Readable => {
+                        seg.objects = seg.objects.saturating_sub(1);
+                        seg.ledger.del(r.offset, o.size);
+                    }
+                }
+            }
+        }
+    }
+
+    // ---- writes -----------------------------------------------------------
+
+    /// Validates and tries to allocate each item once. Items answered
+    /// `WaitSpace` should be retried (see the server's alloc loop).
+    pub fn alloc(&self, writer: ServiceId, items: &[AllocItem]) -> Vec<AllocOutcome> {
+        let now = self.now();
+        let known_writer = self.is_member(writer);
+        items
+            .iter()
+            .map(|it| {
+                if !known_writer {
+                    return AllocOutcome::Done(Err(Error::NotConnectedMeta(format!(
+                        "writer {writer} is not registered"
+                    ))));
+                }
+                match self.alloc_one(writer, it, now) {
+                    Ok(replicas) => AllocOutcome::Done(Ok(replicas)),
+                    Err(AllocErr::Fail(e)) => AllocOutcome::Done(Err(e)),
+                    Err(AllocErr::Wait) => AllocOutcome::WaitSpace,
+                }
+            })
+            .collect()
+    }
+
+    /// Turns replica lists into a response: a peer list plus placements
+    /// that index into it.
+    pub fn to_placements(&self, items: Vec<Result<Vec<Replica>>>) -> (Vec<PeerInfo>, Vec<Result<Vec<Placement>>>) {
+        let mut peers = PeerTable::default();
+        let items = items.into_iter().map(|r| r.map(|reps| placements(&mut peers, &reps))).collect();
+        let resolved = peers.resolve(&self.members.lock());
+        (resolved.into_iter().map(|p| p.unwrap_or_else(vanished_peer)).collect(), items)
+    }
+
+    fn alloc_one(&self, writer: ServiceId, it: &AllocItem, now: u64) -> Result<Vec<Replica>, AllocErr> {
+        validate_key(&it.key).map_err(AllocErr::Fail)?;
+        validate_replicas(it.replicas).map_err(AllocErr::Fail)?;
+        if it.size == 0 {
+            return Err(AllocErr::Fail(Error::invalid("object size is 0")));
+        }
+        let mut evicted_any = false;
+        for _attempt in 0..4 {
+            let mut shard = self.index.lock_key(&it.key);
+            if shard.contains_key(&it.key) {
+                return Err(AllocErr::Fail(Error::DuplicatedObject));
+            }
+            let mut m = self.members.lock();
+            let largest = m.members.values().filter_map(|x| x.segment.as_ref()).map(|s| s.alloc.capacity()).max();
+            if largest.is_some_and(|c| align_up(it.size) > c) {
+                return Err(AllocErr::Fail(Error::invalid(format!(
+                    "object size {} exceeds the largest segment ({} bytes)",
+                    it.size,
+                    largest.unwrap_or(0)
+                ))));
+            }
+            match placement::place(&mut m, writer, &it.preferred, it.replicas, it.size) {
+                Ok(replicas) => {
+                    drop(m);
+                    let o = Object {
+                        id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
+                        size: it.size,
+                        state: ObjState::Writing { writer, since_ms: now },
+                        replicas: replicas.clone(),
+                        last_access: self.index.next_tick(),
+                        lease: Lease::default(),
+                    };
+                    let id = o.id;
+                    shard.insert(it.key.clone(), o);
+                    drop(shard);
+                    self.writing.lock().push_back((now, it.key.clone(), id));
+                    return Ok(replicas);
+                }
+                Err(PlaceFailure::TooFewSegments { have }) => {
+                    return Err(AllocErr::Fail(Error::invalid(format!(
+                        "{} replicas requested but only {have} LocalServices with free memory segments are alive",
+                        it.replicas
+                    ))));
+                }
+                Err(PlaceFailure::NoSpace) => {
+                    let cands = placement::candidates(&m, writer, &it.preferred);
+                    let waiting: u64 = cands
+                        .iter()
+                        .filter_map(|id| m.members.get(id)?.segment.as_ref())
+                        .map(|s| s.ledger.waiting_bytes())
+                        .sum();
+                    drop(m);
+                    drop(shard);
+                    let want = align_up(it.size) * it.replicas as u64;
+                    let freed = self.evict_on(&cands, want, now);
+                    if freed > 0 {
+                        evicted_any = true;
+                        continue;
+                    }
+                    if waiting > 0 || evicted_any {
+                        return Err(AllocErr::Wait);
+                    }
+                    return Err(AllocErr::Fail(Error::NotEnoughMemory(format!(
+                        "no room for {} bytes x {} replicas and nothing evictable",
+                        it.size, it.replicas
+                    ))));
+                }
+            }
+        }
+        Err(AllocErr::Wait)
+    }
+
+    /// Evicts LRU objects with replicas on `segments` until `want` bytes are
+    /// released there (or nothing evictable remains); returns bytes released.
+    fn evict_on(&self, segments: &[ServiceId], want: u64, now: u64) -> u64 {
+        let on = |s: ServiceId| segments.contains(&s);
+        let victims = take_victims(&self.index, now, want, &|o| bytes_on(o, &on));
+        self.finish_eviction(victims, &on)
+    }
+
+    fn finish_eviction(&self, victims: Vec<(String, Object)>, on: &dyn Fn(ServiceId) -> bool) -> u64 {
+        if victims.is_empty() {
+            return 0;
+        }
+        let mut freed = 0;
+        let mut m = self.members.lock();
+        for (_, o) in &victims {
+            freed += bytes_on(o, on);
+            Self::free_replicas(&mut m, o);
+        }
+        self.counters.evictions.fetch_add(victims.len() as u64, Ordering::Relaxed);
+        self.counters.evicted_bytes.fetch_add(freed, Ordering::Relaxed);
+        freed
+    }
+
+    /// Commits and revokes the writer's in-flight objects.
+    pub fn finish(&self, writer: ServiceId, commit: &[String], revoke: &[String]) -> Vec<Result<()>> {
+        for key in revoke {
+            let mut shard = self.index.lock_key(key);
+            let mine = matches!(shard.get(key).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
+            if mine {
+                let o = shard.remove(key).expect("present");
+                Self::free_replicas(&mut self.members.lock(), &o);
+            }
+        }
+        commit
+            .iter()
+            .map(|key| {
+                let mut shard = self.index.lock_key(key);
+                let Some(o) = shard.get_mut(key.as_str()) else {
+                    return Err(Error::Timeout("the write was reclaimed before commit (put timeout or writer declared dead)".into()));
+                };
+                match o.state {
+                    ObjState::Writing { writer: w, .. } if w == writer => {
+                        o.state = ObjState::Readable;
+                        let (size, replicas) = (o.size, o.replicas.clone());
+                        self.index.touch(&mut shard, key);
+                        let mut m = self.members.lock();
+                        for r in replicas {
+                            if let Some(seg) = m.segment_mut(r.service) {
+                                seg.objects += 1;
+                                seg.ledger.add(key, r.offset, size);
+                            }
+                        }
+                        Ok(())
+                    }
+                    _ => Err(Error::Timeout("the write was reclaimed before commit".into())),
+                }
+            })
+            .collect()
+    }
+
+    // ---- reads ------------------------------------------------------------
+
+    /// Finds readable replicas and grants the reader a lease on each object.
+    pub fn lookup(&self, reader: ServiceId, keys: &[String]) -> (Vec<PeerInfo>, Vec<Result<Located>>) {
+        let now = self.now();
+        let mut peers = PeerTable::default();
+        let mut items: Vec<Result<Located>> = keys
+            .iter()
+            .map(|key| {
+                validate_key(key)?;
+                let mut shard = self.index.lock_key(key);
+                let o = match shard.get_mut(key.as_str()) {
+                    Some(o) if o.is_readable() => o,
+                    _ => return Err(Error::ObjectNotExists),
+                };
+                o.lease.grant(reader, now, self.params.lease_ms);
+                let loc = Located { size: o.size, object_id: o.id, replicas: placements(&mut peers, &o.replicas) };
+                self.index.touch(&mut shard, key);
+                Ok(loc)
+            })
+            .collect();
+        let resolved = peers.resolve(&self.members.lock());
+        // Drop replicas whose owner vanished between the two locks.
+        for it in items.iter_mut() {
+            if let Ok(loc) = it {
+                loc.replicas.retain(|p| resolved[p.peer as usize].is_some());
+                if loc.replicas.is_empty() {
+                    *it = Err(Error::ObjectNotExists);
+                }
+            }
+        }
+        let peers = resolved
+            .into_iter()
+            .map(|p| p.unwrap_or_else(vanished_peer))
+            .collect();
+        (peers, items)
+    }
+
+    pub fn release_leases(&self, reader: ServiceId, leases: &[(String, u64)]) {
+        let mut missed = Vec::new();
+        for (key, id) in leases {
+            let mut shard = self.index.lock_key(key);
+            match shard.get_mut(key.as_str()) {
+                Some(o) if o.id == *id => o.lease.release(reader),
+                _ => missed.push(*id),
+            }
+        }
+        if !missed.is_empty() {
+            let mut z = self.zombies.lock();
+            for id in missed {
+                if let Some(o) = z.iter_mut().find(|o| o.id == id) {
+                    o.lease.release(reader);
+                }
+            }
+        }
+    }
+
+    pub fn exist(&self, keys: &[String]) -> Vec<bool> {
+        keys.iter()
+            .map(|key| {
+                let mut shard = self.index.lock_key(key);
+                let readable = shard.get(key.as_str()).is_some_and(|o| o.is_readable());
+                if readable {
+                    self.index.touch(&mut shard, key);
+                }
+                readable
+            })
+            .collect()
+    }
+
+    pub fn key_info(&self, keys: &[String]) -> Vec<Result<KeyInfo>> {
+        let infos: Vec<Result<(u64, Vec<ServiceId>)>> = keys
+            .iter()
+            .map(|key| {
+                validate_key(key)?;
+                let shard = self.index.lock_key(key);
+                match shard.get(key.as_str()) {
+                    Some(o) if o.is_readable() => Ok((o.size, o.replicas.iter().map(|r| r.service).collect())),
+                    _ => Err(Error::ObjectNotExists),
+                }
+            })
+            .collect();
+        let m = self.members.lock();
+        infos
+            .into_iter()
+            .map(|r| {
+                r.map(|(size, services)| KeyInfo {
+                    size,
+                    replicas: services
+                        .into_iter()
+                        .map(|s| (s, m.members.get(&s).and_then(|x| x.segment.as_ref()).map_or(Medium::Dram, |g| g.medium)))
+                        .collect(),
+                })
+            })
+            .collect()
+    }
+
+    // ---- removal ----------------------------------------------------------
+
+    pub fn remove(&self, keys: &[String]) -> Vec<Result<()>> {
+        keys.iter()
+            .map(|key| {
+                validate_key(key)?;
+                let mut shard = self.index.lock_key(key);
+                if !shard.get(key.as_str()).is_some_and(|o| o.is_readable()) {
+                    return Err(Error::UnmatchedKey);
+                }
+                let o = shard.remove(key.as_str()).expect("present");
+                drop(shard);
+                self.retire(o);
+                Ok(())
+            })
+            .collect()
+    }
+
+    /// Frees a committed object now, or when its leases end.
+    fn retire(&self, o: Object) {
+        if o.lease.is_active(self.now()) {
+            self.zombies.lock().push(o);
+        } else {
+            Self::free_replicas(&mut self.members.lock(), &o);
+        }
+    }
+
+    pub fn remove_all(&self) -> u64 {
+        let mut n = 0;
+        for s in 0..self.index.shard_count() {
+            let mut shard = self.index.lock(s);
+            let keys: Vec<String> = shard.iter().filter(|(_, o)| o.is_readable()).map(|(k, _)| k.clone()).collect();
+            let objs: Vec<Object> = keys.iter().filter_map(|k| shard.remove(k.as_str())).collect();
+            drop(shard);
+            n += objs.len() as u64;
+            for o in objs {
+                self.retire(o);
+            }
+        }
+        n
+    }
+
+    // ---- housekeeping -----------------------------------------------------
+
+    /// Periodic work: dead LocalServices, timed-out writes, expired leases
+    /// of removed objects, background eviction above the high watermark.
+    pub fn tick(&self) {
+        let now = self.now();
+        let dead = self.members.lock().expired(now, self.params.heartbeat_timeout_ms);
+        for id in dead {
+            self.declare_dead(id, "heartbeat timeout");
+        }
+        self.reap_writes(now);
+        self.reap_zombies(now);
+        self.background_evict(now);
+    }
+
+    fn reap_writes(&self, now: u64) {
+        loop {
+            let (key, id) = {
+                let mut w = self.writing.lock();
+                match w.front() {
+                    Some(&(since, _, _)) if now.saturating_sub(since) >= self.params.put_timeout_ms => {
+                        let (_, k, id) = w.pop_front().expect("front");
+                        (k, id)
+                    }
+                    _ => return,
+                }
+            };
+            let mut shard = self.index.lock_key(&key);
+            let stale = shard.get(key.as_str()).is_some_and(|o| o.id == id && !o.is_readable());
+            if stale {
+                let o = shard.remove(key.as_str()).expect("present");
+                Self::free_replicas(&mut self.members.lock(), &o);
+                self.counters.put_timeouts.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(key, "write not committed within put_timeout: space reclaimed");
+            }
+        }
+    }
+
+    fn reap_zombies(&self, now: u64) {
+        let done: Vec<Object> = {
+            let mut z = self.zombies.lock();
+            let (done, keep) = std::mem::take(&mut *z).into_iter().partition(|o| !o.lease.is_active(now));
+            *z = keep;
+            done
+        };
+        if !done.is_empty() {
+            let mut m = self.members.lock();
+            for o in &done {
+                Self::free_replicas(&mut m, o);
+            }
+        }
+    }
+
+    fn background_evict(&self, now: u64) {
+        for medium in Medium::ALL {
+            let (cap, used) = self.members.lock().medium_usage(medium);
+            if cap == 0 || used * 100 < cap * self.params.high_watermark as u64 {
+                continue;
+            }
+            let target = cap * self.params.low_watermark as u64 / 100;
+            let want = used.saturating_sub(target);
+            let segs: Vec<ServiceId> = {
+                let m = self.members.lock();
+                m.members
+                    .iter()
+                    .filter(|(_, x)| x.segment.as_ref().is_some_and(|s| s.medium == medium))
+                    .map(|(id, _)| *id)
+                    .collect()
+            };
+            let freed = self.evict_on(&segs, want, now);
+            if freed > 0 {
+                tracing::debug!(medium = medium.name(), freed, "background eviction");
+            }
+        }
+    }
+
+    // ---- introspection ----------------------------------------------------
+
+    pub fn stat(&self) -> ClusterStat {
+        let keys = self.count_readable();
+        let now = self.now();
+        let mut leases = 0u64;
+        for s in 0..self.index.shard_count() {
+            leases += self.index.lock(s).values().filter(|o| o.lease.is_active(now)).count() as u64;
+        }
+        let m = self.members.lock();
+        ClusterStat {
+            members: m.members.len() as u32,
+            keys,
+            segments: m.segment_stats(),
+            evictions: self.counters.evictions.load(Ordering::Relaxed),
+            leases_active: leases,
+        }
+    }
+
+    pub fn count_readable(&self) -> u64 {
+        (0..self.index.shard_count())
+            .map(|s| self.index.lock(s).values().filter(|o| o.is_readable()).count() as u64)
+            .sum()
+    }
+
+    /// Readable keys in a stable order (shard, then LRU position), paged.
+    pub fn list_keys(&self, cursor: u64, limit: u32) -> (Vec<String>, Option<u64>) {
+        let mut out = Vec::new();
+        let mut pos = 0u64;
+        for s in 0..self.index.shard_count() {
+            let shard = self.index.lock(s);
+            let n = shard.len() as u64;
+            if pos + n <= cursor {
+                pos += n;
+                continue;
+            }
+            for (k, o) in shard.iter() {
+                if pos >= cursor && o.is_readable() {
+                    if out.len() == limit as usize {
+                        return (out, Some(pos));
+                    }
+                    out.push(k.clone());
+                }
+                pos += 1;
+            }
+        }
+        (out, None)
+    }
+
+    /// Usage per medium: medium -> (capacity, used).
+    pub fn usage(&self) -> BTreeMap<&'static str, (u64, u64)> {
+        let m = self.members.lock();
+        Medium::ALL.iter().map(|md| (md.name(), m.medium_usage(*md))).collect()
+    }
+}
+
+/// Placeholder for a peer that left between two locks; never referenced.
+fn vanished_peer() -> PeerInfo {
+    PeerInfo { service_id: 0, host_id: 0, transfer_addr: String::new(), segment: None }
+}
+
+enum AllocErr {
+    Fail(Error),
+    Wait,
+}
