@@ -1,1 +1,210 @@
-fn main(){}
+//! `mmc`: the MemCache command line.
+//!
+//! Service commands (`meta`, `local`, `up`) run until SIGINT/SIGTERM. Client
+//! commands (`put`, `get`, `rm`, `stat`) reach the MetaService at
+//! 127.0.0.1:5000 unless `--meta` says otherwise, and exit non-zero on any
+//! failure, a missing key included.
+
+mod bench;
+mod client;
+
+use clap::{Args, Parser, Subcommand};
+use mmc_config::{ConfigFile, LocalConfig, MetaConfig, Protocol, LOCAL_CONFIG_ENV, META_CONFIG_ENV};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "mmc", version, about = "MemCache: a distributed KV-cache store")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a MetaService.
+    Meta(MetaArgs),
+    /// Run a memory-provider LocalService (no application).
+    Local(LocalArgs),
+    /// Run a single-node cluster: a MetaService plus one LocalService.
+    Up(UpArgs),
+    /// Store a file (or stdin with `-`) under KEY.
+    Put(client::PutArgs),
+    /// Print the value of KEY to stdout (or to a file with -o).
+    Get(client::GetArgs),
+    /// Remove KEY.
+    Rm(client::RmArgs),
+    /// Show members, capacity, usage and key count.
+    Stat(client::StatArgs),
+    /// Measure put/get throughput against baselines measured in the same run.
+    Bench(bench::BenchArgs),
+}
+
+#[derive(Args, Clone)]
+struct MetaArgs {
+    /// TOML config file (default: $MMC_META_CONFIG_PATH, else built-in defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Control-RPC listen address (overrides meta.listen).
+    #[arg(long)]
+    listen: Option<String>,
+    /// HTTP listen address (overrides meta.http_listen; "" disables).
+    #[arg(long)]
+    http: Option<String>,
+}
+
+#[derive(Args, Clone)]
+struct LocalArgs {
+    /// TOML config file (default: $MMC_LOCAL_CONFIG_PATH, else built-in defaults).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// MetaService address (overrides local.meta_addr).
+    #[arg(long)]
+    meta: Option<String>,
+    /// Segment size, e.g. 512MB (overrides local.dram_size).
+    #[arg(long)]
+    dram_size: Option<String>,
+    /// auto or tcp (overrides local.protocol).
+    #[arg(long)]
+    protocol: Option<String>,
+    /// Transfer server listen address (overrides local.transfer_listen).
+    #[arg(long)]
+    transfer_listen: Option<String>,
+}
+
+#[derive(Args)]
+struct UpArgs {
+    #[command(flatten)]
+    meta: MetaArgs,
+    /// Segment size of the LocalService.
+    #[arg(long, default_value = "1GB")]
+    dram_size: String,
+}
+
+pub fn init_logging(level: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+}
+
+fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
+    let mut c = ConfigFile::load_or_env(a.config.as_deref(), META_CONFIG_ENV).map_err(|e| e.to_string())?.meta;
+    if let Some(l) = &a.listen {
+        c.listen = l.clone();
+    }
+    if let Some(h) = &a.http {
+        c.http_listen = h.clone();
+    }
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+pub fn local_config(
+    config: Option<&std::path::Path>,
+    meta: Option<&str>,
+    dram_size: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<LocalConfig, String> {
+    let mut c = ConfigFile::load_or_env(config, LOCAL_CONFIG_ENV).map_err(|e| e.to_string())?.local;
+    if let Some(m) = meta {
+        c.meta_addr = m.to_owned();
+    }
+    if let Some(s) = dram_size {
+        c.dram_size = mmc_config::ByteSize(mmc_config::parse_size(s).map_err(|e| format!("--dram-size: {e}"))?);
+    }
+    if let Some(p) = protocol {
+        c.protocol = match p {
+            "auto" => Protocol::Auto,
+            "tcp" => Protocol::Tcp,
+            _ => return Err(format!("--protocol: `{p}` is not auto or tcp")),
+        };
+    }
+    c.validate().map_err(|e| e.to_string())?;
+    Ok(c)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
+
+fn run_meta(a: MetaArgs) -> Result<(), String> {
+    let cfg = meta_config(&a)?;
+    init_logging(&cfg.log_level);
+    runtime().block_on(async {
+        let svc = mmc_meta::MetaService::bind(&cfg).await?;
+        tracing::info!(listen = %svc.local_addr(), http = ?svc.http_addr(), "metaservice ready");
+        svc.run(shutdown_signal()).await.map_err(|e| e.to_string())
+    })
+}
+
+fn run_local(a: LocalArgs) -> Result<(), String> {
+    let mut cfg = local_config(a.config.as_deref(), a.meta.as_deref(), a.dram_size.as_deref(), a.protocol.as_deref())?;
+    if let Some(t) = a.transfer_listen {
+        cfg.transfer_listen = t;
+        cfg.validate().map_err(|e| e.to_string())?;
+    }
+    if cfg.dram_size.0 == 0 {
+        return Err("local.dram_size is 0: a memory-provider LocalService needs a segment".into());
+    }
+    init_logging(&cfg.log_level);
+    let store = mmc_local::ObjectStore::connect(cfg).map_err(|e| e.to_string())?;
+    let svc = store.local_service().clone();
+    tracing::info!(service = svc.id(), transfer = %svc.transfer_addr, "localservice ready");
+    println!("localservice {} ready (transfer {})", svc.id(), svc.transfer_addr);
+    let rt = runtime();
+    rt.block_on(shutdown_signal());
+    store.blocking().close();
+    Ok(())
+}
+
+fn run_up(a: UpArgs) -> Result<(), String> {
+    let mcfg = meta_config(&a.meta)?;
+    init_logging(&mcfg.log_level);
+    let rt = runtime();
+    let svc = rt.block_on(mmc_meta::MetaService::bind(&mcfg))?;
+    let addr = svc.local_addr();
+    let http = svc.http_addr();
+    let meta_task = rt.spawn(svc.run(shutdown_signal()));
+    let lcfg = local_config(None, Some(&addr.to_string()), Some(&a.dram_size), None)?;
+    let store = mmc_local::ObjectStore::connect(lcfg).map_err(|e| e.to_string())?;
+    println!(
+        "memcache up: metaservice {addr}{}, localservice {} with a {} segment",
+        http.map(|h| format!(" (http {h})")).unwrap_or_default(),
+        store.service_id(),
+        a.dram_size
+    );
+    println!("try: mmc put hello - <<< world; mmc get hello; mmc stat   (Ctrl-C stops)");
+    rt.block_on(meta_task).map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    drop(store);
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Meta(a) => run_meta(a),
+        Cmd::Local(a) => run_local(a),
+        Cmd::Up(a) => run_up(a),
+        Cmd::Put(a) => client::put(a),
+        Cmd::Get(a) => client::get(a),
+        Cmd::Rm(a) => client::rm(a),
+        Cmd::Stat(a) => client::stat(a),
+        Cmd::Bench(a) => bench::run(a),
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mmc: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

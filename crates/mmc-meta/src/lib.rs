@@ -15,7 +15,9 @@
 pub mod allocator;
 pub mod clock;
 pub mod eviction;
+pub mod http;
 pub mod index;
+pub mod launch;
 pub mod ledger;
 pub mod membership;
 pub mod object;
@@ -24,4 +26,5 @@ pub mod metrics;
 pub mod server;
 pub mod state;
 
+pub use launch::MetaService;
 pub use state::{MetaParams, MetaState};

@@ -379,7 +379,13 @@ impl MetaState {
                     drop(m);
                     drop(shard);
                     let want = align_up(it.size) * it.replicas as u64;
-                    let freed = self.evict_on(&cands, want, now);
+                    // Space already on its way back (Dels awaiting the
+                    // owner's ack) counts: evicting for it again would drop
+                    // more objects than this alloc needs.
+                    if waiting >= want {
+                        return Err(AllocErr::Wait);
+                    }
+                    let freed = self.evict_on(&cands, want - waiting, now);
                     if freed > 0 {
                         evicted_any = true;
                         continue;
@@ -651,7 +657,21 @@ impl MetaState {
 
     fn background_evict(&self, now: u64) {
         for medium in Medium::ALL {
-            let (cap, used) = self.members.lock().medium_usage(medium);
+            let (cap, used) = {
+                let m = self.members.lock();
+                let (cap, used) = m.medium_usage(medium);
+                // Bytes whose Del awaits the owner's ack are already
+                // evicted: without this every tick before the ack would
+                // evict another `used - target` bytes.
+                let waiting: u64 = m
+                    .members
+                    .values()
+                    .filter_map(|x| x.segment.as_ref())
+                    .filter(|s| s.medium == medium)
+                    .map(|s| s.ledger.waiting_bytes())
+                    .sum();
+                (cap, used.saturating_sub(waiting))
+            };
             if cap == 0 || used * 100 < cap * self.params.high_watermark as u64 {
                 continue;
             }

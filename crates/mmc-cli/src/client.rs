@@ -1,0 +1,124 @@
+//! Client subcommands: put, get, rm, stat.
+
+use clap::Args;
+use mmc_local::{ObjectStore, PutOptions};
+use mmc_wire::message::{Request, Response};
+use std::io::{Read, Write};
+use std::path::PathBuf;
+
+#[derive(Args)]
+pub struct Conn {
+    /// MetaService address.
+    #[arg(long, default_value = "127.0.0.1:5000")]
+    pub meta: String,
+}
+
+#[derive(Args)]
+pub struct PutArgs {
+    #[command(flatten)]
+    conn: Conn,
+    key: String,
+    /// File to store, or `-` for stdin.
+    file: String,
+    /// Number of replicas.
+    #[arg(long, default_value_t = 1)]
+    replicas: u32,
+}
+
+#[derive(Args)]
+pub struct GetArgs {
+    #[command(flatten)]
+    conn: Conn,
+    key: String,
+    /// Write the value to this file instead of stdout.
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct RmArgs {
+    #[command(flatten)]
+    conn: Conn,
+    key: String,
+}
+
+#[derive(Args)]
+pub struct StatArgs {
+    #[command(flatten)]
+    conn: Conn,
+}
+
+/// A pure client (no segment) attached to `meta`.
+fn client(meta: &str) -> Result<mmc_local::BlockingObjectStore, String> {
+    let cfg = crate::local_config(None, Some(meta), Some("0"), None)?;
+    crate::init_logging("warn");
+    ObjectStore::connect(cfg).map(|s| s.blocking()).map_err(|e| e.to_string())
+}
+
+pub fn put(a: PutArgs) -> Result<(), String> {
+    let mut data = Vec::new();
+    if a.file == "-" {
+        std::io::stdin().read_to_end(&mut data).map_err(|e| format!("reading stdin: {e}"))?;
+    } else {
+        data = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file))?;
+    }
+    let c = client(&a.conn.meta)?;
+    let opts = PutOptions { replicas: a.replicas, preferred: vec![] };
+    let r = c.put(&a.key, &data, &opts).map_err(|e| format!("put {}: {e} (code {})", a.key, e.code()));
+    c.close();
+    r
+}
+
+pub fn get(a: GetArgs) -> Result<(), String> {
+    let c = client(&a.conn.meta)?;
+    let r = c.get(&a.key);
+    c.close();
+    let v = r.map_err(|e| format!("get {}: {e} (code {})", a.key, e.code()))?;
+    match a.output {
+        Some(p) => std::fs::write(&p, &v).map_err(|e| format!("writing {}: {e}", p.display())),
+        None => std::io::stdout().write_all(&v).map_err(|e| e.to_string()),
+    }
+}
+
+pub fn rm(a: RmArgs) -> Result<(), String> {
+    let c = client(&a.conn.meta)?;
+    let r = c.remove(&a.key);
+    c.close();
+    r.map_err(|e| format!("rm {}: {e} (code {})", a.key, e.code()))
+}
+
+pub fn stat(a: StatArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let st = rt.block_on(async {
+        let mc = mmc_local::meta_client::MetaClient::new(
+            a.conn.meta.clone(),
+            std::time::Duration::from_secs(5),
+            tokio::runtime::Handle::current(),
+        );
+        match mc.call(&Request::Stat).await {
+            Ok(Response::Stat(s)) => Ok(s),
+            Ok(other) => Err(format!("unexpected reply {other:?}")),
+            Err(e) => Err(format!("stat: {e}")),
+        }
+    })?;
+    println!("members: {}  keys: {}  evictions: {}  active leases: {}", st.members, st.keys, st.evictions, st.leases_active);
+    println!("{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>6} {:>9}", "service", "host", "transfer", "medium", "capacity", "used", "used%", "objects");
+    let (mut cap, mut used) = (0u64, 0u64);
+    for s in &st.segments {
+        cap += s.capacity;
+        used += s.used;
+        println!(
+            "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>5.1}% {:>9}",
+            s.service_id,
+            s.host_id,
+            s.transfer_addr,
+            s.medium.name(),
+            mmc_config::format_size(s.capacity),
+            s.used,
+            if s.capacity > 0 { s.used as f64 * 100.0 / s.capacity as f64 } else { 0.0 },
+            s.objects
+        );
+    }
+    println!("total capacity {} bytes, used {} bytes", cap, used);
+    Ok(())
+}

@@ -1,0 +1,166 @@
+//! Control-RPC client to the MetaService.
+//!
+//! One TCP connection carries every request of this LocalService, pipelined:
+//! each request gets an id, a reader task routes responses back by id, so
+//! requests complete out of order. The connection is opened lazily and
+//! reopened after a failure; while the MetaService is unreachable calls fail
+//! fast with NOT_CONNECTED_META.
+
+use mmc_wire::frame::{self, FrameKind};
+use mmc_wire::message::{Request, Response};
+use mmc_wire::{Error, Result};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio::runtime::Handle;
+use tokio::sync::{mpsc, oneshot};
+
+type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
+
+struct Conn {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    pending: Pending,
+    alive: Arc<AtomicBool>,
+}
+
+pub struct MetaClient {
+    addr: Mutex<String>,
+    conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    next_id: AtomicU64,
+    timeout: Duration,
+    handle: Handle,
+}
+
+impl MetaClient {
+    /// A client for `addr`; background tasks run on `handle`.
+    pub fn new(addr: String, timeout: Duration, handle: Handle) -> Self {
+        MetaClient {
+            addr: Mutex::new(addr),
+            conn: tokio::sync::Mutex::new(None),
+            next_id: AtomicU64::new(1),
+            timeout,
+            handle,
+        }
+    }
+
+    pub fn addr(&self) -> String {
+        self.addr.lock().clone()
+    }
+
+    async fn connection(&self) -> Result<Arc<Conn>> {
+        let mut guard = self.conn.lock().await;
+        if let Some(c) = guard.as_ref() {
+            if c.alive.load(Ordering::Acquire) {
+                return Ok(c.clone());
+            }
+        }
+        let addr = self.addr();
+        let timeout = self.timeout.min(Duration::from_secs(3));
+        // Connect on our own runtime so the socket is driven by it whatever
+        // runtime (or thread) the caller is on.
+        let sock = self
+            .handle
+            .spawn(async move { tokio::time::timeout(timeout, TcpStream::connect(addr)).await })
+            .await
+            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
+        let sock = match sock {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
+            Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
+        };
+        let _ = sock.set_nodelay(true);
+        let (mut rd, mut wr) = sock.into_split();
+        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let pending: Pending = Arc::default();
+        let alive = Arc::new(AtomicBool::new(true));
+        {
+            let alive = alive.clone();
+            self.handle.spawn(async move {
+                while let Some(buf) = rx.recv().await {
+                    if wr.write_all(&buf).await.is_err() {
+                        break;
+                    }
+                }
+                alive.store(false, Ordering::Release);
+            });
+        }
+        {
+            let alive = alive.clone();
+            let pending = pending.clone();
+            self.handle.spawn(async move {
+                loop {
+                    match frame::read_frame(&mut rd).await {
+                        Ok(Some(f)) if f.kind == FrameKind::Response => {
+                            let resp = f.decode::<Response>().unwrap_or_else(|e| {
+                                Response::Failed(Error::Other(format!("undecodable response: {e}")))
+                            });
+                            if let Some(tx) = pending.lock().remove(&f.id) {
+                                let _ = tx.send(resp);
+                            }
+                        }
+                        Ok(Some(_)) => {
+                            tracing::warn!("metaservice sent a request frame; closing");
+                            break;
+                        }
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "metaservice connection failed");
+                            break;
+                        }
+                    }
+                }
+                alive.store(false, Ordering::Release);
+                // Dropping the senders fails every waiting call.
+                pending.lock().clear();
+            });
+        }
+        let c = Arc::new(Conn { tx, pending, alive });
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Sends one request and waits for its response. `Response::Failed`
+    /// becomes `Err`.
+    pub async fn call(&self, req: &Request) -> Result<Response> {
+        self.call_timeout(req, self.timeout).await
+    }
+
+    pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
+        let conn = self.connection().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let buf = frame::encode(FrameKind::Request, id, req)
+            .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        conn.pending.lock().insert(id, tx);
+        if conn.tx.send(buf).is_err() {
+            conn.pending.lock().remove(&id);
+            conn.alive.store(false, Ordering::Release);
+            return Err(Error::NotConnectedMeta("connection closed".into()));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(Response::Failed(e))) => Err(e),
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(_)) => Err(Error::NotConnectedMeta("connection to the metaservice was lost".into())),
+            Err(_) => {
+                conn.pending.lock().remove(&id);
+                Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
+            }
+        }
+    }
+
+    /// Drops the current connection (the next call reconnects).
+    pub async fn reset(&self) {
+        if let Some(c) = self.conn.lock().await.take() {
+            c.alive.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Error for a response of the wrong kind.
+pub fn unexpected(resp: Response) -> Error {
+    Error::Other(format!("unexpected response from metaservice: {resp:?}"))
+}

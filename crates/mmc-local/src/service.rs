@@ -1,0 +1,253 @@
+//! The LocalService: membership of this process in the cluster.
+//!
+//! It owns the contributed segment and its transfer server, registration
+//! with the MetaService (service id), the heartbeat loop, and the segment's
+//! ledger of committed replicas, which it pulls from the MetaService in
+//! batches and hands back when it must register again (MetaService restart
+//! or failover) so the new MetaService can rebuild its metadata.
+
+use crate::meta_client::{unexpected, MetaClient};
+use crate::segment::Segment;
+use mmc_config::LocalConfig;
+use mmc_wire::message::{LedgerEntry, LedgerOp, RegisterReq, Request, Response, SegmentDesc};
+use mmc_wire::{Error, HostId, Medium, Result, ServiceId};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::task::JoinHandle;
+
+/// Ledger entries per `Recover` request.
+const RECOVER_CHUNK: usize = 8192;
+
+#[derive(Default)]
+struct OwnerLedger {
+    /// offset -> (key, size) of each committed replica in our segment.
+    entries: HashMap<u64, (String, u64)>,
+    /// Last ledger op applied (in the current MetaService's numbering).
+    acked: u64,
+}
+
+pub struct LocalService {
+    pub host_id: HostId,
+    pub segment: Option<Arc<Segment>>,
+    pub transfer_addr: String,
+    pub meta: Arc<MetaClient>,
+    id: Arc<AtomicU32>,
+    lease_ms: AtomicU64,
+    members_epoch: AtomicU64,
+    ledger: Mutex<OwnerLedger>,
+    /// Bumped on every (re)registration; ledger polls of an older one are void.
+    generation: AtomicU64,
+    register_lock: tokio::sync::Mutex<()>,
+    heartbeat_interval: Duration,
+    closed: AtomicBool,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl LocalService {
+    /// Creates the segment (when `dram_size > 0`), starts the transfer
+    /// server, registers, and starts the heartbeat and ledger loops.
+    pub async fn start(cfg: &LocalConfig, handle: Handle) -> Result<Arc<Self>> {
+        let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
+        let meta = Arc::new(MetaClient::new(
+            cfg.meta_addr.clone(),
+            Duration::from_millis(cfg.rpc_timeout_ms),
+            handle.clone(),
+        ));
+        let id = Arc::new(AtomicU32::new(0));
+        let mut tasks = Vec::new();
+        let (segment, transfer_addr) = if cfg.dram_size.0 > 0 {
+            let seg = Arc::new(Segment::create(cfg.dram_size.0 as usize)?);
+            let listener = TcpListener::bind(&cfg.transfer_listen)
+                .await
+                .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;
+            let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
+            let advertised = cfg.transfer_advertise.clone().unwrap_or_else(|| bound.to_string());
+            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            (Some(seg), advertised)
+        } else {
+            (None, String::new())
+        };
+        let svc = Arc::new(LocalService {
+            host_id,
+            segment,
+            transfer_addr,
+            meta,
+            id,
+            lease_ms: AtomicU64::new(2000),
+            members_epoch: AtomicU64::new(0),
+            ledger: Mutex::new(OwnerLedger::default()),
+            generation: AtomicU64::new(0),
+            register_lock: tokio::sync::Mutex::new(()),
+            heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval_ms),
+            closed: AtomicBool::new(false),
+            tasks: Mutex::new(tasks),
+        });
+        if let Err(e) = svc.register().await {
+            svc.abort_tasks();
+            return Err(e);
+        }
+        let hb = handle.spawn(svc.clone().heartbeat_loop());
+        svc.tasks.lock().push(hb);
+        if svc.segment.is_some() {
+            let lp = handle.spawn(svc.clone().ledger_loop());
+            svc.tasks.lock().push(lp);
+        }
+        Ok(svc)
+    }
+
+    /// This LocalService's id (0 before registration).
+    pub fn id(&self) -> ServiceId {
+        self.id.load(Ordering::Acquire)
+    }
+
+    pub fn lease_ms(&self) -> u64 {
+        self.lease_ms.load(Ordering::Relaxed)
+    }
+
+    pub fn members_epoch(&self) -> u64 {
+        self.members_epoch.load(Ordering::Relaxed)
+    }
+
+    /// Number of replicas recorded in this segment's ledger.
+    pub fn ledger_len(&self) -> usize {
+        self.ledger.lock().entries.len()
+    }
+
+    /// Registers (again), sending the ledger when there is one.
+    async fn register(&self) -> Result<()> {
+        let _g = self.register_lock.lock().await;
+        let entries: Vec<LedgerEntry> = self
+            .ledger
+            .lock()
+            .entries
+            .iter()
+            .map(|(&offset, (key, size))| LedgerEntry { key: key.clone(), offset, size: *size })
+            .collect();
+        let prev = self.id();
+        let req = RegisterReq {
+            host_id: self.host_id,
+            transfer_addr: self.transfer_addr.clone(),
+            segment: self.segment.as_ref().map(|s| SegmentDesc {
+                name: s.name().to_owned(),
+                medium: Medium::Dram,
+                size: s.len() as u64,
+            }),
+            prev_service_id: (prev != 0).then_some(prev),
+            recovering: !entries.is_empty(),
+        };
+        let recovering = req.recovering;
+        let (sid, lease_ms, epoch) = match self.meta.call(&Request::Register(req)).await? {
+            Response::Registered { service_id, lease_ms, members_epoch } => (service_id, lease_ms, members_epoch),
+            other => return Err(unexpected(other)),
+        };
+        {
+            let mut l = self.ledger.lock();
+            l.acked = 0;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        self.id.store(sid, Ordering::Release);
+        self.lease_ms.store(lease_ms, Ordering::Relaxed);
+        self.members_epoch.store(epoch, Ordering::Relaxed);
+        if recovering {
+            let n = entries.len();
+            let mut chunks = entries.chunks(RECOVER_CHUNK).peekable();
+            while let Some(c) = chunks.next() {
+                let done = chunks.peek().is_none();
+                self.meta.call(&Request::Recover { service_id: sid, entries: c.to_vec(), done }).await?;
+            }
+            tracing::info!(service = sid, prev, replicas = n, "re-registered and sent the ledger");
+        } else {
+            tracing::info!(service = sid, host = self.host_id, addr = %self.transfer_addr, "registered");
+        }
+        Ok(())
+    }
+
+    async fn heartbeat_loop(self: Arc<Self>) {
+        let mut iv = tokio::time::interval(self.heartbeat_interval);
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let r = self.meta.call_timeout(&Request::Heartbeat { service_id: self.id() }, self.heartbeat_interval * 2).await;
+            match r {
+                Ok(Response::HeartbeatAck { known: true, members_epoch }) => {
+                    self.members_epoch.store(members_epoch, Ordering::Relaxed);
+                }
+                Ok(Response::HeartbeatAck { known: false, .. }) => {
+                    tracing::warn!(service = self.id(), "metaservice does not know us: registering again");
+                    if let Err(e) = self.register().await {
+                        tracing::warn!(error = %e, "re-registration failed");
+                    }
+                }
+                Ok(other) => tracing::warn!(?other, "unexpected heartbeat reply"),
+                Err(e) => tracing::debug!(error = %e, "heartbeat failed"),
+            }
+        }
+    }
+
+    async fn ledger_loop(self: Arc<Self>) {
+        loop {
+            if self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            let gen = self.generation.load(Ordering::Acquire);
+            let acked = self.ledger.lock().acked;
+            let req = Request::LedgerPoll { service_id: self.id(), acked };
+            match self.meta.call(&req).await {
+                Ok(Response::LedgerOps { known: true, last_seq, ops }) => {
+                    let mut l = self.ledger.lock();
+                    if self.generation.load(Ordering::Acquire) != gen {
+                        continue;
+                    }
+                    for op in ops {
+                        match op {
+                            LedgerOp::Add(e) => {
+                                l.entries.insert(e.offset, (e.key, e.size));
+                            }
+                            LedgerOp::Del { offset } => {
+                                l.entries.remove(&offset);
+                            }
+                        }
+                    }
+                    l.acked = l.acked.max(last_seq);
+                }
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
+    fn abort_tasks(&self) {
+        for t in self.tasks.lock().drain(..) {
+            t.abort();
+        }
+    }
+
+    /// Stops the loops and leaves the cluster gracefully.
+    pub async fn close(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.abort_tasks();
+        let id = self.id();
+        if id != 0 {
+            let _ = self
+                .meta
+                .call_timeout(&Request::Unregister { service_id: id }, Duration::from_secs(2))
+                .await;
+        }
+    }
+}
+
+impl Drop for LocalService {
+    fn drop(&mut self) {
+        self.abort_tasks();
+    }
+}

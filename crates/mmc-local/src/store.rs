@@ -1,0 +1,636 @@
+//! The client API: [`ObjectStore`] (async) and [`BlockingObjectStore`].
+//!
+//! A put is one `Alloc` RPC for the whole batch, the data copies (a memcpy
+//! into a segment of this host, or a TCP write to a remote one, run
+//! concurrently), then one `Finish` RPC committing what was copied and
+//! revoking what was not. A get is one `Lookup` RPC (which grants read
+//! leases), the copies from the nearest replica straight into the caller's
+//! buffers, a lease check, and an asynchronous batched lease release.
+//! Per-key results keep the batch order; a whole-batch failure (bad batch
+//! length, MetaService unreachable) is the outer `Err`.
+
+use crate::buffer::{gather, scatter, total_len, Piece};
+use crate::segment::Segment;
+use crate::service::LocalService;
+use crate::transfer::client::TransferClient;
+use mmc_config::{LocalConfig, Protocol};
+use mmc_wire::message::{AllocItem, KeyInfo, Located, PeerInfo, Placement, Request, Response};
+use mmc_wire::{validate_batch_len, validate_key, validate_replicas, Error, Result, ServiceId};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::runtime::{Handle, Runtime};
+use tokio::sync::mpsc;
+
+/// How a put places its replicas.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Number of replicas, 1..=8, each on a different LocalService.
+    pub replicas: u32,
+    /// Service ids to place replicas on first.
+    pub preferred: Vec<ServiceId>,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        PutOptions { replicas: 1, preferred: Vec::new() }
+    }
+}
+
+/// Per-key results of a batch.
+pub type BatchResult<T = ()> = Result<Vec<Result<T>>>;
+
+/// Async client handle: `Send + Sync`, cheap to clone.
+#[derive(Clone)]
+pub struct ObjectStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    runtime: Mutex<Option<Runtime>>,
+    handle: Handle,
+    svc: Arc<LocalService>,
+    xfer: TransferClient,
+    protocol: Protocol,
+    peers: Mutex<PeerMaps>,
+    lease_tx: mpsc::UnboundedSender<(String, u64)>,
+}
+
+#[derive(Default)]
+struct PeerMaps {
+    epoch: u64,
+    maps: HashMap<ServiceId, Arc<Segment>>,
+}
+
+fn put_ok(r: Result<()>) -> Result<()> {
+    match r {
+        Err(Error::DuplicatedObject) => Ok(()),
+        r => r,
+    }
+}
+
+impl ObjectStore {
+    /// Starts a LocalService from `cfg` (contributing a segment unless
+    /// `dram_size` is 0) on a runtime of its own and joins the cluster.
+    /// Must not be called from inside an async context; use
+    /// [`ObjectStore::connect_async`] there.
+    pub fn connect(cfg: LocalConfig) -> Result<Self> {
+        cfg.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(cfg.worker_threads as usize)
+            .thread_name("mmc-local")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Other(format!("cannot start runtime: {e}")))?;
+        let handle = rt.handle().clone();
+        let store = handle.block_on(Self::start(cfg, handle.clone()))?;
+        *store.inner.runtime.lock() = Some(rt);
+        Ok(store)
+    }
+
+    /// Like [`ObjectStore::connect`], from inside a Tokio runtime whose
+    /// handle then runs the background tasks.
+    pub async fn connect_async(cfg: LocalConfig) -> Result<Self> {
+        cfg.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        Self::start(cfg, Handle::current()).await
+    }
+
+    async fn start(cfg: LocalConfig, handle: Handle) -> Result<Self> {
+        let svc = LocalService::start(&cfg, handle.clone()).await?;
+        let (lease_tx, lease_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            runtime: Mutex::new(None),
+            xfer: TransferClient::new(
+                cfg.transfer_connections as usize,
+                Duration::from_millis(cfg.transfer_timeout_ms),
+                handle.clone(),
+            ),
+            handle: handle.clone(),
+            svc: svc.clone(),
+            protocol: cfg.protocol,
+            peers: Mutex::new(PeerMaps::default()),
+            lease_tx,
+        });
+        handle.spawn(release_leases(svc, lease_rx));
+        Ok(ObjectStore { inner })
+    }
+
+    /// A blocking view of this store.
+    pub fn blocking(&self) -> BlockingObjectStore {
+        BlockingObjectStore { store: self.clone() }
+    }
+
+    /// The service id (rank) the MetaService gave this LocalService.
+    pub fn service_id(&self) -> ServiceId {
+        self.inner.svc.id()
+    }
+
+    pub fn local_service(&self) -> &Arc<LocalService> {
+        &self.inner.svc
+    }
+
+    /// Leaves the cluster and stops background work.
+    pub async fn close(&self) {
+        self.inner.svc.close().await;
+    }
+
+    // ---- puts -------------------------------------------------------------
+
+    pub async fn put(&self, key: &str, value: &[u8], opts: &PutOptions) -> Result<()> {
+        // SAFETY: the borrow keeps `value` alive and unmodified for the call.
+        let r = unsafe { self.put_raw_batch(&[key], &[vec![Piece::of(value)]], opts).await? };
+        put_ok(r.into_iter().next().expect("one result"))
+    }
+
+    /// Stores the concatenation of `layers` as one object.
+    pub async fn put_layers(&self, key: &str, layers: &[&[u8]], opts: &PutOptions) -> Result<()> {
+        let pieces: Vec<Piece> = layers.iter().map(|l| Piece::of(l)).collect();
+        // SAFETY: the borrows keep the layers alive for the call.
+        let r = unsafe { self.put_raw_batch(&[key], &[pieces], opts).await? };
+        put_ok(r.into_iter().next().expect("one result"))
+    }
+
+    pub async fn put_batch(&self, keys: &[&str], values: &[&[u8]], opts: &PutOptions) -> BatchResult {
+        let values: Vec<Vec<Piece>> = values.iter().map(|v| vec![Piece::of(v)]).collect();
+        // SAFETY: the borrows keep the values alive for the call.
+        let r = unsafe { self.put_raw_batch(keys, &values, opts).await? };
+        Ok(r.into_iter().map(put_ok).collect())
+    }
+
+    pub async fn put_layers_batch(&self, keys: &[&str], layers: &[Vec<&[u8]>], opts: &PutOptions) -> BatchResult {
+        let values: Vec<Vec<Piece>> = layers.iter().map(|ls| ls.iter().map(|l| Piece::of(l)).collect()).collect();
+        // SAFETY: the borrows keep the layers alive for the call.
+        let r = unsafe { self.put_raw_batch(keys, &values, opts).await? };
+        Ok(r.into_iter().map(put_ok).collect())
+    }
+
+    /// Puts values given as raw buffers (each a list of layers). An existing
+    /// key is reported as `Err(DuplicatedObject)` (the safe methods map it
+    /// to success).
+    ///
+    /// # Safety
+    /// Every piece must be valid for reads for the whole call.
+    pub async unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
+        validate_batch_len(keys.len())?;
+        if keys.len() != values.len() {
+            return Err(Error::invalid(format!("{} keys but {} values", keys.len(), values.len())));
+        }
+        validate_replicas(opts.replicas)?;
+        let mut results: Vec<Result<()>> = vec![Ok(()); keys.len()];
+        let mut items = Vec::new();
+        let mut which = Vec::new();
+        for (i, (k, v)) in keys.iter().zip(values).enumerate() {
+            match validate_key(k).and_then(|_| total_len(v)) {
+                Ok(size) => {
+                    items.push(AllocItem {
+                        key: (*k).to_owned(),
+                        size,
+                        replicas: opts.replicas,
+                        preferred: opts.preferred.clone(),
+                    });
+                    which.push(i);
+                }
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        if items.is_empty() {
+            return Ok(results);
+        }
+        let me = self.service_id();
+        let (peers, placed) = match self.inner.svc.meta.call(&Request::Alloc { writer: me, items: items.clone() }).await? {
+            Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
+            other => return Err(crate::meta_client::unexpected(other)),
+        };
+        let this = self;
+        let peers = &peers;
+        let copies = placed.into_iter().zip(which.iter().copied()).zip(&items).map(|((p, i), item)| async move {
+            let r = match p {
+                Ok(reps) => this.write_replicas(peers, &reps, &values[i], item.size).await,
+                Err(e) => Err(e),
+            };
+            (i, r)
+        });
+        let copied = futures::future::join_all(copies).await;
+        let mut commit = Vec::new();
+        let mut commit_idx = Vec::new();
+        let mut revoke = Vec::new();
+        for (i, r) in copied {
+            match r {
+                Ok(()) => {
+                    commit.push(keys[i].to_owned());
+                    commit_idx.push(i);
+                }
+                Err(Error::DuplicatedObject) => results[i] = Err(Error::DuplicatedObject),
+                Err(e) => {
+                    if !matches!(e, Error::NotEnoughMemory(_) | Error::InvalidParam(_)) {
+                        revoke.push(keys[i].to_owned());
+                    }
+                    results[i] = Err(e);
+                }
+            }
+        }
+        if commit.is_empty() && revoke.is_empty() {
+            return Ok(results);
+        }
+        match self.inner.svc.meta.call(&Request::Finish { writer: me, commit, revoke }).await? {
+            Response::Finish { commit } if commit.len() == commit_idx.len() => {
+                for (r, i) in commit.into_iter().zip(commit_idx) {
+                    results[i] = r;
+                }
+            }
+            other => return Err(crate::meta_client::unexpected(other)),
+        }
+        Ok(results)
+    }
+
+    async fn write_replicas(&self, peers: &[PeerInfo], reps: &[Placement], src: &[Piece], size: u64) -> Result<()> {
+        let futs = reps.iter().map(|p| async move {
+            let peer = peers.get(p.peer as usize).ok_or_else(|| Error::Other("bad peer index".into()))?;
+            match self.local_view(peer) {
+                Some(seg) => {
+                    let dst = seg.range(p.offset, size)?;
+                    // SAFETY: dst is inside the mapping; the MetaService
+                    // allocated this range to us; src is valid per caller.
+                    unsafe { gather(src, dst) };
+                    Ok(())
+                }
+                None => self.inner.xfer.write(&peer.transfer_addr, peer.service_id, p.offset, src, size).await,
+            }
+        });
+        for r in futures::future::join_all(futs).await {
+            r?;
+        }
+        Ok(())
+    }
+
+    /// The segment of `peer` mapped in this process, when the data path to
+    /// it is shared memory.
+    fn local_view(&self, peer: &PeerInfo) -> Option<Arc<Segment>> {
+        let svc = &self.inner.svc;
+        if peer.service_id == svc.id() {
+            return svc.segment.clone();
+        }
+        let desc = peer.segment.as_ref()?;
+        if self.inner.protocol != Protocol::Auto || peer.host_id != svc.host_id {
+            return None;
+        }
+        let mut pm = self.inner.peers.lock();
+        let epoch = svc.members_epoch();
+        if pm.epoch != epoch {
+            // Membership changed: drop mappings so departed peers' memory is released.
+            pm.maps.clear();
+            pm.epoch = epoch;
+        }
+        if let Some(s) = pm.maps.get(&peer.service_id) {
+            if s.name() == desc.name && s.len() as u64 == desc.size {
+                return Some(s.clone());
+            }
+        }
+        match Segment::open(&desc.name, desc.size as usize) {
+            Ok(s) => {
+                let s = Arc::new(s);
+                pm.maps.insert(peer.service_id, s.clone());
+                Some(s)
+            }
+            Err(e) => {
+                tracing::debug!(peer = peer.service_id, error = %e, "cannot map peer segment, using tcp");
+                None
+            }
+        }
+    }
+
+    // ---- gets -------------------------------------------------------------
+
+    pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.get_batch(&[key]).await?.into_iter().next().expect("one result")
+    }
+
+    pub async fn get_batch(&self, keys: &[&str]) -> BatchResult<Vec<u8>> {
+        let r = self.get_impl(keys, None).await?;
+        Ok(r.into_iter().map(|r| r.map(|v| v.expect("allocated"))).collect())
+    }
+
+    /// Copies the object into `buf`, whose length must equal the object size.
+    pub async fn get_into(&self, key: &str, buf: &mut [u8]) -> Result<()> {
+        let dest = [vec![Piece::of_mut(buf)]];
+        // SAFETY: the borrow keeps `buf` alive and exclusive for the call.
+        let r = unsafe { self.get_into_raw_batch(&[key], &dest).await? };
+        r.into_iter().next().expect("one result")
+    }
+
+    /// Scatters the object into `bufs` in order; their lengths must sum to
+    /// the object size.
+    pub async fn get_into_layers(&self, key: &str, bufs: &mut [&mut [u8]]) -> Result<()> {
+        let dest = [bufs.iter_mut().map(|b| Piece::of_mut(b)).collect::<Vec<_>>()];
+        // SAFETY: the borrows keep the buffers alive and exclusive for the call.
+        let r = unsafe { self.get_into_raw_batch(&[key], &dest).await? };
+        r.into_iter().next().expect("one result")
+    }
+
+    pub async fn get_into_batch(&self, keys: &[&str], bufs: &mut [&mut [u8]]) -> BatchResult {
+        let dest: Vec<Vec<Piece>> = bufs.iter_mut().map(|b| vec![Piece::of_mut(b)]).collect();
+        // SAFETY: the borrows keep the buffers alive and exclusive for the call.
+        unsafe { self.get_into_raw_batch(keys, &dest).await }
+    }
+
+    /// Gets into raw buffers (each a list of layers).
+    ///
+    /// # Safety
+    /// Every piece must be valid for writes, and not otherwise accessed,
+    /// for the whole call.
+    pub async unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
+        if keys.len() != dests.len() {
+            validate_batch_len(keys.len())?;
+            return Err(Error::invalid(format!("{} keys but {} buffers", keys.len(), dests.len())));
+        }
+        let r = self.get_impl(keys, Some(dests)).await?;
+        Ok(r.into_iter().map(|r| r.map(|_| ())).collect())
+    }
+
+    async fn get_impl(&self, keys: &[&str], dests: Option<&[Vec<Piece>]>) -> BatchResult<Option<Vec<u8>>> {
+        validate_batch_len(keys.len())?;
+        let mut results: Vec<Result<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
+        let mut ask = Vec::new();
+        let mut which = Vec::new();
+        for (i, k) in keys.iter().enumerate() {
+            let check = validate_key(k).and_then(|_| match dests {
+                Some(d) => total_len(&d[i]).map(|_| ()),
+                None => Ok(()),
+            });
+            match check {
+                Ok(()) => {
+                    ask.push((*k).to_owned());
+                    which.push(i);
+                    results.push(Ok(None));
+                }
+                Err(e) => results.push(Err(e)),
+            }
+        }
+        if ask.is_empty() {
+            return Ok(results);
+        }
+        let sent = Instant::now();
+        let reader = self.service_id();
+        let (peers, lease_ms, items) = match self.inner.svc.meta.call(&Request::Lookup { reader, keys: ask }).await? {
+            Response::Lookup { peers, lease_ms, items } if items.len() == which.len() => (peers, lease_ms, items),
+            other => return Err(crate::meta_client::unexpected(other)),
+        };
+        let deadline = sent + Duration::from_millis(lease_ms);
+        let this = self;
+        let peers = &peers;
+        let reads = items.into_iter().zip(which.iter().copied()).map(|(item, i)| async move {
+            let loc = match item {
+                Ok(l) => l,
+                Err(e) => return (i, Err(e)),
+            };
+            let r = this.read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline).await;
+            let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
+            (i, r)
+        });
+        for (i, r) in futures::future::join_all(reads).await {
+            results[i] = r;
+        }
+        Ok(results)
+    }
+
+    async fn read_one(
+        &self,
+        peers: &[PeerInfo],
+        loc: &Located,
+        dest: Option<&[Piece]>,
+        deadline: Instant,
+    ) -> Result<Option<Vec<u8>>> {
+        let mut owned: Option<Vec<u8>> = None;
+        let pieces: Vec<Piece> = match dest {
+            Some(d) => {
+                let total = total_len(d)?;
+                if total != loc.size {
+                    return Err(Error::invalid(format!(
+                        "buffers hold {total} bytes but the object has {} bytes",
+                        loc.size
+                    )));
+                }
+                d.to_vec()
+            }
+            None => {
+                let mut v = Vec::with_capacity(loc.size as usize);
+                let p = Piece { addr: v.as_mut_ptr() as usize, len: loc.size as usize };
+                owned = Some(std::mem::take(&mut v));
+                vec![p]
+            }
+        };
+        // Nearest replica first: own segment, then this host, then remote.
+        let me = self.inner.svc.id();
+        let host = self.inner.svc.host_id;
+        let mut order: Vec<&Placement> = loc.replicas.iter().collect();
+        order.sort_by_key(|p| match peers.get(p.peer as usize) {
+            Some(x) if x.service_id == me => 0,
+            Some(x) if x.host_id == host => 1,
+            _ => 2,
+        });
+        let mut last_err = Error::ObjectNotExists;
+        for p in order {
+            let Some(peer) = peers.get(p.peer as usize) else { continue };
+            let r = match self.local_view(peer) {
+                Some(seg) => seg.range(p.offset, loc.size).map(|src| {
+                    // SAFETY: src is inside the mapping and leased to us;
+                    // the pieces are valid for writes per the caller.
+                    unsafe { scatter(src, &pieces) }
+                }),
+                None => self.inner.xfer.read(&peer.transfer_addr, peer.service_id, p.offset, &pieces, loc.size).await,
+            };
+            match r {
+                Ok(()) => {
+                    if Instant::now() >= deadline {
+                        return Err(Error::LeaseExpired);
+                    }
+                    if let Some(mut v) = owned {
+                        // SAFETY: the copy above initialised all `size` bytes.
+                        unsafe { v.set_len(loc.size as usize) };
+                        return Ok(Some(v));
+                    }
+                    return Ok(None);
+                }
+                Err(e) => last_err = e,
+            }
+        }
+        Err(last_err)
+    }
+
+    // ---- metadata ---------------------------------------------------------
+
+    pub async fn exist(&self, key: &str) -> Result<bool> {
+        validate_key(key)?;
+        Ok(self.exist_batch(&[key]).await?[0])
+    }
+
+    /// One bool per key (an invalid key reads as absent).
+    pub async fn exist_batch(&self, keys: &[&str]) -> Result<Vec<bool>> {
+        validate_batch_len(keys.len())?;
+        let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+        match self.inner.svc.meta.call(&Request::Exist { keys }).await? {
+            Response::Exist(v) => Ok(v),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    pub async fn key_info(&self, key: &str) -> Result<KeyInfo> {
+        self.key_info_batch(&[key]).await?.into_iter().next().expect("one result")
+    }
+
+    pub async fn key_info_batch(&self, keys: &[&str]) -> BatchResult<KeyInfo> {
+        validate_batch_len(keys.len())?;
+        let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+        match self.inner.svc.meta.call(&Request::KeyInfo { keys }).await? {
+            Response::KeyInfo(v) => Ok(v),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    pub async fn remove(&self, key: &str) -> Result<()> {
+        self.remove_batch(&[key]).await?.into_iter().next().expect("one result")
+    }
+
+    pub async fn remove_batch(&self, keys: &[&str]) -> BatchResult {
+        validate_batch_len(keys.len())?;
+        let keys = keys.iter().map(|k| (*k).to_owned()).collect();
+        match self.inner.svc.meta.call(&Request::Remove { keys }).await? {
+            Response::Remove(v) => Ok(v),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    /// Removes every key; returns how many were removed.
+    pub async fn remove_all(&self) -> Result<u64> {
+        match self.inner.svc.meta.call(&Request::RemoveAll).await? {
+            Response::RemoveAll { removed } => Ok(removed),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+}
+
+/// Sends lease releases in batches, one RPC per batch.
+async fn release_leases(svc: Arc<LocalService>, mut rx: mpsc::UnboundedReceiver<(String, u64)>) {
+    let mut buf = Vec::new();
+    while rx.recv_many(&mut buf, mmc_wire::MAX_BATCH).await > 0 {
+        let leases = std::mem::take(&mut buf);
+        let req = Request::ReleaseLeases { reader: svc.id(), leases };
+        if let Err(e) = svc.meta.call(&req).await {
+            tracing::debug!(error = %e, "lease release failed (leases lapse on their own)");
+        }
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(rt) = self.runtime.lock().take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Blocking form of [`ObjectStore`]: every method runs the async one to
+/// completion on the calling thread. Must not be called from async code.
+#[derive(Clone)]
+pub struct BlockingObjectStore {
+    store: ObjectStore,
+}
+
+impl BlockingObjectStore {
+    pub fn connect(cfg: LocalConfig) -> Result<Self> {
+        Ok(ObjectStore::connect(cfg)?.blocking())
+    }
+
+    pub fn store(&self) -> &ObjectStore {
+        &self.store
+    }
+
+    fn run<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.store.inner.handle.block_on(f)
+    }
+
+    pub fn service_id(&self) -> ServiceId {
+        self.store.service_id()
+    }
+
+    pub fn close(&self) {
+        self.run(self.store.close())
+    }
+
+    pub fn put(&self, key: &str, value: &[u8], opts: &PutOptions) -> Result<()> {
+        self.run(self.store.put(key, value, opts))
+    }
+
+    pub fn put_layers(&self, key: &str, layers: &[&[u8]], opts: &PutOptions) -> Result<()> {
+        self.run(self.store.put_layers(key, layers, opts))
+    }
+
+    pub fn put_batch(&self, keys: &[&str], values: &[&[u8]], opts: &PutOptions) -> BatchResult {
+        self.run(self.store.put_batch(keys, values, opts))
+    }
+
+    pub fn put_layers_batch(&self, keys: &[&str], layers: &[Vec<&[u8]>], opts: &PutOptions) -> BatchResult {
+        self.run(self.store.put_layers_batch(keys, layers, opts))
+    }
+
+    /// # Safety
+    /// See [`ObjectStore::put_raw_batch`].
+    pub unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
+        self.run(self.store.put_raw_batch(keys, values, opts))
+    }
+
+    pub fn get(&self, key: &str) -> Result<Vec<u8>> {
+        self.run(self.store.get(key))
+    }
+
+    pub fn get_batch(&self, keys: &[&str]) -> BatchResult<Vec<u8>> {
+        self.run(self.store.get_batch(keys))
+    }
+
+    pub fn get_into(&self, key: &str, buf: &mut [u8]) -> Result<()> {
+        self.run(self.store.get_into(key, buf))
+    }
+
+    pub fn get_into_layers(&self, key: &str, bufs: &mut [&mut [u8]]) -> Result<()> {
+        self.run(self.store.get_into_layers(key, bufs))
+    }
+
+    pub fn get_into_batch(&self, keys: &[&str], bufs: &mut [&mut [u8]]) -> BatchResult {
+        self.run(self.store.get_into_batch(keys, bufs))
+    }
+
+    /// # Safety
+    /// See [`ObjectStore::get_into_raw_batch`].
+    pub unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
+        self.run(self.store.get_into_raw_batch(keys, dests))
+    }
+
+    pub fn exist(&self, key: &str) -> Result<bool> {
+        self.run(self.store.exist(key))
+    }
+
+    pub fn exist_batch(&self, keys: &[&str]) -> Result<Vec<bool>> {
+        self.run(self.store.exist_batch(keys))
+    }
+
+    pub fn key_info(&self, key: &str) -> Result<KeyInfo> {
+        self.run(self.store.key_info(key))
+    }
+
+    pub fn key_info_batch(&self, keys: &[&str]) -> BatchResult<KeyInfo> {
+        self.run(self.store.key_info_batch(keys))
+    }
+
+    pub fn remove(&self, key: &str) -> Result<()> {
+        self.run(self.store.remove(key))
+    }
+
+    pub fn remove_batch(&self, keys: &[&str]) -> BatchResult {
+        self.run(self.store.remove_batch(keys))
+    }
+
+    pub fn remove_all(&self) -> Result<u64> {
+        self.run(self.store.remove_all())
+    }
+}

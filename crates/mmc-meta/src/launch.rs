@@ -1,0 +1,67 @@
+//! Starting a whole MetaService from its configuration: the state machine,
+//! the control-RPC listener and the HTTP endpoint, until shutdown.
+
+use crate::clock::SystemClock;
+use crate::server::Server;
+use crate::state::{MetaParams, MetaState};
+use mmc_config::MetaConfig;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// A MetaService whose listeners are bound.
+pub struct MetaService {
+    pub server: Arc<Server>,
+    listener: TcpListener,
+    http: Option<TcpListener>,
+}
+
+impl MetaService {
+    /// Validates `cfg` and binds its ports.
+    pub async fn bind(cfg: &MetaConfig) -> Result<Self, String> {
+        cfg.validate().map_err(|e| e.to_string())?;
+        if cfg.ha.enable {
+            return Err("meta.ha.enable: HA mode is not available in this build yet".into());
+        }
+        let listener = TcpListener::bind(&cfg.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {} (meta.listen): {e}", cfg.listen))?;
+        let http = if cfg.http_listen.is_empty() {
+            None
+        } else {
+            Some(
+                TcpListener::bind(&cfg.http_listen)
+                    .await
+                    .map_err(|e| format!("cannot listen on {} (meta.http_listen): {e}", cfg.http_listen))?,
+            )
+        };
+        let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
+        Ok(MetaService { server: Server::new(state), listener, http })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("bound")
+    }
+
+    pub fn http_addr(&self) -> Option<SocketAddr> {
+        self.http.as_ref().map(|h| h.local_addr().expect("bound"))
+    }
+
+    /// Serves until `shutdown` completes.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
+        let MetaService { server, listener, http } = self;
+        let http_task = http.map(|h| {
+            let role: Arc<dyn Fn() -> &'static str + Send + Sync> = Arc::new(|| "leader");
+            tokio::spawn(crate::http::serve_http(server.clone(), h, role))
+        });
+        let r = tokio::select! {
+            r = server.clone().serve(listener) => r,
+            _ = shutdown => Ok(()),
+        };
+        if let Some(t) = http_task {
+            t.abort();
+        }
+        r
+    }
+}
