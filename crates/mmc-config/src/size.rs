@@ -32,7 +32,7 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
 /// Formats a size with the largest unit that divides it exactly.
 pub fn format_size(n: u64) -> String {
     for (shift, unit) in [(40, "TB"), (30, "GB"), (20, "MB"), (10, "KB")] {
-        if n != 0 && n % (1u64 << shift) == 0 {
+        if n != 0 && n.is_multiple_of(1u64 << shift) {
             return format!("{}{unit}", n >> shift);
         }
     }

@@ -79,7 +79,7 @@ impl SegmentAllocator {
     /// Marks a specific range as used (metadata recovery). Fails, changing
     /// nothing, when any byte of it is already used or out of range.
     pub fn reserve(&mut self, off: u64, size: u64) -> bool {
-        if size == 0 || off % ALIGN != 0 {
+        if size == 0 || !off.is_multiple_of(ALIGN) {
             return false;
         }
         let need = align_up(size);

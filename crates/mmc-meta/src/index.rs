@@ -8,7 +8,7 @@
 use crate::object::Object;
 use hashlink::LinkedHashMap;
 use parking_lot::{Mutex, MutexGuard};
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 pub const SHARDS: usize = 64;
@@ -33,9 +33,7 @@ impl Default for Index {
 
 impl Index {
     pub fn shard_of(&self, key: &str) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() as usize) % SHARDS
+        (self.hasher.hash_one(key) as usize) % SHARDS
     }
 
     pub fn lock(&self, shard: usize) -> MutexGuard<'_, Shard> {

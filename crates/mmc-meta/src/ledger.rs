@@ -67,7 +67,7 @@ impl Ledger {
     /// sequence number of the last one handed out.
     pub fn pending(&self) -> (u64, Vec<LedgerOp>) {
         let ops: Vec<LedgerOp> = self.ops.iter().take(MAX_OPS_PER_POLL).map(|(_, o)| o.clone()).collect();
-        let last = self.ops.iter().take(MAX_OPS_PER_POLL).last().map_or(self.acked, |(s, _)| *s);
+        let last = ops.len().checked_sub(1).map_or(self.acked, |i| self.ops[i].0);
         (last, ops)
     }
 

@@ -1,0 +1,154 @@
+//! Every client operation, single and batch, against a real cluster (one
+//! MetaService and three LocalService processes), over both data paths:
+//! shared memory (same host) and forced TCP. Bytes are always verified.
+
+mod common;
+
+use common::{pattern, Cluster, Opts};
+use mmc_local::{BlockingObjectStore, Error, Medium, Protocol, PutOptions};
+
+/// The DeepSeek-style block: 61 x 128 KiB + 61 x 16 KiB in 122 buffers.
+fn layered_block(key: &str) -> Vec<Vec<u8>> {
+    (0..122)
+        .map(|i| {
+            let len = if i % 2 == 0 { 128 << 10 } else { 16 << 10 };
+            pattern(&format!("{key}/{i}"), len)
+        })
+        .collect()
+}
+
+fn exercise_all(s: &BlockingObjectStore, tag: &str) {
+    let one = PutOptions::default();
+    // put / get / get_into
+    let k = format!("{tag}-single");
+    let v = pattern(&k, 300_000);
+    s.put(&k, &v, &one).unwrap();
+    assert_eq!(s.get(&k).unwrap(), v);
+    let mut buf = vec![0u8; v.len()];
+    s.get_into(&k, &mut buf).unwrap();
+    assert_eq!(buf, v);
+    assert!(s.exist(&k).unwrap());
+    let info = s.key_info(&k).unwrap();
+    assert_eq!(info.size, v.len() as u64);
+    assert_eq!(info.replicas.len(), 1);
+    assert_eq!(info.replicas[0].1, Medium::Dram);
+    // duplicate put succeeds without overwriting
+    s.put(&k, &pattern("other", 300_000), &one).unwrap();
+    assert_eq!(s.get(&k).unwrap(), v, "duplicate put must not overwrite");
+
+    // layers: 122 buffers of mixed sizes
+    let lk = format!("{tag}-layers");
+    let layers = layered_block(&lk);
+    let refs: Vec<&[u8]> = layers.iter().map(|l| l.as_slice()).collect();
+    s.put_layers(&lk, &refs, &one).unwrap();
+    let total: usize = layers.iter().map(|l| l.len()).sum();
+    assert_eq!(s.key_info(&lk).unwrap().size, total as u64);
+    let mut out: Vec<Vec<u8>> = layers.iter().map(|l| vec![0u8; l.len()]).collect();
+    let mut outs: Vec<&mut [u8]> = out.iter_mut().map(|b| b.as_mut_slice()).collect();
+    s.get_into_layers(&lk, &mut outs).unwrap();
+    assert_eq!(out, layers);
+    assert_eq!(s.get(&lk).unwrap(), layers.concat(), "layered object reads back flat");
+
+    // batches
+    let keys: Vec<String> = (0..40).map(|i| format!("{tag}-batch-{i}")).collect();
+    let krefs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+    let vals: Vec<Vec<u8>> = keys.iter().enumerate().map(|(i, k)| pattern(k, 4096 + i * 1000)).collect();
+    let vrefs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
+    assert!(s.put_batch(&krefs, &vrefs, &one).unwrap().iter().all(|r| r.is_ok()));
+    let got = s.get_batch(&krefs).unwrap();
+    for (g, v) in got.iter().zip(&vals) {
+        assert_eq!(g.as_ref().unwrap(), v);
+    }
+    let mut bufs: Vec<Vec<u8>> = vals.iter().map(|v| vec![0u8; v.len()]).collect();
+    let mut brefs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+    assert!(s.get_into_batch(&krefs, &mut brefs).unwrap().iter().all(|r| r.is_ok()));
+    assert_eq!(bufs, vals);
+    let mut mixed = krefs.clone();
+    mixed.push("absent-key");
+    let ex = s.exist_batch(&mixed).unwrap();
+    assert!(ex[..40].iter().all(|&e| e));
+    assert!(!ex[40]);
+    let infos = s.key_info_batch(&mixed).unwrap();
+    assert_eq!(infos[3].as_ref().unwrap().size, 7096);
+    assert_eq!(infos[40], Err(Error::ObjectNotExists));
+    let gb = s.get_batch(&mixed).unwrap();
+    assert_eq!(gb[40], Err(Error::ObjectNotExists));
+
+    // layered batch
+    let lkeys: Vec<String> = (0..3).map(|i| format!("{tag}-lbatch-{i}")).collect();
+    let lvals: Vec<Vec<Vec<u8>>> = lkeys.iter().map(|k| vec![pattern(k, 5000), pattern(&format!("{k}+"), 7000)]).collect();
+    let lrefs: Vec<Vec<&[u8]>> = lvals.iter().map(|ls| ls.iter().map(|l| l.as_slice()).collect()).collect();
+    let lk: Vec<&str> = lkeys.iter().map(|k| k.as_str()).collect();
+    assert!(s.put_layers_batch(&lk, &lrefs, &one).unwrap().iter().all(|r| r.is_ok()));
+    for (k, ls) in lk.iter().zip(&lvals) {
+        assert_eq!(s.get(k).unwrap(), ls.concat());
+    }
+
+    // remove
+    s.remove(&keys[0]).unwrap();
+    assert_eq!(s.remove(&keys[0]), Err(Error::UnmatchedKey));
+    assert_eq!(s.get(&keys[0]), Err(Error::ObjectNotExists));
+    let rb = s.remove_batch(&[keys[1].as_str(), keys[0].as_str()]).unwrap();
+    assert_eq!(rb, vec![Ok(()), Err(Error::UnmatchedKey)]);
+    assert!(!s.exist(&keys[1]).unwrap());
+}
+
+#[test]
+fn every_operation_over_shared_memory() {
+    let c = Cluster::start(Opts::default());
+    let s = c.client(Protocol::Auto, 0);
+    exercise_all(&s, "shm");
+    // a client contributing its own segment works too (writer-local first)
+    let own = c.client(Protocol::Auto, 16 << 20);
+    own.put("own-key", &pattern("own-key", 10_000), &PutOptions::default()).unwrap();
+    let info = own.key_info("own-key").unwrap();
+    assert_eq!(info.replicas[0].0, own.service_id(), "the writer's own segment is preferred");
+    assert_eq!(s.get("own-key").unwrap(), pattern("own-key", 10_000));
+    let n = s.remove_all().unwrap();
+    assert!(n >= 40, "remove_all removed {n}");
+    assert!(!s.exist("shm-single").unwrap());
+    c.wait_until(std::time::Duration::from_secs(5), "space freed", |st| st.keys == 0);
+    own.close();
+    s.close();
+}
+
+#[test]
+fn every_operation_over_forced_tcp() {
+    let c = Cluster::start(Opts::default());
+    let s = c.client(Protocol::Tcp, 0);
+    exercise_all(&s, "tcp");
+    // large objects are split across several connections
+    let big = pattern("big", 9 << 20);
+    s.put("big", &big, &PutOptions::default()).unwrap();
+    assert_eq!(s.get("big").unwrap(), big);
+    // a shm reader sees what the tcp writer wrote
+    let shm = c.client(Protocol::Auto, 0);
+    assert_eq!(shm.get("tcp-single").unwrap(), pattern("tcp-single", 300_000));
+    s.close();
+    shm.close();
+}
+
+#[test]
+fn replicas_and_placement() {
+    let c = Cluster::start(Opts::default());
+    let s = c.client(Protocol::Auto, 0);
+    let ids: Vec<u32> = c.locals.iter().map(|p| p.service_id).collect();
+    let two = PutOptions { replicas: 2, preferred: vec![] };
+    s.put("r2", &pattern("r2", 50_000), &two).unwrap();
+    let info = s.key_info("r2").unwrap();
+    assert_eq!(info.replicas.len(), 2);
+    assert_ne!(info.replicas[0].0, info.replicas[1].0, "replicas on distinct services");
+    let pref = PutOptions { replicas: 1, preferred: vec![ids[2]] };
+    s.put("pref", &pattern("pref", 1000), &pref).unwrap();
+    assert_eq!(s.key_info("pref").unwrap().replicas[0].0, ids[2]);
+    let four = PutOptions { replicas: 4, preferred: vec![] };
+    match s.put("r4", b"x", &four) {
+        Err(Error::InvalidParam(m)) => assert!(m.contains("4 replicas"), "{m}"),
+        other => panic!("expected InvalidParam, got {other:?}"),
+    }
+    let three = PutOptions { replicas: 3, preferred: vec![] };
+    s.put("r3", &pattern("r3", 70_000), &three).unwrap();
+    assert_eq!(s.key_info("r3").unwrap().replicas.len(), 3);
+    assert_eq!(s.get("r3").unwrap(), pattern("r3", 70_000));
+    s.close();
+}
