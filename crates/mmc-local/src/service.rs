@@ -66,7 +66,16 @@ impl LocalService {
                 .await
                 .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;
             let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
-            let advertised = cfg.transfer_advertise.clone().unwrap_or_else(|| bound.to_string());
+            // An advertised port of 0 means "the port actually bound".
+            let advertised = match cfg.transfer_advertise.as_deref().map(str::parse::<std::net::SocketAddr>) {
+                Some(Ok(mut a)) => {
+                    if a.port() == 0 {
+                        a.set_port(bound.port());
+                    }
+                    a.to_string()
+                }
+                _ => bound.to_string(),
+            };
             tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
             (Some(seg), advertised)
         } else {

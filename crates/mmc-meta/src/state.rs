@@ -273,7 +273,11 @@ impl MetaState {
                 o.replicas.retain(|r| r.service != service);
             }
         }
-        tracing::warn!(service, why, dropped_objects, "localservice removed");
+        if why == "unregistered" {
+            tracing::info!(service, dropped_objects, "localservice left");
+        } else {
+            tracing::warn!(service, why, dropped_objects, "localservice removed");
+        }
     }
 
     /// Returns an object's space: WRITING ranges go straight back to the

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs everything the tests need, then runs the whole test suite:
+# formatting and lint checks, Rust unit/property/integration tests (real
+# MetaService and LocalService processes on loopback), the Python package's
+# pytest suite and the C/C++ API tests (including valgrind).
+# Usage: scripts/test.sh        (CI runs exactly this through .ci/run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-test-deps.sh
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+echo "== cargo clippy"
+cargo clippy --workspace --all-targets -- -D warnings
+echo "== cargo test"
+cargo test --workspace
+if [ -x scripts/test-python.sh ]; then
+  echo "== python tests"
+  scripts/test-python.sh
+fi
+if [ -x scripts/test-c.sh ]; then
+  echo "== C / C++ tests"
+  scripts/test-c.sh
+fi
+echo "== all tests passed"
