@@ -86,7 +86,7 @@ impl Fixture {
         while self.next < n {
             let keys = self.fresh_keys(BATCH.min(n - self.next));
             self.put(&keys);
-            if self.next % (64 * BATCH) == 0 {
+            if self.next.is_multiple_of(64 * BATCH) {
                 self.ack_ledgers();
             }
         }
