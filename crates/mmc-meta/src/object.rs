@@ -6,6 +6,10 @@
 //! released or the lease deadline has passed.
 
 use mmc_wire::ServiceId;
+use smallvec::SmallVec;
+
+/// Replica list, inline for the common single-replica case.
+pub type Replicas = SmallVec<[Replica; 1]>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjState {
@@ -26,7 +30,7 @@ pub struct Object {
     pub id: u64,
     pub size: u64,
     pub state: ObjState,
-    pub replicas: Vec<Replica>,
+    pub replicas: Replicas,
     /// Last access tick, global across shards, for LRU.
     pub last_access: u64,
     pub lease: Lease,
@@ -43,45 +47,59 @@ impl Object {
     }
 }
 
-/// Read leases on one object: who holds how many, and until when.
+/// Read leases on one object: who holds how many, and until when. Boxed
+/// and absent while nobody reads, to keep idle objects small.
 #[derive(Debug, Clone, Default)]
-pub struct Lease {
+pub struct Lease(Option<Box<LeaseInner>>);
+
+#[derive(Debug, Clone, Default)]
+struct LeaseInner {
     holders: Vec<(ServiceId, u32)>,
     until_ms: u64,
 }
 
 impl Lease {
     pub fn grant(&mut self, reader: ServiceId, now_ms: u64, lease_ms: u64) {
-        if !self.is_active(now_ms) {
-            self.holders.clear();
+        let active = self.is_active(now_ms);
+        let l = self.0.get_or_insert_with(Default::default);
+        if !active {
+            l.holders.clear();
         }
-        match self.holders.iter_mut().find(|(r, _)| *r == reader) {
+        match l.holders.iter_mut().find(|(r, _)| *r == reader) {
             Some((_, n)) => *n += 1,
-            None => self.holders.push((reader, 1)),
+            None => l.holders.push((reader, 1)),
         }
-        self.until_ms = self.until_ms.max(now_ms + lease_ms);
+        l.until_ms = l.until_ms.max(now_ms + lease_ms);
     }
 
     pub fn release(&mut self, reader: ServiceId) {
-        if let Some(i) = self.holders.iter().position(|(r, _)| *r == reader) {
-            self.holders[i].1 -= 1;
-            if self.holders[i].1 == 0 {
-                self.holders.swap_remove(i);
+        let Some(l) = self.0.as_mut() else { return };
+        if let Some(i) = l.holders.iter().position(|(r, _)| *r == reader) {
+            l.holders[i].1 -= 1;
+            if l.holders[i].1 == 0 {
+                l.holders.swap_remove(i);
             }
+        }
+        if l.holders.is_empty() {
+            self.0 = None;
         }
     }
 
     /// Drops every lease a (dead) reader holds.
     pub fn release_all_of(&mut self, reader: ServiceId) {
-        self.holders.retain(|(r, _)| *r != reader);
+        let Some(l) = self.0.as_mut() else { return };
+        l.holders.retain(|(r, _)| *r != reader);
+        if l.holders.is_empty() {
+            self.0 = None;
+        }
     }
 
     pub fn is_active(&self, now_ms: u64) -> bool {
-        !self.holders.is_empty() && now_ms < self.until_ms
+        self.0.as_ref().is_some_and(|l| !l.holders.is_empty() && now_ms < l.until_ms)
     }
 
     pub fn holders(&self) -> usize {
-        self.holders.iter().map(|(_, n)| *n as usize).sum()
+        self.0.as_ref().map_or(0, |l| l.holders.iter().map(|(_, n)| *n as usize).sum())
     }
 }
 

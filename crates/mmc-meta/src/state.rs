@@ -18,7 +18,7 @@ use mmc_wire::message::{
 };
 use mmc_wire::{validate_key, validate_replicas, Error, Medium, Result, ServiceId};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -73,8 +73,9 @@ pub struct MetaState {
     index: Index,
     members: Mutex<Membership>,
     next_object_id: AtomicU64,
-    /// WRITING objects in allocation order: (since_ms, key, object id).
-    writing: Mutex<VecDeque<(u64, String, u64)>>,
+    /// In-flight writes by object id (ids grow with time): (since_ms, key).
+    /// Entries leave at commit or revoke, so only writes in flight cost memory.
+    writing: Mutex<BTreeMap<u64, (u64, String)>>,
     /// Removed or evicted objects whose leases are still live.
     zombies: Mutex<Vec<Object>>,
     pub counters: Counters,
@@ -114,7 +115,7 @@ impl MetaState {
             index: Index::default(),
             members: Mutex::new(Membership::default()),
             next_object_id: AtomicU64::new(1),
-            writing: Mutex::new(VecDeque::new()),
+            writing: Mutex::new(BTreeMap::new()),
             zombies: Mutex::new(Vec::new()),
             counters: Counters::default(),
         }
@@ -172,7 +173,7 @@ impl MetaState {
                         id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
                         size: e.size,
                         state: ObjState::Readable,
-                        replicas: vec![replica],
+                        replicas: smallvec::smallvec![replica],
                         last_access: self.index.next_tick(),
                         lease: Lease::default(),
                     };
@@ -357,14 +358,14 @@ impl MetaState {
                         id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
                         size: it.size,
                         state: ObjState::Writing { writer, since_ms: now },
-                        replicas: replicas.clone(),
+                        replicas: replicas.iter().copied().collect(),
                         last_access: self.index.next_tick(),
                         lease: Lease::default(),
                     };
                     let id = o.id;
                     shard.insert(it.key.clone(), o);
                     drop(shard);
-                    self.writing.lock().push_back((now, it.key.clone(), id));
+                    self.writing.lock().insert(id, (now, it.key.clone()));
                     return Ok(replicas);
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
@@ -432,15 +433,17 @@ impl MetaState {
 
     /// Commits and revokes the writer's in-flight objects.
     pub fn finish(&self, writer: ServiceId, commit: &[String], revoke: &[String]) -> Vec<Result<()>> {
+        let mut done_ids = Vec::with_capacity(commit.len() + revoke.len());
         for key in revoke {
             let mut shard = self.index.lock_key(key);
             let mine = matches!(shard.get(key).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
             if mine {
                 let o = shard.remove(key).expect("present");
+                done_ids.push(o.id);
                 Self::free_replicas(&mut self.members.lock(), &o);
             }
         }
-        commit
+        let results = commit
             .iter()
             .map(|key| {
                 let mut shard = self.index.lock_key(key);
@@ -450,6 +453,7 @@ impl MetaState {
                 match o.state {
                     ObjState::Writing { writer: w, .. } if w == writer => {
                         o.state = ObjState::Readable;
+                        done_ids.push(o.id);
                         let (size, replicas) = (o.size, o.replicas.clone());
                         self.index.touch(&mut shard, key);
                         let mut m = self.members.lock();
@@ -464,7 +468,14 @@ impl MetaState {
                     _ => Err(Error::Timeout("the write was reclaimed before commit".into())),
                 }
             })
-            .collect()
+            .collect();
+        if !done_ids.is_empty() {
+            let mut w = self.writing.lock();
+            for id in done_ids {
+                w.remove(&id);
+            }
+        }
+        results
     }
 
     // ---- reads ------------------------------------------------------------
@@ -625,9 +636,9 @@ impl MetaState {
         loop {
             let (key, id) = {
                 let mut w = self.writing.lock();
-                match w.front() {
-                    Some(&(since, _, _)) if now.saturating_sub(since) >= self.params.put_timeout_ms => {
-                        let (_, k, id) = w.pop_front().expect("front");
+                match w.first_key_value() {
+                    Some((_, &(since, _))) if now.saturating_sub(since) >= self.params.put_timeout_ms => {
+                        let (id, (_, k)) = w.pop_first().expect("first");
                         (k, id)
                     }
                     _ => return,
