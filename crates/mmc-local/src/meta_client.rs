@@ -14,17 +14,24 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use mmc_wire::frame_writer::FrameWriter;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
 struct Conn {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    writer: Arc<FrameWriter>,
     pending: Pending,
     alive: Arc<AtomicBool>,
+    flusher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        self.flusher.abort();
+    }
 }
 
 pub struct MetaClient {
@@ -73,21 +80,13 @@ impl MetaClient {
             Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
         };
         let _ = sock.set_nodelay(true);
-        let (mut rd, mut wr) = sock.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+        let (mut rd, wr) = sock.into_split();
+        let (writer, flusher) = {
+            let _rt = self.handle.enter();
+            FrameWriter::new(wr)
+        };
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        {
-            let alive = alive.clone();
-            self.handle.spawn(async move {
-                while let Some(buf) = rx.recv().await {
-                    if wr.write_all(&buf).await.is_err() {
-                        break;
-                    }
-                }
-                alive.store(false, Ordering::Release);
-            });
-        }
         {
             let alive = alive.clone();
             let pending = pending.clone();
@@ -118,7 +117,7 @@ impl MetaClient {
                 pending.lock().clear();
             });
         }
-        let c = Arc::new(Conn { tx, pending, alive });
+        let c = Arc::new(Conn { writer, pending, alive, flusher });
         *guard = Some(c.clone());
         Ok(c)
     }
@@ -136,7 +135,7 @@ impl MetaClient {
             .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(id, tx);
-        if conn.tx.send(buf).is_err() {
+        if conn.writer.send(buf).is_err() {
             conn.pending.lock().remove(&id);
             conn.alive.store(false, Ordering::Release);
             return Err(Error::NotConnectedMeta("connection closed".into()));

@@ -15,9 +15,9 @@ use mmc_wire::message::{Request, Response};
 use mmc_wire::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, Notify};
+use mmc_wire::frame_writer::FrameWriter;
+use tokio::sync::Notify;
 
 /// How long an alloc waits for evicted space to come back before failing
 /// with NOT_ENOUGH_MEMORY.
@@ -72,16 +72,9 @@ impl Server {
     }
 
     async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
-        let (mut rd, mut wr) = sock.into_split();
-        let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-        let writer = tokio::spawn(async move {
-            while let Some(buf) = rx.recv().await {
-                if wr.write_all(&buf).await.is_err() {
-                    break;
-                }
-            }
-        });
-        let _guard = AbortOnDrop(writer);
+        let (mut rd, wr) = sock.into_split();
+        let (tx, flusher) = FrameWriter::new(wr);
+        let _guard = AbortOnDrop(flusher);
         while let Some(f) = frame::read_frame(&mut rd).await? {
             if f.kind != FrameKind::Request {
                 return Err(FrameError::BadKind(f.kind as u8));
