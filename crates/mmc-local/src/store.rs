@@ -558,6 +558,17 @@ impl BlockingObjectStore {
         self.run(self.store.close())
     }
 
+    /// Leaves the cluster, then stops the store's own runtime and waits (up
+    /// to `timeout`) for its threads to exit, so nothing of this store runs
+    /// after the call returns. Other clones of the store stop working.
+    pub fn shutdown(&self, timeout: Duration) {
+        self.close();
+        let rt = self.store.inner.runtime.lock().take();
+        if let Some(rt) = rt {
+            rt.shutdown_timeout(timeout);
+        }
+    }
+
     pub fn put(&self, key: &str, value: &[u8], opts: &PutOptions) -> Result<()> {
         self.run(self.store.put(key, value, opts))
     }
