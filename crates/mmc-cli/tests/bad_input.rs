@@ -22,7 +22,10 @@ fn assert_invalid<T: std::fmt::Debug>(r: Result<T, Error>, what: &str) {
 
 #[test]
 fn bad_api_arguments_are_rejected_with_clear_errors() {
-    let c = Cluster::start(Opts { locals: 1, ..Opts::default() });
+    let c = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
     let s = c.client(Protocol::Auto, 0);
     let one = PutOptions::default();
     assert_invalid(s.put("", b"v", &one), "empty key");
@@ -30,8 +33,28 @@ fn bad_api_arguments_are_rejected_with_clear_errors() {
     assert_invalid(s.put(&long, b"v", &one), "257-byte key");
     assert_invalid(s.get(&long), "257-byte key get");
     assert_invalid(s.put("ok", b"", &one), "empty value");
-    assert_invalid(s.put("ok", b"v", &PutOptions { replicas: 0, preferred: vec![] }), "0 replicas");
-    assert_invalid(s.put("ok", b"v", &PutOptions { replicas: 9, preferred: vec![] }), "9 replicas");
+    assert_invalid(
+        s.put(
+            "ok",
+            b"v",
+            &PutOptions {
+                replicas: 0,
+                preferred: vec![],
+            },
+        ),
+        "0 replicas",
+    );
+    assert_invalid(
+        s.put(
+            "ok",
+            b"v",
+            &PutOptions {
+                replicas: 9,
+                preferred: vec![],
+            },
+        ),
+        "9 replicas",
+    );
     let max = "m".repeat(256);
     s.put(&max, b"256-byte keys are fine", &one).unwrap();
     assert_eq!(s.get(&max).unwrap(), b"256-byte keys are fine");
@@ -43,11 +66,20 @@ fn bad_api_arguments_are_rejected_with_clear_errors() {
     assert_invalid(s.exist_batch(&refs), "exist batch of 16385");
     assert_invalid(s.get_batch(&refs), "get batch of 16385");
     assert_invalid(s.remove_batch(&refs), "remove batch of 16385");
-    assert_invalid(s.put_batch(&refs[..2], &vals[..1], &one), "keys/values length mismatch");
-    assert_eq!(s.exist_batch(&refs[..16384]).unwrap().len(), 16384, "16384 is allowed");
+    assert_invalid(
+        s.put_batch(&refs[..2], &vals[..1], &one),
+        "keys/values length mismatch",
+    );
+    assert_eq!(
+        s.exist_batch(&refs[..16384]).unwrap().len(),
+        16384,
+        "16384 is allowed"
+    );
 
     // per-key errors inside an otherwise good batch
-    let r = s.put_batch(&["good", "", "also-good"], &[b"1", b"2", b"3"], &one).unwrap();
+    let r = s
+        .put_batch(&["good", "", "also-good"], &[b"1", b"2", b"3"], &one)
+        .unwrap();
     assert!(r[0].is_ok() && r[2].is_ok());
     assert!(matches!(r[1], Err(Error::InvalidParam(_))));
 
@@ -59,7 +91,10 @@ fn bad_api_arguments_are_rejected_with_clear_errors() {
     let mut big = vec![0u8; 10_001];
     assert_invalid(s.get_into("sized", &mut big), "get_into too big");
     let (mut a, mut b) = (vec![0u8; 5000], vec![0u8; 4000]);
-    assert_invalid(s.get_into_layers("sized", &mut [&mut a, &mut b]), "layers sum too small");
+    assert_invalid(
+        s.get_into_layers("sized", &mut [&mut a, &mut b]),
+        "layers sum too small",
+    );
     let mut empty: Vec<&mut [u8]> = vec![];
     assert_invalid(s.get_into_layers("sized", &mut empty), "no layers");
     let (mut a, mut b) = (vec![0u8; 5000], vec![0u8; 5000]);
@@ -87,7 +122,12 @@ fn closed(sock: &mut TcpStream) -> bool {
         match sock.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => return false,
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false
+            }
             Err(_) => return true,
         }
     }
@@ -95,9 +135,13 @@ fn closed(sock: &mut TcpStream) -> bool {
 
 #[test]
 fn malformed_control_frames_close_only_that_connection() {
-    let c = Cluster::start(Opts { locals: 1, ..Opts::default() });
+    let c = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
     let s = c.client(Protocol::Auto, 0);
-    s.put("survivor", b"still here", &PutOptions::default()).unwrap();
+    s.put("survivor", b"still here", &PutOptions::default())
+        .unwrap();
 
     // A length beyond the limit: closed before anything is allocated.
     let mut x = TcpStream::connect(&c.meta_addr).unwrap();
@@ -113,7 +157,8 @@ fn malformed_control_frames_close_only_that_connection() {
 
     // Random garbage.
     let mut x = TcpStream::connect(&c.meta_addr).unwrap();
-    x.write_all(&[0x0b, 0, 0, 0, 1, 0, 9, 9, 9, 9, 9, 9, 9, 9, 0xff]).unwrap();
+    x.write_all(&[0x0b, 0, 0, 0, 1, 0, 9, 9, 9, 9, 9, 9, 9, 9, 0xff])
+        .unwrap();
     let _ = closed(&mut x);
 
     // A well-formed frame whose payload is not a request: answered with
@@ -137,30 +182,44 @@ fn malformed_control_frames_close_only_that_connection() {
 
     // A response frame sent to the server is a protocol violation.
     let mut x = TcpStream::connect(&c.meta_addr).unwrap();
-    x.write_all(&frame::encode(FrameKind::Response, 1, &Response::Ok).unwrap()).unwrap();
+    x.write_all(&frame::encode(FrameKind::Response, 1, &Response::Ok).unwrap())
+        .unwrap();
     assert!(closed(&mut x));
 
     // Oversize batch in a well-formed request.
     let mut x = TcpStream::connect(&c.meta_addr).unwrap();
     x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let keys: Vec<String> = (0..16385).map(|i| i.to_string()).collect();
-    x.write_all(&frame::encode(FrameKind::Request, 9, &Request::Exist { keys }).unwrap()).unwrap();
-    assert!(matches!(read_response(&mut x).unwrap().1, Response::Failed(Error::InvalidParam(_))));
+    x.write_all(&frame::encode(FrameKind::Request, 9, &Request::Exist { keys }).unwrap())
+        .unwrap();
+    assert!(matches!(
+        read_response(&mut x).unwrap().1,
+        Response::Failed(Error::InvalidParam(_))
+    ));
 
     // Everyone else is still served.
     assert_eq!(s.get("survivor").unwrap(), b"still here");
-    s.put("after-garbage", b"ok", &PutOptions::default()).unwrap();
+    s.put("after-garbage", b"ok", &PutOptions::default())
+        .unwrap();
     s.close();
 }
 
 #[test]
 fn malformed_transfer_requests_close_only_that_connection() {
-    let c = Cluster::start(Opts { locals: 1, ..Opts::default() });
+    let c = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
     let st = c.stat().unwrap();
     let seg = &st.segments[0];
     let addr = seg.transfer_addr.clone();
     let tcp = c.client(Protocol::Tcp, 0);
-    tcp.put("over-tcp", &pattern("over-tcp", 50_000), &PutOptions::default()).unwrap();
+    tcp.put(
+        "over-tcp",
+        &pattern("over-tcp", 50_000),
+        &PutOptions::default(),
+    )
+    .unwrap();
 
     let reply_then_close = |bytes: &[u8]| {
         let mut x = TcpStream::connect(&addr).unwrap();
@@ -171,7 +230,15 @@ fn malformed_transfer_requests_close_only_that_connection() {
         assert_eq!(decode_reply(&r), mmc_wire::error::code::INVALID_PARAM);
         assert!(closed(&mut x));
     };
-    let good = |op, segment, offset, len| Header { op, segment, offset, len }.encode();
+    let good = |op, segment, offset, len| {
+        Header {
+            op,
+            segment,
+            offset,
+            len,
+        }
+        .encode()
+    };
     // bad magic
     let mut h = good(Op::Read, seg.service_id, 0, 16);
     h[0..4].copy_from_slice(b"EVIL");
@@ -193,7 +260,8 @@ fn malformed_transfer_requests_close_only_that_connection() {
 
     // The transfer server still serves real clients.
     assert_eq!(tcp.get("over-tcp").unwrap(), pattern("over-tcp", 50_000));
-    tcp.put("over-tcp-2", b"fine", &PutOptions::default()).unwrap();
+    tcp.put("over-tcp-2", b"fine", &PutOptions::default())
+        .unwrap();
     assert_eq!(tcp.get("over-tcp-2").unwrap(), b"fine");
     tcp.close();
 }

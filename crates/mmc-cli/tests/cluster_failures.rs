@@ -18,32 +18,53 @@ fn replica_survives_sigkill_of_its_peer() {
     let mut c = Cluster::start(Opts::default());
     let s = c.client(Protocol::Auto, 0);
     let keys: Vec<String> = (0..10).map(|i| format!("rep-{i}")).collect();
-    let two = PutOptions { replicas: 2, preferred: vec![] };
+    let two = PutOptions {
+        replicas: 2,
+        preferred: vec![],
+    };
     for k in &keys {
         s.put(k, &pattern(k, 200_000), &two).unwrap();
     }
     let victim = s.key_info(&keys[0]).unwrap().replicas[0].0;
     c.kill_local(c.local_index(victim));
-    c.wait_until(Duration::from_secs(10), "the killed LocalService to be declared dead", |st| {
-        st.segments.iter().all(|g| g.service_id != victim)
-    });
+    c.wait_until(
+        Duration::from_secs(10),
+        "the killed LocalService to be declared dead",
+        |st| st.segments.iter().all(|g| g.service_id != victim),
+    );
     for k in &keys {
         let info = s.key_info(k).unwrap();
-        assert!(info.replicas.iter().all(|r| r.0 != victim), "{k} still lists the dead service");
+        assert!(
+            info.replicas.iter().all(|r| r.0 != victim),
+            "{k} still lists the dead service"
+        );
         assert!(!info.replicas.is_empty());
-        assert_eq!(s.get(k).unwrap(), pattern(k, 200_000), "{k} readable from the surviving replica");
+        assert_eq!(
+            s.get(k).unwrap(),
+            pattern(k, 200_000),
+            "{k} readable from the surviving replica"
+        );
     }
     assert_eq!(s.key_info(&keys[0]).unwrap().replicas.len(), 1);
     // Objects with a single replica on the dead service are gone, not wrong.
-    let one = PutOptions { replicas: 1, preferred: vec![victim] };
-    assert!(s.put("after", b"after", &one).is_ok(), "placement skips the dead service");
+    let one = PutOptions {
+        replicas: 1,
+        preferred: vec![victim],
+    };
+    assert!(
+        s.put("after", b"after", &one).is_ok(),
+        "placement skips the dead service"
+    );
     s.close();
 }
 
 #[test]
 fn pool_pressure_evicts_lru_and_never_serves_wrong_bytes() {
     // 3 x 32 MiB = 96 MiB pool; write 3x its capacity in 1 MiB objects.
-    let c = Cluster::start(Opts { segment: "32MB", ..Opts::default() });
+    let c = Cluster::start(Opts {
+        segment: "32MB",
+        ..Opts::default()
+    });
     let s = c.client(Protocol::Auto, 0);
     let one = PutOptions::default();
     let hot: Vec<String> = (0..8).map(|i| format!("hot-{i}")).collect();
@@ -81,12 +102,16 @@ fn pool_pressure_evicts_lru_and_never_serves_wrong_bytes() {
     let total = 3 * 96;
     for i in 0..total {
         let k = format!("cold-{i}");
-        s.put(&k, &pattern(&k, 1 << 20), &one).unwrap_or_else(|e| panic!("put {k} under pressure: {e:?}"));
+        s.put(&k, &pattern(&k, 1 << 20), &one)
+            .unwrap_or_else(|e| panic!("put {k} under pressure: {e:?}"));
         written.store(i + 1, Ordering::Relaxed);
         if i % 8 == 0 {
             // Keep the hot set recently used.
             for h in &hot {
-                assert!(s.exist(h).unwrap(), "{h} was evicted although recently used");
+                assert!(
+                    s.exist(h).unwrap(),
+                    "{h} was evicted although recently used"
+                );
             }
         }
     }
@@ -98,7 +123,10 @@ fn pool_pressure_evicts_lru_and_never_serves_wrong_bytes() {
     }
     let st = c.stat().unwrap();
     assert!(st.evictions > 0);
-    assert!(!s.exist("cold-0").unwrap(), "the oldest cold object was evicted");
+    assert!(
+        !s.exist("cold-0").unwrap(),
+        "the oldest cold object was evicted"
+    );
     for g in &st.segments {
         assert!(g.used <= g.capacity);
     }
@@ -115,14 +143,17 @@ struct RawClient {
 impl RawClient {
     fn connect(addr: &str) -> Self {
         let sock = std::net::TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
         RawClient { sock, next: 1 }
     }
 
     fn call(&mut self, req: &Request) -> Response {
         let id = self.next;
         self.next += 1;
-        self.sock.write_all(&frame::encode(FrameKind::Request, id, req).unwrap()).unwrap();
+        self.sock
+            .write_all(&frame::encode(FrameKind::Request, id, req).unwrap())
+            .unwrap();
         let mut len = [0u8; 4];
         self.sock.read_exact(&mut len).unwrap();
         let mut body = vec![0u8; u32::from_le_bytes(len) as usize];
@@ -150,7 +181,12 @@ impl RawClient {
     fn alloc(&mut self, writer: u32, key: &str, size: u64) {
         let req = Request::Alloc {
             writer,
-            items: vec![AllocItem { key: key.into(), size, replicas: 1, preferred: vec![] }],
+            items: vec![AllocItem {
+                key: key.into(),
+                size,
+                replicas: 1,
+                preferred: vec![],
+            }],
         };
         match self.call(&req) {
             Response::Alloc { items, .. } => assert!(items[0].is_ok(), "{items:?}"),
@@ -161,23 +197,44 @@ impl RawClient {
 
 #[test]
 fn uncommitted_write_is_reclaimed_after_put_timeout() {
-    let c = Cluster::start(Opts { locals: 1, put_timeout_ms: 1500, heartbeat_timeout_ms: 5000, ..Opts::default() });
+    let c = Cluster::start(Opts {
+        locals: 1,
+        put_timeout_ms: 1500,
+        heartbeat_timeout_ms: 5000,
+        ..Opts::default()
+    });
     let base = c.used_bytes();
     let mut w = RawClient::connect(&c.meta_addr);
     let me = w.register_pure();
     w.alloc(me, "stalled", 8 << 20);
-    assert_eq!(c.used_bytes(), base + (8 << 20), "the write holds its space");
+    assert_eq!(
+        c.used_bytes(),
+        base + (8 << 20),
+        "the write holds its space"
+    );
     let s = c.client(Protocol::Auto, 0);
-    assert!(!s.exist("stalled").unwrap(), "a WRITING object is invisible");
+    assert!(
+        !s.exist("stalled").unwrap(),
+        "a WRITING object is invisible"
+    );
     // Stay alive (heartbeats) but never commit.
     for _ in 0..12 {
         std::thread::sleep(Duration::from_millis(250));
-        assert!(matches!(w.call(&Request::Heartbeat { service_id: me }), Response::HeartbeatAck { known: true, .. }));
+        assert!(matches!(
+            w.call(&Request::Heartbeat { service_id: me }),
+            Response::HeartbeatAck { known: true, .. }
+        ));
     }
-    c.wait_until(Duration::from_secs(5), "space of the stalled write back", |st| {
-        st.segments.iter().map(|g| g.used).sum::<u64>() == base
-    });
-    match w.call(&Request::Finish { writer: me, commit: vec!["stalled".into()], revoke: vec![] }) {
+    c.wait_until(
+        Duration::from_secs(5),
+        "space of the stalled write back",
+        |st| st.segments.iter().map(|g| g.used).sum::<u64>() == base,
+    );
+    match w.call(&Request::Finish {
+        writer: me,
+        commit: vec!["stalled".into()],
+        revoke: vec![],
+    }) {
         Response::Finish { commit } => assert!(matches!(commit[0], Err(Error::Timeout(_)))),
         r => panic!("{r:?}"),
     }
@@ -189,7 +246,11 @@ fn uncommitted_write_is_reclaimed_after_put_timeout() {
 
 #[test]
 fn writer_killed_between_alloc_and_commit_releases_its_space() {
-    let c = Cluster::start(Opts { locals: 1, put_timeout_ms: 60_000, ..Opts::default() });
+    let c = Cluster::start(Opts {
+        locals: 1,
+        put_timeout_ms: 60_000,
+        ..Opts::default()
+    });
     let base = c.used_bytes();
     {
         let mut w = RawClient::connect(&c.meta_addr);
@@ -198,9 +259,11 @@ fn writer_killed_between_alloc_and_commit_releases_its_space() {
         assert_eq!(c.used_bytes(), base + (4 << 20));
         // The writer vanishes: connection dropped, no more heartbeats.
     }
-    c.wait_until(Duration::from_secs(10), "the dead writer's space back", |st| {
-        st.segments.iter().map(|g| g.used).sum::<u64>() == base
-    });
+    c.wait_until(
+        Duration::from_secs(10),
+        "the dead writer's space back",
+        |st| st.segments.iter().map(|g| g.used).sum::<u64>() == base,
+    );
     let s = c.client(Protocol::Auto, 0);
     assert!(!s.exist("orphan").unwrap());
     s.close();
@@ -211,20 +274,32 @@ fn metaservice_restart_rebuilds_from_ledgers() {
     let mut c = Cluster::start(Opts::default());
     let s = c.client(Protocol::Auto, 0);
     let keys: Vec<String> = (0..30).map(|i| format!("durable-{i}")).collect();
-    let two = PutOptions { replicas: 2, preferred: vec![] };
+    let two = PutOptions {
+        replicas: 2,
+        preferred: vec![],
+    };
     for (i, k) in keys.iter().enumerate() {
-        let opts = if i % 3 == 0 { two.clone() } else { PutOptions::default() };
+        let opts = if i % 3 == 0 {
+            two.clone()
+        } else {
+            PutOptions::default()
+        };
         s.put(k, &pattern(k, 100_000 + i), &opts).unwrap();
     }
     let before: Vec<_> = keys.iter().map(|k| s.key_info(k).unwrap()).collect();
     // Give the ledger long-polls a moment to deliver the last commits.
     std::thread::sleep(Duration::from_millis(500));
     c.kill_meta();
-    assert!(matches!(s.get(&keys[0]), Err(Error::NotConnectedMeta(_)) | Err(Error::Timeout(_))));
+    assert!(matches!(
+        s.get(&keys[0]),
+        Err(Error::NotConnectedMeta(_)) | Err(Error::Timeout(_))
+    ));
     c.start_meta();
-    c.wait_until(Duration::from_secs(15), "LocalServices re-registered with their ledgers", |st| {
-        st.segments.len() == 3 && st.keys == keys.len() as u64
-    });
+    c.wait_until(
+        Duration::from_secs(15),
+        "LocalServices re-registered with their ledgers",
+        |st| st.segments.len() == 3 && st.keys == keys.len() as u64,
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     for (i, k) in keys.iter().enumerate() {
         let v = loop {
@@ -245,10 +320,15 @@ fn metaservice_restart_rebuilds_from_ledgers() {
     // New writes after the restart do not overlap recovered objects.
     for i in 0..20 {
         let k = format!("new-{i}");
-        s.put(&k, &pattern(&k, 300_000), &PutOptions::default()).unwrap();
+        s.put(&k, &pattern(&k, 300_000), &PutOptions::default())
+            .unwrap();
     }
     for (i, k) in keys.iter().enumerate() {
-        assert_eq!(s.get(k).unwrap(), pattern(k, 100_000 + i), "{k} intact after new writes");
+        assert_eq!(
+            s.get(k).unwrap(),
+            pattern(k, 100_000 + i),
+            "{k} intact after new writes"
+        );
     }
     s.close();
 }

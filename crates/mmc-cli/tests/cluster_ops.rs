@@ -47,21 +47,37 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
     let mut outs: Vec<&mut [u8]> = out.iter_mut().map(|b| b.as_mut_slice()).collect();
     s.get_into_layers(&lk, &mut outs).unwrap();
     assert_eq!(out, layers);
-    assert_eq!(s.get(&lk).unwrap(), layers.concat(), "layered object reads back flat");
+    assert_eq!(
+        s.get(&lk).unwrap(),
+        layers.concat(),
+        "layered object reads back flat"
+    );
 
     // batches
     let keys: Vec<String> = (0..40).map(|i| format!("{tag}-batch-{i}")).collect();
     let krefs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
-    let vals: Vec<Vec<u8>> = keys.iter().enumerate().map(|(i, k)| pattern(k, 4096 + i * 1000)).collect();
+    let vals: Vec<Vec<u8>> = keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| pattern(k, 4096 + i * 1000))
+        .collect();
     let vrefs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
-    assert!(s.put_batch(&krefs, &vrefs, &one).unwrap().iter().all(|r| r.is_ok()));
+    assert!(s
+        .put_batch(&krefs, &vrefs, &one)
+        .unwrap()
+        .iter()
+        .all(|r| r.is_ok()));
     let got = s.get_batch(&krefs).unwrap();
     for (g, v) in got.iter().zip(&vals) {
         assert_eq!(g.as_ref().unwrap(), v);
     }
     let mut bufs: Vec<Vec<u8>> = vals.iter().map(|v| vec![0u8; v.len()]).collect();
     let mut brefs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-    assert!(s.get_into_batch(&krefs, &mut brefs).unwrap().iter().all(|r| r.is_ok()));
+    assert!(s
+        .get_into_batch(&krefs, &mut brefs)
+        .unwrap()
+        .iter()
+        .all(|r| r.is_ok()));
     assert_eq!(bufs, vals);
     let mut mixed = krefs.clone();
     mixed.push("absent-key");
@@ -76,10 +92,20 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
 
     // layered batch
     let lkeys: Vec<String> = (0..3).map(|i| format!("{tag}-lbatch-{i}")).collect();
-    let lvals: Vec<Vec<Vec<u8>>> = lkeys.iter().map(|k| vec![pattern(k, 5000), pattern(&format!("{k}+"), 7000)]).collect();
-    let lrefs: Vec<Vec<&[u8]>> = lvals.iter().map(|ls| ls.iter().map(|l| l.as_slice()).collect()).collect();
+    let lvals: Vec<Vec<Vec<u8>>> = lkeys
+        .iter()
+        .map(|k| vec![pattern(k, 5000), pattern(&format!("{k}+"), 7000)])
+        .collect();
+    let lrefs: Vec<Vec<&[u8]>> = lvals
+        .iter()
+        .map(|ls| ls.iter().map(|l| l.as_slice()).collect())
+        .collect();
     let lk: Vec<&str> = lkeys.iter().map(|k| k.as_str()).collect();
-    assert!(s.put_layers_batch(&lk, &lrefs, &one).unwrap().iter().all(|r| r.is_ok()));
+    assert!(s
+        .put_layers_batch(&lk, &lrefs, &one)
+        .unwrap()
+        .iter()
+        .all(|r| r.is_ok()));
     for (k, ls) in lk.iter().zip(&lvals) {
         assert_eq!(s.get(k).unwrap(), ls.concat());
     }
@@ -88,7 +114,9 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
     s.remove(&keys[0]).unwrap();
     assert_eq!(s.remove(&keys[0]), Err(Error::UnmatchedKey));
     assert_eq!(s.get(&keys[0]), Err(Error::ObjectNotExists));
-    let rb = s.remove_batch(&[keys[1].as_str(), keys[0].as_str()]).unwrap();
+    let rb = s
+        .remove_batch(&[keys[1].as_str(), keys[0].as_str()])
+        .unwrap();
     assert_eq!(rb, vec![Ok(()), Err(Error::UnmatchedKey)]);
     assert!(!s.exist(&keys[1]).unwrap());
 }
@@ -100,14 +128,25 @@ fn every_operation_over_shared_memory() {
     exercise_all(&s, "shm");
     // a client contributing its own segment works too (writer-local first)
     let own = c.client(Protocol::Auto, 16 << 20);
-    own.put("own-key", &pattern("own-key", 10_000), &PutOptions::default()).unwrap();
+    own.put(
+        "own-key",
+        &pattern("own-key", 10_000),
+        &PutOptions::default(),
+    )
+    .unwrap();
     let info = own.key_info("own-key").unwrap();
-    assert_eq!(info.replicas[0].0, own.service_id(), "the writer's own segment is preferred");
+    assert_eq!(
+        info.replicas[0].0,
+        own.service_id(),
+        "the writer's own segment is preferred"
+    );
     assert_eq!(s.get("own-key").unwrap(), pattern("own-key", 10_000));
     let n = s.remove_all().unwrap();
     assert!(n >= 40, "remove_all removed {n}");
     assert!(!s.exist("shm-single").unwrap());
-    c.wait_until(std::time::Duration::from_secs(5), "space freed", |st| st.keys == 0);
+    c.wait_until(std::time::Duration::from_secs(5), "space freed", |st| {
+        st.keys == 0
+    });
     own.close();
     s.close();
 }
@@ -123,7 +162,10 @@ fn every_operation_over_forced_tcp() {
     assert_eq!(s.get("big").unwrap(), big);
     // a shm reader sees what the tcp writer wrote
     let shm = c.client(Protocol::Auto, 0);
-    assert_eq!(shm.get("tcp-single").unwrap(), pattern("tcp-single", 300_000));
+    assert_eq!(
+        shm.get("tcp-single").unwrap(),
+        pattern("tcp-single", 300_000)
+    );
     s.close();
     shm.close();
 }
@@ -133,20 +175,35 @@ fn replicas_and_placement() {
     let c = Cluster::start(Opts::default());
     let s = c.client(Protocol::Auto, 0);
     let ids: Vec<u32> = c.locals.iter().map(|p| p.service_id).collect();
-    let two = PutOptions { replicas: 2, preferred: vec![] };
+    let two = PutOptions {
+        replicas: 2,
+        preferred: vec![],
+    };
     s.put("r2", &pattern("r2", 50_000), &two).unwrap();
     let info = s.key_info("r2").unwrap();
     assert_eq!(info.replicas.len(), 2);
-    assert_ne!(info.replicas[0].0, info.replicas[1].0, "replicas on distinct services");
-    let pref = PutOptions { replicas: 1, preferred: vec![ids[2]] };
+    assert_ne!(
+        info.replicas[0].0, info.replicas[1].0,
+        "replicas on distinct services"
+    );
+    let pref = PutOptions {
+        replicas: 1,
+        preferred: vec![ids[2]],
+    };
     s.put("pref", &pattern("pref", 1000), &pref).unwrap();
     assert_eq!(s.key_info("pref").unwrap().replicas[0].0, ids[2]);
-    let four = PutOptions { replicas: 4, preferred: vec![] };
+    let four = PutOptions {
+        replicas: 4,
+        preferred: vec![],
+    };
     match s.put("r4", b"x", &four) {
         Err(Error::InvalidParam(m)) => assert!(m.contains("4 replicas"), "{m}"),
         other => panic!("expected InvalidParam, got {other:?}"),
     }
-    let three = PutOptions { replicas: 3, preferred: vec![] };
+    let three = PutOptions {
+        replicas: 3,
+        preferred: vec![],
+    };
     s.put("r3", &pattern("r3", 70_000), &three).unwrap();
     assert_eq!(s.key_info("r3").unwrap().replicas.len(), 3);
     assert_eq!(s.get("r3").unwrap(), pattern("r3", 70_000));

@@ -27,7 +27,13 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { locals: 3, segment: "64MB", heartbeat_timeout_ms: 1500, put_timeout_ms: 30_000, lease_ms: 2000 }
+        Opts {
+            locals: 3,
+            segment: "64MB",
+            heartbeat_timeout_ms: 1500,
+            put_timeout_ms: 30_000,
+            lease_ms: 2000,
+        }
     }
 }
 
@@ -53,7 +59,11 @@ pub struct Cluster {
 }
 
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 static SEQ: AtomicUsize = AtomicUsize::new(0);
@@ -76,7 +86,14 @@ impl Cluster {
             ),
         )
         .unwrap();
-        let mut c = Cluster { dir, meta_addr, config, opts: opts.clone(), meta: None, locals: Vec::new() };
+        let mut c = Cluster {
+            dir,
+            meta_addr,
+            config,
+            opts: opts.clone(),
+            meta: None,
+            locals: Vec::new(),
+        };
         c.start_meta();
         for _ in 0..opts.locals {
             c.add_local();
@@ -86,7 +103,11 @@ impl Cluster {
     }
 
     fn log(&self, name: &str) -> std::fs::File {
-        std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join(format!("{name}.log"))).unwrap()
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.join(format!("{name}.log")))
+            .unwrap()
     }
 
     pub fn start_meta(&mut self) {
@@ -98,10 +119,17 @@ impl Cluster {
             .stderr(self.log("meta"))
             .spawn()
             .expect("spawn mmc meta");
-        self.meta = Some(Proc { child, service_id: 0 });
+        self.meta = Some(Proc {
+            child,
+            service_id: 0,
+        });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&self.meta_addr).is_err() {
-            assert!(Instant::now() < deadline, "metaservice did not start; see {}", self.dir.display());
+            assert!(
+                Instant::now() < deadline,
+                "metaservice did not start; see {}",
+                self.dir.display()
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
     }
@@ -118,13 +146,20 @@ impl Cluster {
             .spawn()
             .expect("spawn mmc local");
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
         // "localservice N ready (transfer ADDR)"
         let service_id = line
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| panic!("unexpected local start line {line:?}; see {}", self.dir.display()));
+            .unwrap_or_else(|| {
+                panic!(
+                    "unexpected local start line {line:?}; see {}",
+                    self.dir.display()
+                )
+            });
         self.locals.push(Proc { child, service_id });
         i
     }
@@ -142,7 +177,10 @@ impl Cluster {
     }
 
     pub fn local_index(&self, service_id: u32) -> usize {
-        self.locals.iter().position(|p| p.service_id == service_id).expect("known service")
+        self.locals
+            .iter()
+            .position(|p| p.service_id == service_id)
+            .expect("known service")
     }
 
     pub fn client_config(&self, protocol: Protocol, dram_size: u64) -> LocalConfig {
@@ -158,11 +196,16 @@ impl Cluster {
 
     /// A client in this test process (pure client when `dram_size` is 0).
     pub fn client(&self, protocol: Protocol, dram_size: u64) -> BlockingObjectStore {
-        ObjectStore::connect(self.client_config(protocol, dram_size)).expect("client connects").blocking()
+        ObjectStore::connect(self.client_config(protocol, dram_size))
+            .expect("client connects")
+            .blocking()
     }
 
     pub fn stat(&self) -> Result<ClusterStat, String> {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
         rt.block_on(async {
             let mc = mmc_local::meta_client::MetaClient::new(
                 self.meta_addr.clone(),
@@ -179,11 +222,18 @@ impl Cluster {
 
     /// Waits until `n` segments are registered.
     pub fn wait_members(&self, n: usize) {
-        self.wait_until(Duration::from_secs(15), "segments registered", |s| s.segments.len() == n);
+        self.wait_until(Duration::from_secs(15), "segments registered", |s| {
+            s.segments.len() == n
+        });
     }
 
     /// Polls the cluster state until `pred` holds (panics after `timeout`).
-    pub fn wait_until(&self, timeout: Duration, what: &str, pred: impl Fn(&ClusterStat) -> bool) -> ClusterStat {
+    pub fn wait_until(
+        &self,
+        timeout: Duration,
+        what: &str,
+        pred: impl Fn(&ClusterStat) -> bool,
+    ) -> ClusterStat {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(s) = self.stat() {
@@ -191,7 +241,10 @@ impl Cluster {
                     return s;
                 }
                 if Instant::now() > deadline {
-                    panic!("timed out waiting for {what}; last state {s:?}; logs in {}", self.dir.display());
+                    panic!(
+                        "timed out waiting for {what}; last state {s:?}; logs in {}",
+                        self.dir.display()
+                    );
                 }
             } else if Instant::now() > deadline {
                 panic!("timed out waiting for {what}; metaservice unreachable");
