@@ -52,19 +52,28 @@ pub struct StatArgs {
 fn client(meta: &str) -> Result<mmc_local::BlockingObjectStore, String> {
     let cfg = crate::local_config(None, Some(meta), Some("0"), None)?;
     crate::init_logging("warn");
-    ObjectStore::connect(cfg).map(|s| s.blocking()).map_err(|e| e.to_string())
+    ObjectStore::connect(cfg)
+        .map(|s| s.blocking())
+        .map_err(|e| e.to_string())
 }
 
 pub fn put(a: PutArgs) -> Result<(), String> {
     let mut data = Vec::new();
     if a.file == "-" {
-        std::io::stdin().read_to_end(&mut data).map_err(|e| format!("reading stdin: {e}"))?;
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .map_err(|e| format!("reading stdin: {e}"))?;
     } else {
         data = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file))?;
     }
     let c = client(&a.conn.meta)?;
-    let opts = PutOptions { replicas: a.replicas, preferred: vec![] };
-    let r = c.put(&a.key, &data, &opts).map_err(|e| format!("put {}: {e} (code {})", a.key, e.code()));
+    let opts = PutOptions {
+        replicas: a.replicas,
+        preferred: vec![],
+    };
+    let r = c
+        .put(&a.key, &data, &opts)
+        .map_err(|e| format!("put {}: {e} (code {})", a.key, e.code()));
     c.close();
     r
 }
@@ -88,7 +97,10 @@ pub fn rm(a: RmArgs) -> Result<(), String> {
 }
 
 pub fn stat(a: StatArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
     let st = rt.block_on(async {
         let mc = mmc_local::meta_client::MetaClient::new(
             a.conn.meta.clone(),
@@ -101,8 +113,14 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
             Err(e) => Err(format!("stat: {e}")),
         }
     })?;
-    println!("members: {}  keys: {}  evictions: {}  active leases: {}", st.members, st.keys, st.evictions, st.leases_active);
-    println!("{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>6} {:>9}", "service", "host", "transfer", "medium", "capacity", "used", "used%", "objects");
+    println!(
+        "members: {}  keys: {}  evictions: {}  active leases: {}",
+        st.members, st.keys, st.evictions, st.leases_active
+    );
+    println!(
+        "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>6} {:>9}",
+        "service", "host", "transfer", "medium", "capacity", "used", "used%", "objects"
+    );
     let (mut cap, mut used) = (0u64, 0u64);
     for s in &st.segments {
         cap += s.capacity;
@@ -115,7 +133,11 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
             s.medium.name(),
             mmc_config::format_size(s.capacity),
             s.used,
-            if s.capacity > 0 { s.used as f64 * 100.0 / s.capacity as f64 } else { 0.0 },
+            if s.capacity > 0 {
+                s.used as f64 * 100.0 / s.capacity as f64
+            } else {
+                0.0
+            },
             s.objects
         );
     }

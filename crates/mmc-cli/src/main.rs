@@ -84,11 +84,16 @@ struct UpArgs {
 pub fn init_logging(level: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
-    let mut c = ConfigFile::load_or_env(a.config.as_deref(), META_CONFIG_ENV).map_err(|e| e.to_string())?.meta;
+    let mut c = ConfigFile::load_or_env(a.config.as_deref(), META_CONFIG_ENV)
+        .map_err(|e| e.to_string())?
+        .meta;
     if let Some(l) = &a.listen {
         c.listen = l.clone();
     }
@@ -105,7 +110,9 @@ pub fn local_config(
     dram_size: Option<&str>,
     protocol: Option<&str>,
 ) -> Result<LocalConfig, String> {
-    let mut c = ConfigFile::load_or_env(config, LOCAL_CONFIG_ENV).map_err(|e| e.to_string())?.local;
+    let mut c = ConfigFile::load_or_env(config, LOCAL_CONFIG_ENV)
+        .map_err(|e| e.to_string())?
+        .local;
     if let Some(m) = meta {
         c.meta_addr = m.to_owned();
     }
@@ -124,7 +131,11 @@ pub fn local_config(
 }
 
 fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 async fn shutdown_signal() {
@@ -147,7 +158,12 @@ fn run_meta(a: MetaArgs) -> Result<(), String> {
 }
 
 fn run_local(a: LocalArgs) -> Result<(), String> {
-    let mut cfg = local_config(a.config.as_deref(), a.meta.as_deref(), a.dram_size.as_deref(), a.protocol.as_deref())?;
+    let mut cfg = local_config(
+        a.config.as_deref(),
+        a.meta.as_deref(),
+        a.dram_size.as_deref(),
+        a.protocol.as_deref(),
+    )?;
     if let Some(t) = a.transfer_listen {
         cfg.transfer_listen = t;
         cfg.validate().map_err(|e| e.to_string())?;
@@ -183,7 +199,9 @@ fn run_up(a: UpArgs) -> Result<(), String> {
         a.dram_size
     );
     println!("try: mmc put hello - <<< world; mmc get hello; mmc stat   (Ctrl-C stops)");
-    rt.block_on(meta_task).map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    rt.block_on(meta_task)
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
     drop(store);
     Ok(())
 }

@@ -66,15 +66,8 @@ fn bad_api_arguments_are_rejected_with_clear_errors() {
     assert_invalid(s.exist_batch(&refs), "exist batch of 16385");
     assert_invalid(s.get_batch(&refs), "get batch of 16385");
     assert_invalid(s.remove_batch(&refs), "remove batch of 16385");
-    assert_invalid(
-        s.put_batch(&refs[..2], &vals[..1], &one),
-        "keys/values length mismatch",
-    );
-    assert_eq!(
-        s.exist_batch(&refs[..16384]).unwrap().len(),
-        16384,
-        "16384 is allowed"
-    );
+    assert_invalid(s.put_batch(&refs[..2], &vals[..1], &one), "keys/values length mismatch");
+    assert_eq!(s.exist_batch(&refs[..16384]).unwrap().len(), 16384, "16384 is allowed");
 
     // per-key errors inside an otherwise good batch
     let r = s
@@ -122,10 +115,7 @@ fn closed(sock: &mut TcpStream) -> bool {
         match sock.read(&mut b) {
             Ok(0) => return true,
             Ok(_) => continue,
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut =>
-            {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {
                 return false
             }
             Err(_) => return true,
@@ -140,8 +130,7 @@ fn malformed_control_frames_close_only_that_connection() {
         ..Opts::default()
     });
     let s = c.client(Protocol::Auto, 0);
-    s.put("survivor", b"still here", &PutOptions::default())
-        .unwrap();
+    s.put("survivor", b"still here", &PutOptions::default()).unwrap();
 
     // A length beyond the limit: closed before anything is allocated.
     let mut x = TcpStream::connect(&c.meta_addr).unwrap();
@@ -199,8 +188,7 @@ fn malformed_control_frames_close_only_that_connection() {
 
     // Everyone else is still served.
     assert_eq!(s.get("survivor").unwrap(), b"still here");
-    s.put("after-garbage", b"ok", &PutOptions::default())
-        .unwrap();
+    s.put("after-garbage", b"ok", &PutOptions::default()).unwrap();
     s.close();
 }
 
@@ -214,12 +202,8 @@ fn malformed_transfer_requests_close_only_that_connection() {
     let seg = &st.segments[0];
     let addr = seg.transfer_addr.clone();
     let tcp = c.client(Protocol::Tcp, 0);
-    tcp.put(
-        "over-tcp",
-        &pattern("over-tcp", 50_000),
-        &PutOptions::default(),
-    )
-    .unwrap();
+    tcp.put("over-tcp", &pattern("over-tcp", 50_000), &PutOptions::default())
+        .unwrap();
 
     let reply_then_close = |bytes: &[u8]| {
         let mut x = TcpStream::connect(&addr).unwrap();
@@ -260,8 +244,7 @@ fn malformed_transfer_requests_close_only_that_connection() {
 
     // The transfer server still serves real clients.
     assert_eq!(tcp.get("over-tcp").unwrap(), pattern("over-tcp", 50_000));
-    tcp.put("over-tcp-2", b"fine", &PutOptions::default())
-        .unwrap();
+    tcp.put("over-tcp-2", b"fine", &PutOptions::default()).unwrap();
     assert_eq!(tcp.get("over-tcp-2").unwrap(), b"fine");
     tcp.close();
 }

@@ -108,10 +108,7 @@ fn pool_pressure_evicts_lru_and_never_serves_wrong_bytes() {
         if i % 8 == 0 {
             // Keep the hot set recently used.
             for h in &hot {
-                assert!(
-                    s.exist(h).unwrap(),
-                    "{h} was evicted although recently used"
-                );
+                assert!(s.exist(h).unwrap(), "{h} was evicted although recently used");
             }
         }
     }
@@ -123,10 +120,7 @@ fn pool_pressure_evicts_lru_and_never_serves_wrong_bytes() {
     }
     let st = c.stat().unwrap();
     assert!(st.evictions > 0);
-    assert!(
-        !s.exist("cold-0").unwrap(),
-        "the oldest cold object was evicted"
-    );
+    assert!(!s.exist("cold-0").unwrap(), "the oldest cold object was evicted");
     for g in &st.segments {
         assert!(g.used <= g.capacity);
     }
@@ -143,8 +137,7 @@ struct RawClient {
 impl RawClient {
     fn connect(addr: &str) -> Self {
         let sock = std::net::TcpStream::connect(addr).unwrap();
-        sock.set_read_timeout(Some(Duration::from_secs(10)))
-            .unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         RawClient { sock, next: 1 }
     }
 
@@ -207,16 +200,9 @@ fn uncommitted_write_is_reclaimed_after_put_timeout() {
     let mut w = RawClient::connect(&c.meta_addr);
     let me = w.register_pure();
     w.alloc(me, "stalled", 8 << 20);
-    assert_eq!(
-        c.used_bytes(),
-        base + (8 << 20),
-        "the write holds its space"
-    );
+    assert_eq!(c.used_bytes(), base + (8 << 20), "the write holds its space");
     let s = c.client(Protocol::Auto, 0);
-    assert!(
-        !s.exist("stalled").unwrap(),
-        "a WRITING object is invisible"
-    );
+    assert!(!s.exist("stalled").unwrap(), "a WRITING object is invisible");
     // Stay alive (heartbeats) but never commit.
     for _ in 0..12 {
         std::thread::sleep(Duration::from_millis(250));
@@ -225,11 +211,9 @@ fn uncommitted_write_is_reclaimed_after_put_timeout() {
             Response::HeartbeatAck { known: true, .. }
         ));
     }
-    c.wait_until(
-        Duration::from_secs(5),
-        "space of the stalled write back",
-        |st| st.segments.iter().map(|g| g.used).sum::<u64>() == base,
-    );
+    c.wait_until(Duration::from_secs(5), "space of the stalled write back", |st| {
+        st.segments.iter().map(|g| g.used).sum::<u64>() == base
+    });
     match w.call(&Request::Finish {
         writer: me,
         commit: vec!["stalled".into()],
@@ -259,11 +243,9 @@ fn writer_killed_between_alloc_and_commit_releases_its_space() {
         assert_eq!(c.used_bytes(), base + (4 << 20));
         // The writer vanishes: connection dropped, no more heartbeats.
     }
-    c.wait_until(
-        Duration::from_secs(10),
-        "the dead writer's space back",
-        |st| st.segments.iter().map(|g| g.used).sum::<u64>() == base,
-    );
+    c.wait_until(Duration::from_secs(10), "the dead writer's space back", |st| {
+        st.segments.iter().map(|g| g.used).sum::<u64>() == base
+    });
     let s = c.client(Protocol::Auto, 0);
     assert!(!s.exist("orphan").unwrap());
     s.close();
@@ -279,11 +261,7 @@ fn metaservice_restart_rebuilds_from_ledgers() {
         preferred: vec![],
     };
     for (i, k) in keys.iter().enumerate() {
-        let opts = if i % 3 == 0 {
-            two.clone()
-        } else {
-            PutOptions::default()
-        };
+        let opts = if i % 3 == 0 { two.clone() } else { PutOptions::default() };
         s.put(k, &pattern(k, 100_000 + i), &opts).unwrap();
     }
     let before: Vec<_> = keys.iter().map(|k| s.key_info(k).unwrap()).collect();
@@ -320,8 +298,7 @@ fn metaservice_restart_rebuilds_from_ledgers() {
     // New writes after the restart do not overlap recovered objects.
     for i in 0..20 {
         let k = format!("new-{i}");
-        s.put(&k, &pattern(&k, 300_000), &PutOptions::default())
-            .unwrap();
+        s.put(&k, &pattern(&k, 300_000), &PutOptions::default()).unwrap();
     }
     for (i, k) in keys.iter().enumerate() {
         assert_eq!(

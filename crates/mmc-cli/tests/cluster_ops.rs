@@ -47,11 +47,7 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
     let mut outs: Vec<&mut [u8]> = out.iter_mut().map(|b| b.as_mut_slice()).collect();
     s.get_into_layers(&lk, &mut outs).unwrap();
     assert_eq!(out, layers);
-    assert_eq!(
-        s.get(&lk).unwrap(),
-        layers.concat(),
-        "layered object reads back flat"
-    );
+    assert_eq!(s.get(&lk).unwrap(), layers.concat(), "layered object reads back flat");
 
     // batches
     let keys: Vec<String> = (0..40).map(|i| format!("{tag}-batch-{i}")).collect();
@@ -62,22 +58,14 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
         .map(|(i, k)| pattern(k, 4096 + i * 1000))
         .collect();
     let vrefs: Vec<&[u8]> = vals.iter().map(|v| v.as_slice()).collect();
-    assert!(s
-        .put_batch(&krefs, &vrefs, &one)
-        .unwrap()
-        .iter()
-        .all(|r| r.is_ok()));
+    assert!(s.put_batch(&krefs, &vrefs, &one).unwrap().iter().all(|r| r.is_ok()));
     let got = s.get_batch(&krefs).unwrap();
     for (g, v) in got.iter().zip(&vals) {
         assert_eq!(g.as_ref().unwrap(), v);
     }
     let mut bufs: Vec<Vec<u8>> = vals.iter().map(|v| vec![0u8; v.len()]).collect();
     let mut brefs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
-    assert!(s
-        .get_into_batch(&krefs, &mut brefs)
-        .unwrap()
-        .iter()
-        .all(|r| r.is_ok()));
+    assert!(s.get_into_batch(&krefs, &mut brefs).unwrap().iter().all(|r| r.is_ok()));
     assert_eq!(bufs, vals);
     let mut mixed = krefs.clone();
     mixed.push("absent-key");
@@ -101,11 +89,7 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
         .map(|ls| ls.iter().map(|l| l.as_slice()).collect())
         .collect();
     let lk: Vec<&str> = lkeys.iter().map(|k| k.as_str()).collect();
-    assert!(s
-        .put_layers_batch(&lk, &lrefs, &one)
-        .unwrap()
-        .iter()
-        .all(|r| r.is_ok()));
+    assert!(s.put_layers_batch(&lk, &lrefs, &one).unwrap().iter().all(|r| r.is_ok()));
     for (k, ls) in lk.iter().zip(&lvals) {
         assert_eq!(s.get(k).unwrap(), ls.concat());
     }
@@ -114,9 +98,7 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
     s.remove(&keys[0]).unwrap();
     assert_eq!(s.remove(&keys[0]), Err(Error::UnmatchedKey));
     assert_eq!(s.get(&keys[0]), Err(Error::ObjectNotExists));
-    let rb = s
-        .remove_batch(&[keys[1].as_str(), keys[0].as_str()])
-        .unwrap();
+    let rb = s.remove_batch(&[keys[1].as_str(), keys[0].as_str()]).unwrap();
     assert_eq!(rb, vec![Ok(()), Err(Error::UnmatchedKey)]);
     assert!(!s.exist(&keys[1]).unwrap());
 }
@@ -128,12 +110,8 @@ fn every_operation_over_shared_memory() {
     exercise_all(&s, "shm");
     // a client contributing its own segment works too (writer-local first)
     let own = c.client(Protocol::Auto, 16 << 20);
-    own.put(
-        "own-key",
-        &pattern("own-key", 10_000),
-        &PutOptions::default(),
-    )
-    .unwrap();
+    own.put("own-key", &pattern("own-key", 10_000), &PutOptions::default())
+        .unwrap();
     let info = own.key_info("own-key").unwrap();
     assert_eq!(
         info.replicas[0].0,
@@ -144,9 +122,7 @@ fn every_operation_over_shared_memory() {
     let n = s.remove_all().unwrap();
     assert!(n >= 40, "remove_all removed {n}");
     assert!(!s.exist("shm-single").unwrap());
-    c.wait_until(std::time::Duration::from_secs(5), "space freed", |st| {
-        st.keys == 0
-    });
+    c.wait_until(std::time::Duration::from_secs(5), "space freed", |st| st.keys == 0);
     own.close();
     s.close();
 }
@@ -162,10 +138,7 @@ fn every_operation_over_forced_tcp() {
     assert_eq!(s.get("big").unwrap(), big);
     // a shm reader sees what the tcp writer wrote
     let shm = c.client(Protocol::Auto, 0);
-    assert_eq!(
-        shm.get("tcp-single").unwrap(),
-        pattern("tcp-single", 300_000)
-    );
+    assert_eq!(shm.get("tcp-single").unwrap(), pattern("tcp-single", 300_000));
     s.close();
     shm.close();
 }
@@ -182,10 +155,7 @@ fn replicas_and_placement() {
     s.put("r2", &pattern("r2", 50_000), &two).unwrap();
     let info = s.key_info("r2").unwrap();
     assert_eq!(info.replicas.len(), 2);
-    assert_ne!(
-        info.replicas[0].0, info.replicas[1].0,
-        "replicas on distinct services"
-    );
+    assert_ne!(info.replicas[0].0, info.replicas[1].0, "replicas on distinct services");
     let pref = PutOptions {
         replicas: 1,
         preferred: vec![ids[2]],

@@ -40,15 +40,7 @@ impl Netns {
         ip(&["link", "set", &va, "netns", &names[0]]);
         ip(&["link", "set", &vb, "netns", &names[1]]);
         for (n, v, a) in [(&names[0], &va, 1), (&names[1], &vb, 2)] {
-            ip(&[
-                "-n",
-                n,
-                "addr",
-                "add",
-                &format!("10.231.{subnet}.{a}/24"),
-                "dev",
-                v,
-            ]);
+            ip(&["-n", n, "addr", "add", &format!("10.231.{subnet}.{a}/24"), "dev", v]);
             ip(&["-n", n, "link", "set", v, "up"]);
             ip(&["-n", n, "link", "set", "lo", "up"]);
         }
@@ -152,10 +144,7 @@ fn namespaces_are_hosts_and_exchange_data_over_tcp() {
     let text = String::from_utf8_lossy(&out.stdout).to_string();
     let hosts: std::collections::BTreeSet<&str> = text
         .lines()
-        .filter(|l| {
-            l.trim_start().starts_with(&id_a.to_string())
-                || l.trim_start().starts_with(&id_b.to_string())
-        })
+        .filter(|l| l.trim_start().starts_with(&id_a.to_string()) || l.trim_start().starts_with(&id_b.to_string()))
         .filter_map(|l| l.split_whitespace().nth(1))
         .collect();
     assert_eq!(hosts.len(), 2, "two namespaces are two hosts:\n{text}");
@@ -174,20 +163,13 @@ fn namespaces_are_hosts_and_exchange_data_over_tcp() {
         assert!(c.wait().unwrap().success(), "put {key} from namespace {i}");
     };
     let get = |i: usize, key: &str| {
-        let out = ns
-            .cmd(i)
-            .args(["get", "--meta", &meta, key])
-            .output()
-            .unwrap();
+        let out = ns.cmd(i).args(["get", "--meta", &meta, key]).output().unwrap();
         assert!(
             out.status.success(),
             "get {key} from namespace {i}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert!(
-            out.stdout == value,
-            "bytes of {key} read from namespace {i} differ"
-        );
+        assert!(out.stdout == value, "bytes of {key} read from namespace {i} differ");
     };
     put(1, "both-replicas", "2");
     get(0, "both-replicas");
@@ -198,10 +180,6 @@ fn namespaces_are_hosts_and_exchange_data_over_tcp() {
         get(0, &k);
         get(1, &k);
     }
-    let missing = ns
-        .cmd(0)
-        .args(["get", "--meta", &meta, "absent"])
-        .output()
-        .unwrap();
+    let missing = ns.cmd(0).args(["get", "--meta", &meta, "absent"]).output().unwrap();
     assert!(!missing.status.success(), "a missing key exits non-zero");
 }

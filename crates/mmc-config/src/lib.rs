@@ -46,8 +46,10 @@ impl ConfigFile {
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|err| ConfigError::Read { path: path.display().to_string(), err })?;
+        let text = std::fs::read_to_string(path).map_err(|err| ConfigError::Read {
+            path: path.display().to_string(),
+            err,
+        })?;
         let cfg = Self::from_toml(&text)?;
         cfg.meta.validate()?;
         cfg.local.validate()?;
@@ -167,7 +169,10 @@ fn check_range(key: &'static str, v: u64, lo: u64, hi: u64) -> Result<(), Config
 fn check_log_level(key: &'static str, v: &str) -> Result<(), ConfigError> {
     match v {
         "error" | "warn" | "info" | "debug" | "trace" => Ok(()),
-        _ => Err(invalid(key, format!("`{v}` is not one of error, warn, info, debug, trace"))),
+        _ => Err(invalid(
+            key,
+            format!("`{v}` is not one of error, warn, info, debug, trace"),
+        )),
     }
 }
 
@@ -189,7 +194,10 @@ impl MetaConfig {
         check_range("meta.heartbeat_timeout_ms", self.heartbeat_timeout_ms, 100, 3_600_000)?;
         check_log_level("meta.log_level", &self.log_level)?;
         if self.ha.enable && self.ha.etcd_endpoints.is_empty() {
-            return Err(invalid("meta.ha.etcd_endpoints", "must list at least one endpoint when ha.enable"));
+            return Err(invalid(
+                "meta.ha.etcd_endpoints",
+                "must list at least one endpoint when ha.enable",
+            ));
         }
         check_range("meta.ha.lease_ttl_s", self.ha.lease_ttl_s, 1, 3600)?;
         Ok(())
@@ -294,10 +302,8 @@ mod tests {
 
     #[test]
     fn parses_sizes_and_sections() {
-        let c = ConfigFile::from_toml(
-            "[meta]\nlease_ms = 500\n[local]\ndram_size = \"2.5G\"\nprotocol = \"tcp\"\n",
-        )
-        .unwrap();
+        let c = ConfigFile::from_toml("[meta]\nlease_ms = 500\n[local]\ndram_size = \"2.5G\"\nprotocol = \"tcp\"\n")
+            .unwrap();
         assert_eq!(c.meta.lease_ms, 500);
         assert_eq!(c.local.dram_size.0, (2.5 * (1u64 << 30) as f64) as u64);
         assert_eq!(c.local.protocol, Protocol::Tcp);
@@ -309,15 +315,24 @@ mod tests {
     fn errors_name_the_key() {
         let e = ConfigFile::from_toml("[local]\nbogus = 1\n").unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
-        let e = ConfigFile::from_toml("[local]\ndram_size = \"12XB\"\n").unwrap_err().to_string();
+        let e = ConfigFile::from_toml("[local]\ndram_size = \"12XB\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("12XB"), "{e}");
-        let mut m = MetaConfig { evict_high_watermark: 50, evict_low_watermark: 60, ..Default::default() };
+        let mut m = MetaConfig {
+            evict_high_watermark: 50,
+            evict_low_watermark: 60,
+            ..Default::default()
+        };
         let e = m.validate().unwrap_err().to_string();
         assert!(e.contains("meta.evict_low_watermark"), "{e}");
         m.evict_low_watermark = 10;
         m.listen = "nope".into();
         assert!(m.validate().unwrap_err().to_string().contains("meta.listen"));
-        let l = LocalConfig { worker_threads: 0, ..Default::default() };
+        let l = LocalConfig {
+            worker_threads: 0,
+            ..Default::default()
+        };
         assert!(l.validate().unwrap_err().to_string().contains("local.worker_threads"));
     }
 }

@@ -17,11 +17,17 @@ pub struct Piece {
 
 impl Piece {
     pub fn of(s: &[u8]) -> Self {
-        Piece { addr: s.as_ptr() as usize, len: s.len() }
+        Piece {
+            addr: s.as_ptr() as usize,
+            len: s.len(),
+        }
     }
 
     pub fn of_mut(s: &mut [u8]) -> Self {
-        Piece { addr: s.as_mut_ptr() as usize, len: s.len() }
+        Piece {
+            addr: s.as_mut_ptr() as usize,
+            len: s.len(),
+        }
     }
 
     pub fn ptr(&self) -> *mut u8 {
@@ -64,7 +70,10 @@ pub fn sub_pieces(pieces: &[Piece], start: u64, len: u64) -> Vec<Piece> {
         }
         let s = start.max(ps);
         let e = end.min(pe);
-        out.push(Piece { addr: p.addr + (s - ps) as usize, len: (e - s) as usize });
+        out.push(Piece {
+            addr: p.addr + (s - ps) as usize,
+            len: (e - s) as usize,
+        });
     }
     out
 }
@@ -101,11 +110,19 @@ mod tests {
 
     #[test]
     fn sub_pieces_cover_ranges() {
-        let ps = [Piece { addr: 100, len: 10 }, Piece { addr: 200, len: 5 }, Piece { addr: 300, len: 10 }];
+        let ps = [
+            Piece { addr: 100, len: 10 },
+            Piece { addr: 200, len: 5 },
+            Piece { addr: 300, len: 10 },
+        ];
         assert_eq!(sub_pieces(&ps, 0, 25), ps.to_vec());
         assert_eq!(
             sub_pieces(&ps, 8, 10),
-            vec![Piece { addr: 108, len: 2 }, Piece { addr: 200, len: 5 }, Piece { addr: 300, len: 3 }]
+            vec![
+                Piece { addr: 108, len: 2 },
+                Piece { addr: 200, len: 5 },
+                Piece { addr: 300, len: 3 }
+            ]
         );
         assert_eq!(sub_pieces(&ps, 15, 10), vec![Piece { addr: 300, len: 10 }]);
         assert!(total_len(&[Piece { addr: 0, len: 1 }]).is_err());

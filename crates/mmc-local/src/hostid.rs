@@ -20,7 +20,9 @@ pub fn host_id(override_: Option<&str>) -> HostId {
         .or_else(|_| std::fs::read_to_string("/var/lib/dbus/machine-id"))
         .or_else(|_| std::fs::read_to_string("/proc/sys/kernel/hostname"))
         .unwrap_or_default();
-    let netns = std::fs::read_link("/proc/self/ns/net").map(|p| p.display().to_string()).unwrap_or_default();
+    let netns = std::fs::read_link("/proc/self/ns/net")
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     fnv(format!("{}|{}", machine.trim(), netns).as_bytes())
 }
 

@@ -7,6 +7,7 @@
 //! fast with NOT_CONNECTED_META.
 
 use mmc_wire::frame::{self, FrameKind};
+use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::{Error, Result};
 use parking_lot::Mutex;
@@ -14,7 +15,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-use mmc_wire::frame_writer::FrameWriter;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -117,7 +117,12 @@ impl MetaClient {
                 pending.lock().clear();
             });
         }
-        let c = Arc::new(Conn { writer, pending, alive, flusher });
+        let c = Arc::new(Conn {
+            writer,
+            pending,
+            alive,
+            flusher,
+        });
         *guard = Some(c.clone());
         Ok(c)
     }

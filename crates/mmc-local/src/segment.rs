@@ -29,7 +29,14 @@ fn os_err(what: &str) -> Error {
 }
 
 unsafe fn map_fd(fd: libc::c_int, len: usize) -> Result<NonNull<u8>> {
-    let p = libc::mmap(std::ptr::null_mut(), len, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, fd, 0);
+    let p = libc::mmap(
+        std::ptr::null_mut(),
+        len,
+        libc::PROT_READ | libc::PROT_WRITE,
+        libc::MAP_SHARED,
+        fd,
+        0,
+    );
     if p == libc::MAP_FAILED {
         return Err(os_err("mmap"));
     }
@@ -59,7 +66,12 @@ impl Segment {
                 }
             };
             let name = format!("/proc/{}/fd/{}", std::process::id(), fd);
-            Ok(Segment { name, ptr, len, fd: Some(fd) })
+            Ok(Segment {
+                name,
+                ptr,
+                len,
+                fd: Some(fd),
+            })
         }
     }
 
@@ -81,11 +93,18 @@ impl Segment {
             let mut st: libc::stat = std::mem::zeroed();
             if libc::fstat(fd, &mut st) != 0 || (st.st_size as u64) < len as u64 {
                 libc::close(fd);
-                return Err(Error::NotConnectedLocal(format!("peer segment {name} is smaller than {len} bytes")));
+                return Err(Error::NotConnectedLocal(format!(
+                    "peer segment {name} is smaller than {len} bytes"
+                )));
             }
             let r = map_fd(fd, len);
             libc::close(fd);
-            Ok(Segment { name: name.to_owned(), ptr: r?, len, fd: None })
+            Ok(Segment {
+                name: name.to_owned(),
+                ptr: r?,
+                len,
+                fd: None,
+            })
         }
     }
 

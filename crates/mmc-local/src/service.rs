@@ -67,7 +67,11 @@ impl LocalService {
                 .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;
             let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
             // An advertised port of 0 means "the port actually bound".
-            let advertised = match cfg.transfer_advertise.as_deref().map(str::parse::<std::net::SocketAddr>) {
+            let advertised = match cfg
+                .transfer_advertise
+                .as_deref()
+                .map(str::parse::<std::net::SocketAddr>)
+            {
                 Some(Ok(mut a)) => {
                     if a.port() == 0 {
                         a.set_port(bound.port());
@@ -135,7 +139,11 @@ impl LocalService {
             .lock()
             .entries
             .iter()
-            .map(|(&offset, (key, size))| LedgerEntry { key: key.clone(), offset, size: *size })
+            .map(|(&offset, (key, size))| LedgerEntry {
+                key: key.clone(),
+                offset,
+                size: *size,
+            })
             .collect();
         let prev = self.id();
         let req = RegisterReq {
@@ -151,7 +159,11 @@ impl LocalService {
         };
         let recovering = req.recovering;
         let (sid, lease_ms, epoch) = match self.meta.call(&Request::Register(req)).await? {
-            Response::Registered { service_id, lease_ms, members_epoch } => (service_id, lease_ms, members_epoch),
+            Response::Registered {
+                service_id,
+                lease_ms,
+                members_epoch,
+            } => (service_id, lease_ms, members_epoch),
             other => return Err(unexpected(other)),
         };
         {
@@ -167,7 +179,13 @@ impl LocalService {
             let mut chunks = entries.chunks(RECOVER_CHUNK).peekable();
             while let Some(c) = chunks.next() {
                 let done = chunks.peek().is_none();
-                self.meta.call(&Request::Recover { service_id: sid, entries: c.to_vec(), done }).await?;
+                self.meta
+                    .call(&Request::Recover {
+                        service_id: sid,
+                        entries: c.to_vec(),
+                        done,
+                    })
+                    .await?;
             }
             tracing::info!(service = sid, prev, replicas = n, "re-registered and sent the ledger");
         } else {
@@ -184,9 +202,18 @@ impl LocalService {
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
-            let r = self.meta.call_timeout(&Request::Heartbeat { service_id: self.id() }, self.heartbeat_interval * 2).await;
+            let r = self
+                .meta
+                .call_timeout(
+                    &Request::Heartbeat { service_id: self.id() },
+                    self.heartbeat_interval * 2,
+                )
+                .await;
             match r {
-                Ok(Response::HeartbeatAck { known: true, members_epoch }) => {
+                Ok(Response::HeartbeatAck {
+                    known: true,
+                    members_epoch,
+                }) => {
                     self.members_epoch.store(members_epoch, Ordering::Relaxed);
                 }
                 Ok(Response::HeartbeatAck { known: false, .. }) => {
@@ -208,9 +235,16 @@ impl LocalService {
             }
             let gen = self.generation.load(Ordering::Acquire);
             let acked = self.ledger.lock().acked;
-            let req = Request::LedgerPoll { service_id: self.id(), acked };
+            let req = Request::LedgerPoll {
+                service_id: self.id(),
+                acked,
+            };
             match self.meta.call(&req).await {
-                Ok(Response::LedgerOps { known: true, last_seq, ops }) => {
+                Ok(Response::LedgerOps {
+                    known: true,
+                    last_seq,
+                    ops,
+                }) => {
                     let mut l = self.ledger.lock();
                     if self.generation.load(Ordering::Acquire) != gen {
                         continue;

@@ -34,7 +34,10 @@ pub struct PutOptions {
 
 impl Default for PutOptions {
     fn default() -> Self {
-        PutOptions { replicas: 1, preferred: Vec::new() }
+        PutOptions {
+            replicas: 1,
+            preferred: Vec::new(),
+        }
     }
 }
 
@@ -159,7 +162,10 @@ impl ObjectStore {
     }
 
     pub async fn put_layers_batch(&self, keys: &[&str], layers: &[Vec<&[u8]>], opts: &PutOptions) -> BatchResult {
-        let values: Vec<Vec<Piece>> = layers.iter().map(|ls| ls.iter().map(|l| Piece::of(l)).collect()).collect();
+        let values: Vec<Vec<Piece>> = layers
+            .iter()
+            .map(|ls| ls.iter().map(|l| Piece::of(l)).collect())
+            .collect();
         // SAFETY: the borrows keep the layers alive for the call.
         let r = unsafe { self.put_raw_batch(keys, &values, opts).await? };
         Ok(r.into_iter().map(put_ok).collect())
@@ -174,7 +180,11 @@ impl ObjectStore {
     pub async unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
         validate_batch_len(keys.len())?;
         if keys.len() != values.len() {
-            return Err(Error::invalid(format!("{} keys but {} values", keys.len(), values.len())));
+            return Err(Error::invalid(format!(
+                "{} keys but {} values",
+                keys.len(),
+                values.len()
+            )));
         }
         validate_replicas(opts.replicas)?;
         let mut results: Vec<Result<()>> = vec![Ok(()); keys.len()];
@@ -198,19 +208,32 @@ impl ObjectStore {
             return Ok(results);
         }
         let me = self.service_id();
-        let (peers, placed) = match self.inner.svc.meta.call(&Request::Alloc { writer: me, items: items.clone() }).await? {
+        let (peers, placed) = match self
+            .inner
+            .svc
+            .meta
+            .call(&Request::Alloc {
+                writer: me,
+                items: items.clone(),
+            })
+            .await?
+        {
             Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
             other => return Err(crate::meta_client::unexpected(other)),
         };
         let this = self;
         let peers = &peers;
-        let copies = placed.into_iter().zip(which.iter().copied()).zip(&items).map(|((p, i), item)| async move {
-            let r = match p {
-                Ok(reps) => this.write_replicas(peers, &reps, &values[i], item.size).await,
-                Err(e) => Err(e),
-            };
-            (i, r)
-        });
+        let copies = placed
+            .into_iter()
+            .zip(which.iter().copied())
+            .zip(&items)
+            .map(|((p, i), item)| async move {
+                let r = match p {
+                    Ok(reps) => this.write_replicas(peers, &reps, &values[i], item.size).await,
+                    Err(e) => Err(e),
+                };
+                (i, r)
+            });
         let copied = futures::future::join_all(copies).await;
         let mut commit = Vec::new();
         let mut commit_idx = Vec::new();
@@ -233,7 +256,17 @@ impl ObjectStore {
         if commit.is_empty() && revoke.is_empty() {
             return Ok(results);
         }
-        match self.inner.svc.meta.call(&Request::Finish { writer: me, commit, revoke }).await? {
+        match self
+            .inner
+            .svc
+            .meta
+            .call(&Request::Finish {
+                writer: me,
+                commit,
+                revoke,
+            })
+            .await?
+        {
             Response::Finish { commit } if commit.len() == commit_idx.len() => {
                 for (r, i) in commit.into_iter().zip(commit_idx) {
                     results[i] = r;
@@ -246,7 +279,9 @@ impl ObjectStore {
 
     async fn write_replicas(&self, peers: &[PeerInfo], reps: &[Placement], src: &[Piece], size: u64) -> Result<()> {
         let futs = reps.iter().map(|p| async move {
-            let peer = peers.get(p.peer as usize).ok_or_else(|| Error::Other("bad peer index".into()))?;
+            let peer = peers
+                .get(p.peer as usize)
+                .ok_or_else(|| Error::Other("bad peer index".into()))?;
             match self.local_view(peer) {
                 Some(seg) => {
                     let dst = seg.range(p.offset, size)?;
@@ -255,7 +290,12 @@ impl ObjectStore {
                     unsafe { gather(src, dst) };
                     Ok(())
                 }
-                None => self.inner.xfer.write(&peer.transfer_addr, peer.service_id, p.offset, src, size).await,
+                None => {
+                    self.inner
+                        .xfer
+                        .write(&peer.transfer_addr, peer.service_id, p.offset, src, size)
+                        .await
+                }
             }
         });
         for r in futures::future::join_all(futs).await {
@@ -342,7 +382,11 @@ impl ObjectStore {
     pub async unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
         if keys.len() != dests.len() {
             validate_batch_len(keys.len())?;
-            return Err(Error::invalid(format!("{} keys but {} buffers", keys.len(), dests.len())));
+            return Err(Error::invalid(format!(
+                "{} keys but {} buffers",
+                keys.len(),
+                dests.len()
+            )));
         }
         let r = self.get_impl(keys, Some(dests)).await?;
         Ok(r.into_iter().map(|r| r.map(|_| ())).collect())
@@ -379,15 +423,20 @@ impl ObjectStore {
         let deadline = sent + Duration::from_millis(lease_ms);
         let this = self;
         let peers = &peers;
-        let reads = items.into_iter().zip(which.iter().copied()).map(|(item, i)| async move {
-            let loc = match item {
-                Ok(l) => l,
-                Err(e) => return (i, Err(e)),
-            };
-            let r = this.read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline).await;
-            let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
-            (i, r)
-        });
+        let reads = items
+            .into_iter()
+            .zip(which.iter().copied())
+            .map(|(item, i)| async move {
+                let loc = match item {
+                    Ok(l) => l,
+                    Err(e) => return (i, Err(e)),
+                };
+                let r = this
+                    .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline)
+                    .await;
+                let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
+                (i, r)
+            });
         for (i, r) in futures::future::join_all(reads).await {
             results[i] = r;
         }
@@ -415,7 +464,10 @@ impl ObjectStore {
             }
             None => {
                 let mut v = Vec::with_capacity(loc.size as usize);
-                let p = Piece { addr: v.as_mut_ptr() as usize, len: loc.size as usize };
+                let p = Piece {
+                    addr: v.as_mut_ptr() as usize,
+                    len: loc.size as usize,
+                };
                 owned = Some(std::mem::take(&mut v));
                 vec![p]
             }
@@ -431,14 +483,21 @@ impl ObjectStore {
         });
         let mut last_err = Error::ObjectNotExists;
         for p in order {
-            let Some(peer) = peers.get(p.peer as usize) else { continue };
+            let Some(peer) = peers.get(p.peer as usize) else {
+                continue;
+            };
             let r = match self.local_view(peer) {
                 Some(seg) => seg.range(p.offset, loc.size).map(|src| {
                     // SAFETY: src is inside the mapping and leased to us;
                     // the pieces are valid for writes per the caller.
                     unsafe { scatter(src, &pieces) }
                 }),
-                None => self.inner.xfer.read(&peer.transfer_addr, peer.service_id, p.offset, &pieces, loc.size).await,
+                None => {
+                    self.inner
+                        .xfer
+                        .read(&peer.transfer_addr, peer.service_id, p.offset, &pieces, loc.size)
+                        .await
+                }
             };
             match r {
                 Ok(()) => {
@@ -476,7 +535,11 @@ impl ObjectStore {
     }
 
     pub async fn key_info(&self, key: &str) -> Result<KeyInfo> {
-        self.key_info_batch(&[key]).await?.into_iter().next().expect("one result")
+        self.key_info_batch(&[key])
+            .await?
+            .into_iter()
+            .next()
+            .expect("one result")
     }
 
     pub async fn key_info_batch(&self, keys: &[&str]) -> BatchResult<KeyInfo> {
@@ -515,7 +578,10 @@ async fn release_leases(svc: Arc<LocalService>, mut rx: mpsc::UnboundedReceiver<
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, mmc_wire::MAX_BATCH).await > 0 {
         let leases = std::mem::take(&mut buf);
-        let req = Request::ReleaseLeases { reader: svc.id(), leases };
+        let req = Request::ReleaseLeases {
+            reader: svc.id(),
+            leases,
+        };
         if let Err(e) = svc.meta.call(&req).await {
             tracing::debug!(error = %e, "lease release failed (leases lapse on their own)");
         }

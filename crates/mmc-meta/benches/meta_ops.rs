@@ -38,14 +38,23 @@ impl Fixture {
                     host_id: i as u64,
                     transfer_addr: format!("127.0.0.1:{}", 7000 + i),
                     // Bookkeeping only: the MetaService never touches segment memory.
-                    segment: Some(SegmentDesc { name: format!("seg{i}"), medium: Medium::Dram, size: 1 << 40 }),
+                    segment: Some(SegmentDesc {
+                        name: format!("seg{i}"),
+                        medium: Medium::Dram,
+                        size: 1 << 40,
+                    }),
                     prev_service_id: None,
                     recovering: false,
                 };
                 state.register(&req).unwrap().0
             })
             .collect();
-        Fixture { state, segs, acked: vec![0; SEGMENTS], next: 0 }
+        Fixture {
+            state,
+            segs,
+            acked: vec![0; SEGMENTS],
+            next: 0,
+        }
     }
 
     fn fresh_keys(&mut self, n: usize) -> Vec<String> {
@@ -57,8 +66,15 @@ impl Fixture {
     /// alloc + commit of `keys` (64 KiB objects), as one batch each.
     fn put(&mut self, keys: &[String]) {
         let writer = self.segs[self.next % SEGMENTS];
-        let items: Vec<AllocItem> =
-            keys.iter().map(|k| AllocItem { key: k.clone(), size: 65536, replicas: 1, preferred: vec![] }).collect();
+        let items: Vec<AllocItem> = keys
+            .iter()
+            .map(|k| AllocItem {
+                key: k.clone(),
+                size: 65536,
+                replicas: 1,
+                preferred: vec![],
+            })
+            .collect();
         for o in self.state.alloc(writer, &items) {
             assert!(matches!(o, AllocOutcome::Done(Ok(_))), "{o:?}");
         }
@@ -100,7 +116,11 @@ impl Fixture {
 
 fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }
 
@@ -150,8 +170,11 @@ fn benches(c: &mut Criterion) {
             },
             |keys| {
                 let (_, items) = f.borrow_mut().state.lookup(reader, &keys);
-                let leases: Vec<(String, u64)> =
-                    keys.iter().zip(&items).map(|(k, r)| (k.clone(), r.as_ref().unwrap().object_id)).collect();
+                let leases: Vec<(String, u64)> = keys
+                    .iter()
+                    .zip(&items)
+                    .map(|(k, r)| (k.clone(), r.as_ref().unwrap().object_id))
+                    .collect();
                 f.borrow_mut().state.release_leases(reader, &leases);
                 keys
             },

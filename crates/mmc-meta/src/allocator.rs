@@ -27,7 +27,12 @@ impl SegmentAllocator {
     /// Manages `capacity` bytes (rounded down to [`ALIGN`]).
     pub fn new(capacity: u64) -> Self {
         let capacity = capacity / ALIGN * ALIGN;
-        let mut a = SegmentAllocator { capacity, used: 0, by_offset: BTreeMap::new(), by_size: BTreeSet::new() };
+        let mut a = SegmentAllocator {
+            capacity,
+            used: 0,
+            by_offset: BTreeMap::new(),
+            by_size: BTreeSet::new(),
+        };
         if capacity > 0 {
             a.insert_free(0, capacity);
         }
@@ -87,7 +92,9 @@ impl SegmentAllocator {
         if end > self.capacity {
             return false;
         }
-        let Some((&foff, &flen)) = self.by_offset.range(..=off).next_back() else { return false };
+        let Some((&foff, &flen)) = self.by_offset.range(..=off).next_back() else {
+            return false;
+        };
         if foff + flen < end {
             return false;
         }

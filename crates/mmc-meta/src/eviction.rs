@@ -68,5 +68,9 @@ pub fn take_victims(
 
 /// Bytes an object occupies on the segments `on` accepts.
 pub fn bytes_on(o: &Object, on: &dyn Fn(mmc_wire::ServiceId) -> bool) -> u64 {
-    o.replicas.iter().filter(|r| on(r.service)).map(|_| align_up(o.size)).sum()
+    o.replicas
+        .iter()
+        .filter(|r| on(r.service))
+        .map(|_| align_up(o.size))
+        .sum()
 }

@@ -161,10 +161,7 @@ async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<H
     let mut chunk = [0u8; 4096];
     loop {
         // Blank lines before a request line are ignored (RFC 9112 2.2).
-        let blank = buf
-            .iter()
-            .take_while(|&&b| b == b'\r' || b == b'\n')
-            .count();
+        let blank = buf.iter().take_while(|&&b| b == b'\r' || b == b'\n').count();
         if blank > 0 {
             buf.drain(..blank);
             scanned = 0;
@@ -200,9 +197,7 @@ async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<H
 /// 414 when the request line alone is too long, 431 otherwise.
 fn too_large(buf: &[u8]) -> Resp {
     match buf.iter().position(|&b| b == b'\n') {
-        Some(p) if p <= MAX_HEAD => {
-            Resp::error(431, &format!("request head longer than {MAX_HEAD} bytes")).closing()
-        }
+        Some(p) if p <= MAX_HEAD => Resp::error(431, &format!("request head longer than {MAX_HEAD} bytes")).closing(),
         _ => Resp::error(414, &format!("request line longer than {MAX_HEAD} bytes")).closing(),
     }
 }
@@ -248,13 +243,10 @@ fn trim_ows(mut s: &[u8]) -> &[u8] {
 /// Parses a complete head. Errors are answers that close the connection.
 fn parse_head(head: &[u8]) -> Result<Request, Resp> {
     let bad = |msg: &str| Resp::error(400, msg).closing();
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let line = lines.next().unwrap_or_default();
     let mut parts = line.split(|&b| b == b' ');
-    let (Some(method), Some(target), Some(version), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
+    let (Some(method), Some(target), Some(version), None) = (parts.next(), parts.next(), parts.next(), parts.next())
     else {
         return Err(bad("malformed request line"));
     };
@@ -267,10 +259,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
     let http11 = match version {
         b"HTTP/1.1" => true,
         b"HTTP/1.0" => false,
-        v if v.starts_with(b"HTTP/")
-            && v.len() <= 16
-            && v[5..].iter().all(|b| b.is_ascii_digit() || *b == b'.') =>
-        {
+        v if v.starts_with(b"HTTP/") && v.len() <= 16 && v[5..].iter().all(|b| b.is_ascii_digit() || *b == b'.') => {
             return Err(Resp::error(505, "only HTTP/1.0 and HTTP/1.1 are supported").closing())
         }
         _ => return Err(bad("malformed HTTP version")),
@@ -287,9 +276,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
         }
         count += 1;
         if count > MAX_HEADERS {
-            return Err(
-                Resp::error(431, &format!("more than {MAX_HEADERS} header fields")).closing(),
-            );
+            return Err(Resp::error(431, &format!("more than {MAX_HEADERS} header fields")).closing());
         }
         if l[0] == b' ' || l[0] == b'\t' {
             return Err(bad("obsolete header line folding"));
@@ -328,9 +315,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
     }
 
     if method != b"GET" {
-        return Err(Resp::error(405, "only GET is supported")
-            .allow_get()
-            .closing());
+        return Err(Resp::error(405, "only GET is supported").allow_get().closing());
     }
     if chunked || content_length.unwrap_or(0) > 0 {
         return Err(bad("request bodies are not accepted"));
@@ -410,12 +395,10 @@ fn param(query: &str, name: &str) -> Result<Option<String>, Resp> {
 fn u64_param(query: &str, name: &str) -> Result<Option<u64>, Resp> {
     match param(query, name)? {
         None => Ok(None),
-        Some(v) => v.parse::<u64>().map(Some).map_err(|_| {
-            Resp::error(
-                400,
-                &format!("query parameter '{name}' must be a non-negative integer"),
-            )
-        }),
+        Some(v) => v
+            .parse::<u64>()
+            .map(Some)
+            .map_err(|_| Resp::error(400, &format!("query parameter '{name}' must be a non-negative integer"))),
     }
 }
 
@@ -558,16 +541,12 @@ fn query_key(st: &MetaState, q: &str) -> Result<Resp, Resp> {
             &json!({ "key": key, "size": info.size, "replicas": replicas_json(&info.replicas) }),
         ),
         Some(Err(e)) => Resp::json(404, &json!({ "key": key, "error": e.to_string() })),
-        None => Resp::json(
-            404,
-            &json!({ "key": key, "error": "object does not exist" }),
-        ),
+        None => Resp::json(404, &json!({ "key": key, "error": "object does not exist" })),
     })
 }
 
 fn batch_query_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
-    let raw =
-        raw_param(q, "keys").ok_or_else(|| Resp::error(400, "missing query parameter 'keys'"))?;
+    let raw = raw_param(q, "keys").ok_or_else(|| Resp::error(400, "missing query parameter 'keys'"))?;
     if raw.is_empty() {
         return Err(Resp::error(400, "query parameter 'keys' is empty"));
     }
@@ -575,12 +554,7 @@ fn batch_query_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
         .split(',')
         .map(percent_decode)
         .collect::<Option<Vec<String>>>()
-        .ok_or_else(|| {
-            Resp::error(
-                400,
-                "query parameter 'keys' is not valid percent-encoded UTF-8",
-            )
-        })?;
+        .ok_or_else(|| Resp::error(400, "query parameter 'keys' is not valid percent-encoded UTF-8"))?;
     if let Err(e) = mmc_wire::validate_batch_len(keys.len()) {
         return Err(Resp::error(400, &format!("query parameter 'keys': {e}")));
     }
@@ -613,10 +587,7 @@ fn get_all_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
     }
     let limit = limit.min(MAX_KEYS_LIMIT as u64) as u32;
     let (keys, next) = st.list_keys(cursor, limit);
-    Ok(Resp::json(
-        200,
-        &json!({ "keys": keys, "next_cursor": next }),
-    ))
+    Ok(Resp::json(200, &json!({ "keys": keys, "next_cursor": next })))
 }
 
 fn segment_json(s: &SegmentStat) -> Value {
@@ -667,12 +638,7 @@ pub fn render_metrics(server: &Server) -> String {
         }
     };
     let one = |v: u64| [(String::new(), v)];
-    gauge(
-        "mmc_keys",
-        "gauge",
-        "Readable keys stored.",
-        &one(stat.keys),
-    );
+    gauge("mmc_keys", "gauge", "Readable keys stored.", &one(stat.keys));
     gauge(
         "mmc_members_alive",
         "gauge",
@@ -684,11 +650,7 @@ pub fn render_metrics(server: &Server) -> String {
             .iter()
             .map(|s| {
                 (
-                    format!(
-                        "{{service=\"{}\",medium=\"{}\"}}",
-                        s.service_id,
-                        s.medium.name()
-                    ),
+                    format!("{{service=\"{}\",medium=\"{}\"}}", s.service_id, s.medium.name()),
                     f(s),
                 )
             })
@@ -781,10 +743,7 @@ mod tests {
     const KEY2: &str = "k,2";
 
     async fn start() -> (SocketAddr, Arc<Server>) {
-        let state = Arc::new(MetaState::new(
-            MetaParams::default(),
-            Arc::new(SystemClock::default()),
-        ));
+        let state = Arc::new(MetaState::new(MetaParams::default(), Arc::new(SystemClock::default())));
         let (id, _) = state
             .register(&RegisterReq {
                 host_id: 7,
@@ -828,8 +787,7 @@ mod tests {
 
     impl Reply {
         fn json(&self) -> Value {
-            serde_json::from_str(&self.body)
-                .unwrap_or_else(|e| panic!("bad json {:?}: {e}", self.body))
+            serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("bad json {:?}: {e}", self.body))
         }
     }
 
@@ -900,12 +858,8 @@ mod tests {
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\n\r\n", 0), Some(18));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\n\n", 0), Some(16));
         assert_eq!(find_head_end(b"GET / HTTP/1.1\r\nA: b\r\n", 0), None);
-        let r =
-            parse_head(b"GET /q?a=1#frag HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").expect("ok");
-        assert_eq!(
-            (r.path.as_str(), r.query.as_str(), r.keep_alive),
-            ("/q", "a=1", true)
-        );
+        let r = parse_head(b"GET /q?a=1#frag HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").expect("ok");
+        assert_eq!((r.path.as_str(), r.query.as_str(), r.keep_alive), ("/q", "a=1", true));
         let r = parse_head(b"GET / HTTP/1.1\r\nconnection: Close\r\n\r\n").expect("ok");
         assert!(!r.keep_alive);
         for (bad, status) in [
@@ -944,12 +898,9 @@ mod tests {
     #[tokio::test]
     async fn metrics() {
         let (addr, server) = start().await;
-        server.metrics.record(
-            Metrics::op_index("alloc"),
-            2,
-            false,
-            Duration::from_micros(30),
-        );
+        server
+            .metrics
+            .record(Metrics::op_index("alloc"), 2, false, Duration::from_micros(30));
         let r = get(addr, "/metrics").await;
         assert_eq!(r.status, 200);
         assert!(r.head.contains("Content-Type: text/plain; version=0.0.4"));
@@ -1030,11 +981,7 @@ mod tests {
     #[tokio::test]
     async fn batch_query_keys() {
         let (addr, _) = start().await;
-        let r = get(
-            addr,
-            "/batch_query_keys?keys=hello+world%2F%C3%BC,missing,k%2C2",
-        )
-        .await;
+        let r = get(addr, "/batch_query_keys?keys=hello+world%2F%C3%BC,missing,k%2C2").await;
         assert_eq!(r.status, 200, "{}", r.body);
         assert_eq!(
             r.json(),
@@ -1057,10 +1004,7 @@ mod tests {
         ] {
             let r = get(addr, bad).await;
             assert_eq!(r.status, 400, "{bad}");
-            assert!(r.json()["error"]
-                .as_str()
-                .expect("error")
-                .contains("'keys'"));
+            assert!(r.json()["error"].as_str().expect("error").contains("'keys'"));
         }
     }
 
@@ -1136,27 +1080,15 @@ mod tests {
         assert_eq!(v["dram"]["capacity"], SEG_SIZE);
         assert_eq!(v["dram"]["used"], used);
         let pct = v["dram"]["percent"].as_f64().expect("percent");
-        assert!(
-            (pct - used as f64 * 100.0 / SEG_SIZE as f64).abs() < 0.01,
-            "{pct}"
-        );
-        assert_eq!(
-            v["hbm"],
-            json!({ "capacity": 0, "used": 0, "percent": 0.0 })
-        );
+        assert!((pct - used as f64 * 100.0 / SEG_SIZE as f64).abs() < 0.01, "{pct}");
+        assert_eq!(v["hbm"], json!({ "capacity": 0, "used": 0, "percent": 0.0 }));
         assert_eq!(v["ssd"]["capacity"], 0);
     }
 
     #[tokio::test]
     async fn unknown_paths_are_404() {
         let (addr, _) = start().await;
-        for t in [
-            "/",
-            "/nope",
-            "/health/",
-            "/api/v1/capacity",
-            "/query_key/x?key=a",
-        ] {
+        for t in ["/", "/nope", "/health/", "/api/v1/capacity", "/query_key/x?key=a"] {
             let r = get(addr, t).await;
             assert_eq!(r.status, 404, "{t}");
             assert!(r.json()["error"].is_string());
@@ -1192,35 +1124,18 @@ mod tests {
         assert!(read_reply(&mut s, &mut pending).await.is_none());
         // HTTP/1.0 closes by default.
         let mut s = TcpStream::connect(addr).await.expect("connect");
-        s.write_all(b"GET /health HTTP/1.0\r\n\r\n")
-            .await
-            .expect("write");
+        s.write_all(b"GET /health HTTP/1.0\r\n\r\n").await.expect("write");
         let mut pending = Vec::new();
-        assert_eq!(
-            read_reply(&mut s, &mut pending)
-                .await
-                .expect("reply")
-                .status,
-            200
-        );
+        assert_eq!(read_reply(&mut s, &mut pending).await.expect("reply").status, 200);
         assert!(read_reply(&mut s, &mut pending).await.is_none());
     }
 
     #[tokio::test]
     async fn malformed_requests() {
         let (addr, _) = start().await;
-        let huge_header = format!(
-            "GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n",
-            "a".repeat(MAX_HEAD + 10)
-        );
-        let huge_line = format!(
-            "GET /query_key?key={} HTTP/1.1\r\n\r\n",
-            "a".repeat(MAX_HEAD + 10)
-        );
-        let many_headers = format!(
-            "GET /health HTTP/1.1\r\n{}\r\n",
-            "A: b\r\n".repeat(MAX_HEADERS + 1)
-        );
+        let huge_header = format!("GET /health HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(MAX_HEAD + 10));
+        let huge_line = format!("GET /query_key?key={} HTTP/1.1\r\n\r\n", "a".repeat(MAX_HEAD + 10));
+        let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "A: b\r\n".repeat(MAX_HEADERS + 1));
         let cases: Vec<(Vec<u8>, Option<u16>)> = vec![
             (b"\x00\x01\x02garbage\xff\xfe\r\n\r\n".to_vec(), Some(400)),
             (b"hello\r\n\r\n".to_vec(), Some(400)),
@@ -1228,10 +1143,7 @@ mod tests {
                 b"POST /health HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody".to_vec(),
                 Some(405),
             ),
-            (
-                b"DELETE /query_key?key=a HTTP/1.1\r\n\r\n".to_vec(),
-                Some(405),
-            ),
+            (b"DELETE /query_key?key=a HTTP/1.1\r\n\r\n".to_vec(), Some(405)),
             (b"GET /health HTTP/9.9\r\n\r\n".to_vec(), Some(505)),
             (
                 b"GET /health HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".to_vec(),

@@ -37,7 +37,11 @@ impl MetaService {
             )
         };
         let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
-        Ok(MetaService { server: Server::new(state), listener, http })
+        Ok(MetaService {
+            server: Server::new(state),
+            listener,
+            http,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

@@ -29,7 +29,11 @@ pub struct Ledger {
 
 impl Ledger {
     pub fn add(&mut self, key: &str, offset: u64, size: u64) {
-        self.push(LedgerOp::Add(LedgerEntry { key: key.to_owned(), offset, size }));
+        self.push(LedgerOp::Add(LedgerEntry {
+            key: key.to_owned(),
+            offset,
+            size,
+        }));
     }
 
     /// Queues the deletion of a replica; its range becomes free once acked.
@@ -77,7 +81,10 @@ impl Ledger {
 
     /// Bytes waiting for an ack before they return to the allocator.
     pub fn waiting_bytes(&self) -> u64 {
-        self.waiting_frees.iter().map(|&(_, _, s)| crate::allocator::align_up(s)).sum()
+        self.waiting_frees
+            .iter()
+            .map(|&(_, _, s)| crate::allocator::align_up(s))
+            .sum()
     }
 }
 

@@ -20,9 +20,9 @@ pub mod index;
 pub mod launch;
 pub mod ledger;
 pub mod membership;
+pub mod metrics;
 pub mod object;
 pub mod placement;
-pub mod metrics;
 pub mod server;
 pub mod state;
 

@@ -64,14 +64,25 @@ impl Membership {
             transfer_addr: req.transfer_addr.clone(),
             segment: req.segment.clone(),
         };
-        self.members.insert(id, Member { info, last_seen_ms: now_ms, segment });
+        self.members.insert(
+            id,
+            Member {
+                info,
+                last_seen_ms: now_ms,
+                segment,
+            },
+        );
         self.epoch += 1;
         Ok(id)
     }
 
     fn fresh_id(&mut self) -> Result<ServiceId> {
         for _ in 0..MAX_SERVICE_ID {
-            self.next_id = if self.next_id >= MAX_SERVICE_ID { 1 } else { self.next_id + 1 };
+            self.next_id = if self.next_id >= MAX_SERVICE_ID {
+                1
+            } else {
+                self.next_id + 1
+            };
             if !self.members.contains_key(&self.next_id) {
                 return Ok(self.next_id);
             }

@@ -8,8 +8,22 @@ use std::time::Duration;
 pub const BUCKETS_US: [u64; 10] = [10, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 1_000_000];
 
 pub const OPS: [&str; 16] = [
-    "register", "recover", "heartbeat", "ledger_poll", "unregister", "alloc", "finish", "lookup",
-    "release_leases", "exist", "key_info", "remove", "remove_all", "members", "stat", "list_keys",
+    "register",
+    "recover",
+    "heartbeat",
+    "ledger_poll",
+    "unregister",
+    "alloc",
+    "finish",
+    "lookup",
+    "release_leases",
+    "exist",
+    "key_info",
+    "remove",
+    "remove_all",
+    "members",
+    "stat",
+    "list_keys",
 ];
 
 #[derive(Default)]
@@ -53,15 +67,27 @@ impl Metrics {
         use std::fmt::Write;
         let _ = writeln!(out, "# TYPE mmc_requests_total counter");
         for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(out, "mmc_requests_total{{op=\"{name}\"}} {}", self.ops[i].requests.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "mmc_requests_total{{op=\"{name}\"}} {}",
+                self.ops[i].requests.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(out, "# TYPE mmc_request_failures_total counter");
         for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(out, "mmc_request_failures_total{{op=\"{name}\"}} {}", self.ops[i].failures.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "mmc_request_failures_total{{op=\"{name}\"}} {}",
+                self.ops[i].failures.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(out, "# TYPE mmc_request_keys_total counter");
         for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(out, "mmc_request_keys_total{{op=\"{name}\"}} {}", self.ops[i].keys.load(Ordering::Relaxed));
+            let _ = writeln!(
+                out,
+                "mmc_request_keys_total{{op=\"{name}\"}} {}",
+                self.ops[i].keys.load(Ordering::Relaxed)
+            );
         }
         let _ = writeln!(out, "# TYPE mmc_request_latency_seconds histogram");
         for (i, name) in OPS.iter().enumerate() {
@@ -76,7 +102,10 @@ impl Metrics {
                 );
             }
             let count = m.requests.load(Ordering::Relaxed);
-            let _ = writeln!(out, "mmc_request_latency_seconds_bucket{{op=\"{name}\",le=\"+Inf\"}} {count}");
+            let _ = writeln!(
+                out,
+                "mmc_request_latency_seconds_bucket{{op=\"{name}\",le=\"+Inf\"}} {count}"
+            );
             let _ = writeln!(
                 out,
                 "mmc_request_latency_seconds_sum{{op=\"{name}\"}} {}",
@@ -87,6 +116,10 @@ impl Metrics {
         let _ = writeln!(out, "# TYPE mmc_bad_frames_total counter");
         let _ = writeln!(out, "mmc_bad_frames_total {}", self.bad_frames.load(Ordering::Relaxed));
         let _ = writeln!(out, "# TYPE mmc_connections_total counter");
-        let _ = writeln!(out, "mmc_connections_total {}", self.connections.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "mmc_connections_total {}",
+            self.connections.load(Ordering::Relaxed)
+        );
     }
 }

@@ -95,11 +95,15 @@ impl Lease {
     }
 
     pub fn is_active(&self, now_ms: u64) -> bool {
-        self.0.as_ref().is_some_and(|l| !l.holders.is_empty() && now_ms < l.until_ms)
+        self.0
+            .as_ref()
+            .is_some_and(|l| !l.holders.is_empty() && now_ms < l.until_ms)
     }
 
     pub fn holders(&self) -> usize {
-        self.0.as_ref().map_or(0, |l| l.holders.iter().map(|(_, n)| *n as usize).sum())
+        self.0
+            .as_ref()
+            .map_or(0, |l| l.holders.iter().map(|(_, n)| *n as usize).sum())
     }
 }
 

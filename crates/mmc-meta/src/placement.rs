@@ -66,7 +66,10 @@ pub fn place(
     }
     if got.len() < replicas as usize {
         for r in got {
-            m.segment_mut(r.service).expect("just allocated").alloc.free(r.offset, size);
+            m.segment_mut(r.service)
+                .expect("just allocated")
+                .alloc
+                .free(r.offset, size);
         }
         return Err(PlaceFailure::NoSpace);
     }
@@ -82,7 +85,11 @@ mod tests {
         let req = RegisterReq {
             host_id: 1,
             transfer_addr: String::new(),
-            segment: Some(SegmentDesc { name: "s".into(), medium: Medium::Dram, size }),
+            segment: Some(SegmentDesc {
+                name: "s".into(),
+                medium: Medium::Dram,
+                size,
+            }),
             prev_service_id: None,
             recovering: false,
         };
@@ -100,8 +107,15 @@ mod tests {
         assert_eq!(candidates(&m, 99, &[]), vec![b, c, a]);
         let r = place(&mut m, a, &[], 2, 4096).unwrap();
         assert_eq!(r.iter().map(|r| r.service).collect::<Vec<_>>(), vec![a, b]);
-        assert_eq!(place(&mut m, a, &[], 4, 4096), Err(PlaceFailure::TooFewSegments { have: 3 }));
+        assert_eq!(
+            place(&mut m, a, &[], 4, 4096),
+            Err(PlaceFailure::TooFewSegments { have: 3 })
+        );
         assert_eq!(place(&mut m, a, &[], 3, 3 << 20), Err(PlaceFailure::NoSpace));
-        assert_eq!(m.segment_mut(b).unwrap().alloc.used(), 4096, "failed placement leaves nothing behind");
+        assert_eq!(
+            m.segment_mut(b).unwrap().alloc.used(),
+            4096,
+            "failed placement leaves nothing behind"
+        );
     }
 }

@@ -11,12 +11,12 @@
 use crate::metrics::Metrics;
 use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
+use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::Error;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use mmc_wire::frame_writer::FrameWriter;
 use tokio::sync::Notify;
 
 /// How long an alloc waits for evicted space to come back before failing
@@ -38,7 +38,12 @@ pub struct Server {
 
 impl Server {
     pub fn new(state: Arc<MetaState>) -> Arc<Self> {
-        Arc::new(Server { state, metrics: Metrics::default(), ledger_changed: Notify::new(), space_returned: Notify::new() })
+        Arc::new(Server {
+            state,
+            metrics: Metrics::default(),
+            ledger_changed: Notify::new(),
+            space_returned: Notify::new(),
+        })
     }
 
     /// Accepts connections until the listener fails or the task is dropped;
@@ -60,11 +65,15 @@ impl Server {
         loop {
             let (sock, peer) = listener.accept().await?;
             let _ = sock.set_nodelay(true);
-            self.metrics.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            self.metrics
+                .connections
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let this = self.clone();
             tokio::spawn(async move {
                 if let Err(e) = this.clone().connection(sock).await {
-                    this.metrics.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    this.metrics
+                        .bad_frames
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     tracing::warn!(%peer, error = %e, "closing control connection");
                 }
             });
@@ -82,7 +91,9 @@ impl Server {
             let req: Request = match f.decode() {
                 Ok(r) => r,
                 Err(e) => {
-                    self.metrics.bad_frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.metrics
+                        .bad_frames
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let resp = Response::Failed(Error::invalid(format!("undecodable request: {e}")));
                     let _ = tx.send(frame::encode(FrameKind::Response, f.id, &resp)?);
                     continue;
@@ -121,7 +132,8 @@ impl Server {
         let (op, keys) = op_of(&req);
         let resp = self.dispatch(req).await;
         let failed = matches!(resp, Response::Failed(_));
-        self.metrics.record(Metrics::op_index(op), keys, failed, start.elapsed());
+        self.metrics
+            .record(Metrics::op_index(op), keys, failed, start.elapsed());
         resp
     }
 
@@ -129,12 +141,18 @@ impl Server {
         let st = &self.state;
         match req {
             Request::Register(r) => match st.register(&r) {
-                Ok((service_id, members_epoch)) => {
-                    Response::Registered { service_id, lease_ms: st.params().lease_ms, members_epoch }
-                }
+                Ok((service_id, members_epoch)) => Response::Registered {
+                    service_id,
+                    lease_ms: st.params().lease_ms,
+                    members_epoch,
+                },
                 Err(e) => Response::Failed(e),
             },
-            Request::Recover { service_id, entries, done } => match st.recover(service_id, entries, done) {
+            Request::Recover {
+                service_id,
+                entries,
+                done,
+            } => match st.recover(service_id, entries, done) {
                 Ok(_) => {
                     self.ledger_changed.notify_waiters();
                     Response::Ok
@@ -170,7 +188,11 @@ impl Server {
                     return Response::Failed(e);
                 }
                 let (peers, items) = st.lookup(reader, &keys);
-                Response::Lookup { peers, lease_ms: st.params().lease_ms, items }
+                Response::Lookup {
+                    peers,
+                    lease_ms: st.params().lease_ms,
+                    items,
+                }
             }
             Request::ReleaseLeases { reader, leases } => {
                 st.release_leases(reader, &leases);
@@ -216,12 +238,20 @@ impl Server {
             tokio::pin!(notified);
             notified.as_mut().enable();
             let Some((last_seq, ops)) = self.state.ledger_poll(service, acked) else {
-                return Response::LedgerOps { last_seq: 0, ops: Vec::new(), known: false };
+                return Response::LedgerOps {
+                    last_seq: 0,
+                    ops: Vec::new(),
+                    known: false,
+                };
             };
             self.space_returned.notify_waiters();
             let now = Instant::now();
             if !ops.is_empty() || now >= deadline {
-                return Response::LedgerOps { last_seq, ops, known: true };
+                return Response::LedgerOps {
+                    last_seq,
+                    ops,
+                    known: true,
+                };
             }
             let _ = tokio::time::timeout(deadline - now, notified).await;
         }
@@ -262,7 +292,9 @@ impl Server {
             }
             let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(50)), returned).await;
         }
-        let (peers, items) = self.state.to_placements(results.into_iter().map(|r| r.expect("filled")).collect());
+        let (peers, items) = self
+            .state
+            .to_placements(results.into_iter().map(|r| r.expect("filled")).collect());
         Response::Alloc { peers, items }
     }
 }

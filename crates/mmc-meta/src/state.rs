@@ -99,12 +99,21 @@ impl PeerTable {
     }
 
     fn resolve(&self, m: &Membership) -> Vec<Option<PeerInfo>> {
-        self.ids.iter().map(|id| m.members.get(id).map(|mem| mem.info.clone())).collect()
+        self.ids
+            .iter()
+            .map(|id| m.members.get(id).map(|mem| mem.info.clone()))
+            .collect()
     }
 }
 
 fn placements(peers: &mut PeerTable, replicas: &[Replica]) -> Vec<Placement> {
-    replicas.iter().map(|r| Placement { peer: peers.index_of(r.service), offset: r.offset }).collect()
+    replicas
+        .iter()
+        .map(|r| Placement {
+            peer: peers.index_of(r.service),
+            offset: r.offset,
+        })
+        .collect()
 }
 
 impl MetaState {
@@ -165,7 +174,10 @@ impl MetaState {
             seg.objects += 1;
             drop(m);
             accepted += 1;
-            let replica = Replica { service, offset: e.offset };
+            let replica = Replica {
+                service,
+                offset: e.offset,
+            };
             match shard.get_mut(&e.key) {
                 Some(o) => o.replicas.push(replica),
                 None => {
@@ -210,7 +222,9 @@ impl MetaState {
         let mut m = self.members.lock();
         let mem = m.get_mut(service)?;
         mem.last_seen_ms = now;
-        let Some(seg) = mem.segment.as_mut() else { return Some((0, Vec::new())) };
+        let Some(seg) = mem.segment.as_mut() else {
+            return Some((0, Vec::new()));
+        };
         for (off, size) in seg.ledger.ack(acked) {
             if size > 0 {
                 seg.alloc.free(off, size);
@@ -325,9 +339,15 @@ impl MetaState {
     /// that index into it.
     pub fn to_placements(&self, items: Vec<Result<Vec<Replica>>>) -> (Vec<PeerInfo>, Vec<Result<Vec<Placement>>>) {
         let mut peers = PeerTable::default();
-        let items = items.into_iter().map(|r| r.map(|reps| placements(&mut peers, &reps))).collect();
+        let items = items
+            .into_iter()
+            .map(|r| r.map(|reps| placements(&mut peers, &reps)))
+            .collect();
         let resolved = peers.resolve(&self.members.lock());
-        (resolved.into_iter().map(|p| p.unwrap_or_else(vanished_peer)).collect(), items)
+        (
+            resolved.into_iter().map(|p| p.unwrap_or_else(vanished_peer)).collect(),
+            items,
+        )
     }
 
     fn alloc_one(&self, writer: ServiceId, it: &AllocItem, now: u64) -> Result<Vec<Replica>, AllocErr> {
@@ -343,7 +363,12 @@ impl MetaState {
                 return Err(AllocErr::Fail(Error::DuplicatedObject));
             }
             let mut m = self.members.lock();
-            let largest = m.members.values().filter_map(|x| x.segment.as_ref()).map(|s| s.alloc.capacity()).max();
+            let largest = m
+                .members
+                .values()
+                .filter_map(|x| x.segment.as_ref())
+                .map(|s| s.alloc.capacity())
+                .max();
             if largest.is_some_and(|c| align_up(it.size) > c) {
                 return Err(AllocErr::Fail(Error::invalid(format!(
                     "object size {} exceeds the largest segment ({} bytes)",
@@ -426,7 +451,9 @@ impl MetaState {
             freed += bytes_on(o, on);
             Self::free_replicas(&mut m, o);
         }
-        self.counters.evictions.fetch_add(victims.len() as u64, Ordering::Relaxed);
+        self.counters
+            .evictions
+            .fetch_add(victims.len() as u64, Ordering::Relaxed);
         self.counters.evicted_bytes.fetch_add(freed, Ordering::Relaxed);
         freed
     }
@@ -436,7 +463,8 @@ impl MetaState {
         let mut done_ids = Vec::with_capacity(commit.len() + revoke.len());
         for key in revoke {
             let mut shard = self.index.lock_key(key);
-            let mine = matches!(shard.get(key).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
+            let mine =
+                matches!(shard.get(key).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
             if mine {
                 let o = shard.remove(key).expect("present");
                 done_ids.push(o.id);
@@ -448,7 +476,9 @@ impl MetaState {
             .map(|key| {
                 let mut shard = self.index.lock_key(key);
                 let Some(o) = shard.get_mut(key.as_str()) else {
-                    return Err(Error::Timeout("the write was reclaimed before commit (put timeout or writer declared dead)".into()));
+                    return Err(Error::Timeout(
+                        "the write was reclaimed before commit (put timeout or writer declared dead)".into(),
+                    ));
                 };
                 match o.state {
                     ObjState::Writing { writer: w, .. } if w == writer => {
@@ -494,7 +524,11 @@ impl MetaState {
                     _ => return Err(Error::ObjectNotExists),
                 };
                 o.lease.grant(reader, now, self.params.lease_ms);
-                let loc = Located { size: o.size, object_id: o.id, replicas: placements(&mut peers, &o.replicas) };
+                let loc = Located {
+                    size: o.size,
+                    object_id: o.id,
+                    replicas: placements(&mut peers, &o.replicas),
+                };
                 self.index.touch(&mut shard, key);
                 Ok(loc)
             })
@@ -509,10 +543,7 @@ impl MetaState {
                 }
             }
         }
-        let peers = resolved
-            .into_iter()
-            .map(|p| p.unwrap_or_else(vanished_peer))
-            .collect();
+        let peers = resolved.into_iter().map(|p| p.unwrap_or_else(vanished_peer)).collect();
         (peers, items)
     }
 
@@ -568,7 +599,15 @@ impl MetaState {
                     size,
                     replicas: services
                         .into_iter()
-                        .map(|s| (s, m.members.get(&s).and_then(|x| x.segment.as_ref()).map_or(Medium::Dram, |g| g.medium)))
+                        .map(|s| {
+                            (
+                                s,
+                                m.members
+                                    .get(&s)
+                                    .and_then(|x| x.segment.as_ref())
+                                    .map_or(Medium::Dram, |g| g.medium),
+                            )
+                        })
                         .collect(),
                 })
             })
@@ -606,7 +645,11 @@ impl MetaState {
         let mut n = 0;
         for s in 0..self.index.shard_count() {
             let mut shard = self.index.lock(s);
-            let keys: Vec<String> = shard.iter().filter(|(_, o)| o.is_readable()).map(|(k, _)| k.clone()).collect();
+            let keys: Vec<String> = shard
+                .iter()
+                .filter(|(_, o)| o.is_readable())
+                .map(|(k, _)| k.clone())
+                .collect();
             let objs: Vec<Object> = keys.iter().filter_map(|k| shard.remove(k.as_str())).collect();
             drop(shard);
             n += objs.len() as u64;
@@ -658,7 +701,9 @@ impl MetaState {
     fn reap_zombies(&self, now: u64) {
         let done: Vec<Object> = {
             let mut z = self.zombies.lock();
-            let (done, keep) = std::mem::take(&mut *z).into_iter().partition(|o| !o.lease.is_active(now));
+            let (done, keep) = std::mem::take(&mut *z)
+                .into_iter()
+                .partition(|o| !o.lease.is_active(now));
             *z = keep;
             done
         };
@@ -765,7 +810,12 @@ impl MetaState {
 
 /// Placeholder for a peer that left between two locks; never referenced.
 fn vanished_peer() -> PeerInfo {
-    PeerInfo { service_id: 0, host_id: 0, transfer_addr: String::new(), segment: None }
+    PeerInfo {
+        service_id: 0,
+        host_id: 0,
+        transfer_addr: String::new(),
+        segment: None,
+    }
 }
 
 enum AllocErr {

@@ -111,11 +111,7 @@ fn alloc(st: &MetaState, writer: ServiceId, it: AllocItem) -> Result<Vec<Replica
 fn put(st: &MetaState, writer: ServiceId, it: AllocItem) -> Vec<Replica> {
     let key = it.key.clone();
     let reps = alloc(st, writer, it).unwrap_or_else(|e| panic!("alloc {key}: {e:?}"));
-    assert_eq!(
-        st.finish(writer, &k(&key), &[]),
-        vec![Ok(())],
-        "commit {key}"
-    );
+    assert_eq!(st.finish(writer, &k(&key), &[]), vec![Ok(())], "commit {key}");
     reps
 }
 
@@ -192,37 +188,17 @@ fn put_lifecycle_alloc_writing_commit_readable() {
     let reader = reg_client(&st, 9);
 
     let reps = alloc(&st, a, item("k", 10_000, 1, &[])).unwrap();
-    assert_eq!(
-        reps,
-        vec![Replica {
-            service: a,
-            offset: 0
-        }]
-    );
-    assert_eq!(
-        used(&st, a),
-        3 * PAGE,
-        "10000 bytes round up to three pages"
-    );
+    assert_eq!(reps, vec![Replica { service: a, offset: 0 }]);
+    assert_eq!(used(&st, a), 3 * PAGE, "10000 bytes round up to three pages");
 
     // WRITING: invisible to readers.
     assert_eq!(st.exist(&k("k")), vec![false]);
-    assert_eq!(
-        lookup1(&st, reader, "k").unwrap_err(),
-        Error::ObjectNotExists
-    );
-    assert_eq!(
-        st.key_info(&k("k")).pop().unwrap().unwrap_err(),
-        Error::ObjectNotExists
-    );
+    assert_eq!(lookup1(&st, reader, "k").unwrap_err(), Error::ObjectNotExists);
+    assert_eq!(st.key_info(&k("k")).pop().unwrap().unwrap_err(), Error::ObjectNotExists);
     assert_eq!(st.remove(&k("k")), vec![Err(Error::UnmatchedKey)]);
     assert_eq!(st.stat().keys, 0);
     assert_eq!(st.list_keys(0, 10), (vec![], None));
-    assert_eq!(
-        st.stat().leases_active,
-        0,
-        "a failed lookup grants no lease"
-    );
+    assert_eq!(st.stat().leases_active, 0, "a failed lookup grants no lease");
     // Duplicate while being written.
     assert_eq!(
         alloc(&st, a, item("k", 10_000, 1, &[])).unwrap_err(),
@@ -232,16 +208,9 @@ fn put_lifecycle_alloc_writing_commit_readable() {
         alloc(&st, reader, item("k", 1, 1, &[])).unwrap_err(),
         Error::DuplicatedObject
     );
-    assert_eq!(
-        used(&st, a),
-        3 * PAGE,
-        "a refused duplicate allocates nothing"
-    );
+    assert_eq!(used(&st, a), 3 * PAGE, "a refused duplicate allocates nothing");
     assert_eq!(objects(&st, a), 0);
-    assert!(
-        ack(&st, a).is_empty(),
-        "nothing in the ledger before commit"
-    );
+    assert!(ack(&st, a).is_empty(), "nothing in the ledger before commit");
 
     // Commit by someone other than the writer is refused and changes nothing.
     assert!(matches!(
@@ -307,16 +276,10 @@ fn revoke_frees_space_at_once() {
     );
     assert_eq!(st.exist(&k("r")), vec![false]);
     assert!(
-        matches!(
-            st.finish(a, &k("r"), &[]).pop().unwrap(),
-            Err(Error::Timeout(_))
-        ),
+        matches!(st.finish(a, &k("r"), &[]).pop().unwrap(), Err(Error::Timeout(_))),
         "commit after revoke"
     );
-    assert!(
-        ack(&st, b).is_empty(),
-        "a revoked write never reaches the ledger"
-    );
+    assert!(ack(&st, b).is_empty(), "a revoked write never reaches the ledger");
 
     // The key is free again, and the freed range is reused.
     let again = alloc(&st, a, item("r", 5_000, 2, &[])).unwrap();
@@ -334,10 +297,7 @@ fn alloc_rejects_bad_requests() {
     let (_clock, st) = new_state(params());
     let a = reg(&st, 1, MIB);
 
-    assert!(
-        is_invalid(&alloc(&st, a, item("", 10, 1, &[]))),
-        "empty key"
-    );
+    assert!(is_invalid(&alloc(&st, a, item("", 10, 1, &[]))), "empty key");
     assert!(
         is_invalid(&alloc(&st, a, item(&"x".repeat(257), 10, 1, &[]))),
         "key too long"
@@ -347,14 +307,8 @@ fn alloc_rejects_bad_requests() {
         "256-byte key is fine"
     );
     assert!(is_invalid(&alloc(&st, a, item("z", 0, 1, &[]))), "size 0");
-    assert!(
-        is_invalid(&alloc(&st, a, item("z", 10, 0, &[]))),
-        "0 replicas"
-    );
-    assert!(
-        is_invalid(&alloc(&st, a, item("z", 10, 9, &[]))),
-        "9 replicas"
-    );
+    assert!(is_invalid(&alloc(&st, a, item("z", 10, 0, &[]))), "0 replicas");
+    assert!(is_invalid(&alloc(&st, a, item("z", 10, 9, &[]))), "9 replicas");
     match alloc(&st, a, item("z", MIB + 1, 1, &[])) {
         Err(Error::InvalidParam(msg)) => {
             assert!(msg.contains("exceeds the largest segment"), "{msg}")
@@ -362,32 +316,16 @@ fn alloc_rejects_bad_requests() {
         other => panic!("oversized object: {other:?}"),
     }
     assert!(
-        matches!(
-            alloc(&st, 4242, item("z", 10, 1, &[])),
-            Err(Error::NotConnectedMeta(_))
-        ),
+        matches!(alloc(&st, 4242, item("z", 10, 1, &[])), Err(Error::NotConnectedMeta(_))),
         "unknown writer"
     );
     assert_eq!(used(&st, a), PAGE, "only the valid alloc took space");
 
     // A batch gets one outcome per item, in order.
-    let out = st.alloc(
-        a,
-        &[
-            item("b1", 1, 1, &[]),
-            item("", 1, 1, &[]),
-            item("b1", 1, 1, &[]),
-        ],
-    );
+    let out = st.alloc(a, &[item("b1", 1, 1, &[]), item("", 1, 1, &[]), item("b1", 1, 1, &[])]);
     assert!(matches!(&out[0], AllocOutcome::Done(Ok(_))));
-    assert!(matches!(
-        &out[1],
-        AllocOutcome::Done(Err(Error::InvalidParam(_)))
-    ));
-    assert!(matches!(
-        &out[2],
-        AllocOutcome::Done(Err(Error::DuplicatedObject))
-    ));
+    assert!(matches!(&out[1], AllocOutcome::Done(Err(Error::InvalidParam(_)))));
+    assert!(matches!(&out[2], AllocOutcome::Done(Err(Error::DuplicatedObject))));
 }
 
 // ---- placement --------------------------------------------------------------
@@ -408,24 +346,12 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
         3,
         "distinct services: {svcs:?}"
     );
-    assert_eq!(
-        svcs,
-        vec![a, b, c],
-        "then the segments with the most free space"
-    );
+    assert_eq!(svcs, vec![a, b, c], "then the segments with the most free space");
 
     let reps = alloc(&st, a, item("pref", PAGE, 2, &[c])).unwrap();
-    assert_eq!(
-        services(&reps),
-        vec![c, a],
-        "preferred first, then the writer"
-    );
+    assert_eq!(services(&reps), vec![c, a], "preferred first, then the writer");
     let reps = alloc(&st, a, item("pref2", PAGE, 3, &[c, b])).unwrap();
-    assert_eq!(
-        services(&reps),
-        vec![c, b, a],
-        "preferred in the order given"
-    );
+    assert_eq!(services(&reps), vec![c, b, a], "preferred in the order given");
     let reps = alloc(&st, a, item("pref3", PAGE, 1, &[b, b])).unwrap();
     assert_eq!(services(&reps), vec![b]);
     let reps = alloc(&st, client, item("fromclient", PAGE, 1, &[])).unwrap();
@@ -435,11 +361,7 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
         "a writer without a segment gets the emptiest one"
     );
     let reps = alloc(&st, a, item("unknownpref", PAGE, 1, &[client, 777])).unwrap();
-    assert_eq!(
-        services(&reps),
-        vec![a],
-        "preferred ids without a segment are skipped"
-    );
+    assert_eq!(services(&reps), vec![a], "preferred ids without a segment are skipped");
 
     let before: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
     match alloc(&st, a, item("four", PAGE, 4, &[])) {
@@ -450,10 +372,7 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
         other => panic!("expected InvalidParam, got {other:?}"),
     }
     let after: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
-    assert_eq!(
-        before, after,
-        "a refused placement leaves nothing allocated"
-    );
+    assert_eq!(before, after, "a refused placement leaves nothing allocated");
     assert_eq!(st.exist(&k("four")), vec![false]);
     assert!(
         alloc(&st, a, item("four", PAGE, 3, &[])).is_ok(),
@@ -463,11 +382,7 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
     // to_placements: one peer entry per distinct service, referenced by index.
     let r1 = alloc(&st, a, item("tp1", PAGE, 2, &[b])).unwrap();
     let r2 = alloc(&st, a, item("tp2", PAGE, 2, &[c])).unwrap();
-    let (peers, items) = st.to_placements(vec![
-        Ok(r1.clone()),
-        Err(Error::DuplicatedObject),
-        Ok(r2.clone()),
-    ]);
+    let (peers, items) = st.to_placements(vec![Ok(r1.clone()), Err(Error::DuplicatedObject), Ok(r2.clone())]);
     let ids: Vec<ServiceId> = peers.iter().map(|p| p.service_id).collect();
     assert_eq!(
         ids.iter().collect::<BTreeSet<_>>().len(),
@@ -478,19 +393,12 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
     assert_eq!(items[1], Err(Error::DuplicatedObject));
     for (reps, placed) in [(&r1, &items[0]), (&r2, &items[2])] {
         let placed = placed.as_ref().unwrap();
-        let got: Vec<(ServiceId, u64)> = placed
-            .iter()
-            .map(|p| (ids[p.peer as usize], p.offset))
-            .collect();
+        let got: Vec<(ServiceId, u64)> = placed.iter().map(|p| (ids[p.peer as usize], p.offset)).collect();
         let want: Vec<(ServiceId, u64)> = reps.iter().map(|r| (r.service, r.offset)).collect();
         assert_eq!(got, want);
     }
     assert_eq!(
-        peers
-            .iter()
-            .find(|p| p.service_id == b)
-            .unwrap()
-            .transfer_addr,
+        peers.iter().find(|p| p.service_id == b).unwrap().transfer_addr,
         "10.0.0.2:7000"
     );
 }
@@ -524,21 +432,12 @@ fn put_timeout_reclaims_uncommitted_writes() {
 
     clock.advance(4_999);
     st.tick();
-    assert_eq!(
-        (used(&st, a), used(&st, b)),
-        (3 * PAGE, 2 * PAGE),
-        "not yet timed out"
-    );
+    assert_eq!((used(&st, a), used(&st, b)), (3 * PAGE, 2 * PAGE), "not yet timed out");
     assert_eq!(
         alloc(&st, a, item("w", 1, 1, &[])).unwrap_err(),
         Error::DuplicatedObject
     );
-    assert_eq!(
-        st.counters
-            .put_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed),
-        0
-    );
+    assert_eq!(st.counters.put_timeouts.load(std::sync::atomic::Ordering::Relaxed), 0);
 
     clock.advance(1);
     st.tick();
@@ -547,12 +446,7 @@ fn put_timeout_reclaims_uncommitted_writes() {
         (PAGE, 0),
         "the write's space is back on both segments"
     );
-    assert_eq!(
-        st.counters
-            .put_timeouts
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(st.counters.put_timeouts.load(std::sync::atomic::Ordering::Relaxed), 1);
     match st.finish(a, &k("w"), &[]).pop().unwrap() {
         Err(Error::Timeout(msg)) => assert!(msg.contains("reclaimed"), "{msg}"),
         other => panic!("late commit: {other:?}"),
@@ -563,9 +457,7 @@ fn put_timeout_reclaims_uncommitted_writes() {
         "committed objects are not subject to the put timeout"
     );
     assert!(
-        ack(&st, a)
-            .iter()
-            .all(|op| !matches!(op, LedgerOp::Del { .. })),
+        ack(&st, a).iter().all(|op| !matches!(op, LedgerOp::Del { .. })),
         "no Del for a write"
     );
     assert!(
@@ -680,26 +572,15 @@ fn lease_of_removed_object_is_not_confused_with_a_new_put_of_the_key() {
     let (old, _, old_locs) = lookup1(&st, r1, "k").unwrap();
     st.remove(&k("k"));
     let reps = put(&st, a, item("k", PAGE, 1, &[]));
-    assert_ne!(
-        reps[0].offset, old_locs[0].1,
-        "the leased range is not reused"
-    );
+    assert_ne!(reps[0].offset, old_locs[0].1, "the leased range is not reused");
     let (new, _, _) = lookup1(&st, r2, "k").unwrap();
     assert_ne!(old, new, "a re-put is a new object instance");
 
     st.release_leases(r1, &[("k".to_owned(), old)]);
     st.tick();
     ack(&st, a);
-    assert_eq!(
-        used(&st, a),
-        PAGE,
-        "the old object is freed, the new one kept"
-    );
-    assert_eq!(
-        st.stat().leases_active,
-        1,
-        "r2's lease on the new object is untouched"
-    );
+    assert_eq!(used(&st, a), PAGE, "the old object is freed, the new one kept");
+    assert_eq!(st.stat().leases_active, 1, "r2's lease on the new object is untouched");
     assert!(present(&st, "k"));
 }
 
@@ -734,11 +615,7 @@ fn alloc_evicts_exactly_the_least_recently_used() {
     let (res, _waits) = alloc_retry(&st, a, item("new", PAGE, 1, &[]));
     let reps = res.unwrap();
     let gone: Vec<&String> = names.iter().filter(|n| !present(&st, n)).collect();
-    assert_eq!(
-        gone,
-        vec!["o3"],
-        "exactly the least recently used object is evicted"
-    );
+    assert_eq!(gone, vec!["o3"], "exactly the least recently used object is evicted");
     assert_eq!(
         reps,
         vec![Replica {
@@ -786,11 +663,7 @@ fn eviction_waits_for_ledger_ack_before_reusing_space() {
             AllocOutcome::WaitSpace
         ));
     }
-    assert_eq!(
-        st.stat().evictions,
-        1,
-        "waiting for the ack must not evict more"
-    );
+    assert_eq!(st.stat().evictions, 1, "waiting for the ack must not evict more");
     assert_eq!(st.stat().keys, 3);
     let ops = ack(&st, a);
     assert_eq!(ops.len(), 1);
@@ -832,10 +705,7 @@ fn leased_and_writing_objects_are_never_evicted() {
             assert!(present(&st, &plain[i + 1]), "c{} kept", i + 1);
         }
     }
-    assert!(
-        leased.iter().all(|p| present(&st, p)),
-        "leased objects survive"
-    );
+    assert!(leased.iter().all(|p| present(&st, p)), "leased objects survive");
     for i in 0..4 {
         assert_eq!(
             alloc(&st, a, item(&format!("w{i}"), 1, 1, &[])).unwrap_err(),
@@ -846,10 +716,7 @@ fn leased_and_writing_objects_are_never_evicted() {
     // Everything is leased or WRITING: fail, promptly, with NotEnoughMemory.
     let (res, waits) = alloc_retry(&st, a, item("x", PAGE, 1, &[]));
     assert!(matches!(res, Err(Error::NotEnoughMemory(_))), "{res:?}");
-    assert!(
-        waits <= 1,
-        "no endless waiting when nothing is evictable ({waits})"
-    );
+    assert!(waits <= 1, "no endless waiting when nothing is evictable ({waits})");
     assert_eq!(st.stat().evictions, 8);
     assert!(leased.iter().all(|p| present(&st, p)));
     // The failed alloc did not reserve the key.
@@ -898,11 +765,7 @@ fn replicated_alloc_evicts_on_every_needed_segment() {
     let (res, _) = alloc_retry(&st, a, item("x", PAGE, 2, &[]));
     assert_eq!(services(&res.unwrap()), vec![a, b]);
     assert!(!present(&st, "r0"));
-    assert_eq!(
-        st.stat().keys,
-        3,
-        "one replicated object frees a page on both segments"
-    );
+    assert_eq!(st.stat().keys, 3, "one replicated object frees a page on both segments");
 }
 
 #[test]
@@ -929,33 +792,18 @@ fn background_eviction_from_high_to_low_watermark() {
     // Down to 50% = 128 pages: the 103 oldest go.
     assert_eq!(st.stat().evictions, 103);
     assert_eq!(st.stat().keys, 128);
-    assert!(
-        names[..103].iter().all(|n| !present(&st, n)),
-        "the oldest are evicted"
-    );
-    assert!(
-        names[103..].iter().all(|n| present(&st, n)),
-        "the newest are kept"
-    );
+    assert!(names[..103].iter().all(|n| !present(&st, n)), "the oldest are evicted");
+    assert!(names[103..].iter().all(|n| present(&st, n)), "the newest are kept");
     assert_eq!(used(&st, a), 231 * PAGE, "freed only when acknowledged");
 
     // Ticks before the owner acknowledges must not evict again.
     st.tick();
     st.tick();
-    assert_eq!(
-        st.stat().evictions,
-        103,
-        "no over-eviction while Dels wait for the ack"
-    );
+    assert_eq!(st.stat().evictions, 103, "no over-eviction while Dels wait for the ack");
     assert_eq!(st.stat().keys, 128);
 
     let ops = ack(&st, a);
-    assert_eq!(
-        ops.iter()
-            .filter(|o| matches!(o, LedgerOp::Del { .. }))
-            .count(),
-        103
-    );
+    assert_eq!(ops.iter().filter(|o| matches!(o, LedgerOp::Del { .. })).count(), 103);
     assert_eq!(used(&st, a), 128 * PAGE);
     st.tick();
     assert_eq!(st.stat().evictions, 103);
@@ -1011,10 +859,7 @@ fn silent_service_is_declared_dead() {
 
     clock.advance(2_000);
     assert_eq!(st.heartbeat(b), (true, epoch0));
-    assert!(
-        st.ledger_poll(c, 0).is_some(),
-        "a ledger poll also proves liveness"
-    );
+    assert!(st.ledger_poll(c, 0).is_some(), "a ledger poll also proves liveness");
     clock.advance(1_000);
     st.tick();
     assert!(st.is_member(a), "exactly at the timeout: still alive");
@@ -1025,27 +870,16 @@ fn silent_service_is_declared_dead() {
     assert!(st.is_member(b) && st.is_member(c));
     let (epoch, peers) = st.members();
     assert!(epoch > epoch0);
-    assert_eq!(
-        peers.iter().map(|p| p.service_id).collect::<Vec<_>>(),
-        vec![b, c]
-    );
+    assert_eq!(peers.iter().map(|p| p.service_id).collect::<Vec<_>>(), vec![b, c]);
     assert_eq!(st.stat().members, 2);
     assert_eq!(st.stat().segments.len(), 2);
     assert_eq!(st.heartbeat(a), (false, epoch));
     assert!(st.ledger_poll(a, 0).is_none());
-    assert_eq!(
-        st.counters
-            .dead_services
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(st.counters.dead_services.load(std::sync::atomic::Ordering::Relaxed), 1);
 
     // Its only replica was there: gone.
     assert_eq!(st.exist(&k("only_a")), vec![false]);
-    assert_eq!(
-        lookup1(&st, c, "only_a").unwrap_err(),
-        Error::ObjectNotExists
-    );
+    assert_eq!(lookup1(&st, c, "only_a").unwrap_err(), Error::ObjectNotExists);
     // Another replica remains.
     let info = st.key_info(&k("a_and_b")).pop().unwrap().unwrap();
     assert_eq!(info.replicas, vec![(b, Medium::Dram)]);
@@ -1093,12 +927,7 @@ fn unregister_drops_the_service_like_a_death() {
     assert_eq!(st.exist(&keys(&["x", "y"])), vec![false, true]);
     assert_eq!(st.stat().keys, 1);
     st.unregister(a); // idempotent
-    assert_eq!(
-        st.counters
-            .dead_services
-            .load(std::sync::atomic::Ordering::Relaxed),
-        1
-    );
+    assert_eq!(st.counters.dead_services.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 // ---- recovery ---------------------------------------------------------------
@@ -1108,10 +937,7 @@ fn sync_ledger(st: &MetaState, id: ServiceId, ledger: &mut BTreeMap<u64, LedgerE
     for op in ack(st, id) {
         match op {
             LedgerOp::Add(e) => {
-                assert!(
-                    ledger.insert(e.offset, e).is_none(),
-                    "Add on an occupied offset"
-                );
+                assert!(ledger.insert(e.offset, e).is_none(), "Add on an occupied offset");
             }
             LedgerOp::Del { offset } => {
                 assert!(ledger.remove(&offset).is_some(), "Del of an unknown offset");
@@ -1182,10 +1008,7 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
     );
     assert_eq!(st2.recover(a, ea[2..].to_vec(), true), Ok(2));
     // b still recovering: allocs go to a only.
-    assert_eq!(
-        services(&alloc(&st2, a, item("n", 1, 1, &[b])).unwrap()),
-        vec![a]
-    );
+    assert_eq!(services(&alloc(&st2, a, item("n", 1, 1, &[b])).unwrap()), vec![a]);
     st2.finish(a, &[], &k("n"));
     assert_eq!(st2.recover(b, eb, true), Ok(2));
 
@@ -1210,19 +1033,14 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
 
     // Fill the rest of a: every new range avoids the recovered ones.
     let free_pages = (MIB - recovered_used) / PAGE;
-    let mut taken: Vec<(u64, u64)> = la
-        .values()
-        .map(|e| (e.offset, e.size.div_ceil(PAGE) * PAGE))
-        .collect();
+    let mut taken: Vec<(u64, u64)> = la.values().map(|e| (e.offset, e.size.div_ceil(PAGE) * PAGE)).collect();
     for i in 0..free_pages {
         let reps = alloc(&st2, a, item(&format!("fresh{i}"), PAGE, 1, &[a])).unwrap();
         assert_eq!(reps[0].service, a, "fresh{i} fits in a");
         let off = reps[0].offset;
         assert!(off + PAGE <= MIB);
         assert!(
-            taken
-                .iter()
-                .all(|&(o, len)| off + PAGE <= o || o + len <= off),
+            taken.iter().all(|&(o, len)| off + PAGE <= o || o + len <= off),
             "fresh{i} at {off} overlaps"
         );
         taken.push((off, PAGE));
@@ -1286,15 +1104,7 @@ fn recovery_rejects_conflicting_entries() {
         .collect();
     assert_eq!(
         dels,
-        BTreeSet::from([
-            PAGE,
-            cap,
-            cap - PAGE,
-            4 * PAGE,
-            5 * PAGE,
-            8 * PAGE,
-            6 * PAGE + 1
-        ])
+        BTreeSet::from([PAGE, cap, cap - PAGE, 4 * PAGE, 5 * PAGE, 8 * PAGE, 6 * PAGE + 1])
     );
     assert_eq!(ops.len(), 7);
     // ...and acknowledging that frees nothing.
@@ -1302,10 +1112,7 @@ fn recovery_rejects_conflicting_entries() {
 
     // Another service's replica of a known key: accepted only with the same size.
     let (b, _) = st.register(&recovering_req(2, cap, 6)).unwrap();
-    assert_eq!(
-        st.recover(b, vec![e("k1", 0, PAGE), e("k2", 0, 1)], true),
-        Ok(1)
-    );
+    assert_eq!(st.recover(b, vec![e("k1", 0, PAGE), e("k2", 0, 1)], true), Ok(1));
     assert_eq!(
         st.key_info(&k("k1")).pop().unwrap().unwrap().replicas,
         vec![(a, Medium::Dram)]
@@ -1445,20 +1252,14 @@ fn remove_all_and_stat_counts() {
     assert_eq!(lookup1(&st, r, "x1").unwrap().0, id1);
 
     let s = st.stat();
-    assert_eq!(
-        (s.members, s.keys, s.leases_active, s.evictions),
-        (3, 11, 2, 0)
-    );
+    assert_eq!((s.members, s.keys, s.leases_active, s.evictions), (3, 11, 2, 0));
     assert_eq!(s.segments.len(), 2, "the client has no segment");
     let sa = s.segments.iter().find(|x| x.service_id == a).unwrap();
     assert_eq!(
         (sa.capacity, sa.used, sa.objects, sa.medium),
         (MIB, 13 * PAGE, 11, Medium::Dram)
     );
-    assert_eq!(
-        (sa.host_id, sa.transfer_addr.as_str()),
-        (1, "10.0.0.1:7000")
-    );
+    assert_eq!((sa.host_id, sa.transfer_addr.as_str()), (1, "10.0.0.1:7000"));
     assert_eq!((used(&st, b), objects(&st, b)), (PAGE, 1));
     assert_eq!(st.count_readable(), 11);
     assert_eq!(st.usage()["dram"], (2 * MIB, 14 * PAGE));

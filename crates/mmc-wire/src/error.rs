@@ -81,10 +81,7 @@ impl Error {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Timeout(_)
-                | Error::NotConnectedMeta(_)
-                | Error::NotConnectedLocal(_)
-                | Error::LeaseExpired
+            Error::Timeout(_) | Error::NotConnectedMeta(_) | Error::NotConnectedLocal(_) | Error::LeaseExpired
         )
     }
 }

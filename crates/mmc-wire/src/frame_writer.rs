@@ -29,7 +29,11 @@ struct State {
 impl FrameWriter {
     /// Wraps `half`; spawns the flusher on the current runtime.
     pub fn new(half: OwnedWriteHalf) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
-        let w = Arc::new(FrameWriter { half, state: Mutex::new(State::default()), wake: Notify::new() });
+        let w = Arc::new(FrameWriter {
+            half,
+            state: Mutex::new(State::default()),
+            wake: Notify::new(),
+        });
         let flusher = tokio::spawn(w.clone().flush_loop());
         (w, flusher)
     }

@@ -106,7 +106,12 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_rejects() {
-        let h = Header { op: Op::Write, segment: 3, offset: 4096, len: 1 << 20 };
+        let h = Header {
+            op: Op::Write,
+            segment: 3,
+            offset: 4096,
+            len: 1 << 20,
+        };
         assert_eq!(Header::decode(&h.encode()).unwrap(), h);
         let mut b = h.encode();
         b[0] = b'X';

@@ -98,9 +98,7 @@ pub fn validate_batch_len(n: usize) -> Result<()> {
         return Err(Error::invalid("batch is empty"));
     }
     if n > MAX_BATCH {
-        return Err(Error::invalid(format!(
-            "batch has {n} keys, the limit is {MAX_BATCH}"
-        )));
+        return Err(Error::invalid(format!("batch has {n} keys, the limit is {MAX_BATCH}")));
     }
     Ok(())
 }

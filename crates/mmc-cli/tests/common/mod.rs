@@ -119,10 +119,7 @@ impl Cluster {
             .stderr(self.log("meta"))
             .spawn()
             .expect("spawn mmc meta");
-        self.meta = Some(Proc {
-            child,
-            service_id: 0,
-        });
+        self.meta = Some(Proc { child, service_id: 0 });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&self.meta_addr).is_err() {
             assert!(
@@ -154,12 +151,7 @@ impl Cluster {
             .split_whitespace()
             .nth(1)
             .and_then(|s| s.parse().ok())
-            .unwrap_or_else(|| {
-                panic!(
-                    "unexpected local start line {line:?}; see {}",
-                    self.dir.display()
-                )
-            });
+            .unwrap_or_else(|| panic!("unexpected local start line {line:?}; see {}", self.dir.display()));
         self.locals.push(Proc { child, service_id });
         i
     }
@@ -228,12 +220,7 @@ impl Cluster {
     }
 
     /// Polls the cluster state until `pred` holds (panics after `timeout`).
-    pub fn wait_until(
-        &self,
-        timeout: Duration,
-        what: &str,
-        pred: impl Fn(&ClusterStat) -> bool,
-    ) -> ClusterStat {
+    pub fn wait_until(&self, timeout: Duration, what: &str, pred: impl Fn(&ClusterStat) -> bool) -> ClusterStat {
         let deadline = Instant::now() + timeout;
         loop {
             if let Ok(s) = self.stat() {

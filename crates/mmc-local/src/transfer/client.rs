@@ -32,7 +32,12 @@ pub struct TransferClient {
 
 impl TransferClient {
     pub fn new(connections: usize, timeout: Duration, handle: Handle) -> Self {
-        TransferClient { idle: Mutex::new(HashMap::new()), connections: connections.max(1), timeout, handle }
+        TransferClient {
+            idle: Mutex::new(HashMap::new()),
+            connections: connections.max(1),
+            timeout,
+            handle,
+        }
     }
 
     async fn take(&self, addr: &str) -> Result<TcpStream> {
@@ -79,8 +84,20 @@ impl TransferClient {
         self.split(Op::Read, addr, segment, offset, pieces, total).await
     }
 
-    async fn split(&self, op: Op, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], total: u64) -> Result<()> {
-        let n = if total >= SPLIT_MIN { (total / CHUNK_MIN).min(self.connections as u64).max(1) } else { 1 };
+    async fn split(
+        &self,
+        op: Op,
+        addr: &str,
+        segment: ServiceId,
+        offset: u64,
+        pieces: &[Piece],
+        total: u64,
+    ) -> Result<()> {
+        let n = if total >= SPLIT_MIN {
+            (total / CHUNK_MIN).min(self.connections as u64).max(1)
+        } else {
+            1
+        };
         if n == 1 {
             return self.one(op, addr, segment, offset, pieces, total).await;
         }
@@ -102,7 +119,12 @@ impl TransferClient {
     async fn one(&self, op: Op, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], len: u64) -> Result<()> {
         let mut s = self.take(addr).await?;
         let fut = async {
-            let h = Header { op, segment, offset, len };
+            let h = Header {
+                op,
+                segment,
+                offset,
+                len,
+            };
             s.write_all(&h.encode()).await?;
             let mut reply = [0u8; REPLY_LEN];
             match op {
@@ -132,9 +154,14 @@ impl TransferClient {
                 self.give_back(addr, s);
                 Ok(())
             }
-            Ok(Ok(c)) => Err(Error::NotConnectedLocal(format!("transfer server {addr} refused the request (code {c})"))),
+            Ok(Ok(c)) => Err(Error::NotConnectedLocal(format!(
+                "transfer server {addr} refused the request (code {c})"
+            ))),
             Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("transfer with {addr}: {e}"))),
-            Err(_) => Err(Error::Timeout(format!("transfer with {addr} took longer than {:?}", self.timeout))),
+            Err(_) => Err(Error::Timeout(format!(
+                "transfer with {addr} took longer than {:?}",
+                self.timeout
+            ))),
         }
     }
 }

@@ -52,14 +52,21 @@ async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> st
         };
         let me: ServiceId = my_id.load(Ordering::Acquire);
         if h.segment != me {
-            return reject(&mut sock, format!("request for segment {} reached segment {me}", h.segment)).await;
+            return reject(
+                &mut sock,
+                format!("request for segment {} reached segment {me}", h.segment),
+            )
+            .await;
         }
         let range = seg.range(h.offset, h.len).map(|p| p as usize);
         let addr = match range {
             Ok(p) if h.len > 0 => p,
             _ => {
-                return reject(&mut sock, format!("range {}+{} outside the {}-byte segment", h.offset, h.len, seg.len()))
-                    .await
+                return reject(
+                    &mut sock,
+                    format!("range {}+{} outside the {}-byte segment", h.offset, h.len, seg.len()),
+                )
+                .await
             }
         };
         // SAFETY: the range was checked against the mapping above; the
