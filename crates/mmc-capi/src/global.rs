@@ -148,10 +148,7 @@ pub(crate) fn guard(name: &str, f: impl FnOnce() -> Result<i32>) -> i32 {
             e.code()
         }
         Err(p) => {
-            let msg = format!(
-                "{name}: internal error (panic): {}",
-                panic_message(p.as_ref())
-            );
+            let msg = format!("{name}: internal error (panic): {}", panic_message(p.as_ref()));
             set_last_error(&msg);
             tracing::error!("{msg}");
             code::ERROR
@@ -190,26 +187,17 @@ mod tests {
             .to_owned();
         assert!(msg.contains("panic") && msg.contains("boom 1"), "{msg}");
         assert_eq!(guard("t", || Ok(0)), 0);
-        assert_eq!(
-            unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(),
-            b""
-        );
+        assert_eq!(unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"");
     }
 
     #[test]
     fn last_error_is_truncated_at_a_char_boundary() {
         let p = last_error_ptr();
         set_last_error(&"é".repeat(2000));
-        let msg = unsafe { std::ffi::CStr::from_ptr(p) }
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let msg = unsafe { std::ffi::CStr::from_ptr(p) }.to_str().unwrap().to_owned();
         assert_eq!(msg.len(), LAST_ERROR_CAP - 2);
         set_last_error("a\0b");
-        assert_eq!(
-            unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(),
-            b"a b"
-        );
+        assert_eq!(unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"a b");
         assert_eq!(p, last_error_ptr()); // the pointer never changes
     }
 

@@ -176,9 +176,7 @@ pub struct mmc_setup_options {
 
 fn check_flags(flags: u32) -> Result<()> {
     if flags != 0 {
-        return Err(Error::invalid(format!(
-            "flags {flags:#x}: reserved, must be 0"
-        )));
+        return Err(Error::invalid(format!("flags {flags:#x}: reserved, must be 0")));
     }
     Ok(())
 }
@@ -197,9 +195,7 @@ unsafe fn key_arg<'a>(key: *const c_char) -> Result<&'a str> {
         }
     }
     let Some(len) = len else {
-        return Err(Error::invalid(format!(
-            "key is longer than {MMC_MAX_KEY_LEN} bytes"
-        )));
+        return Err(Error::invalid(format!("key is longer than {MMC_MAX_KEY_LEN} bytes")));
     };
     let bytes = std::slice::from_raw_parts(key as *const u8, len);
     let k = std::str::from_utf8(bytes).map_err(|_| Error::invalid("key is not valid UTF-8"))?;
@@ -231,8 +227,7 @@ fn piece(b: &mmc_buffer) -> Result<Piece> {
     if b.len == 0 {
         return Err(Error::invalid("buffer length is 0"));
     }
-    let len = usize::try_from(b.len)
-        .map_err(|_| Error::invalid("buffer length does not fit in memory"))?;
+    let len = usize::try_from(b.len).map_err(|_| Error::invalid("buffer length does not fit in memory"))?;
     if (b.addr as usize).checked_add(len).is_none() {
         return Err(Error::invalid("buffer wraps around the address space"));
     }
@@ -259,9 +254,7 @@ unsafe fn layers_arg(bufs: *const mmc_buffer, count: u32) -> Result<Vec<Piece>> 
     std::slice::from_raw_parts(bufs, count as usize)
         .iter()
         .enumerate()
-        .map(|(i, b)| {
-            piece(b).map_err(|e| Error::invalid(format!("layer {i}: {}", strip_invalid(&e))))
-        })
+        .map(|(i, b)| piece(b).map_err(|e| Error::invalid(format!("layer {i}: {}", strip_invalid(&e)))))
         .collect()
 }
 
@@ -361,10 +354,7 @@ unsafe fn batch_guard(name: &str, results: &Results, f: impl FnOnce() -> Result<
 
 /// Runs `f` on the items that passed validation and puts its per-item
 /// results back in their places, next to the validation failures.
-fn run_valid<I, T>(
-    items: Vec<Result<I>>,
-    f: impl FnOnce(Vec<I>) -> Result<Vec<Result<T>>>,
-) -> Result<Vec<Result<T>>> {
+fn run_valid<I, T>(items: Vec<Result<I>>, f: impl FnOnce(Vec<I>) -> Result<Vec<Result<T>>>) -> Result<Vec<Result<T>>> {
     let mut out: Vec<Option<Result<T>>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut at = Vec::new();
@@ -382,19 +372,13 @@ fn run_valid<I, T>(
         let n = valid.len();
         let res = f(valid)?;
         if res.len() != n {
-            return Err(Error::Other(format!(
-                "internal: {} results for {n} keys",
-                res.len()
-            )));
+            return Err(Error::Other(format!("internal: {} results for {n} keys", res.len())));
         }
         for (i, r) in at.into_iter().zip(res) {
             out[i] = Some(r);
         }
     }
-    Ok(out
-        .into_iter()
-        .map(|o| o.expect("every slot filled"))
-        .collect())
+    Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
 }
 
 fn codes<T>(rs: &[Result<T>]) -> impl Iterator<Item = i32> + '_ {
@@ -415,24 +399,15 @@ fn fill_info(info: &KeyInfo) -> mmc_data_info {
 }
 
 /// One put of raw pieces; a duplicate key is reported (`MMC_DUPLICATED_OBJECT`).
-unsafe fn put_pieces(
-    c: &BlockingObjectStore,
-    key: &str,
-    pieces: Vec<Piece>,
-    opts: &PutOptions,
-) -> Result<i32> {
+unsafe fn put_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>, opts: &PutOptions) -> Result<i32> {
     let r = c.put_raw_batch(&[key], &[pieces], opts)?;
-    r.into_iter()
-        .next()
-        .unwrap_or(Err(Error::Other("no result".into())))?;
+    r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
     Ok(MMC_OK)
 }
 
 unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> Result<i32> {
     let r = c.get_into_raw_batch(&[key], &[pieces])?;
-    r.into_iter()
-        .next()
-        .unwrap_or(Err(Error::Other("no result".into())))?;
+    r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
     Ok(MMC_OK)
 }
 
@@ -452,10 +427,7 @@ unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> 
 /// `config_path` and the strings of `options` must be NULL or
 /// NUL-terminated; `options` must be NULL or point to a valid struct.
 #[no_mangle]
-pub unsafe extern "C" fn mmc_setup(
-    config_path: *const c_char,
-    options: *const mmc_setup_options,
-) -> i32 {
+pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const mmc_setup_options) -> i32 {
     guard("mmc_setup", || {
         let path = opt_str(config_path, "config_path")?;
         let mut cfg = ConfigFile::load_or_env(path.map(Path::new), LOCAL_CONFIG_ENV)
@@ -485,10 +457,7 @@ pub unsafe extern "C" fn mmc_setup(
 
 /// Applies the overrides; returns the log level when `log_level` is given
 /// (which may be `off`, a level the configuration file cannot express).
-unsafe fn apply_options(
-    cfg: &mut LocalConfig,
-    o: &mmc_setup_options,
-) -> Result<Option<LevelFilter>> {
+unsafe fn apply_options(cfg: &mut LocalConfig, o: &mmc_setup_options) -> Result<Option<LevelFilter>> {
     if let Some(v) = opt_str(o.meta_addr, "meta_addr")? {
         cfg.meta_addr = v.to_owned();
     }
@@ -577,8 +546,7 @@ pub extern "C" fn mmc_uninit() -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn mmc_set_log_level(level: *const c_char) -> i32 {
     guard("mmc_set_log_level", || {
-        let level =
-            opt_str(level, "level")?.ok_or_else(|| Error::invalid("level is a null pointer"))?;
+        let level = opt_str(level, "level")?.ok_or_else(|| Error::invalid("level is a null pointer"))?;
         global::set_log_level(global::parse_level(level)?);
         Ok(MMC_OK)
     })
@@ -719,11 +687,7 @@ pub unsafe extern "C" fn mmcc_exist(key: *const c_char, flags: u32) -> i32 {
 /// # Safety
 /// `key` NUL-terminated or NULL; `info` NULL or valid for writes.
 #[no_mangle]
-pub unsafe extern "C" fn mmcc_query(
-    key: *const c_char,
-    info: *mut mmc_data_info,
-    flags: u32,
-) -> i32 {
+pub unsafe extern "C" fn mmcc_query(key: *const c_char, info: *mut mmc_data_info, flags: u32) -> i32 {
     guard("mmcc_query", || {
         let c = client()?;
         check_flags(flags)?;
@@ -956,9 +920,7 @@ pub unsafe extern "C" fn mmcc_batch_exist(
         check_flags(flags)?;
         res.check("results")?;
         let ks = batch_keys(keys, keys_count)?;
-        let rs = run_valid(ks, |valid| {
-            Ok(c.exist_batch(&valid)?.into_iter().map(Ok).collect())
-        })?;
+        let rs = run_valid(ks, |valid| Ok(c.exist_batch(&valid)?.into_iter().map(Ok).collect()))?;
         res.write(rs.iter().map(|r| match r {
             Ok(b) => *b as i32,
             Err(e) => e.code(),
@@ -1088,10 +1050,7 @@ mod tests {
     #[test]
     fn options_and_buffers_are_checked() {
         unsafe {
-            assert_eq!(
-                options_arg(std::ptr::null()).unwrap(),
-                PutOptions::default()
-            );
+            assert_eq!(options_arg(std::ptr::null()).unwrap(), PutOptions::default());
             let mut o = mmc_put_options {
                 replica_num: 9,
                 ..Default::default()
@@ -1143,10 +1102,7 @@ mod tests {
         assert!(matches!(out[1], Err(Error::InvalidParam(_))));
         assert_eq!(out[2], Ok(30));
         let none: Vec<Result<u32>> = vec![Err(Error::UnmatchedKey)];
-        let out = run_valid(none, |_| -> Result<Vec<Result<u32>>> {
-            panic!("not called")
-        })
-        .unwrap();
+        let out = run_valid(none, |_| -> Result<Vec<Result<u32>>> { panic!("not called") }).unwrap();
         assert_eq!(out, vec![Err(Error::UnmatchedKey)]);
     }
 }

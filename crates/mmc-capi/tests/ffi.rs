@@ -49,9 +49,7 @@ fn last_error() -> String {
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 #[test]
@@ -85,12 +83,7 @@ fn lifecycle_and_round_trips() {
 
         // single put / get / query
         let b = buf(&mut value);
-        assert_eq!(
-            mmcc_put(key.as_ptr(), &b, null(), 0),
-            OK,
-            "{}",
-            last_error()
-        );
+        assert_eq!(mmcc_put(key.as_ptr(), &b, null(), 0), OK, "{}", last_error());
         assert_eq!(
             mmcc_put(key.as_ptr(), &b, null(), 0),
             mmc_result::MMC_DUPLICATED_OBJECT as i32
@@ -111,10 +104,7 @@ fn lifecycle_and_round_trips() {
         let mut l = [pattern(1000, 2), pattern(7, 3), pattern(5000, 4)];
         let flat: Vec<u8> = l.concat();
         let lb: Vec<mmc_buffer> = l.iter_mut().map(|x| buf(x)).collect();
-        assert_eq!(
-            mmcc_put_layers(lkey.as_ptr(), lb.as_ptr(), 3, null(), 0),
-            OK
-        );
+        assert_eq!(mmcc_put_layers(lkey.as_ptr(), lb.as_ptr(), 3, null(), 0), OK);
         let (mut a, mut c) = (vec![0u8; 10], vec![0u8; flat.len() - 10]);
         let ob = [buf(&mut a), buf(&mut c)];
         assert_eq!(mmcc_get_layers(lkey.as_ptr(), ob.as_ptr(), 2, 0), OK);
@@ -127,22 +117,11 @@ fn lifecycle_and_round_trips() {
         let bufs = [buf(&mut v1), buf(&mut v1)];
         let mut results = [1i32; 2];
         assert_eq!(
-            mmcc_batch_put(
-                keys.as_ptr(),
-                2,
-                bufs.as_ptr(),
-                null(),
-                0,
-                results.as_mut_ptr()
-            ),
+            mmcc_batch_put(keys.as_ptr(), 2, bufs.as_ptr(), null(), 0, results.as_mut_ptr()),
             OK
         );
         assert_eq!(results, [OK, INVALID]);
-        assert!(
-            last_error().contains("1 of 2 keys failed"),
-            "{}",
-            last_error()
-        );
+        assert!(last_error().contains("1 of 2 keys failed"), "{}", last_error());
         let mut o1 = vec![0u8; 4096];
         let obufs = [buf(&mut o1), buf(&mut o1)];
         assert_eq!(
@@ -151,27 +130,15 @@ fn lifecycle_and_round_trips() {
         );
         assert_eq!(results, [OK, INVALID]);
         assert_eq!(o1, v1);
-        assert_eq!(
-            mmcc_batch_exist(keys.as_ptr(), 2, 0, results.as_mut_ptr()),
-            OK
-        );
+        assert_eq!(mmcc_batch_exist(keys.as_ptr(), 2, 0, results.as_mut_ptr()), OK);
         assert_eq!(results, [1, INVALID]);
         let mut infos = [mmc_data_info::default(); 2];
         assert_eq!(
-            mmcc_batch_query(
-                keys.as_ptr(),
-                2,
-                infos.as_mut_ptr(),
-                0,
-                results.as_mut_ptr()
-            ),
+            mmcc_batch_query(keys.as_ptr(), 2, infos.as_mut_ptr(), 0, results.as_mut_ptr()),
             OK
         );
         assert_eq!((results, infos[0].size), ([OK, INVALID], 4096));
-        assert_eq!(
-            mmcc_batch_remove(keys.as_ptr(), 2, 0, results.as_mut_ptr()),
-            OK
-        );
+        assert_eq!(mmcc_batch_remove(keys.as_ptr(), 2, 0, results.as_mut_ptr()), OK);
         assert_eq!(results, [OK, INVALID]);
         assert_eq!(
             mmcc_batch_put(keys.as_ptr(), 2, bufs.as_ptr(), null(), 0, null_mut()),
@@ -194,10 +161,7 @@ fn lifecycle_and_round_trips() {
 
         // remove, remove_all, uninit
         assert_eq!(mmcc_remove(key.as_ptr(), 0), OK);
-        assert_eq!(
-            mmcc_remove(key.as_ptr(), 0),
-            mmc_result::MMC_UNMATCHED_KEY as i32
-        );
+        assert_eq!(mmcc_remove(key.as_ptr(), 0), mmc_result::MMC_UNMATCHED_KEY as i32);
         let mut removed = 0u64;
         assert_eq!(mmcc_remove_all(0, &mut removed), OK);
         assert_eq!(removed, 1); // rs/layers

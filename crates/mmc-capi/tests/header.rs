@@ -10,8 +10,7 @@ fn crate_dir() -> PathBuf {
 
 fn generate() -> String {
     let dir = crate_dir();
-    let config =
-        cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("read cbindgen.toml");
+    let config = cbindgen::Config::from_file(dir.join("cbindgen.toml")).expect("read cbindgen.toml");
     let bindings = cbindgen::Builder::new()
         .with_config(config)
         .with_src(dir.join("src/lib.rs"))

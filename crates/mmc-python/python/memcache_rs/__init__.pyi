@@ -1,0 +1,292 @@
+"""Type stubs for memcache_rs, the memcache_hybrid-compatible MemCache API.
+
+Return conventions: 0 or a negative result code; ``is_exist`` 1 / 0 /
+negative; ``get`` ``b""`` when absent; one int per key for batch calls; a put
+of an existing key returns 0. Bad values give INVALID_PARAM (-3000) in the
+usual return shape; only arguments of the wrong Python type raise
+``TypeError``. Every blocking call releases the GIL.
+"""
+
+import enum
+from typing import Any, List, Optional, Sequence, Union
+
+__version__: str
+
+# Any object exporting the buffer protocol (bytes, bytearray, memoryview,
+# numpy arrays, ...). Written-into buffers must be writable and contiguous.
+_Buffer = Any
+# A key: str (bytes holding UTF-8 are accepted too), 1..=256 bytes.
+_Key = Union[str, bytes]
+# An address (int, e.g. tensor.data_ptr() or ctypes.addressof(x)) or a
+# buffer-protocol object used in place.
+_Ptr = Union[int, _Buffer]
+
+OK: int
+ERROR: int
+INVALID_PARAM: int
+NOT_STARTED: int
+TIMEOUT: int
+DUPLICATED_OBJECT: int
+OBJECT_NOT_EXISTS: int
+NOT_INITIALIZED: int
+NOT_ENOUGH_MEMORY: int
+NOT_CONNECTED_META: int
+NOT_CONNECTED_LOCAL: int
+UNMATCHED_KEY: int
+LEASE_EXPIRED: int
+
+class MmcCopyDirect(enum.IntEnum):
+    """Values of ``direct``. Without an accelerator backend every address is host memory."""
+
+    SMEMB_COPY_L2G = 0
+    SMEMB_COPY_G2L = 1
+    SMEMB_COPY_G2H = 2
+    SMEMB_COPY_H2G = 3
+    SMEMB_COPY_AUTO = 9
+
+class ReplicateConfig:
+    """Replica policy of a put.
+
+    ``replicaNum``: number of replicas, 1..=8 (default 1), each on a
+    different LocalService. ``preferredLocalServiceIDs``: service ids to place
+    replicas on first (at most ``replicaNum`` distinct ids; negative entries
+    are ignored). Checked when used: invalid values make the put return
+    INVALID_PARAM.
+    """
+
+    replicaNum: int
+    preferredLocalServiceIDs: List[int]
+    replica_num: int
+    """Alias of ``replicaNum`` (the Mooncake spelling)."""
+
+    def __init__(self, replicaNum: int = 1, preferredLocalServiceIDs: Optional[List[int]] = None) -> None: ...
+
+class KeyInfo:
+    """Size and replica locations of an object (size 0, empty lists when absent)."""
+
+    def size(self) -> int:
+        """Object size in bytes."""
+    def loc_list(self) -> List[int]:
+        """Service id (rank) of the LocalService holding each replica."""
+    def type_list(self) -> List[int]:
+        """Medium of each replica: 0 = DRAM, 1 = HBM, 2 = SSD."""
+    def replica_num(self) -> int:
+        """Number of replicas."""
+    def __str__(self) -> str: ...
+
+class LocalConfig:
+    """LocalService configuration (the ``[local]`` TOML section).
+
+    ``LocalConfig(**properties)`` starts from the defaults: MetaService at
+    127.0.0.1:5000, a 1 GiB DRAM segment, protocol ``auto``.
+    """
+
+    meta_addr: str
+    """MetaService control address, ``host:port``."""
+    meta_service_url: str
+    """``tcp://host:port`` spelling of ``meta_addr`` (memcache_hybrid name)."""
+    dram_size: int
+    """Segment size in bytes; set as an int or a string such as ``"64MB"``. 0 = pure client."""
+    protocol: str
+    """``auto`` (shm with LocalServices of this host, TCP otherwise) or ``tcp``."""
+    transfer_listen: str
+    """Transfer server listen address (port 0: any)."""
+    transfer_advertise: Optional[str]
+    """Transfer address advertised to peers (None: the bound address)."""
+    host_id: Optional[str]
+    """Host id override (None: machine id + network namespace)."""
+    worker_threads: int
+    """Threads of the LocalService runtime, 1..=256."""
+    transfer_connections: int
+    """TCP connections per peer for large transfers, 1..=64."""
+    rpc_timeout_ms: int
+    """Control RPC timeout."""
+    transfer_timeout_ms: int
+    """Data transfer timeout."""
+    heartbeat_interval_ms: int
+    """Heartbeat interval."""
+    log_level: str
+    """error, warn, info, debug or trace."""
+
+    def __init__(self, **properties: Any) -> None: ...
+    @staticmethod
+    def load(path: Optional[str] = None) -> "LocalConfig":
+        """Reads ``[local]`` from ``path``, else ``$MMC_LOCAL_CONFIG_PATH``, else defaults; ValueError names a bad key."""
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid key."""
+    def to_toml(self) -> str:
+        """The config as a TOML ``[local]`` section."""
+    def str(self) -> str:
+        """All properties as one string."""
+
+class MetaConfig:
+    """MetaService configuration (the ``[meta]`` TOML section).
+
+    ``MetaConfig(**properties)`` starts from the defaults: listen on
+    127.0.0.1:5000, HTTP on 127.0.0.1:8000.
+    """
+
+    listen: str
+    """Control-RPC listen address."""
+    meta_service_url: str
+    """``tcp://host:port`` spelling of ``listen`` (memcache_hybrid name)."""
+    http_listen: str
+    """HTTP listen address (health, metrics); empty disables it."""
+    metrics_url: str
+    """``http://host:port`` spelling of ``http_listen``."""
+    evict_high_watermark: int
+    """Percent used above which background eviction starts (90)."""
+    evict_threshold_high: int
+    """Alias of ``evict_high_watermark``."""
+    evict_low_watermark: int
+    """Percent used eviction brings a medium down to (80)."""
+    evict_threshold_low: int
+    """Alias of ``evict_low_watermark``."""
+    lease_ms: int
+    """Read lease in milliseconds (2000)."""
+    put_timeout_ms: int
+    """Uncommitted writes are reclaimed after this long (30000)."""
+    heartbeat_timeout_ms: int
+    """A LocalService silent this long is dead (5000)."""
+    log_level: str
+    """error, warn, info, debug or trace."""
+    ha_enable: bool
+    """HA mode (several MetaServices, leader through etcd)."""
+    ha_etcd_endpoints: List[str]
+    ha_cluster_name: str
+    ha_lease_ttl_s: int
+
+    def __init__(self, **properties: Any) -> None: ...
+    @staticmethod
+    def load(path: Optional[str] = None) -> "MetaConfig":
+        """Reads ``[meta]`` from ``path``, else ``$MMC_META_CONFIG_PATH``, else defaults; ValueError names a bad key."""
+    def validate(self) -> None:
+        """Raises ValueError naming the first invalid key."""
+    def to_toml(self) -> str:
+        """The config as a TOML ``[meta]`` section."""
+    def str(self) -> str:
+        """All properties as one string."""
+
+class MetaService:
+    """The MetaService of this process."""
+
+    @staticmethod
+    def setup(config: MetaConfig) -> int:
+        """Records the config ``main`` uses (else ``$MMC_META_CONFIG_PATH``, else defaults). 0 or INVALID_PARAM."""
+    @staticmethod
+    def main() -> int:
+        """Serves until SIGINT / SIGTERM (or ``stop()``), shuts down cleanly, returns 0; negative if it cannot start."""
+    @staticmethod
+    def stop() -> int:
+        """Asks a running ``main`` to return. 0, or NOT_STARTED when none runs."""
+
+class DistributedObjectStore:
+    """Distributed object store client (memcache_hybrid's ``DistributedObjectStore``)."""
+
+    def __init__(self) -> None: ...
+    def setup(self, config: LocalConfig) -> int:
+        """Sets the config ``init`` uses. 0, or INVALID_PARAM when invalid."""
+    def init(self, device_id: int = 0, init_bm: bool = True) -> int:
+        """Joins the cluster (``init_bm=False``: pure client). 0 or a negative code."""
+    def close(self) -> int:
+        """Leaves the cluster. 0."""
+    def get_local_service_id(self) -> int:
+        """This LocalService's service id (rank), NOT_INITIALIZED before init."""
+    def put(self, key: _Key, buf: _Buffer, replicateConfig: Optional[ReplicateConfig] = None) -> int:
+        """Stores a buffer-protocol object (read in place). 0 (also if the key exists) or negative."""
+    def put_batch(
+        self, keys: Sequence[_Key], values: Sequence[_Buffer], replicateConfig: Optional[ReplicateConfig] = None
+    ) -> int:
+        """Stores each buffer under its key. 0, or the first failure code."""
+    def get(self, key: _Key) -> bytes:
+        """The value, ``b""`` when absent or on error."""
+    def get_batch(self, keys: Sequence[_Key]) -> List[bytes]:
+        """The values, ``b""`` for each absent or failed key."""
+    def put_from(
+        self,
+        key: _Key,
+        buffer_ptr: _Ptr,
+        size: int,
+        direct: int = 3,
+        replicateConfig: Optional[ReplicateConfig] = None,
+    ) -> int:
+        """Stores ``size`` bytes at ``buffer_ptr`` without an intermediate copy."""
+    def batch_put_from(
+        self,
+        keys: Sequence[_Key],
+        buffer_ptrs: Sequence[_Ptr],
+        sizes: Sequence[int],
+        direct: int = 3,
+        replicateConfig: Optional[ReplicateConfig] = None,
+    ) -> List[int]:
+        """``put_from`` per key; one code per key."""
+    def get_into(self, key: _Key, buffer_ptr: _Ptr, size: int, direct: int = 2) -> int:
+        """Copies the object into ``size`` bytes at ``buffer_ptr`` (``size`` == object size)."""
+    def batch_get_into(
+        self, keys: Sequence[_Key], buffer_ptrs: Sequence[_Ptr], sizes: Sequence[int], direct: int = 2
+    ) -> List[int]:
+        """``get_into`` per key; one code per key."""
+    def put_from_layers(
+        self,
+        key: _Key,
+        buffer_ptrs: Sequence[_Ptr],
+        sizes: Sequence[int],
+        direct: int = 3,
+        replicateConfig: Optional[ReplicateConfig] = None,
+    ) -> int:
+        """Stores the concatenation of the layer buffers as one object."""
+    def batch_put_from_layers(
+        self,
+        keys: Sequence[_Key],
+        buffer_ptrs: Sequence[Sequence[_Ptr]],
+        sizes: Sequence[Sequence[int]],
+        direct: int = 3,
+        replicateConfig: Optional[ReplicateConfig] = None,
+    ) -> List[int]:
+        """``put_from_layers`` per key; one code per key."""
+    def get_into_layers(self, key: _Key, buffer_ptrs: Sequence[_Ptr], sizes: Sequence[int], direct: int = 2) -> int:
+        """Scatters the object into the layer buffers (sizes sum to the object size)."""
+    def batch_get_into_layers(
+        self,
+        keys: Sequence[_Key],
+        buffer_ptrs: Sequence[Sequence[_Ptr]],
+        sizes: Sequence[Sequence[int]],
+        direct: int = 2,
+    ) -> List[int]:
+        """``get_into_layers`` per key; one code per key."""
+    def batch_put_from_multi_buffers(
+        self,
+        keys: Sequence[_Key],
+        all_buffer_ptrs: Sequence[Sequence[_Ptr]],
+        all_sizes: Sequence[Sequence[int]],
+        config: Union[ReplicateConfig, int, None] = None,
+        direct: int = 3,
+    ) -> List[int]:
+        """Mooncake-style alias of ``batch_put_from_layers``."""
+    def batch_get_into_multi_buffers(
+        self,
+        keys: Sequence[_Key],
+        all_buffer_ptrs: Sequence[Sequence[_Ptr]],
+        all_sizes: Sequence[Sequence[int]],
+        prefer_alloc_in_same_node: bool = False,
+        direct: int = 2,
+    ) -> List[int]:
+        """Mooncake-style alias of ``batch_get_into_layers``."""
+    def is_exist(self, key: _Key) -> int:
+        """1 if present, 0 if not, negative on error."""
+    def batch_is_exist(self, keys: Sequence[_Key]) -> List[int]:
+        """``is_exist`` per key, one RPC."""
+    def remove(self, key: _Key) -> int:
+        """0, UNMATCHED_KEY when absent, or negative."""
+    def remove_batch(self, keys: Sequence[_Key]) -> List[int]:
+        """``remove`` per key."""
+    def remove_all(self) -> int:
+        """Removes every key. 0 or negative."""
+    def get_key_info(self, key: _Key) -> KeyInfo:
+        """Size and replica locations."""
+    def batch_get_key_info(self, keys: Sequence[_Key]) -> List[KeyInfo]:
+        """``get_key_info`` per key, one RPC."""
+    def register_buffer(self, buffer_ptr: _Ptr, size: int) -> int:
+        """No registration is needed for host memory: checks the arguments, 0 or INVALID_PARAM."""
+    def unregister_buffer(self, buffer_ptr: _Ptr, size: int) -> int:
+        """Counterpart of ``register_buffer``."""

@@ -1,0 +1,201 @@
+//! Argument parsing for the object API.
+//!
+//! The rule the whole module follows: an argument of the wrong Python type
+//! raises `TypeError`; an argument of the right type with a bad value (empty
+//! or over-long key, null or negative pointer, negative size, mismatched
+//! list lengths, oversize batch) is not an exception but an
+//! `INVALID_PARAM` result in the method's usual return shape. Parsers
+//! therefore return `PyResult<Option<T>>`: `Err` for a type error, `Ok(None)`
+//! for an invalid value.
+
+use crate::pybuf::{BufView, ViewError};
+use mmc_local::Piece;
+use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple};
+
+fn type_name(obj: &Bound<'_, PyAny>) -> String {
+    obj.get_type()
+        .name()
+        .map(|n| n.to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
+    PyTypeError::new_err(format!("{what} must be {expected}, not {}", type_name(obj)))
+}
+
+/// A key: `str` (or UTF-8 `bytes`). `Ok(None)` when it breaks the key
+/// rules (empty, over 256 bytes, not encodable as UTF-8).
+pub fn key(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+    let s = if let Ok(s) = obj.cast::<PyString>() {
+        match s.to_cow() {
+            Ok(c) => c.into_owned(),
+            // Lone surrogates cannot be encoded: an invalid key, not a type error.
+            Err(_) => return Ok(None),
+        }
+    } else if let Ok(b) = obj.cast::<PyBytes>() {
+        match std::str::from_utf8(b.as_bytes()) {
+            Ok(s) => s.to_owned(),
+            Err(_) => return Ok(None),
+        }
+    } else {
+        return Err(type_error("key", "str", obj));
+    };
+    Ok(mmc_wire::validate_key(&s).is_ok().then_some(s))
+}
+
+/// The items of a list-like argument (list, tuple or any iterable other
+/// than str / bytes, which are refused as sequences of keys or numbers).
+pub fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
+    if let Ok(l) = obj.cast::<PyList>() {
+        return Ok(l.iter().collect());
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return Ok(t.iter().collect());
+    }
+    if obj.is_instance_of::<PyString>() || obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyByteArray>() {
+        return Err(type_error(what, "a list", obj));
+    }
+    match obj.try_iter() {
+        Ok(it) => it.collect(),
+        Err(_) => Err(type_error(what, "a list", obj)),
+    }
+}
+
+/// A value to store: a buffer-protocol object (bytes, bytearray,
+/// memoryview, contiguous numpy array), read in place. `Ok(None)` when it is
+/// not contiguous.
+pub fn value(obj: &Bound<'_, PyAny>) -> PyResult<Option<BufView>> {
+    match BufView::new(obj, false) {
+        Ok(v) => Ok(Some(v)),
+        Err(ViewError::NotABuffer) => Err(type_error(
+            "value",
+            "a buffer-protocol object (bytes, bytearray, memoryview, numpy array)",
+            obj,
+        )),
+        Err(ViewError::Unsuitable) => Ok(None),
+    }
+}
+
+/// A list of keys.
+pub fn keys(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Option<String>>> {
+    items(obj, "keys")?.iter().map(key).collect()
+}
+
+/// A non-negative integer. `Ok(None)` when negative or too large.
+pub fn uint(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<u64>> {
+    match obj.extract::<u64>() {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Ok(None),
+        Err(_) => Err(type_error(what, "int", obj)),
+    }
+}
+
+/// A size in bytes: a positive integer that fits in memory.
+pub fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<usize>> {
+    Ok(uint(obj, what)?
+        .filter(|&v| v > 0 && v <= isize::MAX as u64)
+        .map(|v| v as usize))
+}
+
+/// A list of sizes.
+pub fn sizes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Option<usize>>> {
+    items(obj, what)?.iter().map(|o| size(o, what)).collect()
+}
+
+/// A buffer argument: an integer address, or a buffer-protocol object whose
+/// memory is used in place.
+pub enum Ptr {
+    Addr(usize),
+    Buf(BufView),
+}
+
+/// Lowest address a buffer can have: Linux never maps the first 64 KiB
+/// (`vm.mmap_min_addr`), so smaller values are null-like garbage.
+const MIN_ADDR: usize = 0x1_0000;
+/// One past the highest user-space address of 64-bit Linux (57-bit virtual
+/// addresses with 5-level paging).
+const MAX_ADDR: usize = 1 << 57;
+
+impl Ptr {
+    /// The piece of memory `size` bytes long this pointer names, `None`
+    /// when invalid: a null or near-null address, a range past the end of
+    /// user space, or a buffer shorter than `size`.
+    pub fn piece(&self, size: Option<usize>) -> Option<Piece> {
+        let len = size?;
+        match self {
+            Ptr::Addr(a) if *a >= MIN_ADDR && a.checked_add(len).is_some_and(|end| end <= MAX_ADDR) => {
+                Some(Piece { addr: *a, len })
+            }
+            Ptr::Addr(_) => None,
+            Ptr::Buf(b) if len <= b.len() => Some(Piece { addr: b.addr(), len }),
+            Ptr::Buf(_) => None,
+        }
+    }
+}
+
+/// A pointer argument. Python ints (and integer scalars such as numpy's)
+/// are addresses; other objects must export a contiguous buffer (writable
+/// when `writable`). `Ok(None)`: negative / oversize address, or a buffer
+/// that is not contiguous or not writable.
+pub fn ptr(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Option<Ptr>> {
+    let is_bytes_like =
+        obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>();
+    if obj.is_instance_of::<PyInt>() || !is_bytes_like {
+        match obj.extract::<u64>() {
+            Ok(v) => return Ok(usize::try_from(v).ok().map(Ptr::Addr)),
+            Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => return Ok(None),
+            Err(_) if obj.is_instance_of::<PyInt>() => return Err(type_error(what, "int", obj)),
+            Err(_) => {} // not an integer: try the buffer protocol
+        }
+    }
+    match BufView::new(obj, writable) {
+        Ok(v) => Ok(Some(Ptr::Buf(v))),
+        Err(ViewError::NotABuffer) => Err(type_error(what, "an int address or a buffer-protocol object", obj)),
+        Err(ViewError::Unsuitable) => Ok(None),
+    }
+}
+
+/// A list of pointers.
+pub fn ptrs(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Vec<Option<Ptr>>> {
+    items(obj, what)?.iter().map(|o| ptr(o, writable, what)).collect()
+}
+
+/// Pointers and sizes of one value given as layers. `None` when the lists
+/// differ in length, are empty, or any element is invalid.
+pub fn layer_pieces(ptrs: &[Option<Ptr>], sizes: &[Option<usize>]) -> Option<Vec<Piece>> {
+    if ptrs.is_empty() || ptrs.len() != sizes.len() {
+        return None;
+    }
+    let pieces: Vec<Piece> = ptrs
+        .iter()
+        .zip(sizes)
+        .map(|(p, s)| p.as_ref()?.piece(*s))
+        .collect::<Option<_>>()?;
+    Some(coalesce(pieces))
+}
+
+/// Merges layers that follow each other in memory into one piece: the value
+/// is the same concatenation, copied with fewer, larger copies.
+pub fn coalesce(pieces: Vec<Piece>) -> Vec<Piece> {
+    let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
+    for p in pieces {
+        match out.last_mut() {
+            Some(last) if last.addr + last.len == p.addr => last.len += p.len,
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+/// `direct` for a put: 0 (device to pool), 3 (host to pool) or 9 (auto).
+/// Without an accelerator backend every address is host memory.
+pub fn direct_put_ok(direct: i64) -> bool {
+    matches!(direct, 0 | 3 | 9)
+}
+
+/// `direct` for a get: 1 (pool to device), 2 (pool to host) or 9 (auto).
+pub fn direct_get_ok(direct: i64) -> bool {
+    matches!(direct, 1 | 2 | 9)
+}

@@ -1,0 +1,799 @@
+//! `DistributedObjectStore`: the memcache_hybrid-compatible object API.
+//!
+//! Every method parses its arguments while attached to the interpreter
+//! (holding buffer views so the memory stays put), then detaches (releases
+//! the GIL) for the whole blocking call into [`BlockingObjectStore`], so
+//! several Python threads make progress together. Results follow the
+//! memcache_hybrid conventions: 0 / negative result codes, `is_exist` 1 / 0,
+//! `get` returning `b""` when absent, one int per key for batch calls, a
+//! duplicate put counting as success.
+
+use crate::args::{self, Ptr};
+use crate::code;
+use crate::config::LocalConfig;
+use crate::types::{KeyInfo, ReplicateConfig};
+use mmc_local::{BlockingObjectStore, Error, ObjectStore, Piece, PutOptions};
+use parking_lot::{Mutex, RwLock};
+use pyo3::exceptions::PyTypeError;
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyBytes, PyList};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// Runs `f` detached from the interpreter; a panic becomes `None` (never
+/// unwinds into Python).
+fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> Option<T> {
+    py.detach(|| catch_unwind(AssertUnwindSafe(f)).ok())
+}
+
+/// The code of a put result: a duplicate key is success.
+fn put_code(r: &Result<(), Error>) -> i32 {
+    match r {
+        Ok(()) | Err(Error::DuplicatedObject) => code::OK,
+        Err(e) => e.code(),
+    }
+}
+
+fn unit_code(r: &Result<(), Error>) -> i32 {
+    match r {
+        Ok(()) => code::OK,
+        Err(e) => e.code(),
+    }
+}
+
+/// Collapses per-key codes into one int: 0, or the first failure.
+fn first_failure(codes: &[i32]) -> i32 {
+    codes.iter().copied().find(|&c| c != code::OK).unwrap_or(code::OK)
+}
+
+/// One value (a list of pieces) per key; `None` marks an invalid one.
+type Values = Vec<Option<Vec<Piece>>>;
+
+/// The valid entries of a batch: their positions and values.
+struct Valid<'a, T> {
+    idx: Vec<usize>,
+    keys: Vec<&'a str>,
+    vals: Vec<T>,
+}
+
+fn select<'a, T>(keys: &'a [Option<String>], vals: Vec<Option<T>>) -> Valid<'a, T> {
+    let mut v = Valid {
+        idx: Vec::new(),
+        keys: Vec::new(),
+        vals: Vec::new(),
+    };
+    for (i, (k, val)) in keys.iter().zip(vals).enumerate() {
+        if let (Some(k), Some(val)) = (k, val) {
+            v.idx.push(i);
+            v.keys.push(k.as_str());
+            v.vals.push(val);
+        }
+    }
+    v
+}
+
+fn select_keys(keys: &[Option<String>]) -> Valid<'_, ()> {
+    select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
+}
+
+/// Distributed object store client (memcache_hybrid's
+/// ``DistributedObjectStore``).
+///
+/// Typical use::
+///
+///     store = DistributedObjectStore()
+///     store.setup(LocalConfig(meta_addr="127.0.0.1:5000", dram_size="1GB"))  # optional
+///     assert store.init(0) == 0
+///     store.put("k", b"value")
+///     store.get("k")  # b"value"
+///     store.close()
+#[pyclass(module = "memcache_rs", name = "DistributedObjectStore", frozen)]
+pub struct DistributedObjectStore {
+    config: Mutex<Option<mmc_config::LocalConfig>>,
+    store: RwLock<Option<BlockingObjectStore>>,
+}
+
+impl DistributedObjectStore {
+    fn handle(&self) -> Option<BlockingObjectStore> {
+        self.store.read().clone()
+    }
+
+    /// Puts the valid entries; the others read INVALID_PARAM.
+    fn run_put(&self, py: Python<'_>, keys: &[Option<String>], values: Values, opts: Option<PutOptions>) -> Vec<i32> {
+        let n = keys.len();
+        let Some(store) = self.handle() else {
+            return vec![code::NOT_INITIALIZED; n];
+        };
+        let mut out = vec![code::INVALID_PARAM; n];
+        let Some(opts) = opts else { return out };
+        if n > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select(keys, values);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let (ks, vs) = (&v.keys, &v.vals);
+        // SAFETY: every piece points into a live buffer view held by the
+        // caller's frame, or at an address the Python caller vouched for
+        // (the memcache_hybrid contract for integer pointers).
+        let r = blocking(py, || unsafe { store.put_raw_batch(ks, vs, &opts) });
+        match r {
+            Some(Ok(results)) => {
+                for (i, r) in v.idx.iter().zip(&results) {
+                    out[*i] = put_code(r);
+                }
+            }
+            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
+            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
+        }
+        out
+    }
+
+    /// Gets the valid entries into their buffers; the others read
+    /// INVALID_PARAM.
+    fn run_get_into(&self, py: Python<'_>, keys: &[Option<String>], dests: Values) -> Vec<i32> {
+        let n = keys.len();
+        let Some(store) = self.handle() else {
+            return vec![code::NOT_INITIALIZED; n];
+        };
+        let mut out = vec![code::INVALID_PARAM; n];
+        if n > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select(keys, dests);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let (ks, ds) = (&v.keys, &v.vals);
+        // SAFETY: as in run_put, for writes.
+        let r = blocking(py, || unsafe { store.get_into_raw_batch(ks, ds) });
+        match r {
+            Some(Ok(results)) => {
+                for (i, r) in v.idx.iter().zip(&results) {
+                    out[*i] = unit_code(r);
+                }
+            }
+            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
+            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
+        }
+        out
+    }
+
+    /// One value per key from flat pointer and size lists.
+    fn flat_pieces(
+        n: usize,
+        ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        writable: bool,
+    ) -> PyResult<(Values, Vec<Ptr>)> {
+        let ptrs = args::ptrs(ptrs, writable, "buffer_ptrs")?;
+        let sizes = args::sizes(sizes, "sizes")?;
+        if ptrs.len() != n || sizes.len() != n {
+            return Ok((vec![None; n], Vec::new()));
+        }
+        let pieces = ptrs
+            .iter()
+            .zip(&sizes)
+            .map(|(p, s)| p.as_ref()?.piece(*s).map(|p| vec![p]))
+            .collect();
+        Ok((pieces, ptrs.into_iter().flatten().collect()))
+    }
+
+    /// One layered value per key from 2-D pointer and size lists.
+    fn layered_pieces(
+        n: usize,
+        ptrs2d: &Bound<'_, PyAny>,
+        sizes2d: &Bound<'_, PyAny>,
+        writable: bool,
+    ) -> PyResult<(Values, Vec<Ptr>)> {
+        let rows_p = args::items(ptrs2d, "buffer_ptrs")?;
+        let rows_s = args::items(sizes2d, "sizes")?;
+        let mut held = Vec::new();
+        let mut pieces = Vec::with_capacity(n);
+        let mismatched = rows_p.len() != n || rows_s.len() != n;
+        for (rp, rs) in rows_p.iter().zip(&rows_s) {
+            let ps = args::ptrs(rp, writable, "buffer_ptrs")?;
+            let ss = args::sizes(rs, "sizes")?;
+            pieces.push(args::layer_pieces(&ps, &ss));
+            held.extend(ps.into_iter().flatten());
+        }
+        if mismatched {
+            return Ok((vec![None; n], held));
+        }
+        Ok((pieces, held))
+    }
+
+    fn batch_put_layers_impl(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+        config: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        let opts = ReplicateConfig::from_arg(config)?;
+        let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, false)?;
+        if !args::direct_put_ok(direct) {
+            return Ok(vec![code::INVALID_PARAM; keys.len()]);
+        }
+        Ok(self.run_put(py, &keys, pieces, opts))
+    }
+
+    fn batch_get_layers_impl(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, true)?;
+        if !args::direct_get_ok(direct) {
+            return Ok(vec![code::INVALID_PARAM; keys.len()]);
+        }
+        Ok(self.run_get_into(py, &keys, pieces))
+    }
+
+    fn close_inner(&self, py: Option<Python<'_>>) {
+        let Some(store) = self.store.write().take() else {
+            return;
+        };
+        let f = move || {
+            store.close();
+            drop(store);
+        };
+        match py {
+            Some(py) => {
+                let _ = blocking(py, f);
+            }
+            None => {
+                let _ = catch_unwind(AssertUnwindSafe(f));
+            }
+        }
+    }
+}
+
+#[pymethods]
+impl DistributedObjectStore {
+    #[new]
+    fn py_new() -> Self {
+        DistributedObjectStore {
+            config: Mutex::new(None),
+            store: RwLock::new(None),
+        }
+    }
+
+    /// Sets the LocalService configuration used by ``init``. Returns 0, or
+    /// INVALID_PARAM (-3000) when the config is invalid (the reason is
+    /// logged on the ``memcache_rs`` logger).
+    fn setup(&self, py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let cfg = match config.cast::<LocalConfig>() {
+            Ok(c) => c.borrow().inner.clone(),
+            Err(_) => return Err(PyTypeError::new_err("setup() takes a LocalConfig")),
+        };
+        if let Err(e) = cfg.validate() {
+            crate::log_error(py, &format!("setup: {e}"));
+            return Ok(code::INVALID_PARAM);
+        }
+        *self.config.lock() = Some(cfg);
+        Ok(code::OK)
+    }
+
+    /// Starts the LocalService and joins the cluster. The configuration is
+    /// the one given to ``setup``, else the ``[local]`` section of the file
+    /// named by ``MMC_LOCAL_CONFIG_PATH``, else the defaults (MetaService at
+    /// 127.0.0.1:5000, a 1 GiB DRAM segment). ``init_bm=False`` starts a pure
+    /// client that contributes no memory. ``device_id`` names the
+    /// accelerator (unused: no accelerator backend is compiled in).
+    /// Returns 0 (also when already initialized) or a negative code, e.g.
+    /// NOT_CONNECTED_META (-3017) when the MetaService is unreachable.
+    #[pyo3(signature = (device_id = 0, init_bm = true))]
+    fn init(&self, py: Python<'_>, device_id: i64, init_bm: bool) -> i32 {
+        if device_id < 0 {
+            return code::INVALID_PARAM;
+        }
+        if self.store.read().is_some() {
+            return code::OK;
+        }
+        let cfg = match self.config.lock().clone() {
+            Some(c) => c,
+            None => match mmc_config::ConfigFile::load_or_env(None, mmc_config::LOCAL_CONFIG_ENV) {
+                Ok(f) => f.local,
+                Err(e) => {
+                    crate::log_error(py, &format!("init: {e}"));
+                    return code::INVALID_PARAM;
+                }
+            },
+        };
+        let mut cfg = cfg;
+        if !init_bm {
+            cfg.dram_size = mmc_config::ByteSize(0);
+        }
+        crate::init_logging(&cfg.log_level);
+        // No lock is held while detached: another thread waiting on it with
+        // the GIL would deadlock with this one re-attaching.
+        match blocking(py, move || ObjectStore::connect(cfg)) {
+            Some(Ok(s)) => {
+                let s = s.blocking();
+                let mut guard = self.store.write();
+                if guard.is_none() {
+                    *guard = Some(s);
+                    return code::OK;
+                }
+                // A concurrent init won: leave with the spare one.
+                drop(guard);
+                let _ = blocking(py, move || s.close());
+                code::OK
+            }
+            Some(Err(e)) => {
+                crate::log_error(py, &format!("init: {e}"));
+                e.code()
+            }
+            None => code::ERROR,
+        }
+    }
+
+    /// Leaves the cluster and stops the LocalService; its segment's objects
+    /// go with it. Returns 0. The store may be initialized again.
+    fn close(&self, py: Python<'_>) -> i32 {
+        self.close_inner(Some(py));
+        code::OK
+    }
+
+    /// The service id (rank) the MetaService gave this LocalService, or
+    /// NOT_INITIALIZED (-3008) before ``init``.
+    fn get_local_service_id(&self) -> i64 {
+        match self.handle() {
+            Some(s) => s.service_id() as i64,
+            None => code::NOT_INITIALIZED as i64,
+        }
+    }
+
+    /// Stores ``buf`` (any buffer-protocol object: bytes, bytearray,
+    /// memoryview, numpy array; read in place) under ``key``. Returns 0 (also
+    /// when the key already exists: objects are immutable) or a negative code.
+    #[pyo3(signature = (key, buf, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn put(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        buf: &Bound<'_, PyAny>,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i32> {
+        let key = args::key(key)?;
+        let opts = ReplicateConfig::from_arg(replicateConfig)?;
+        let view = args::value(buf)?;
+        let piece = view.as_ref().and_then(|v| v.piece());
+        Ok(self.run_put(py, &[key], vec![piece.map(|p| vec![p])], opts)[0])
+    }
+
+    /// Stores each buffer of ``values`` under the matching key. Returns 0
+    /// when every put succeeded, else the first failure code.
+    #[pyo3(signature = (keys, values, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn put_batch(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i32> {
+        let keys = args::keys(keys)?;
+        let opts = ReplicateConfig::from_arg(replicateConfig)?;
+        let vals = args::items(values, "values")?;
+        let views = vals.iter().map(args::value).collect::<PyResult<Vec<_>>>()?;
+        if keys.is_empty() || keys.len() != views.len() {
+            return Ok(code::INVALID_PARAM);
+        }
+        let pieces = views
+            .iter()
+            .map(|v| v.as_ref().and_then(|v| v.piece()).map(|p| vec![p]))
+            .collect();
+        Ok(first_failure(&self.run_put(py, &keys, pieces, opts)))
+    }
+
+    /// The value of ``key`` as bytes; ``b""`` when absent or on any error.
+    fn get<'py>(&self, py: Python<'py>, key: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes>> {
+        let empty = PyBytes::new(py, b"");
+        let Some(key) = args::key(key)? else {
+            return Ok(empty);
+        };
+        let Some(store) = self.handle() else {
+            return Ok(empty);
+        };
+        match blocking(py, || store.get(&key)) {
+            Some(Ok(v)) => Ok(PyBytes::new(py, &v)),
+            _ => Ok(empty),
+        }
+    }
+
+    /// The values of ``keys``, ``b""`` for each key absent or failed.
+    fn get_batch<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let keys = args::keys(keys)?;
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        if let Some(store) = self.handle() {
+            if keys.len() <= mmc_wire::MAX_BATCH {
+                let v = select_keys(&keys);
+                if !v.idx.is_empty() {
+                    let ks = &v.keys;
+                    if let Some(Ok(results)) = blocking(py, || store.get_batch(ks)) {
+                        for (i, r) in v.idx.iter().zip(results) {
+                            out[*i] = r.ok();
+                        }
+                    }
+                }
+            }
+        }
+        PyList::new(py, out.iter().map(|v| PyBytes::new(py, v.as_deref().unwrap_or(b""))))
+    }
+
+    /// Stores ``size`` bytes at ``buffer_ptr`` (an int address such as
+    /// ``tensor.data_ptr()``, or a buffer-protocol object) under ``key``,
+    /// without an intermediate copy. ``direct``: 3 host->pool, 0
+    /// device->pool (host memory assumed: no accelerator backend), 9 auto.
+    #[pyo3(signature = (key, buffer_ptr, size, direct = 3, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn put_from(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        buffer_ptr: &Bound<'_, PyAny>,
+        size: &Bound<'_, PyAny>,
+        direct: i64,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i32> {
+        let key = args::key(key)?;
+        let ptr = args::ptr(buffer_ptr, false, "buffer_ptr")?;
+        let size = args::size(size, "size")?;
+        let opts = ReplicateConfig::from_arg(replicateConfig)?;
+        if !args::direct_put_ok(direct) {
+            return Ok(code::INVALID_PARAM);
+        }
+        let piece = ptr.as_ref().and_then(|p| p.piece(size));
+        Ok(self.run_put(py, &[key], vec![piece.map(|p| vec![p])], opts)[0])
+    }
+
+    /// ``put_from`` for many keys: one control RPC for the batch, copies in
+    /// parallel. Returns one code per key.
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, direct = 3, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn batch_put_from(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        let opts = ReplicateConfig::from_arg(replicateConfig)?;
+        let (pieces, _held) = Self::flat_pieces(keys.len(), buffer_ptrs, sizes, false)?;
+        if !args::direct_put_ok(direct) {
+            return Ok(vec![code::INVALID_PARAM; keys.len()]);
+        }
+        Ok(self.run_put(py, &keys, pieces, opts))
+    }
+
+    /// Copies the object ``key`` into ``size`` bytes at ``buffer_ptr`` (int
+    /// address or writable buffer-protocol object); ``size`` must equal the
+    /// object size. ``direct``: 2 pool->host, 1 pool->device (host memory
+    /// assumed), 9 auto. Returns 0 or a negative code (OBJECT_NOT_EXISTS
+    /// -3007 when absent).
+    #[pyo3(signature = (key, buffer_ptr, size, direct = 2))]
+    fn get_into(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        buffer_ptr: &Bound<'_, PyAny>,
+        size: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<i32> {
+        let key = args::key(key)?;
+        let ptr = args::ptr(buffer_ptr, true, "buffer_ptr")?;
+        let size = args::size(size, "size")?;
+        if !args::direct_get_ok(direct) {
+            return Ok(code::INVALID_PARAM);
+        }
+        let piece = ptr.as_ref().and_then(|p| p.piece(size));
+        Ok(self.run_get_into(py, &[key], vec![piece.map(|p| vec![p])])[0])
+    }
+
+    /// ``get_into`` for many keys. Returns one code per key.
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, direct = 2))]
+    fn batch_get_into(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        let (pieces, _held) = Self::flat_pieces(keys.len(), buffer_ptrs, sizes, true)?;
+        if !args::direct_get_ok(direct) {
+            return Ok(vec![code::INVALID_PARAM; keys.len()]);
+        }
+        Ok(self.run_get_into(py, &keys, pieces))
+    }
+
+    /// Stores the concatenation of the buffers ``buffer_ptrs`` (one per
+    /// layer, ``sizes`` bytes each) as one object.
+    #[pyo3(signature = (key, buffer_ptrs, sizes, direct = 3, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn put_from_layers(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<i32> {
+        let key = args::key(key)?;
+        let ptrs = args::ptrs(buffer_ptrs, false, "buffer_ptrs")?;
+        let sizes = args::sizes(sizes, "sizes")?;
+        let opts = ReplicateConfig::from_arg(replicateConfig)?;
+        if !args::direct_put_ok(direct) {
+            return Ok(code::INVALID_PARAM);
+        }
+        let pieces = args::layer_pieces(&ptrs, &sizes);
+        Ok(self.run_put(py, &[key], vec![pieces], opts)[0])
+    }
+
+    /// ``put_from_layers`` for many keys: ``buffer_ptrs`` and ``sizes`` are
+    /// lists (one per key) of lists (one per layer). One code per key.
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, direct = 3, replicateConfig = None))]
+    #[allow(non_snake_case)]
+    fn batch_put_from_layers(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+        replicateConfig: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<i32>> {
+        self.batch_put_layers_impl(py, keys, buffer_ptrs, sizes, direct, replicateConfig)
+    }
+
+    /// Scatters the object ``key`` into the layer buffers, in order; the
+    /// sizes must sum to the object size.
+    #[pyo3(signature = (key, buffer_ptrs, sizes, direct = 2))]
+    fn get_into_layers(
+        &self,
+        py: Python<'_>,
+        key: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<i32> {
+        let key = args::key(key)?;
+        let ptrs = args::ptrs(buffer_ptrs, true, "buffer_ptrs")?;
+        let sizes = args::sizes(sizes, "sizes")?;
+        if !args::direct_get_ok(direct) {
+            return Ok(code::INVALID_PARAM);
+        }
+        let pieces = args::layer_pieces(&ptrs, &sizes);
+        Ok(self.run_get_into(py, &[key], vec![pieces])[0])
+    }
+
+    /// ``get_into_layers`` for many keys. One code per key.
+    #[pyo3(signature = (keys, buffer_ptrs, sizes, direct = 2))]
+    fn batch_get_into_layers(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        buffer_ptrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<Vec<i32>> {
+        self.batch_get_layers_impl(py, keys, buffer_ptrs, sizes, direct)
+    }
+
+    /// Mooncake-style alias of ``batch_put_from_layers``:
+    /// ``batch_put_from_multi_buffers(keys, all_buffer_ptrs, all_sizes,
+    /// config=ReplicateConfig())``. The fourth argument may also be an int
+    /// ``direct`` (memcache_hybrid order).
+    #[pyo3(signature = (keys, all_buffer_ptrs, all_sizes, config = None, direct = 3))]
+    fn batch_put_from_multi_buffers(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        all_buffer_ptrs: &Bound<'_, PyAny>,
+        all_sizes: &Bound<'_, PyAny>,
+        config: Option<&Bound<'_, PyAny>>,
+        direct: i64,
+    ) -> PyResult<Vec<i32>> {
+        let (direct, config) = match config {
+            Some(c) if c.is_instance_of::<pyo3::types::PyInt>() => (c.extract::<i64>()?, None),
+            c => (direct, c),
+        };
+        self.batch_put_layers_impl(py, keys, all_buffer_ptrs, all_sizes, direct, config)
+    }
+
+    /// Mooncake-style alias of ``batch_get_into_layers``:
+    /// ``batch_get_into_multi_buffers(keys, all_buffer_ptrs, all_sizes,
+    /// prefer_alloc_in_same_node=False)`` (the flag is accepted and ignored:
+    /// the nearest replica is always read first).
+    #[pyo3(signature = (keys, all_buffer_ptrs, all_sizes, prefer_alloc_in_same_node = false, direct = 2))]
+    fn batch_get_into_multi_buffers(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        all_buffer_ptrs: &Bound<'_, PyAny>,
+        all_sizes: &Bound<'_, PyAny>,
+        prefer_alloc_in_same_node: bool,
+        direct: i64,
+    ) -> PyResult<Vec<i32>> {
+        let _ = prefer_alloc_in_same_node;
+        self.batch_get_layers_impl(py, keys, all_buffer_ptrs, all_sizes, direct)
+    }
+
+    /// 1 if a committed replica of ``key`` exists, 0 if not, a negative code
+    /// on error (INVALID_PARAM for a bad key).
+    fn is_exist(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let keys = vec![args::key(key)?];
+        Ok(self.exist_codes(py, &keys)[0])
+    }
+
+    /// ``is_exist`` for many keys, one RPC. One result per key.
+    fn batch_is_exist(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        Ok(self.exist_codes(py, &keys))
+    }
+
+    /// Removes ``key``. Returns 0, UNMATCHED_KEY (-3102) when absent, or a
+    /// negative code.
+    fn remove(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let keys = vec![args::key(key)?];
+        Ok(self.remove_codes(py, &keys)[0])
+    }
+
+    /// ``remove`` for many keys. One code per key.
+    fn remove_batch(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<i32>> {
+        let keys = args::keys(keys)?;
+        Ok(self.remove_codes(py, &keys))
+    }
+
+    /// Removes every key of the cluster. Returns 0 or a negative code.
+    fn remove_all(&self, py: Python<'_>) -> i32 {
+        let Some(store) = self.handle() else {
+            return code::NOT_INITIALIZED;
+        };
+        match blocking(py, || store.remove_all()) {
+            Some(Ok(_)) => code::OK,
+            Some(Err(e)) => e.code(),
+            None => code::ERROR,
+        }
+    }
+
+    /// Size and replica locations of ``key`` (size 0 and empty lists when
+    /// absent or on error).
+    fn get_key_info(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<KeyInfo> {
+        let keys = vec![args::key(key)?];
+        Ok(self.key_infos(py, &keys).pop().unwrap_or_default())
+    }
+
+    /// ``get_key_info`` for many keys, one RPC.
+    fn batch_get_key_info(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<KeyInfo>> {
+        let keys = args::keys(keys)?;
+        Ok(self.key_infos(py, &keys))
+    }
+
+    /// Registers a memory region for direct transfers. Host memory needs no
+    /// registration here (shm and TCP paths copy from any address), so this
+    /// only checks the arguments: 0, or INVALID_PARAM for a null pointer or
+    /// a non-positive size.
+    fn register_buffer(&self, buffer_ptr: &Bound<'_, PyAny>, size: &Bound<'_, PyAny>) -> PyResult<i32> {
+        let ptr = args::ptr(buffer_ptr, false, "buffer_ptr")?;
+        let size = args::size(size, "size")?;
+        Ok(if ptr.as_ref().and_then(|p| p.piece(size)).is_some() {
+            code::OK
+        } else {
+            code::INVALID_PARAM
+        })
+    }
+
+    /// Counterpart of ``register_buffer``; same checks, returns 0.
+    fn unregister_buffer(&self, buffer_ptr: &Bound<'_, PyAny>, size: &Bound<'_, PyAny>) -> PyResult<i32> {
+        self.register_buffer(buffer_ptr, size)
+    }
+
+    fn __repr__(&self) -> String {
+        match self.handle() {
+            Some(s) => format!("DistributedObjectStore(service_id={})", s.service_id()),
+            None => "DistributedObjectStore(not initialized)".into(),
+        }
+    }
+}
+
+impl DistributedObjectStore {
+    fn exist_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
+        let n = keys.len();
+        let Some(store) = self.handle() else {
+            return vec![code::NOT_INITIALIZED; n];
+        };
+        let mut out = vec![code::INVALID_PARAM; n];
+        if n > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select_keys(keys);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let ks = &v.keys;
+        match blocking(py, || store.exist_batch(ks)) {
+            Some(Ok(found)) => {
+                for (i, f) in v.idx.iter().zip(found) {
+                    out[*i] = f as i32;
+                }
+            }
+            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
+            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
+        }
+        out
+    }
+
+    fn remove_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
+        let n = keys.len();
+        let Some(store) = self.handle() else {
+            return vec![code::NOT_INITIALIZED; n];
+        };
+        let mut out = vec![code::INVALID_PARAM; n];
+        if n > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select_keys(keys);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let ks = &v.keys;
+        match blocking(py, || store.remove_batch(ks)) {
+            Some(Ok(results)) => {
+                for (i, r) in v.idx.iter().zip(&results) {
+                    out[*i] = unit_code(r);
+                }
+            }
+            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
+            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
+        }
+        out
+    }
+
+    fn key_infos(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<KeyInfo> {
+        let n = keys.len();
+        let mut out = vec![KeyInfo::default(); n];
+        let Some(store) = self.handle() else {
+            return out;
+        };
+        if n > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select_keys(keys);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let ks = &v.keys;
+        if let Some(Ok(results)) = blocking(py, || store.key_info_batch(ks)) {
+            for (i, r) in v.idx.iter().zip(&results) {
+                if let Ok(info) = r {
+                    out[*i] = KeyInfo::from_info(info);
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Drop for DistributedObjectStore {
+    fn drop(&mut self) {
+        // Leave the cluster gracefully when the object is collected without
+        // close(): unregistering is one short RPC.
+        self.close_inner(None);
+    }
+}
