@@ -86,7 +86,7 @@ pub fn sub_pieces(pieces: &[Piece], start: u64, len: u64) -> Vec<Piece> {
 pub unsafe fn gather(pieces: &[Piece], dst: *mut u8) {
     let mut off = 0;
     for p in pieces {
-        std::ptr::copy_nonoverlapping(p.ptr() as *const u8, dst.add(off), p.len);
+        crate::copy::copy(dst.add(off), p.ptr() as *const u8, p.len);
         off += p.len;
     }
 }
@@ -99,7 +99,7 @@ pub unsafe fn gather(pieces: &[Piece], dst: *mut u8) {
 pub unsafe fn scatter(src: *const u8, pieces: &[Piece]) {
     let mut off = 0;
     for p in pieces {
-        std::ptr::copy_nonoverlapping(src.add(off), p.ptr(), p.len);
+        crate::copy::copy(p.ptr(), src.add(off), p.len);
         off += p.len;
     }
 }

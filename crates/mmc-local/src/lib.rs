@@ -8,6 +8,7 @@
 //! buffers), [`store`] (the object API).
 
 pub mod buffer;
+pub mod copy;
 pub mod hostid;
 pub mod meta_client;
 pub mod segment;

@@ -1,0 +1,236 @@
+//! The cluster `mmc bench` measures: a MetaService in this process, one
+//! memory-provider LocalService as a child process (`mmc local`), and pure
+//! clients (no segment) in this process, so every shm put/get is a memcpy
+//! into or out of the child's segment mapped here.
+
+use mmc_config::{ByteSize, LocalConfig, MetaConfig, Protocol};
+use mmc_local::BlockingObjectStore;
+use mmc_wire::message::{ClusterStat, Request, Response};
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+use tokio::runtime::Runtime;
+
+/// How long the child LocalService may take to register.
+const START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The memory-provider LocalService child. Dropping it kills it by PID.
+pub struct Provider {
+    child: Child,
+    pub pid: u32,
+    pub service_id: u32,
+    pub transfer_addr: String,
+}
+
+impl Provider {
+    fn spawn(meta: &str, segment: u64) -> Result<Provider, String> {
+        let exe = std::env::current_exe().map_err(|e| format!("cannot find the mmc binary: {e}"))?;
+        let mut cmd = Command::new(&exe);
+        cmd.arg("local")
+            .arg("--meta")
+            .arg(meta)
+            .arg("--dram-size")
+            .arg(segment.to_string())
+            .env_remove(mmc_config::LOCAL_CONFIG_ENV)
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        // SAFETY: the closure runs between fork and exec and only makes one
+        // async-signal-safe syscall. It makes the child die with us even if
+        // this process is killed before it can clean up.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {} local: {e}", exe.display()))?;
+        let pid = child.id();
+        let stdout = child.stdout.take().expect("stdout is piped");
+        let mut p = Provider {
+            child,
+            pid,
+            service_id: 0,
+            transfer_addr: String::new(),
+        };
+        let (tx, rx) = mpsc::channel::<String>();
+        std::thread::Builder::new()
+            .name("bench-child-out".into())
+            .spawn(move || {
+                for line in BufReader::new(stdout).lines() {
+                    let Ok(line) = line else { break };
+                    if tx.send(line).is_err() {
+                        break;
+                    }
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        let deadline = Instant::now() + START_TIMEOUT;
+        loop {
+            match rx.recv_timeout(Duration::from_millis(100)) {
+                // "localservice <id> ready (transfer <addr>)"
+                Ok(line) if line.starts_with("localservice ") => {
+                    let w: Vec<&str> = line.split_whitespace().collect();
+                    p.service_id = w.get(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+                    p.transfer_addr = w.get(4).map(|s| s.trim_end_matches(')').to_owned()).unwrap_or_default();
+                    return Ok(p);
+                }
+                Ok(_) => {}
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    if let Ok(Some(st)) = p.child.try_wait() {
+                        return Err(format!("memory-provider LocalService (pid {pid}) exited early: {st}"));
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!(
+                            "memory-provider LocalService (pid {pid}) not ready after {START_TIMEOUT:?}"
+                        ));
+                    }
+                }
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let st = p
+                        .child
+                        .try_wait()
+                        .ok()
+                        .flatten()
+                        .map(|s| s.to_string())
+                        .unwrap_or_else(|| "closed its stdout".into());
+                    return Err(format!(
+                        "memory-provider LocalService (pid {pid}) failed to start: {st}"
+                    ));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Provider {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's PID.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// MetaService (in process) plus the memory-provider child.
+pub struct Cluster {
+    rt: Option<Runtime>,
+    shutdown: Option<tokio::sync::oneshot::Sender<()>>,
+    pub meta_addr: SocketAddr,
+    pub segment: u64,
+    pub high_watermark: u8,
+    pub low_watermark: u8,
+    provider: Option<Provider>,
+}
+
+impl Cluster {
+    /// Starts the MetaService on a free loopback port and a LocalService
+    /// child contributing a `segment`-byte segment.
+    pub fn start(segment: u64) -> Result<Cluster, String> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mmc-bench-meta")
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start the MetaService runtime: {e}"))?;
+        let cfg = MetaConfig {
+            listen: "127.0.0.1:0".into(),
+            http_listen: String::new(),
+            log_level: "warn".into(),
+            ..MetaConfig::default()
+        };
+        let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg))?;
+        let meta_addr = svc.local_addr();
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        rt.spawn(async move {
+            if let Err(e) = svc
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+            {
+                tracing::warn!(error = %e, "bench metaservice stopped");
+            }
+        });
+        let mut c = Cluster {
+            rt: Some(rt),
+            shutdown: Some(tx),
+            meta_addr,
+            segment,
+            high_watermark: cfg.evict_high_watermark,
+            low_watermark: cfg.evict_low_watermark,
+            provider: None,
+        };
+        // On error `c` is dropped here, which stops the MetaService.
+        c.provider = Some(Provider::spawn(&meta_addr.to_string(), segment)?);
+        Ok(c)
+    }
+
+    pub fn provider(&self) -> &Provider {
+        self.provider.as_ref().expect("started")
+    }
+
+    /// A pure client (no segment) of this cluster.
+    pub fn client(&self, protocol: Protocol) -> Result<BlockingObjectStore, String> {
+        let cfg = LocalConfig {
+            meta_addr: self.meta_addr.to_string(),
+            dram_size: ByteSize(0),
+            protocol,
+            ..LocalConfig::default()
+        };
+        BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
+    }
+
+    /// Cluster statistics through `client`'s control connection.
+    pub fn stat(&self, client: &BlockingObjectStore) -> Result<ClusterStat, String> {
+        let rt = self.rt.as_ref().expect("running");
+        match rt.block_on(client.store().local_service().meta.call(&Request::Stat)) {
+            Ok(Response::Stat(s)) => Ok(s),
+            Ok(other) => Err(format!("unexpected stat reply {other:?}")),
+            Err(e) => Err(format!("stat: {e}")),
+        }
+    }
+
+    /// Bytes in use in the provider's segment.
+    pub fn used(&self, client: &BlockingObjectStore) -> Result<u64, String> {
+        Ok(self.stat(client)?.segments.iter().map(|s| s.used).sum())
+    }
+
+    /// Removes every key and waits until the segment is reported empty
+    /// (removed objects are freed once their leases end and the owner has
+    /// acknowledged the removal). Returns whether it got empty in time.
+    pub fn empty(&self, client: &BlockingObjectStore) -> Result<bool, String> {
+        client.remove_all().map_err(|e| format!("remove_all: {e}"))?;
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if self.used(client)? == 0 {
+                return Ok(true);
+            }
+            if Instant::now() > deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        // The child first (by PID), then the MetaService.
+        drop(self.provider.take());
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+    }
+}

@@ -1,0 +1,676 @@
+//! The measurements of `mmc bench`: memcpy baselines, the same-host shm
+//! data path, the forced-TCP data path beside a raw loopback stream, and
+//! batches of small keys.
+
+use super::cluster::Cluster;
+use super::measure::{Budget, Measured, Recorder};
+use super::report::{fmt_size, Row};
+use mmc_local::{BatchResult, BlockingObjectStore, Piece, PutOptions};
+use std::hint::black_box;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::time::Instant;
+
+/// Keys of the small-key workloads live at once (rounds of fresh keys for
+/// puts, the rotation set for gets and exists).
+pub const SMALL_KEYS: usize = 2048;
+
+/// `1MiB`, `8MiB`: size tags used in row ids and key names.
+pub fn tag(size: u64) -> String {
+    fmt_size(size).replace(' ', "")
+}
+
+pub fn progress(msg: &str) {
+    eprintln!("mmc bench: {msg}");
+}
+
+/// A recognisable, non-zero pattern (also touches every page).
+fn fill(buf: &mut [u8], seed: u8) {
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = (i as u8).wrapping_mul(31).wrapping_add(seed);
+    }
+}
+
+fn stamp(buf: &mut [u8], n: u64) {
+    let k = buf.len().min(8);
+    buf[..k].copy_from_slice(&n.to_le_bytes()[..k]);
+}
+
+fn check(what: &str, r: BatchResult) -> Result<(), String> {
+    let v = r.map_err(|e| format!("{what}: {e} (code {})", e.code()))?;
+    for (i, x) in v.into_iter().enumerate() {
+        if let Err(e) = x {
+            return Err(format!("{what}: key #{i}: {e} (code {})", e.code()));
+        }
+    }
+    Ok(())
+}
+
+fn refs(keys: &[String]) -> Vec<&str> {
+    keys.iter().map(String::as_str).collect()
+}
+
+fn remove(c: &BlockingObjectStore, keys: &[String]) -> Result<(), String> {
+    for chunk in keys.chunks(mmc_wire::MAX_BATCH) {
+        check("remove", c.remove_batch(&refs(chunk)))?;
+    }
+    Ok(())
+}
+
+/// `put_from`: the value goes straight from `src` to its replica.
+fn put_from(c: &BlockingObjectStore, key: &str, src: &[u8]) -> Result<(), String> {
+    let opts = PutOptions::default();
+    // SAFETY: `src` is borrowed, so valid for reads and unmodified, for the whole call.
+    let r = unsafe { c.put_raw_batch(&[key], &[vec![Piece::of(src)]], &opts) };
+    check("put", r)
+}
+
+// ---- memcpy -------------------------------------------------------------
+
+fn copy_loop(budget: Budget, size: usize, addrs: &mut impl FnMut(usize) -> (*const u8, *mut u8)) -> Measured {
+    let mut rec = Recorder::start(budget, None);
+    let mut i = 0;
+    while rec.more() {
+        let (s, d) = addrs(i);
+        // SAFETY: `addrs` yields ranges of `size` bytes inside distinct live allocations.
+        rec.time(|| unsafe { std::ptr::copy_nonoverlapping(black_box(s), black_box(d), size) });
+        black_box(d);
+        i += 1;
+    }
+    rec.finish()
+}
+
+fn copy_measure(budget: Budget, size: usize, mut addrs: impl FnMut(usize) -> (*const u8, *mut u8)) -> Measured {
+    copy_loop(budget.warmup(), size, &mut addrs);
+    copy_loop(budget, size, &mut addrs)
+}
+
+/// Copy bandwidth at each size: between two cache-hot buffers, and (what
+/// a put or a get of the shm workload does) between one hot buffer and
+/// slots rotating over a `ws`-byte region.
+pub fn memcpy(sizes: &[u64], budget: Budget, ws: u64) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let mut region = vec![0u8; ws as usize];
+    fill(&mut region, 1);
+    let base = region.as_mut_ptr();
+    for &size in sizes {
+        let t = tag(size);
+        let n = size as usize;
+        let slots = (ws / size).max(1) as usize;
+        let mut src = vec![0u8; n];
+        fill(&mut src, 2);
+        let mut dst = vec![0u8; n];
+        fill(&mut dst, 3);
+        let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
+        progress(&format!("memcpy {t}"));
+        let m = copy_measure(budget, n, |_| (sp, dp));
+        rows.push(Row::new(
+            format!("memcpy.hot.{t}"),
+            "memcpy",
+            "hot: buffer -> buffer",
+            size,
+            1,
+            m,
+        ));
+        let m = copy_measure(budget, n, |i| (sp, base.wrapping_add((i % slots) * n)));
+        rows.push(Row::new(
+            format!("memcpy.wswrite.{t}"),
+            "memcpy",
+            format!("ws-write: buffer -> {}", fmt_size(ws)),
+            size,
+            1,
+            m,
+        ));
+        let m = copy_measure(budget, n, |i| (base.wrapping_add((i % slots) * n) as *const u8, dp));
+        rows.push(Row::new(
+            format!("memcpy.wsread.{t}"),
+            "memcpy",
+            format!("ws-read: {} -> buffer", fmt_size(ws)),
+            size,
+            1,
+            m,
+        ));
+    }
+    drop(region);
+    rows
+}
+
+// ---- object puts and gets -------------------------------------------------
+
+/// Puts of fresh keys in rounds of `slots`; the keys of each round are
+/// removed (untimed) before the next, so the live data never exceeds
+/// `slots` objects.
+fn put_rounds(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    prefix: &str,
+    slots: usize,
+    src: &[u8],
+) -> Result<Measured, String> {
+    let mut rec = Recorder::start(budget, Some(peer));
+    let mut round = 0;
+    while rec.more() {
+        let keys: Vec<String> = (0..slots).map(|j| format!("{prefix}-{round}-{j}")).collect();
+        let mut done = 0;
+        for k in &keys {
+            if !rec.more() {
+                break;
+            }
+            rec.time(|| put_from(c, k, src))?;
+            done += 1;
+        }
+        remove(c, &keys[..done])?;
+        round += 1;
+    }
+    Ok(rec.finish())
+}
+
+fn put_measure(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    prefix: &str,
+    slots: usize,
+    src: &[u8],
+) -> Result<Measured, String> {
+    put_rounds(budget.warmup(), peer, c, &format!("{prefix}-warm"), slots, src)?;
+    put_rounds(budget, peer, c, prefix, slots, src)
+}
+
+/// Puts `slots` objects (each stamped with its index) to read back.
+fn put_readable(c: &BlockingObjectStore, prefix: &str, slots: usize, src: &mut [u8]) -> Result<Vec<String>, String> {
+    let keys: Vec<String> = (0..slots).map(|j| format!("{prefix}-{j}")).collect();
+    for (j, k) in keys.iter().enumerate() {
+        stamp(src, j as u64);
+        put_from(c, k, src)?;
+    }
+    Ok(keys)
+}
+
+/// Reads a few of `keys` back and compares them with what was put.
+fn verify(c: &BlockingObjectStore, keys: &[String], src: &mut [u8]) -> Result<(), String> {
+    let mut got = vec![0u8; src.len()];
+    for j in [0, keys.len() / 2, keys.len() - 1] {
+        stamp(src, j as u64);
+        c.get_into(&keys[j], &mut got)
+            .map_err(|e| format!("get_into {}: {e}", keys[j]))?;
+        if got != src {
+            return Err(format!("get_into {} returned different bytes than were put", keys[j]));
+        }
+    }
+    Ok(())
+}
+
+fn get_loop(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    keys: &[String],
+    dst: &mut [u8],
+) -> Result<Measured, String> {
+    let mut rec = Recorder::start(budget, Some(peer));
+    let mut i = 0;
+    while rec.more() {
+        let k = &keys[i % keys.len()];
+        rec.time(|| c.get_into(k, dst))
+            .map_err(|e| format!("get_into {k}: {e} (code {})", e.code()))?;
+        i += 1;
+    }
+    Ok(rec.finish())
+}
+
+fn get_measure(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    keys: &[String],
+    dst: &mut [u8],
+) -> Result<Measured, String> {
+    get_loop(budget.warmup(), peer, c, keys, dst)?;
+    get_loop(budget, peer, c, keys, dst)
+}
+
+fn emptied(cluster: &Cluster, c: &BlockingObjectStore, notes: &mut Vec<String>) -> Result<(), String> {
+    if !cluster.empty(c)? {
+        notes.push("warning: the segment was not reported empty within 5 s after remove_all".into());
+    }
+    Ok(())
+}
+
+/// One pass of puts over 80% of the segment (below the eviction
+/// watermarks), then `remove_all`: every page the measurements can be
+/// given is then faulted in, in the provider and in this client's mapping.
+pub fn pretouch(cluster: &Cluster, c: &BlockingObjectStore, size: u64, notes: &mut Vec<String>) -> Result<Row, String> {
+    let pct = cluster.low_watermark.min(80) as u64;
+    let n = (cluster.segment * pct / 100 / size).max(1);
+    progress(&format!(
+        "pre-touching {} of the segment ({n} x {})",
+        fmt_size(n * size),
+        fmt_size(size)
+    ));
+    let mut src = vec![0u8; size as usize];
+    fill(&mut src, 4);
+    let mut rec = Recorder::start(
+        Budget {
+            seconds: 0.0,
+            iters: Some(n),
+        },
+        Some(cluster.provider().pid),
+    );
+    for j in 0..n {
+        rec.time(|| put_from(c, &format!("pretouch-{j}"), &src))?;
+    }
+    let m = rec.finish();
+    emptied(cluster, c, notes)?;
+    let row = Row::new("shm.pretouch".into(), "shm", "put_from, first touch", size, 1, m);
+    notes.push(format!(
+        "pre-touch: one pass of {n} x {} puts ({}, {pct}% of the segment) before any timed shm/tcp/batch \
+         measurement, then remove_all; the allocator is best-fit from offset 0, so the measured objects \
+         land on pages already faulted in (see flt/op)",
+        fmt_size(size),
+        fmt_size(n * size)
+    ));
+    Ok(row)
+}
+
+/// Same-host puts and gets through the provider's segment mapped here.
+pub fn shm(
+    cluster: &Cluster,
+    c: &BlockingObjectStore,
+    sizes: &[u64],
+    budget: Budget,
+    ws: u64,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
+    let peer = cluster.provider().pid;
+    let mut rows = Vec::new();
+    for &size in sizes {
+        let t = tag(size);
+        let slots = (ws / size).max(1) as usize;
+        let mut src = vec![0u8; size as usize];
+        fill(&mut src, 5);
+        let mut dst = vec![0u8; size as usize];
+        fill(&mut dst, 6);
+        progress(&format!("shm put_from {t} (rounds of {slots} fresh keys)"));
+        let m = put_measure(budget, peer, c, &format!("shm-put-{t}"), slots, &src)?;
+        rows.push(
+            Row::new(format!("shm.put.{t}"), "shm", "put_from", size, 1, m)
+                .vs("memcpy hot", format!("memcpy.hot.{t}"))
+                .vs("memcpy ws-write", format!("memcpy.wswrite.{t}")),
+        );
+        emptied(cluster, c, notes)?;
+        progress(&format!("shm get_into {t} (rotating over {slots} keys)"));
+        let keys = put_readable(c, &format!("shm-get-{t}"), slots, &mut src)?;
+        verify(c, &keys, &mut src)?;
+        let m = get_measure(budget, peer, c, &keys, &mut dst)?;
+        rows.push(
+            Row::new(format!("shm.get.{t}"), "shm", "get_into", size, 1, m)
+                .vs("memcpy hot", format!("memcpy.hot.{t}"))
+                .vs("memcpy ws-read", format!("memcpy.wsread.{t}")),
+        );
+        emptied(cluster, c, notes)?;
+    }
+    Ok(rows)
+}
+
+// ---- TCP ------------------------------------------------------------------
+
+/// Streams `chunks` writes of `chunk` bytes over a loopback connection to a
+/// reader thread; the time runs from the first write to the last byte read.
+fn raw_stream(chunks: u64, chunk: usize) -> Result<Measured, String> {
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("raw tcp listen: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let total = chunks * chunk as u64;
+    let reader = std::thread::Builder::new()
+        .name("bench-tcp-read".into())
+        .spawn(move || -> std::io::Result<Instant> {
+            let (mut s, _) = l.accept()?;
+            let mut buf = vec![0u8; chunk];
+            fill(&mut buf, 7);
+            let mut got = 0u64;
+            while got < total {
+                match s.read(&mut buf)? {
+                    0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                    n => got += n as u64,
+                }
+            }
+            Ok(Instant::now())
+        })
+        .map_err(|e| e.to_string())?;
+    let mut w = TcpStream::connect(addr).map_err(|e| format!("raw tcp connect: {e}"))?;
+    let mut src = vec![0u8; chunk];
+    fill(&mut src, 8);
+    let mut rec = Recorder::start(
+        Budget {
+            seconds: 0.0,
+            iters: Some(chunks),
+        },
+        None,
+    );
+    let start = Instant::now();
+    while rec.more() {
+        rec.time(|| w.write_all(&src))
+            .map_err(|e| format!("raw tcp write: {e}"))?;
+    }
+    let end = reader
+        .join()
+        .map_err(|_| "raw tcp reader panicked".to_string())?
+        .map_err(|e| format!("raw tcp read: {e}"))?;
+    let mut m = rec.finish();
+    m.busy_s = (end - start).as_secs_f64();
+    m.wall_s = m.busy_s;
+    Ok(m)
+}
+
+/// Forced-TCP puts and gets (a client with protocol tcp on the same host)
+/// beside a raw loopback stream of the same bytes.
+pub fn tcp(
+    cluster: &Cluster,
+    c: &BlockingObjectStore,
+    size: u64,
+    budget: Budget,
+    ws: u64,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
+    let peer = cluster.provider().pid;
+    let t = tag(size);
+    let slots = (ws / size).max(1) as usize;
+    let mut src = vec![0u8; size as usize];
+    fill(&mut src, 9);
+    let mut dst = vec![0u8; size as usize];
+    fill(&mut dst, 10);
+    progress(&format!("tcp put {t} (protocol tcp)"));
+    let put = put_measure(budget, peer, c, &format!("tcp-put-{t}"), slots, &src)?;
+    emptied(cluster, c, notes)?;
+    progress(&format!("tcp get_into {t} (protocol tcp)"));
+    let keys = put_readable(c, &format!("tcp-get-{t}"), slots, &mut src)?;
+    verify(c, &keys, &mut src)?;
+    let get = get_measure(budget, peer, c, &keys, &mut dst)?;
+    emptied(cluster, c, notes)?;
+    let chunks = put.ops.max(get.ops).max(1);
+    progress(&format!("raw tcp loopback stream ({chunks} x {t} writes)"));
+    raw_stream(64.min(chunks), size as usize)?;
+    let raw = raw_stream(chunks, size as usize)?;
+    notes.push(format!(
+        "tcp: the raw loopback stream pushes {chunks} x {t} writes (as many bytes as the larger of the tcp put/get \
+         measurements) one way over one connection; its p50/p99 are per write_all call"
+    ));
+    Ok(vec![
+        Row::new(format!("tcp.raw.{t}"), "tcp", "raw loopback stream", size, 1, raw),
+        Row::new(format!("tcp.put.{t}"), "tcp", "put_from (protocol tcp)", size, 1, put)
+            .vs("raw tcp", format!("tcp.raw.{t}")),
+        Row::new(format!("tcp.get.{t}"), "tcp", "get_into (protocol tcp)", size, 1, get)
+            .vs("raw tcp", format!("tcp.raw.{t}")),
+    ])
+}
+
+/// Round trips of a 64-byte message over a loopback connection to an echo
+/// thread (blocking sockets, TCP_NODELAY): the floor under a control RPC.
+fn raw_ping_pong(budget: Budget) -> Result<Measured, String> {
+    const MSG: usize = 64;
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("ping-pong listen: {e}"))?;
+    let addr = l.local_addr().map_err(|e| e.to_string())?;
+    let echo = std::thread::Builder::new()
+        .name("bench-tcp-echo".into())
+        .spawn(move || -> std::io::Result<()> {
+            let (mut s, _) = l.accept()?;
+            s.set_nodelay(true)?;
+            let mut b = [0u8; MSG];
+            loop {
+                match s.read_exact(&mut b) {
+                    Ok(()) => s.write_all(&b)?,
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                    Err(e) => return Err(e),
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    let mut s = TcpStream::connect(addr).map_err(|e| format!("ping-pong connect: {e}"))?;
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut b = [7u8; MSG];
+    let mut rtt = |budget: Budget| -> Result<Measured, String> {
+        let mut rec = Recorder::start(budget, None);
+        while rec.more() {
+            rec.time(|| s.write_all(&b).and_then(|_| s.read_exact(&mut b)))
+                .map_err(|e| format!("ping-pong: {e}"))?;
+        }
+        Ok(rec.finish())
+    };
+    rtt(budget.warmup())?;
+    let m = rtt(budget)?;
+    drop(s);
+    let _ = echo.join();
+    Ok(m)
+}
+
+// ---- batches ----------------------------------------------------------------
+
+fn batch_put_rounds(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    prefix: &str,
+    batch: usize,
+    src: &[u8],
+) -> Result<Measured, String> {
+    let opts = PutOptions::default();
+    let per_round = (SMALL_KEYS / batch).max(1);
+    let values: Vec<&[u8]> = vec![src; batch];
+    let mut rec = Recorder::start(budget, Some(peer));
+    let mut round = 0;
+    while rec.more() {
+        let keys: Vec<String> = (0..per_round * batch)
+            .map(|j| format!("{prefix}-{round}-{j}"))
+            .collect();
+        let mut done = 0;
+        for chunk in keys.chunks(batch) {
+            if !rec.more() {
+                break;
+            }
+            let r = refs(chunk);
+            rec.time(|| check("put_batch", c.put_batch(&r, &values, &opts)))?;
+            done += chunk.len();
+        }
+        remove(c, &keys[..done])?;
+        round += 1;
+    }
+    Ok(rec.finish())
+}
+
+fn batch_get_loop(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    keys: &[String],
+    batch: usize,
+    buf: &mut [u8],
+) -> Result<Measured, String> {
+    let groups: Vec<Vec<&str>> = keys.chunks(batch).filter(|g| g.len() == batch).map(refs).collect();
+    let vlen = buf.len() / batch;
+    let mut rec = Recorder::start(budget, Some(peer));
+    let mut i = 0;
+    while rec.more() {
+        let mut bufs: Vec<&mut [u8]> = buf.chunks_mut(vlen).collect();
+        rec.time(|| check("get_into_batch", c.get_into_batch(&groups[i % groups.len()], &mut bufs)))?;
+        i += 1;
+    }
+    Ok(rec.finish())
+}
+
+fn batch_exist_loop(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    keys: &[String],
+    batch: usize,
+) -> Result<Measured, String> {
+    let groups: Vec<Vec<&str>> = keys.chunks(batch).filter(|g| g.len() == batch).map(refs).collect();
+    let mut rec = Recorder::start(budget, Some(peer));
+    let mut i = 0;
+    while rec.more() {
+        let g = &groups[i % groups.len()];
+        let v = rec.time(|| c.exist_batch(g)).map_err(|e| format!("exist_batch: {e}"))?;
+        if v.iter().any(|x| !x) {
+            return Err("exist_batch: a key that was put reads as absent".into());
+        }
+        i += 1;
+    }
+    Ok(rec.finish())
+}
+
+/// Batches of `batch` keys of `value` bytes: put_batch (fresh keys),
+/// get_into_batch and exist_batch, each beside the same call on one key.
+pub fn batch(
+    cluster: &Cluster,
+    c: &BlockingObjectStore,
+    batch: usize,
+    value: u64,
+    budget: Budget,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
+    let peer = cluster.provider().pid;
+    let t = tag(value);
+    let mut src = vec![0u8; value as usize];
+    fill(&mut src, 11);
+    let b = batch as u64;
+
+    progress(&format!("put {t} x1 and put_batch {batch} x {t} (fresh keys)"));
+    let put1 = put_measure(budget, peer, c, "small-put1", SMALL_KEYS, &src)?;
+    batch_put_rounds(budget.warmup(), peer, c, "small-putb-warm", batch, &src)?;
+    let putb = batch_put_rounds(budget, peer, c, "small-putb", batch, &src)?;
+    emptied(cluster, c, notes)?;
+
+    let n = (SMALL_KEYS / batch).max(1) * batch;
+    let keys: Vec<String> = (0..n).map(|j| format!("small-get-{j}")).collect();
+    let values: Vec<Vec<u8>> = (0..n)
+        .map(|j| {
+            let mut v = src.clone();
+            stamp(&mut v, j as u64);
+            v
+        })
+        .collect();
+    for (kc, vc) in keys.chunks(batch).zip(values.chunks(batch)) {
+        let vr: Vec<&[u8]> = vc.iter().map(Vec::as_slice).collect();
+        check("put_batch", c.put_batch(&refs(kc), &vr, &PutOptions::default()))?;
+    }
+    let mut buf = vec![0u8; batch * value as usize];
+    {
+        let mut bufs: Vec<&mut [u8]> = buf.chunks_mut(value as usize).collect();
+        check("get_into_batch", c.get_into_batch(&refs(&keys[..batch]), &mut bufs))?;
+    }
+    for (j, got) in buf.chunks(value as usize).enumerate() {
+        if got != values[j].as_slice() {
+            return Err(format!(
+                "get_into_batch: {} returned different bytes than were put",
+                keys[j]
+            ));
+        }
+    }
+
+    progress(&format!("get_into {t} x1 and get_into_batch {batch} x {t}"));
+    let mut one = vec![0u8; value as usize];
+    let get1 = get_measure(budget, peer, c, &keys, &mut one)?;
+    batch_get_loop(budget.warmup(), peer, c, &keys, batch, &mut buf)?;
+    let getb = batch_get_loop(budget, peer, c, &keys, batch, &mut buf)?;
+
+    progress("raw tcp ping-pong (64 B round trips)");
+    let rtt = raw_ping_pong(budget)?;
+    progress(&format!("exist x1 and exist_batch {batch}"));
+    batch_exist_loop(budget.warmup(), peer, c, &keys, 1)?;
+    let ex1 = batch_exist_loop(budget, peer, c, &keys, 1)?;
+    batch_exist_loop(budget.warmup(), peer, c, &keys, batch)?;
+    let exb = batch_exist_loop(budget, peer, c, &keys, batch)?;
+    let exa = exist_async(cluster, peer, &keys, budget)?;
+    emptied(cluster, c, notes)?;
+    notes.push(format!(
+        "batch: puts use fresh keys in rounds of {n} keys removed (untimed) after each round; gets and exists \
+         rotate over {n} live keys; `x1` rows are the same call with one key (exist x1 is one control-RPC round trip, compared with a raw loopback TCP round trip between two threads of this process); `exist x1, async 1-thread rt` is the same RPC through the async ObjectStore whose tasks run on a current-thread runtime driven by the calling thread (a separate pure client, registered last)"
+    ));
+    Ok(vec![
+        Row::new(format!("batch.put1.{t}"), "batch", "put_from x1", value, 1, put1),
+        Row::new(
+            format!("batch.put.{t}"),
+            "batch",
+            format!("put_batch x{batch}"),
+            value,
+            b,
+            putb,
+        )
+        .vs("x1", format!("batch.put1.{t}")),
+        Row::new(format!("batch.get1.{t}"), "batch", "get_into x1", value, 1, get1),
+        Row::new(
+            format!("batch.get.{t}"),
+            "batch",
+            format!("get_into_batch x{batch}"),
+            value,
+            b,
+            getb,
+        )
+        .vs("x1", format!("batch.get1.{t}")),
+        Row::new("batch.rtt".into(), "batch", "raw tcp ping-pong 64 B", 0, 1, rtt),
+        Row::new(format!("batch.exist1.{t}"), "batch", "exist x1", 0, 1, ex1).vs("raw rtt", "batch.rtt"),
+        Row::new(
+            format!("batch.exist.{t}"),
+            "batch",
+            format!("exist_batch x{batch}"),
+            0,
+            b,
+            exb,
+        )
+        .vs("x1", format!("batch.exist1.{t}")),
+        Row::new(
+            format!("batch.existasync.{t}"),
+            "batch",
+            "exist x1, async 1-thread rt",
+            0,
+            1,
+            exa,
+        )
+        .vs("raw rtt", "batch.rtt")
+        .vs("x1", format!("batch.exist1.{t}")),
+    ])
+}
+
+/// `exist` of one key through the async API, with the client's tasks on a
+/// current-thread runtime driven by the calling thread: the same RPC as
+/// `exist x1` without the hops between the caller and the client runtime's
+/// worker threads. Registers one more (pure) client: run it last.
+fn exist_async(cluster: &Cluster, peer: u32, keys: &[String], budget: Budget) -> Result<Measured, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    rt.block_on(async {
+        let cfg = mmc_config::LocalConfig {
+            meta_addr: cluster.meta_addr.to_string(),
+            dram_size: mmc_config::ByteSize(0),
+            ..mmc_config::LocalConfig::default()
+        };
+        let s = mmc_local::ObjectStore::connect_async(cfg)
+            .await
+            .map_err(|e| format!("async client: {e}"))?;
+        let run = |budget: Budget| {
+            let s = &s;
+            async move {
+                let mut rec = Recorder::start(budget, Some(peer));
+                let mut i = 0;
+                while rec.more() {
+                    let k = &keys[i % keys.len()];
+                    let t = Instant::now();
+                    let found = s.exist(k).await.map_err(|e| format!("exist {k}: {e}"))?;
+                    rec.record(t.elapsed());
+                    if !found {
+                        return Err(format!("exist {k}: a key that was put reads as absent"));
+                    }
+                    i += 1;
+                }
+                Ok::<Measured, String>(rec.finish())
+            }
+        };
+        run(budget.warmup()).await?;
+        let m = run(budget).await;
+        s.close().await;
+        m
+    })
+}
