@@ -228,6 +228,10 @@ pub struct LocalConfig {
     pub transfer_advertise: Option<String>,
     /// Overrides the host id derived from machine id and network namespace.
     pub host_id: Option<String>,
+    /// Allocate and map every page of the segment at start, and fill the
+    /// page tables of peers' segments when first mapped, so the data path
+    /// takes no page faults (the segment's memory is committed at once).
+    pub prefault_segments: bool,
     /// Threads of the LocalService's async runtime.
     pub worker_threads: u32,
     /// TCP connections per peer used to split large transfers.
@@ -249,6 +253,7 @@ impl Default for LocalConfig {
             transfer_listen: "127.0.0.1:0".into(),
             transfer_advertise: None,
             host_id: None,
+            prefault_segments: true,
             worker_threads: 2,
             transfer_connections: 4,
             rpc_timeout_ms: 10_000,

@@ -28,12 +28,13 @@ fn os_err(what: &str) -> Error {
     Error::Other(format!("{what}: {}", std::io::Error::last_os_error()))
 }
 
-unsafe fn map_fd(fd: libc::c_int, len: usize) -> Result<NonNull<u8>> {
+unsafe fn map_fd(fd: libc::c_int, len: usize, prefault: bool) -> Result<NonNull<u8>> {
+    let flags = libc::MAP_SHARED | if prefault { libc::MAP_POPULATE } else { 0 };
     let p = libc::mmap(
         std::ptr::null_mut(),
         len,
         libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
+        flags,
         fd,
         0,
     );
@@ -44,8 +45,10 @@ unsafe fn map_fd(fd: libc::c_int, len: usize) -> Result<NonNull<u8>> {
 }
 
 impl Segment {
-    /// Creates a new segment of `len` bytes backed by a memfd.
-    pub fn create(len: usize) -> Result<Self> {
+    /// Creates a new segment of `len` bytes backed by a memfd. With
+    /// `prefault` every page is allocated and mapped now (no page faults on
+    /// the data path later; the memory is committed at once).
+    pub fn create(len: usize, prefault: bool) -> Result<Self> {
         let cname = CString::new("mmc-segment").expect("no nul");
         // SAFETY: plain syscalls with checked results.
         unsafe {
@@ -58,7 +61,7 @@ impl Segment {
                 libc::close(fd);
                 return Err(e);
             }
-            let ptr = match map_fd(fd, len) {
+            let ptr = match map_fd(fd, len, prefault) {
                 Ok(p) => p,
                 Err(e) => {
                     libc::close(fd);
@@ -76,7 +79,8 @@ impl Segment {
     }
 
     /// Maps a peer's segment by name; `len` must be the size it registered.
-    pub fn open(name: &str, len: usize) -> Result<Self> {
+    /// With `prefault` the page tables are filled now rather than on first touch.
+    pub fn open(name: &str, len: usize, prefault: bool) -> Result<Self> {
         if !name.starts_with("/proc/") || name.contains("..") {
             return Err(Error::NotConnectedLocal(format!("unsupported segment name {name}")));
         }
@@ -97,7 +101,7 @@ impl Segment {
                     "peer segment {name} is smaller than {len} bytes"
                 )));
             }
-            let r = map_fd(fd, len);
+            let r = map_fd(fd, len, prefault);
             libc::close(fd);
             Ok(Segment {
                 name: name.to_owned(),
@@ -154,15 +158,15 @@ mod tests {
 
     #[test]
     fn peer_mapping_sees_owner_writes() {
-        let seg = Segment::create(1 << 20).unwrap();
-        let peer = Segment::open(seg.name(), 1 << 20).unwrap();
+        let seg = Segment::create(1 << 20, true).unwrap();
+        let peer = Segment::open(seg.name(), 1 << 20, false).unwrap();
         unsafe {
             *seg.range(4096, 1).unwrap() = 42;
             assert_eq!(*peer.range(4096, 1).unwrap(), 42);
         }
         assert!(seg.range(1 << 20, 1).is_err());
         assert!(seg.range(u64::MAX, 2).is_err());
-        assert!(Segment::open("/etc/passwd", 10).is_err());
-        assert!(Segment::open(seg.name(), 2 << 20).is_err());
+        assert!(Segment::open("/etc/passwd", 10, false).is_err());
+        assert!(Segment::open(seg.name(), 2 << 20, false).is_err());
     }
 }

@@ -61,7 +61,7 @@ impl LocalService {
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
         let (segment, transfer_addr) = if cfg.dram_size.0 > 0 {
-            let seg = Arc::new(Segment::create(cfg.dram_size.0 as usize)?);
+            let seg = Arc::new(Segment::create(cfg.dram_size.0 as usize, cfg.prefault_segments)?);
             let listener = TcpListener::bind(&cfg.transfer_listen)
                 .await
                 .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;

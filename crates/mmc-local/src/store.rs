@@ -56,13 +56,14 @@ struct Inner {
     svc: Arc<LocalService>,
     xfer: TransferClient,
     protocol: Protocol,
+    prefault: bool,
     peers: Mutex<PeerMaps>,
     lease_tx: mpsc::UnboundedSender<(String, u64)>,
 }
 
+/// Mappings of other LocalServices' segments, kept while they are members.
 #[derive(Default)]
 struct PeerMaps {
-    epoch: u64,
     maps: HashMap<ServiceId, Arc<Segment>>,
 }
 
@@ -112,10 +113,12 @@ impl ObjectStore {
             handle: handle.clone(),
             svc: svc.clone(),
             protocol: cfg.protocol,
+            prefault: cfg.prefault_segments,
             peers: Mutex::new(PeerMaps::default()),
             lease_tx,
         });
         handle.spawn(release_leases(svc, lease_rx));
+        handle.spawn(prune_mappings(Arc::downgrade(&inner)));
         Ok(ObjectStore { inner })
     }
 
@@ -316,18 +319,12 @@ impl ObjectStore {
             return None;
         }
         let mut pm = self.inner.peers.lock();
-        let epoch = svc.members_epoch();
-        if pm.epoch != epoch {
-            // Membership changed: drop mappings so departed peers' memory is released.
-            pm.maps.clear();
-            pm.epoch = epoch;
-        }
         if let Some(s) = pm.maps.get(&peer.service_id) {
             if s.name() == desc.name && s.len() as u64 == desc.size {
                 return Some(s.clone());
             }
         }
-        match Segment::open(&desc.name, desc.size as usize) {
+        match Segment::open(&desc.name, desc.size as usize, self.inner.prefault) {
             Ok(s) => {
                 let s = Arc::new(s);
                 pm.maps.insert(peer.service_id, s.clone());
@@ -573,10 +570,40 @@ impl ObjectStore {
     }
 }
 
-/// Sends lease releases in batches, one RPC per batch.
+/// Drops mappings of segments whose owners left the cluster (so their
+/// memory is released), checking whenever the membership epoch moves.
+async fn prune_mappings(inner: std::sync::Weak<Inner>) {
+    let mut seen = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let epoch = inner.svc.members_epoch();
+        if epoch == seen {
+            continue;
+        }
+        if let Ok(Response::Members { peers, .. }) = inner.svc.meta.call(&Request::Members).await {
+            let live: std::collections::HashSet<ServiceId> = peers.iter().map(|p| p.service_id).collect();
+            inner.peers.lock().maps.retain(|id, _| live.contains(id));
+            seen = epoch;
+        }
+    }
+}
+
+/// How long lease releases are gathered before one RPC carries them all.
+const RELEASE_COALESCE: Duration = Duration::from_millis(5);
+
+/// Sends lease releases in batches: one RPC per few milliseconds at most,
+/// however many gets complete meanwhile.
 async fn release_leases(svc: Arc<LocalService>, mut rx: mpsc::UnboundedReceiver<(String, u64)>) {
     let mut buf = Vec::new();
     while rx.recv_many(&mut buf, mmc_wire::MAX_BATCH).await > 0 {
+        tokio::time::sleep(RELEASE_COALESCE).await;
+        while buf.len() < mmc_wire::MAX_BATCH {
+            match rx.try_recv() {
+                Ok(x) => buf.push(x),
+                Err(_) => break,
+            }
+        }
         let leases = std::mem::take(&mut buf);
         let req = Request::ReleaseLeases {
             reader: svc.id(),

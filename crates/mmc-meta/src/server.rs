@@ -12,9 +12,13 @@ use crate::metrics::Metrics;
 use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
+use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::Error;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -24,6 +28,8 @@ use tokio::sync::Notify;
 const ALLOC_WAIT: Duration = Duration::from_secs(3);
 /// Longest a ledger poll is held when there is nothing to send.
 const LEDGER_POLL_HOLD: Duration = Duration::from_millis(1000);
+/// How long a ledger poll holding only additions waits for more.
+const LEDGER_COALESCE: Duration = Duration::from_millis(5);
 const TICK: Duration = Duration::from_millis(100);
 
 /// Shared by every connection of one MetaService.
@@ -102,8 +108,7 @@ impl Server {
             let id = f.id;
             let this = self.clone();
             let tx = tx.clone();
-            let waits = matches!(req, Request::Alloc { .. } | Request::LedgerPoll { .. });
-            let fut = async move {
+            let mut fut = Box::pin(async move {
                 let resp = this.handle(req).await;
                 match frame::encode(FrameKind::Response, id, &resp) {
                     Ok(buf) => {
@@ -116,11 +121,12 @@ impl Server {
                         }
                     }
                 }
-            };
-            if waits {
+            });
+            // Run the request here; only one that has to wait (an alloc
+            // waiting for evicted space, a ledger long poll) moves to a task
+            // of its own, so it never holds up the requests behind it.
+            if poll_once(&mut fut).await.is_pending() {
                 tokio::spawn(fut);
-            } else {
-                fut.await;
             }
         }
         Ok(())
@@ -233,6 +239,7 @@ impl Server {
 
     async fn ledger_poll(&self, service: mmc_wire::ServiceId, acked: u64) -> Response {
         let deadline = Instant::now() + LEDGER_POLL_HOLD;
+        let mut coalesced = false;
         loop {
             let notified = self.ledger_changed.notified();
             tokio::pin!(notified);
@@ -246,6 +253,14 @@ impl Server {
             };
             self.space_returned.notify_waiters();
             let now = Instant::now();
+            let urgent = ops.iter().any(|o| matches!(o, LedgerOp::Del { .. })) || ops.len() >= 1024;
+            if !ops.is_empty() && !urgent && !coalesced && now < deadline {
+                // Only additions: not urgent. Gather a few milliseconds'
+                // worth so a stream of puts costs the owner few wake-ups.
+                coalesced = true;
+                tokio::time::sleep(LEDGER_COALESCE).await;
+                continue;
+            }
             if !ops.is_empty() || now >= deadline {
                 return Response::LedgerOps {
                     last_seq,
@@ -268,6 +283,7 @@ impl Server {
             tokio::pin!(returned);
             returned.as_mut().enable();
             let batch: Vec<_> = todo.iter().map(|&i| items[i].clone()).collect();
+            let evictions = self.state.counters.evictions.load(std::sync::atomic::Ordering::Relaxed);
             let outcomes = self.state.alloc(writer, &batch);
             let mut again = Vec::new();
             for (i, out) in todo.iter().copied().zip(outcomes) {
@@ -276,7 +292,11 @@ impl Server {
                     AllocOutcome::WaitSpace => again.push(i),
                 }
             }
-            self.ledger_changed.notify_waiters();
+            if self.state.counters.evictions.load(std::sync::atomic::Ordering::Relaxed) != evictions {
+                // Evicted replicas queued ledger deletions: their owners must
+                // hear of them (and acknowledge) before the space comes back.
+                self.ledger_changed.notify_waiters();
+            }
             todo = again;
             let now = Instant::now();
             if todo.is_empty() {
@@ -318,6 +338,11 @@ fn op_of(req: &Request) -> (&'static str, usize) {
         Request::Stat => ("stat", 0),
         Request::ListKeys { .. } => ("list_keys", 0),
     }
+}
+
+/// Polls `f` once, reporting whether it finished.
+async fn poll_once<F: Future<Output = ()> + Unpin>(f: &mut F) -> Poll<()> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

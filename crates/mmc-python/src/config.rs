@@ -194,6 +194,17 @@ impl LocalConfig {
         self.inner.host_id = opt_string(v);
     }
 
+    /// Allocate the whole segment at start and fill page tables of peer
+    /// segments on first use, so the data path takes no page faults.
+    #[getter]
+    fn prefault_segments(&self) -> bool {
+        self.inner.prefault_segments
+    }
+    #[setter]
+    fn set_prefault_segments(&mut self, v: bool) {
+        self.inner.prefault_segments = v;
+    }
+
     /// Threads of the LocalService's async runtime (1..=256).
     #[getter]
     fn worker_threads(&self) -> u32 {
@@ -295,6 +306,7 @@ impl LocalConfig {
             "transfer_listen" => self.set_transfer_listen(v.extract()?),
             "transfer_advertise" => self.set_transfer_advertise(v.extract()?),
             "host_id" => self.set_host_id(v.extract()?),
+            "prefault_segments" => self.set_prefault_segments(v.extract()?),
             "worker_threads" => self.set_worker_threads(v.extract()?),
             "transfer_connections" => self.set_transfer_connections(v.extract()?),
             "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),

@@ -95,6 +95,8 @@ class LocalConfig:
     """Transfer address advertised to peers (None: the bound address)."""
     host_id: Optional[str]
     """Host id override (None: machine id + network namespace)."""
+    prefault_segments: bool
+    """Allocate the segment at start and pre-map peer segments (no page faults on the data path)."""
     worker_threads: int
     """Threads of the LocalService runtime, 1..=256."""
     transfer_connections: int
