@@ -179,3 +179,28 @@ fn replicas_and_placement() {
     assert_eq!(s.get("r3").unwrap(), pattern("r3", 70_000));
     s.close();
 }
+
+#[test]
+fn async_commit_puts_are_visible_to_the_writer_at_once() {
+    let c = Cluster::start(Opts::default());
+    let mut cfg = c.client_config(Protocol::Auto, 0);
+    cfg.async_commit = true;
+    let w = mmc_local::ObjectStore::connect(cfg).unwrap().blocking();
+    let other = c.client(Protocol::Auto, 0);
+    for i in 0..50 {
+        let k = format!("async-{i}");
+        w.put(&k, &pattern(&k, 64 << 10), &PutOptions::default()).unwrap();
+        // The writer's next request is processed after its commit.
+        assert_eq!(w.get(&k).unwrap(), pattern(&k, 64 << 10));
+    }
+    // Others see the objects once the commits are processed.
+    assert!(other.exist("async-49").unwrap());
+    let keys: Vec<String> = (0..50).map(|i| format!("async-{i}")).collect();
+    let refs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+    assert!(other.exist_batch(&refs).unwrap().iter().all(|&e| e));
+    // A duplicate is still reported as success without overwriting.
+    w.put("async-0", &pattern("x", 10), &PutOptions::default()).unwrap();
+    assert_eq!(other.get("async-0").unwrap(), pattern("async-0", 64 << 10));
+    w.close();
+    other.close();
+}

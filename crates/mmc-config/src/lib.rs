@@ -232,6 +232,12 @@ pub struct LocalConfig {
     /// page tables of peers' segments when first mapped, so the data path
     /// takes no page faults (the segment's memory is committed at once).
     pub prefault_segments: bool,
+    /// Return from a put once its bytes are copied and its commit is sent,
+    /// without waiting for the MetaService's answer: one control round trip
+    /// per put instead of two. The writer sees its own puts at once (its
+    /// requests are processed in order); others see them a moment later; a
+    /// commit that fails (the write was reclaimed) is logged, not returned.
+    pub async_commit: bool,
     /// Threads of the LocalService's async runtime.
     pub worker_threads: u32,
     /// TCP connections per peer used to split large transfers.
@@ -254,6 +260,7 @@ impl Default for LocalConfig {
             transfer_advertise: None,
             host_id: None,
             prefault_segments: true,
+            async_commit: false,
             worker_threads: 2,
             transfer_connections: 4,
             rpc_timeout_ms: 10_000,

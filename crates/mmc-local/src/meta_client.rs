@@ -133,7 +133,28 @@ impl MetaClient {
         self.call_timeout(req, self.timeout).await
     }
 
-    pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
+    /// Sends a request whose answer nobody waits for. It is on the
+    /// connection (ordered before any later request of this client) when
+    /// this returns; a failure in the answer is logged.
+    pub async fn send_only(&self, req: &Request, what: &'static str) -> Result<()> {
+        let (conn, id, rx) = self.start(req).await?;
+        let timeout = self.timeout;
+        self.handle.spawn(async move {
+            match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Response::Failed(e))) => tracing::warn!(what, error = %e, "request failed"),
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => tracing::warn!(what, "connection lost before the answer"),
+                Err(_) => {
+                    conn.pending.lock().remove(&id);
+                    tracing::warn!(what, "no answer within {timeout:?}");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Registers and sends a request; returns the receiver of its answer.
+    async fn start(&self, req: &Request) -> Result<(Arc<Conn>, u64, oneshot::Receiver<Response>)> {
         let conn = self.connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = frame::encode(FrameKind::Request, id, req)
@@ -145,6 +166,11 @@ impl MetaClient {
             conn.alive.store(false, Ordering::Release);
             return Err(Error::NotConnectedMeta("connection closed".into()));
         }
+        Ok((conn, id, rx))
+    }
+
+    pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
+        let (conn, id, rx) = self.start(req).await?;
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(Response::Failed(e))) => Err(e),
             Ok(Ok(r)) => Ok(r),

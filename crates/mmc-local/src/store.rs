@@ -57,6 +57,7 @@ struct Inner {
     xfer: TransferClient,
     protocol: Protocol,
     prefault: bool,
+    async_commit: bool,
     peers: Mutex<PeerMaps>,
     lease_tx: mpsc::UnboundedSender<(String, u64)>,
 }
@@ -114,6 +115,7 @@ impl ObjectStore {
             svc: svc.clone(),
             protocol: cfg.protocol,
             prefault: cfg.prefault_segments,
+            async_commit: cfg.async_commit,
             peers: Mutex::new(PeerMaps::default()),
             lease_tx,
         });
@@ -257,6 +259,17 @@ impl ObjectStore {
             }
         }
         if commit.is_empty() && revoke.is_empty() {
+            return Ok(results);
+        }
+        if self.inner.async_commit {
+            // The commit is on the connection, ahead of anything this client
+            // sends next; others see the objects once it is processed.
+            let req = Request::Finish {
+                writer: me,
+                commit,
+                revoke,
+            };
+            self.inner.svc.meta.send_only(&req, "commit").await?;
             return Ok(results);
         }
         match self

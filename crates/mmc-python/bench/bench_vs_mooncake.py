@@ -19,6 +19,11 @@ Layouts:
 
 scripts/bench-python.sh starts both clusters (in a private network namespace),
 runs this for both layouts and stops everything.
+
+--serve turns this into a client process of `mmc bench` (crates/mmc-cli/src/bench/worker.rs):
+it connects to Mooncake (or MemCache with --system memcache) as a pure client, prints a ready
+line, then reads one JSON command per line on stdin and answers one JSON result per line on
+stdout, running the same loops as `mmc bench-client` (see worker.rs for their semantics).
 """
 
 import argparse
@@ -54,6 +59,9 @@ class MemCache:
     def register(self, arr):
         self.s.register_buffer(arr.ctypes.data, arr.nbytes)
 
+    def unregister(self, arr):
+        self.s.unregister_buffer(arr.ctypes.data, arr.nbytes)
+
     @staticmethod
     def get_ok(r, size):
         return r == 0
@@ -81,6 +89,9 @@ class Mooncake:
         rc = self.s.register_buffer(arr.ctypes.data, arr.nbytes)
         if rc != 0:
             raise RuntimeError(f"mooncake register_buffer failed: {rc}")
+
+    def unregister(self, arr):
+        self.s.unregister_buffer(arr.ctypes.data)
 
     @staticmethod
     def get_ok(r, size):
@@ -269,6 +280,276 @@ def table(results, layout):
     return "\n".join(lines)
 
 
+# ---- `mmc bench` client protocol (--serve) ----------------------------------------------
+
+LAYERS, KPAGE, VPAGE, BLOCKS = 61, 128 * KiB, 16 * KiB, 4
+BLOCK_BYTES = LAYERS * (KPAGE + VPAGE)
+MIN_OPS = 20
+
+
+def pattern(n, seed):
+    return ((np.arange(n, dtype=np.uint64) * 31 + seed) & 0xFF).astype(np.uint8)
+
+
+class ServeBufs:
+    """The src / dst memory of a command, registered with the store; for layered
+    values two paged KV caches (K pages of every layer, then V pages) of BLOCKS
+    blocks, laid out exactly as in worker.rs."""
+
+    def __init__(self, st, layers, size, batch=1):
+        self.layers, self.size = layers, size
+        n = BLOCK_BYTES * BLOCKS if layers else size * max(1, batch)
+        self.src = pattern(n, 5)
+        self.dst = pattern(n, 6)
+        self.st = st
+        st.register(self.src)
+        st.register(self.dst)
+
+    def close(self):
+        for a in (self.src, self.dst):
+            self.st.unregister(a)
+
+    @staticmethod
+    def layout(b):
+        kregion = LAYERS * BLOCKS * KPAGE
+        return [((l * BLOCKS + b) * KPAGE, KPAGE) for l in range(LAYERS)] + [
+            (kregion + (l * BLOCKS + b) * VPAGE, VPAGE) for l in range(LAYERS)
+        ]
+
+    def value_len(self):
+        return BLOCK_BYTES if self.layers else self.size
+
+    def ptrs(self, arr, i):
+        if self.layers:
+            return [arr.ctypes.data + o for o, _ in self.layout(i % BLOCKS)], [l for _, l in self.layout(i % BLOCKS)]
+        return [arr.ctypes.data], [self.size]
+
+    def stamp(self, i, n):
+        o = self.layout(i % BLOCKS)[0][0] if self.layers else 0
+        k = min(8, self.value_len())
+        self.src[o : o + k] = np.frombuffer(int(n).to_bytes(8, "little")[:k], dtype=np.uint8)
+
+    def check(self, i, n):
+        self.stamp(i, n)
+        if self.layers:
+            return all(np.array_equal(self.src[o : o + l], self.dst[o : o + l]) for o, l in self.layout(i % BLOCKS))
+        return np.array_equal(self.src[: self.size], self.dst[: self.size])
+
+
+class Timer:
+    def __init__(self, cmd):
+        st = cmd.get("start_at")
+        if st:
+            d = st - time.time()
+            if 0 < d < 30:
+                time.sleep(d)
+        self.seconds = cmd.get("seconds") or 0.0
+        self.iters = cmd.get("iters")
+        self.lat = []
+        self.busy = 0.0
+        self.t0 = time.time()
+        self.start = time.perf_counter()
+
+    def more(self):
+        n = len(self.lat)
+        if self.iters is not None:
+            return n < self.iters
+        return n < MIN_OPS or time.perf_counter() - self.start < self.seconds
+
+    def time(self, fn, *a):
+        t = time.perf_counter()
+        r = fn(*a)
+        d = time.perf_counter() - t
+        self.lat.append(d)
+        self.busy += d
+        return r
+
+    def result(self, keys, size):
+        wall = time.perf_counter() - self.start
+        lat = sorted(self.lat)
+
+        def pct(p):
+            if not lat:
+                return None
+            i = min(max(int(-(-p * len(lat) // 1)), 1), len(lat)) - 1
+            return lat[i] * 1e6
+
+        return {"ok": True, "ops": len(lat), "keys_per_op": keys, "bytes_per_key": size, "busy_s": self.busy,
+                "wall_s": wall, "t0": self.t0, "t1": time.time(), "p50_us": pct(0.5), "p99_us": pct(0.99)}
+
+
+class Server:
+    def __init__(self, st):
+        self.st = st
+        self.filled, self.filled_layers, self.filled_size = [], False, 0
+        self.bufs = None
+
+    def ok(self, r, what):
+        if isinstance(r, list):
+            bad = [x for x in r if x < 0]
+            if bad:
+                raise RuntimeError(f"{what}: {bad[0]}")
+        elif r < 0:
+            raise RuntimeError(f"{what}: {r}")
+
+    def remove(self, keys):
+        for i in range(0, len(keys), 1024):
+            chunk = keys[i : i + 1024]
+            r = self.st.batch_remove(chunk, True) if hasattr(self.st, "batch_remove") else [self.st.remove(k) for k in chunk]
+            self.ok(r, "remove")
+
+    def put_one(self, bufs, j, key):
+        ptrs, sizes = bufs.ptrs(bufs.src, j)
+        if bufs.layers:
+            self.ok(self.st.batch_put_from_multi_buffers([key], [ptrs], [sizes]), "batch_put_from_multi_buffers")
+        else:
+            self.ok(self.st.put_from(key, ptrs[0], sizes[0]), "put_from")
+
+    def get_one(self, bufs, j, key):
+        ptrs, sizes = bufs.ptrs(bufs.dst, j)
+        if bufs.layers:
+            r = self.st.batch_get_into_multi_buffers([key], [ptrs], [sizes])
+        else:
+            r = self.st.get_into(key, ptrs[0], sizes[0])
+        self.ok(r, "get_into")
+
+    def exec(self, c):
+        op, size, layers = c["op"], c.get("size", 0), c.get("layers", False)
+        slots, batch, prefix = max(1, c.get("slots", 0)), max(1, c.get("batch", 0)), c.get("prefix", "")
+        vlen = BLOCK_BYTES if layers else size
+        if op == "put":
+            bufs = ServeBufs(self.st, layers, size)
+            tm = Timer(c)
+            rnd = 0
+            while tm.more():
+                keys = [f"{prefix}-{rnd}-{j}" for j in range(slots)]
+                done = 0
+                for j, k in enumerate(keys):
+                    if not tm.more():
+                        break
+                    tm.time(self.put_one, bufs, j, k)
+                    done += 1
+                self.remove(keys[:done])
+                rnd += 1
+            bufs.close()
+            return tm.result(1, vlen)
+        if op == "fill":
+            if self.bufs:
+                self.bufs.close()
+            self.bufs = ServeBufs(self.st, layers, size)
+            keys = [f"{prefix}-{j}" for j in range(slots)]
+            for j, k in enumerate(keys):
+                self.bufs.stamp(j, j)
+                self.put_one(self.bufs, j, k)
+            self.filled, self.filled_layers, self.filled_size = keys, layers, size
+            self.bufs.src[:] = pattern(self.bufs.src.size, 5)
+            return {"ok": True}
+        if op == "clear":
+            self.remove(self.filled)
+            self.filled = []
+            return {"ok": True}
+        if not self.filled or self.filled_layers != layers or (not layers and self.filled_size != size):
+            raise RuntimeError(f"{op}: no matching fill before it")
+        keys = self.filled
+        if op == "get":
+            bufs = self.bufs
+            tm = Timer(c)
+            i = 0
+            while tm.more():
+                j = i % len(keys)
+                tm.time(self.get_one, bufs, j, keys[j])
+                i += 1
+            res = tm.result(1, vlen)
+            for j in (0, len(keys) // 2, len(keys) - 1):
+                self.get_one(bufs, j, keys[j])
+                if not bufs.check(j, j):
+                    raise RuntimeError(f"get {keys[j]}: different bytes than were put")
+            bufs.src[:] = pattern(bufs.src.size, 5)
+            return res
+        groups = [(g * batch, keys[g * batch : (g + 1) * batch]) for g in range(len(keys) // batch)]
+        if not groups:
+            raise RuntimeError(f"{op}: fewer than {batch} keys filled")
+        if op in ("get_batch", "exist_batch"):
+            tm = Timer(c)
+            i = 0
+            if op == "get_batch":
+                dst = pattern(size * batch, 7)
+                self.st.register(dst)
+                ptrs = [dst.ctypes.data + k * size for k in range(batch)]
+                sizes = [size] * batch
+                while tm.more():
+                    _, g = groups[i % len(groups)]
+                    self.ok(tm.time(self.st.batch_get_into, g, ptrs, sizes), "batch_get_into")
+                    i += 1
+                slot0 = groups[(len(tm.lat) - 1) % len(groups)][0]
+                base = pattern(size, 5)
+                for k in range(batch):
+                    want = base.copy()
+                    want[: min(8, size)] = np.frombuffer((slot0 + k).to_bytes(8, "little")[: min(8, size)], dtype=np.uint8)
+                    if not np.array_equal(dst[k * size : (k + 1) * size], want):
+                        raise RuntimeError("batch_get_into: different bytes than were put")
+                self.st.unregister(dst)
+                return tm.result(batch, size)
+            while tm.more():
+                _, g = groups[i % len(groups)]
+                r = tm.time(self.st.batch_is_exist, g)
+                if any(x != 1 for x in r):
+                    raise RuntimeError(f"batch_is_exist: {r[:4]}")
+                i += 1
+            return tm.result(batch, 0)
+        raise RuntimeError(f"unknown op {op}")
+
+    def exec_put_batch(self, c):
+        size, batch, prefix = c["size"], max(1, c.get("batch", 0)), c.get("prefix", "")
+        per_round = max(1, c.get("slots", 0) // batch) * batch
+        src = pattern(size, 5)
+        self.st.register(src)
+        ptrs, sizes = [src.ctypes.data] * batch, [size] * batch
+        tm = Timer(c)
+        rnd = 0
+        while tm.more():
+            keys = [f"{prefix}-{rnd}-{j}" for j in range(per_round)]
+            done = 0
+            for g in range(0, per_round, batch):
+                if not tm.more():
+                    break
+                self.ok(tm.time(self.st.batch_put_from, keys[g : g + batch], ptrs, sizes), "batch_put_from")
+                done += batch
+            self.remove(keys[:done])
+            rnd += 1
+        self.st.unregister(src)
+        return tm.result(batch, size)
+
+
+def serve(args):
+    if args.system == "memcache":
+        st = MemCache(args.mmc_meta, "remote", 0)
+    else:
+        st = Mooncake(args.mooncake_master, args.mooncake_metadata, "remote", 0, args.host)
+    out = sys.stdout
+    print(json.dumps({"ok": True, "info": f"ready pid {os.getpid()} {st.name}"}), file=out, flush=True)
+    srv = Server(st)
+    for line in sys.stdin:
+        try:
+            c = json.loads(line)
+        except ValueError as e:
+            print(json.dumps({"ok": False, "error": f"bad command: {e}"}), file=out, flush=True)
+            continue
+        if c.get("op") == "quit":
+            print(json.dumps({"ok": True}), file=out, flush=True)
+            break
+        try:
+            r = srv.exec_put_batch(c) if c.get("op") == "put_batch" else srv.exec(c)
+        except Exception as e:  # answered, not raised: the bench reports it
+            r = {"ok": False, "error": f"{type(e).__name__}: {e}"}
+        print(json.dumps(r), file=out, flush=True)
+    try:
+        st.close()
+    except Exception:
+        pass
+    return 0
+
+
 def provider(args):
     """Mooncake memory provider for the `remote` layout: mounts a segment, waits."""
     from mooncake.store import MooncakeDistributedStore
@@ -278,7 +559,7 @@ def provider(args):
     if rc != 0:
         print(f"provider setup failed: {rc}", flush=True)
         return 1
-    print("provider ready", flush=True)
+    print(json.dumps({"ok": True, "info": "provider ready"}), flush=True)
     stop = []
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
@@ -301,9 +582,13 @@ def main():
     ap.add_argument("--repeat", type=int, default=3, help="measured passes (median reported)")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--mooncake-provider", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--serve", action="store_true", help="be a client process of `mmc bench` (JSON lines)")
+    ap.add_argument("--system", choices=["mooncake", "memcache"], default="mooncake", help="store of --serve")
     args = ap.parse_args()
     if args.mooncake_provider:
         return provider(args)
+    if args.serve:
+        return serve(args)
 
     results = {}
     for system in args.systems.split(","):

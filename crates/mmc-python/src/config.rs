@@ -194,6 +194,17 @@ impl LocalConfig {
         self.inner.host_id = opt_string(v);
     }
 
+    /// Return from a put once its commit is sent, without waiting for the
+    /// answer (one round trip per put instead of two).
+    #[getter]
+    fn async_commit(&self) -> bool {
+        self.inner.async_commit
+    }
+    #[setter]
+    fn set_async_commit(&mut self, v: bool) {
+        self.inner.async_commit = v;
+    }
+
     /// Allocate the whole segment at start and fill page tables of peer
     /// segments on first use, so the data path takes no page faults.
     #[getter]
@@ -307,6 +318,7 @@ impl LocalConfig {
             "transfer_advertise" => self.set_transfer_advertise(v.extract()?),
             "host_id" => self.set_host_id(v.extract()?),
             "prefault_segments" => self.set_prefault_segments(v.extract()?),
+            "async_commit" => self.set_async_commit(v.extract()?),
             "worker_threads" => self.set_worker_threads(v.extract()?),
             "transfer_connections" => self.set_transfer_connections(v.extract()?),
             "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),

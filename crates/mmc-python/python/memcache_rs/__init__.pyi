@@ -95,6 +95,8 @@ class LocalConfig:
     """Transfer address advertised to peers (None: the bound address)."""
     host_id: Optional[str]
     """Host id override (None: machine id + network namespace)."""
+    async_commit: bool
+    """Return from a put once its commit is sent (one round trip instead of two); others see it a moment later."""
     prefault_segments: bool
     """Allocate the segment at start and pre-map peer segments (no page faults on the data path)."""
     worker_threads: int
