@@ -254,6 +254,16 @@ impl MetaState {
             return;
         }
         self.counters.dead_services.fetch_add(1, Ordering::Relaxed);
+        if removed.as_ref().is_some_and(|m| m.segment.is_none()) {
+            // A pure client holds no replicas: reclaim its in-flight writes,
+            // found through the write tracker rather than a scan of the whole
+            // index, so client churn stays cheap with millions of objects.
+            // Its read leases lapse by themselves within lease_ms (already
+            // the case when it was declared dead by heartbeat timeout).
+            let n = self.reclaim_writes_of(service);
+            tracing::info!(service, why, reclaimed_writes = n, "client left");
+            return;
+        }
         let mut dropped_objects = 0u64;
         for s in 0..self.index.shard_count() {
             let mut shard = self.index.lock(s);
@@ -293,6 +303,31 @@ impl MetaState {
         } else {
             tracing::warn!(service, why, dropped_objects, "localservice removed");
         }
+    }
+
+    /// Drops every in-flight write of `writer`; returns how many.
+    fn reclaim_writes_of(&self, writer: ServiceId) -> usize {
+        let inflight: Vec<(u64, String)> = self
+            .writing
+            .lock()
+            .iter()
+            .map(|(id, (_, k))| (*id, k.clone()))
+            .collect();
+        let mut n = 0;
+        for (id, key) in inflight {
+            let mut shard = self.index.lock_key(&key);
+            let mine = shard
+                .get(key.as_str())
+                .is_some_and(|o| o.id == id && matches!(o.state, ObjState::Writing { writer: w, .. } if w == writer));
+            if mine {
+                let o = shard.remove(key.as_str()).expect("present");
+                drop(shard);
+                Self::free_replicas(&mut self.members.lock(), &o);
+                self.writing.lock().remove(&id);
+                n += 1;
+            }
+        }
+        n
     }
 
     /// Returns an object's space: WRITING ranges go straight back to the

@@ -1314,3 +1314,32 @@ fn batch_calls_answer_per_key_in_order() {
         vec![Ok(()), Err(Error::UnmatchedKey), Err(Error::UnmatchedKey)]
     );
 }
+
+#[test]
+fn departed_pure_client_has_its_writes_reclaimed_without_an_index_scan() {
+    let (_clock, st) = new_state(params());
+    let seg = reg(&st, 1, 16 * MIB);
+    let client = reg_client(&st, 2);
+    let other = reg_client(&st, 3);
+    put(&st, other, item("committed", 3 * PAGE, 1, &[]));
+    alloc(&st, client, item("inflight-1", MIB, 1, &[])).unwrap();
+    alloc(&st, client, item("inflight-2", 2 * PAGE, 1, &[])).unwrap();
+    alloc(&st, other, item("others-write", PAGE, 1, &[])).unwrap();
+    assert_eq!(used(&st, seg), 3 * PAGE + MIB + 2 * PAGE + PAGE);
+    st.unregister(client);
+    assert_eq!(
+        used(&st, seg),
+        3 * PAGE + PAGE,
+        "the client's writes are reclaimed at once"
+    );
+    assert!(!st.is_member(client));
+    // Everyone else's objects and writes are untouched.
+    assert!(present(&st, "committed"));
+    assert_eq!(st.finish(other, &k("others-write"), &[]), vec![Ok(())]);
+    assert!(
+        st.finish(client, &k("inflight-1"), &[])[0].is_err(),
+        "a late commit of the dead client fails"
+    );
+    // The keys are free for a new writer.
+    put(&st, other, item("inflight-1", PAGE, 1, &[]));
+}
