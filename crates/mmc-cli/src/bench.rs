@@ -1,29 +1,58 @@
-//! `mmc bench`: data-path throughput and latency, each beside a baseline
+//! `mmc bench`: data-path throughput and latency, each beside baselines
 //! measured in the same run (the machine may be shared, so only ratios
 //! measured together are comparable).
 //!
-//! Workloads:
+//! Workloads (`--workload`, comma-separated; default `all`):
 //! - `memcpy`: copy bandwidth between two cache-hot buffers, and between a
-//!   hot buffer and slots rotating over the working set (what a put or get
-//!   of the shm workload copies);
-//! - `shm`: same-host `put_from` / `get_into` through a memory-provider
-//!   LocalService started as a child process (`mmc local`), from a pure
-//!   client (no segment) in this process, so each operation is control RPCs
-//!   plus one memcpy into or out of the child's segment mapped here (each
-//!   size is measured right after its memcpy baselines);
-//! - `tcp`: the same with a `protocol = tcp` client, beside a raw loopback
-//!   TCP stream of the same bytes;
-//! - `batch`: put_batch / get_into_batch / exist_batch of small keys, beside
-//!   the same call on one key.
+//!   hot buffer and slots rotating over the working set;
+//! - `shm` (alias `sweep`): the object-size sweep (`--sizes`, 4 KiB .. 64
+//!   MiB): same-host `put_from` / `get_into` through a memory-provider
+//!   LocalService child process (`mmc local`), from a pure client (no
+//!   segment) in this process, so each operation is control RPCs plus one
+//!   memcpy into or out of the child's segment mapped here; beside memcpy,
+//!   Redis SET / GET and Mooncake put_from / get_into of the same size;
+//! - `tcp`: the same with a `protocol = tcp` client on loopback, beside a
+//!   raw loopback TCP stream of the same bytes;
+//! - `batch`: put_batch / get_into_batch / exist_batch of `--batch-keys`
+//!   keys of each `--batch-value` (32 x 4 KiB and 32 x 128 KiB), beside the
+//!   same call on one key, Redis MSET / MGET / EXISTS and Mooncake's batch
+//!   calls, plus the raw TCP round trip that bounds every control RPC;
+//! - `layers`: the layered KV block (61 x 128 KiB + 61 x 16 KiB in 122
+//!   buffers) put and got as one object, beside memcpy gather / scatter,
+//!   Redis and Mooncake;
+//! - `scale`: N client processes (`--clients`, 1,2,4) against
+//!   `--providers` memory-provider processes: aggregate throughput, beside
+//!   N memcpy processes, N Redis clients and N Mooncake clients;
+//! - `cross`: the cross-host path: two network namespaces joined by a veth
+//!   pair, MetaService and providers in one, forced-TCP clients in the
+//!   other, beside a raw TCP stream, Redis and Mooncake between the same
+//!   two namespaces.
 //!
-//! The MetaService runs in this process on a free loopback port. The
-//! working set stays well below the segment (and its eviction watermarks)
-//! and the segment is emptied between phases, so eviction never runs.
+//! Redis (`redis-server`, started here on a free port and stopped by PID)
+//! and Mooncake (its Python client, `--serve` mode of
+//! crates/mmc-python/bench/bench_vs_mooncake.py, inside the namespaces
+//! since its master refuses loopback-only hosts) are skipped with a note
+//! when not installed (`scripts/bench.sh` installs both), or with
+//! `--no-redis` / `--no-mooncake`.
+//!
+//! The working set stays well below the segments (and their eviction
+//! watermarks) and segments are emptied between phases, so eviction never
+//! runs.
 
 mod cluster;
 mod measure;
+mod netns;
+mod plot;
+mod procs;
+mod progress;
+mod redis;
 mod report;
+mod suite;
+mod summary;
+mod worker;
 mod workloads;
+
+pub use worker::{client_main, ClientArgs};
 
 use clap::{Args, ValueEnum};
 use measure::Budget;
@@ -37,9 +66,13 @@ use std::time::Instant;
 pub enum Workload {
     All,
     Memcpy,
+    #[value(alias = "sweep")]
     Shm,
     Tcp,
     Batch,
+    Layers,
+    Scale,
+    Cross,
 }
 
 #[derive(Args, Debug)]
@@ -47,33 +80,63 @@ pub struct BenchArgs {
     /// Workloads to run, comma-separated (shm also runs its memcpy baselines).
     #[arg(long, value_enum, value_delimiter = ',', default_value = "all")]
     workload: Vec<Workload>,
-    /// Seconds per measurement (each measurement also makes at least 20 operations).
-    #[arg(long, default_value_t = 2.0)]
-    seconds: f64,
+    /// A short smoke run (about a minute): 0.15 s per measurement (at least 5 operations), the sweep at
+    /// 4 KiB, 256 KiB, 4 MiB and 64 MiB, cross-host at 1 MiB and 16 MiB, 1 and 2 clients; explicit flags win.
+    #[arg(long)]
+    quick: bool,
+    /// Seconds per measurement (each measurement also makes at least 20 operations) [default: 0.8].
+    #[arg(long)]
+    seconds: Option<f64>,
     /// Operations per measurement instead of a time budget.
     #[arg(long)]
     iters: Option<u64>,
-    /// Segment of the memory-provider LocalService.
+    /// Segment of each memory-provider LocalService (and Mooncake provider).
     #[arg(long, default_value = "1GB")]
     segment_size: String,
-    /// Bytes of objects a measurement keeps live and rotates over (at most 40% of the segment).
+    /// Bytes of objects a measurement keeps live and rotates over (at most 40% of the segment; at most 2048
+    /// keys).
     #[arg(long, default_value = "256MB")]
     working_set: String,
-    /// Object sizes of the memcpy and shm workloads.
-    #[arg(long, value_delimiter = ',', default_value = "1MB,8MB")]
-    sizes: Vec<String>,
+    /// Object sizes of the memcpy and shm (sweep) workloads
+    /// [default: 4KB,16KB,64KB,256KB,1MB,4MB,16MB,64MB].
+    #[arg(long, value_delimiter = ',')]
+    sizes: Option<Vec<String>>,
     /// Object size of the tcp workload.
     #[arg(long, default_value = "1MB")]
     tcp_size: String,
     /// Keys per batch of the batch workload.
     #[arg(long, default_value_t = 32)]
     batch_keys: usize,
-    /// Value size of the batch workload.
-    #[arg(long, default_value = "4KB")]
-    batch_value: String,
-    /// Also write the results as JSON to this file.
+    /// Value sizes of the batch workload.
+    #[arg(long, value_delimiter = ',', default_value = "4KB,128KB")]
+    batch_value: Vec<String>,
+    /// Client process counts of the scale and cross workloads [default: 1,2,4].
+    #[arg(long, value_delimiter = ',')]
+    clients: Option<Vec<usize>>,
+    /// Memory-provider processes of the scale and cross workloads.
+    #[arg(long, default_value_t = 2)]
+    providers: usize,
+    /// Object size of the multi-client measurements.
+    #[arg(long, default_value = "1MB")]
+    scale_size: String,
+    /// Object sizes of the cross-host workload [default: 1MB,4MB,16MB,64MB].
+    #[arg(long, value_delimiter = ',')]
+    cross_sizes: Option<Vec<String>>,
+    /// Skip the Redis baseline.
+    #[arg(long)]
+    no_redis: bool,
+    /// Skip the Mooncake baseline.
+    #[arg(long)]
+    no_mooncake: bool,
+    /// Python with Mooncake installed [default: $MMC_BENCH_PYTHON, else .venv/bin/python].
+    #[arg(long)]
+    mooncake_python: Option<PathBuf>,
+    /// Also write the results as JSON to this file (and the plot and child logs beside it).
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Bandwidth plot (SVG) [default: bench-bandwidth.svg beside --json].
+    #[arg(long)]
+    plot: Option<PathBuf>,
 }
 
 fn size_arg(flag: &str, v: &str) -> Result<u64, String> {
@@ -84,24 +147,42 @@ fn size_arg(flag: &str, v: &str) -> Result<u64, String> {
     }
 }
 
+fn sizes_arg(flag: &str, v: &[String]) -> Result<Vec<u64>, String> {
+    v.iter().map(|s| size_arg(flag, s)).collect()
+}
+
+fn strings(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
 struct Plan {
     memcpy: bool,
     shm: bool,
     tcp: bool,
     batch: bool,
+    layers: bool,
+    scale: bool,
+    cross: bool,
+    redis: bool,
+    mooncake: bool,
     budget: Budget,
     segment: u64,
     ws: u64,
     sizes: Vec<u64>,
     tcp_size: u64,
     batch_keys: usize,
-    batch_value: u64,
+    batch_values: Vec<u64>,
+    clients: Vec<usize>,
+    providers: usize,
+    scale_size: u64,
+    cross_sizes: Vec<u64>,
 }
 
 impl Plan {
     fn new(a: &BenchArgs) -> Result<Plan, String> {
         let has = |w: Workload| a.workload.contains(&Workload::All) || a.workload.contains(&w);
-        if !(a.seconds > 0.0 && a.seconds.is_finite()) {
+        let seconds = a.seconds.unwrap_or(if a.quick { 0.15 } else { 0.8 });
+        if !(seconds > 0.0 && seconds.is_finite()) {
             return Err("--seconds: must be a positive number".into());
         }
         if a.iters == Some(0) {
@@ -116,14 +197,22 @@ impl Plan {
                 fmt_size(segment)
             ));
         }
-        let sizes = a
-            .sizes
-            .iter()
-            .map(|s| size_arg("sizes", s))
-            .collect::<Result<Vec<_>, _>>()?;
+        let default_sizes = if a.quick {
+            strings(&["4KB", "256KB", "4MB", "64MB"])
+        } else {
+            strings(&["4KB", "16KB", "64KB", "256KB", "1MB", "4MB", "16MB", "64MB"])
+        };
+        let sizes = sizes_arg("sizes", a.sizes.as_ref().unwrap_or(&default_sizes))?;
+        let cross_default = if a.quick {
+            strings(&["1MB", "16MB"])
+        } else {
+            strings(&["1MB", "4MB", "16MB", "64MB"])
+        };
+        let cross_sizes = sizes_arg("cross-sizes", a.cross_sizes.as_ref().unwrap_or(&cross_default))?;
         let tcp_size = size_arg("tcp-size", &a.tcp_size)?;
-        let batch_value = size_arg("batch-value", &a.batch_value)?;
-        for &s in sizes.iter().chain([&tcp_size]) {
+        let scale_size = size_arg("scale-size", &a.scale_size)?;
+        let batch_values = sizes_arg("batch-value", &a.batch_value)?;
+        for &s in sizes.iter().chain(&cross_sizes).chain([&tcp_size, &scale_size]) {
             if s > ws {
                 return Err(format!(
                     "object size {} is larger than --working-set {}",
@@ -135,31 +224,133 @@ impl Plan {
         if !(1..=mmc_wire::MAX_BATCH).contains(&a.batch_keys) {
             return Err(format!("--batch-keys: must be 1..={}", mmc_wire::MAX_BATCH));
         }
-        let small_live = workloads::SMALL_KEYS.max(a.batch_keys) as u64 * batch_value;
-        if small_live > ws {
-            return Err(format!(
-                "--batch-value: the batch workload keeps {} keys of {} live, more than --working-set {}",
-                workloads::SMALL_KEYS.max(a.batch_keys),
-                fmt_size(batch_value),
-                fmt_size(ws)
-            ));
+        for &bv in &batch_values {
+            let small_live = workloads::SMALL_KEYS.max(a.batch_keys) as u64 * bv;
+            if small_live > ws {
+                return Err(format!(
+                    "--batch-value: the batch workload keeps {} keys of {} live, more than --working-set {}",
+                    workloads::SMALL_KEYS.max(a.batch_keys),
+                    fmt_size(bv),
+                    fmt_size(ws)
+                ));
+            }
+        }
+        if worker::BLOCK_BYTES > ws && has(Workload::Layers) {
+            return Err("--working-set is smaller than one layered block".into());
+        }
+        let clients = a
+            .clients
+            .clone()
+            .unwrap_or(if a.quick { vec![1, 2] } else { vec![1, 2, 4] });
+        if clients.is_empty() || clients.iter().any(|&n| n == 0 || n > 64) {
+            return Err("--clients: counts must be 1..=64".into());
+        }
+        if !(1..=8).contains(&a.providers) {
+            return Err("--providers: must be 1..=8".into());
         }
         Ok(Plan {
             memcpy: has(Workload::Memcpy) || has(Workload::Shm),
             shm: has(Workload::Shm),
             tcp: has(Workload::Tcp),
             batch: has(Workload::Batch),
+            layers: has(Workload::Layers),
+            scale: has(Workload::Scale),
+            cross: has(Workload::Cross),
+            redis: !a.no_redis,
+            mooncake: !a.no_mooncake,
             budget: Budget {
-                seconds: a.seconds,
                 iters: a.iters,
+                // A smoke run needs fewer samples of slow large objects.
+                min_ops: if a.quick { 5 } else { measure::MIN_OPS },
+                ..Budget::time(seconds)
             },
             segment,
             ws,
             sizes,
             tcp_size,
             batch_keys: a.batch_keys,
-            batch_value,
+            batch_values,
+            clients,
+            providers: a.providers,
+            scale_size,
+            cross_sizes,
         })
+    }
+
+    fn in_process_cluster(&self) -> bool {
+        self.shm || self.tcp || self.batch || self.layers
+    }
+
+    fn mooncake_same_host(&self) -> bool {
+        self.mooncake && (self.shm || self.batch || self.layers || self.scale)
+    }
+
+    fn mooncake_cross(&self) -> bool {
+        self.mooncake && self.cross
+    }
+
+    /// Progress steps the run will make (an estimate for the bar).
+    fn steps(&self) -> u64 {
+        let s = self.sizes.len() as u64;
+        let b = self.batch_values.len() as u64;
+        let n = self.clients.len() as u64;
+        let n2 = self.clients.iter().filter(|&&c| c > 1).count() as u64;
+        let x = self.cross_sizes.len() as u64;
+        let r = self.redis as u64;
+        let mut t = 0;
+        if self.memcpy && !self.shm {
+            t += s;
+        }
+        if self.in_process_cluster() {
+            t += 3;
+        }
+        if self.shm {
+            t += s * (4 + r);
+        }
+        if self.tcp {
+            t += 3;
+        }
+        if self.batch {
+            t += b * (4 + r) + 1;
+        }
+        if self.layers {
+            t += 2 + r;
+        }
+        if self.scale {
+            t += 1 + n * (2 + r);
+        }
+        if self.cross || self.mooncake {
+            t += 1;
+        }
+        if self.cross {
+            t += 2 + 3 * x + n2 + r * (1 + x + n2);
+        }
+        if self.mooncake_same_host() || self.mooncake_cross() {
+            t += 1;
+        }
+        if self.mooncake_same_host() {
+            t += s + b + 1 + n;
+        }
+        if self.mooncake_cross() {
+            t += x + n2;
+        }
+        t
+    }
+
+    fn shape(&self, logs: PathBuf) -> suite::Shape {
+        suite::Shape {
+            budget: self.budget,
+            ws: self.ws,
+            segment: self.segment,
+            sizes: self.sizes.clone(),
+            batch_keys: self.batch_keys,
+            batch_values: self.batch_values.clone(),
+            clients: self.clients.clone(),
+            providers: self.providers,
+            scale_size: self.scale_size,
+            cross_sizes: self.cross_sizes.clone(),
+            logs,
+        }
     }
 }
 
@@ -193,6 +384,131 @@ fn machine() -> serde_json::Value {
     json!({ "nproc": nproc, "cpu_model": model, "mem_total_bytes": mem_kib * 1024, "kernel": kernel })
 }
 
+/// A free loopback TCP port (bound, then released).
+fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").map_err(|e| format!("no free port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// An optional baseline phase: its failure becomes a note, not the end of the run.
+fn optional(what: &str, r: Result<Vec<Row>, String>, rows: &mut Vec<Row>, notes: &mut Vec<String>) {
+    match r {
+        Ok(v) => rows.extend(v),
+        Err(e) => {
+            progress::note(&format!("{what} FAILED: {e}"));
+            notes.push(format!("SKIPPED: {what} failed: {e}"));
+        }
+    }
+}
+
+/// The in-process cluster's workloads: shm sweep, tcp, batch, layers.
+fn in_process(
+    p: &Plan,
+    redis: Option<&redis::Server>,
+    rows: &mut Vec<Row>,
+    notes: &mut Vec<String>,
+) -> Result<serde_json::Value, String> {
+    workloads::progress(&format!(
+        "starting a MetaService and a LocalService child with a {} segment",
+        fmt_size(p.segment)
+    ));
+    let cluster = cluster::Cluster::start(p.segment)?;
+    let prov = cluster.provider();
+    notes.push(format!(
+        "cluster: MetaService in this process on {}, memory-provider LocalService child pid {} (service {}, \
+         transfer {}), clients in this process are pure (dram_size 0); cpu% columns: mn = benchmark thread, \
+         rt = client runtime workers, mt = MetaService runtime, pr = provider process (100 = one core)",
+        cluster.meta_addr, prov.pid, prov.service_id, prov.transfer_addr
+    ));
+    // Both clients join before any measurement: a membership change
+    // makes clients drop and re-map peer segments.
+    let c = cluster.client(Protocol::Auto)?;
+    let ct = if p.tcp {
+        Some(cluster.client(Protocol::Tcp)?)
+    } else {
+        None
+    };
+    let ca = if p.shm || p.batch {
+        Some(cluster.client_async_commit()?)
+    } else {
+        None
+    };
+    let mut rw = match redis {
+        Some(s) => Some(worker::Worker::new(worker::Redis(redis::Conn::connect(&s.addr)?), None)),
+        None => None,
+    };
+    if ca.is_some() {
+        notes.push(
+            "async_commit rows: a third pure client with local.async_commit = true (opt-in, off by default): a put \
+             returns once its bytes are copied and its commit RPC is sent, without waiting for the answer (one \
+             control round trip instead of two); the writer sees its puts at once, other clients a moment later, \
+             and a failed commit is logged, not returned"
+                .into(),
+        );
+    }
+    let ev0 = cluster.stat(&c)?.evictions;
+    let big = p.sizes.iter().copied().chain([p.tcp_size]).max().unwrap_or(1 << 20);
+    rows.push(workloads::pretouch(&cluster, &c, big, notes)?);
+    if p.shm {
+        // Each size's baselines right beside its measurements, so that drift
+        // of the shared machine touches them alike.
+        for &size in &p.sizes {
+            rows.extend(workloads::memcpy("shm", &[size], p.budget, p.ws));
+            rows.extend(workloads::shm(&cluster, &c, &[size], p.budget, p.ws, notes)?);
+            if let Some(ca) = &ca {
+                rows.extend(workloads::shm_async_commit(&cluster, ca, size, p.budget, p.ws, notes)?);
+            }
+            if let Some(w) = rw.as_mut() {
+                rows.extend(suite::redis_size(w, size, p.budget, p.ws)?);
+            }
+        }
+    }
+    if let Some(ct) = &ct {
+        rows.extend(workloads::tcp(&cluster, ct, p.tcp_size, p.budget, p.ws, notes)?);
+    }
+    if p.batch {
+        for (i, &value) in p.batch_values.iter().enumerate() {
+            rows.extend(workloads::batch(
+                &cluster,
+                &c,
+                (p.batch_keys, value),
+                p.budget,
+                i == 0,
+                ca.as_ref(),
+                notes,
+            )?);
+            if let Some(w) = rw.as_mut() {
+                rows.extend(suite::redis_batch(w, p.batch_keys, value, p.budget)?);
+            }
+        }
+    }
+    if p.layers {
+        rows.extend(suite::layers(&cluster, &c, rw.as_mut(), p.budget, p.ws)?);
+    }
+    let ev1 = cluster.stat(&c)?.evictions;
+    notes.push(format!(
+        "eviction avoided: working set {} = {:.0}% of the {} segment (eviction starts at {}% and drains to {}%); \
+         puts write fresh keys in rounds of working-set/size keys (at most {}) that are removed (untimed) before the \
+         next round, gets rotate over as many live keys, and the segment is emptied (remove_all, then waiting for 0 \
+         bytes used) between phases. MetaService eviction counter: {ev0} before, {ev1} after",
+        fmt_size(p.ws),
+        p.ws as f64 * 100.0 / p.segment as f64,
+        fmt_size(p.segment),
+        cluster.high_watermark,
+        cluster.low_watermark,
+        workloads::SMALL_KEYS
+    ));
+    if let Some(ct) = &ct {
+        ct.close();
+    }
+    if let Some(ca) = &ca {
+        ca.close();
+    }
+    c.close();
+    workloads::progress("stopping the cluster");
+    Ok(json!({ "before": ev0, "after": ev1 }))
+}
+
 pub fn run(a: BenchArgs) -> Result<(), String> {
     let p = Plan::new(&a)?;
     crate::init_logging("warn");
@@ -200,6 +516,11 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     let mach = machine();
     let load_before = loadavg();
+    let logs = match &a.json {
+        Some(j) => j.parent().unwrap_or(std::path::Path::new(".")).join("logs"),
+        None => std::env::temp_dir().join(format!("mmc-bench-{}", std::process::id())),
+    };
+    std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
     println!("mmc bench: {command}");
     println!(
         "machine: {} CPUs, {}, {:.1} GiB memory, Linux {}",
@@ -217,92 +538,47 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         fmt_size(p.segment),
         fmt_size(p.ws)
     );
-    let mut rows: Vec<Row> = Vec::new();
-    let mut notes: Vec<String> = Vec::new();
-    let mut evictions = serde_json::Value::Null;
-    if p.memcpy && !p.shm {
-        rows.extend(workloads::memcpy(&p.sizes, p.budget, p.ws));
-    }
-    if p.shm || p.tcp || p.batch {
-        workloads::progress(&format!(
-            "starting a MetaService and a LocalService child with a {} segment",
-            fmt_size(p.segment)
-        ));
-        let cluster = cluster::Cluster::start(p.segment)?;
-        let prov = cluster.provider();
-        notes.push(format!(
-            "cluster: MetaService in this process on {}, memory-provider LocalService child pid {} (service {}, \
-             transfer {}), clients in this process are pure (dram_size 0); cpu% columns: mn = benchmark thread, \
-             rt = client runtime workers, mt = MetaService runtime, pr = provider process (100 = one core)",
-            cluster.meta_addr, prov.pid, prov.service_id, prov.transfer_addr
-        ));
-        // Both clients join before any measurement: a membership change
-        // makes clients drop and re-map peer segments.
-        let c = cluster.client(Protocol::Auto)?;
-        let ct = if p.tcp {
-            Some(cluster.client(Protocol::Tcp)?)
-        } else {
-            None
-        };
-        let ev0 = cluster.stat(&c)?.evictions;
-        let big = p.sizes.iter().copied().chain([p.tcp_size]).max().unwrap_or(1 << 20);
-        rows.push(workloads::pretouch(&cluster, &c, big, &mut notes)?);
-        if p.shm {
-            // Each size's memcpy baselines right before its shm measurements,
-            // so that drift of the shared machine touches both alike.
-            for &size in &p.sizes {
-                rows.extend(workloads::memcpy(&[size], p.budget, p.ws));
-                rows.extend(workloads::shm(&cluster, &c, &[size], p.budget, p.ws, &mut notes)?);
-            }
-        }
-        if let Some(ct) = &ct {
-            rows.extend(workloads::tcp(&cluster, ct, p.tcp_size, p.budget, p.ws, &mut notes)?);
-        }
-        if p.batch {
-            rows.extend(workloads::batch(
-                &cluster,
-                &c,
-                p.batch_keys,
-                p.batch_value,
-                p.budget,
-                &mut notes,
-            )?);
-        }
-        let ev1 = cluster.stat(&c)?.evictions;
-        notes.push(format!(
-            "eviction avoided: working set {} = {:.0}% of the {} segment (eviction starts at {}% and drains to {}%); \
-             puts write fresh keys in rounds of working-set/size keys that are removed (untimed) before the next \
-             round, gets rotate over working-set/size live keys, and the segment is emptied (remove_all, then \
-             waiting for 0 bytes used) between phases. MetaService eviction counter: {ev0} before, {ev1} after",
-            fmt_size(p.ws),
-            p.ws as f64 * 100.0 / p.segment as f64,
-            fmt_size(p.segment),
-            cluster.high_watermark,
-            cluster.low_watermark
-        ));
-        evictions = json!({ "before": ev0, "after": ev1 });
-        if let Some(ct) = &ct {
-            ct.close();
-        }
-        c.close();
-        workloads::progress("stopping the cluster");
-    }
-    let order = ["memcpy", "shm", "tcp", "batch"];
-    rows.sort_by_key(|r| order.iter().position(|s| *s == r.section));
+    progress::start(p.steps());
+    let r = run_phases(&p, &a, &logs);
+    progress::finish();
+    let (mut rows, mut notes, evictions, versions) = r?;
+    let order = ["memcpy", "shm", "tcp", "batch", "layers", "scale", "cross"];
+    // Stable: within a section and group, rows keep the order they were measured in.
+    rows.sort_by_key(|r| (order.iter().position(|s| *s == r.section), r.group));
     report::resolve_ratios(&mut rows);
     println!();
     print!("{}", report::table(&rows));
     println!();
+    let sum = summary::summarize(&rows, &p.sizes, &p.batch_values, &p.clients, &p.cross_sizes);
+    print!("{}", sum.text);
+    println!();
+    notes.push(format!("logs of the child processes: {}", logs.display()));
     for n in &notes {
         println!("- {n}");
     }
     let total = started.elapsed().as_secs_f64();
     let load_after = loadavg();
     println!("- total run time {total:.1} s; load average {load_before} before, {load_after} after");
+    let plot_path = a.plot.clone().or_else(|| {
+        a.json.as_ref().map(|j| {
+            j.parent()
+                .unwrap_or(std::path::Path::new("."))
+                .join("bench-bandwidth.svg")
+        })
+    });
+    if let Some(path) = &plot_path {
+        let svg = plot::bandwidth_svg(
+            &rows,
+            &format!("{} CPUs, {}", mach["nproc"], mach["cpu_model"].as_str().unwrap_or("?")),
+        );
+        std::fs::write(path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        println!("- plot written to {}", path.display());
+    }
     if let Some(path) = &a.json {
         let doc = json!({
             "command": command,
             "machine": mach,
+            "versions": versions,
             "config": {
                 "seconds": p.budget.seconds,
                 "iters": p.budget.iters,
@@ -311,9 +587,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "sizes": p.sizes,
                 "tcp_size": p.tcp_size,
                 "batch_keys": p.batch_keys,
-                "batch_value": p.batch_value,
+                "batch_values": p.batch_values,
+                "clients": p.clients,
+                "providers": p.providers,
+                "scale_size": p.scale_size,
+                "cross_sizes": p.cross_sizes,
             },
             "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),
+            "summary": sum.json,
             "evictions": evictions,
             "notes": notes,
             "total_seconds": total,
@@ -324,4 +605,96 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         println!("- results written to {}", path.display());
     }
     Ok(())
+}
+
+type Phases = (Vec<Row>, Vec<String>, serde_json::Value, serde_json::Value);
+
+fn run_phases(p: &Plan, a: &BenchArgs, logs: &std::path::Path) -> Result<Phases, String> {
+    let mut rows: Vec<Row> = Vec::new();
+    let mut notes: Vec<String> = Vec::new();
+    let mut evictions = serde_json::Value::Null;
+    let shape = p.shape(logs.to_path_buf());
+    let mut versions = json!({ "memcache": env!("CARGO_PKG_VERSION") });
+
+    // Redis on loopback for the same-host workloads.
+    let redis = if p.redis && (p.in_process_cluster() || p.scale) {
+        match redis::installed() {
+            None => {
+                notes.push(
+                    "SKIPPED: Redis baseline: redis-server not installed (apt-get install redis-server, or \
+                     scripts/bench.sh)"
+                        .into(),
+                );
+                None
+            }
+            Some(v) => {
+                versions["redis"] = json!(v);
+                let port = free_port()?;
+                let s = redis::Server::start(None, "127.0.0.1", port)?;
+                notes.push(format!(
+                    "redis: redis-server {} pid {} on {} (--save \"\" --appendonly no), one connection per client \
+                     (TCP_NODELAY), a hand-written RESP client writing values with writev from the caller's buffers \
+                     and reading them straight into them; SET/GET per key, MSET/MGET/EXISTS per batch",
+                    s.version, s.pid, s.addr
+                ));
+                Some(s)
+            }
+        }
+    } else {
+        None
+    };
+
+    if p.memcpy && !p.shm {
+        rows.extend(workloads::memcpy("memcpy", &p.sizes, p.budget, p.ws));
+    }
+    if p.in_process_cluster() {
+        evictions = in_process(p, redis.as_ref(), &mut rows, &mut notes)?;
+    }
+    if p.scale {
+        rows.extend(suite::scale(
+            &shape,
+            redis.as_ref().map(|s| s.addr.as_str()),
+            &mut notes,
+        )?);
+    }
+    drop(redis);
+
+    // The two namespaces, for the cross-host path and for Mooncake.
+    let mc = if p.mooncake_same_host() || p.mooncake_cross() {
+        match suite::MooncakeSetup::find(a.mooncake_python.as_deref()) {
+            Ok(m) => {
+                let v = std::process::Command::new(&m.python)
+                    .args([
+                        "-c",
+                        "import importlib.metadata as m; print(m.version('mooncake-transfer-engine-non-cuda'))",
+                    ])
+                    .output()
+                    .ok()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                    .unwrap_or_default();
+                versions["mooncake"] = json!(v);
+                Some(m)
+            }
+            Err(e) => {
+                notes.push(format!("SKIPPED: Mooncake baseline: {e}"));
+                None
+            }
+        }
+    } else {
+        None
+    };
+    if p.cross || mc.is_some() {
+        workloads::progress("creating two network namespaces joined by a veth pair");
+        let ns = netns::Pair::create()?;
+        if p.cross {
+            let with_redis = p.redis && redis::installed().is_some();
+            rows.extend(suite::cross(&shape, &ns, with_redis, &mut notes)?);
+        }
+        if let Some(m) = &mc {
+            let r = suite::mooncake(&shape, &ns, m, p.mooncake_same_host(), p.mooncake_cross(), &mut notes);
+            optional("Mooncake baseline", r, &mut rows, &mut notes);
+        }
+        notes.push(format!("namespaces: {} (removed at the end)", ns.describe()));
+    }
+    Ok((rows, notes, evictions, versions))
 }

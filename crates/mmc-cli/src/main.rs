@@ -37,7 +37,10 @@ enum Cmd {
     /// Show members, capacity, usage and key count.
     Stat(client::StatArgs),
     /// Measure put/get throughput against baselines measured in the same run.
-    Bench(bench::BenchArgs),
+    Bench(Box<bench::BenchArgs>),
+    /// A client process of `mmc bench` (JSON commands on stdin, results on stdout).
+    #[command(hide = true)]
+    BenchClient(bench::ClientArgs),
 }
 
 #[derive(Args, Clone)]
@@ -216,7 +219,8 @@ fn main() -> ExitCode {
         Cmd::Get(a) => client::get(a),
         Cmd::Rm(a) => client::rm(a),
         Cmd::Stat(a) => client::stat(a),
-        Cmd::Bench(a) => bench::run(a),
+        Cmd::Bench(a) => bench::run(*a),
+        Cmd::BenchClient(a) => bench::client_main(a),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

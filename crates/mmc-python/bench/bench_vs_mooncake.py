@@ -288,7 +288,9 @@ MIN_OPS = 20
 
 
 def pattern(n, seed):
-    return ((np.arange(n, dtype=np.uint64) * 31 + seed) & 0xFF).astype(np.uint8)
+    """Byte i is (31 i + seed) mod 256, as in worker.rs (period 256, so tiled)."""
+    period = ((np.arange(256, dtype=np.uint32) * 31 + seed) & 0xFF).astype(np.uint8)
+    return np.resize(period, n)
 
 
 class ServeBufs:
@@ -345,6 +347,7 @@ class Timer:
                 time.sleep(d)
         self.seconds = cmd.get("seconds") or 0.0
         self.iters = cmd.get("iters")
+        self.min_ops = cmd.get("min_ops") or MIN_OPS
         self.lat = []
         self.busy = 0.0
         self.t0 = time.time()
@@ -354,7 +357,7 @@ class Timer:
         n = len(self.lat)
         if self.iters is not None:
             return n < self.iters
-        return n < MIN_OPS or time.perf_counter() - self.start < self.seconds
+        return n < self.min_ops or time.perf_counter() - self.start < self.seconds
 
     def time(self, fn, *a):
         t = time.perf_counter()

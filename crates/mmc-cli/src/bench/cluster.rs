@@ -25,10 +25,48 @@ pub struct Provider {
     pub transfer_addr: String,
 }
 
+/// Makes the child get SIGKILL when this process dies, even if it is killed
+/// before it can clean up (the setting survives `ip netns exec`'s exec).
+pub fn die_with_parent(cmd: &mut Command) {
+    // SAFETY: the closure runs between fork and exec and only makes one
+    // async-signal-safe syscall.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// `mmc` (this binary), run inside network namespace `netns` when given.
+pub fn mmc_command(netns: Option<&str>) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the mmc binary: {e}"))?;
+    Ok(match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    })
+}
+
 impl Provider {
     fn spawn(meta: &str, segment: u64) -> Result<Provider, String> {
-        let exe = std::env::current_exe().map_err(|e| format!("cannot find the mmc binary: {e}"))?;
-        let mut cmd = Command::new(&exe);
+        Self::spawn_in(None, meta, segment, None)
+    }
+
+    /// A memory-provider `mmc local` child, in network namespace `netns`
+    /// and with its transfer server on `transfer_listen` when given.
+    pub fn spawn_in(
+        netns: Option<&str>,
+        meta: &str,
+        segment: u64,
+        transfer_listen: Option<&str>,
+    ) -> Result<Provider, String> {
+        let mut cmd = mmc_command(netns)?;
         cmd.arg("local")
             .arg("--meta")
             .arg(meta)
@@ -39,20 +77,11 @@ impl Provider {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        // SAFETY: the closure runs between fork and exec and only makes one
-        // async-signal-safe syscall. It makes the child die with us even if
-        // this process is killed before it can clean up.
-        unsafe {
-            cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
+        if let Some(t) = transfer_listen {
+            cmd.arg("--transfer-listen").arg(t);
         }
-        let mut child = cmd
-            .spawn()
-            .map_err(|e| format!("cannot start {} local: {e}", exe.display()))?;
+        die_with_parent(&mut cmd);
+        let mut child = cmd.spawn().map_err(|e| format!("cannot start mmc local: {e}"))?;
         let pid = child.id();
         let stdout = child.stdout.take().expect("stdout is piped");
         let mut p = Provider {
@@ -128,13 +157,18 @@ pub struct Cluster {
     pub segment: u64,
     pub high_watermark: u8,
     pub low_watermark: u8,
-    provider: Option<Provider>,
+    providers: Vec<Provider>,
 }
 
 impl Cluster {
     /// Starts the MetaService on a free loopback port and a LocalService
     /// child contributing a `segment`-byte segment.
     pub fn start(segment: u64) -> Result<Cluster, String> {
+        Self::start_with(segment, 1)
+    }
+
+    /// Like [`Cluster::start`] with `providers` memory-provider children.
+    pub fn start_with(segment: u64, providers: usize) -> Result<Cluster, String> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("mmc-bench-meta")
@@ -167,15 +201,21 @@ impl Cluster {
             segment,
             high_watermark: cfg.evict_high_watermark,
             low_watermark: cfg.evict_low_watermark,
-            provider: None,
+            providers: Vec::new(),
         };
         // On error `c` is dropped here, which stops the MetaService.
-        c.provider = Some(Provider::spawn(&meta_addr.to_string(), segment)?);
+        for _ in 0..providers.max(1) {
+            c.providers.push(Provider::spawn(&meta_addr.to_string(), segment)?);
+        }
         Ok(c)
     }
 
     pub fn provider(&self) -> &Provider {
-        self.provider.as_ref().expect("started")
+        &self.providers[0]
+    }
+
+    pub fn providers(&self) -> &[Provider] {
+        &self.providers
     }
 
     /// A pure client (no segment) of this cluster.
@@ -187,6 +227,18 @@ impl Cluster {
             ..LocalConfig::default()
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
+    }
+
+    /// A pure shm client with `async_commit` on: a put returns once its
+    /// commit is sent (one control round trip instead of two).
+    pub fn client_async_commit(&self) -> Result<BlockingObjectStore, String> {
+        let cfg = LocalConfig {
+            meta_addr: self.meta_addr.to_string(),
+            dram_size: ByteSize(0),
+            async_commit: true,
+            ..LocalConfig::default()
+        };
+        BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect an async-commit client: {e}"))
     }
 
     /// Cluster statistics through `client`'s control connection.
@@ -224,8 +276,8 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // The child first (by PID), then the MetaService.
-        drop(self.provider.take());
+        // The children first (by PID), then the MetaService.
+        self.providers.clear();
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }

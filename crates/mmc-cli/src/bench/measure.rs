@@ -8,30 +8,52 @@ use std::time::{Duration, Instant};
 pub struct Budget {
     pub seconds: f64,
     pub iters: Option<u64>,
+    /// Operations a time budget always makes.
+    pub min_ops: u64,
 }
 
 /// Operations a timed measurement always makes, for meaningful percentiles.
-const MIN_OPS: u64 = 20;
+pub const MIN_OPS: u64 = 20;
+/// Operations an untimed warm-up always makes.
+pub const WARM_OPS: u64 = 2;
 
 impl Budget {
     /// Whether a measurement that made `ops` operations in `elapsed` goes on.
     pub fn more(&self, ops: u64, elapsed: Duration) -> bool {
         match self.iters {
             Some(n) => ops < n,
-            None => ops < MIN_OPS || elapsed.as_secs_f64() < self.seconds,
+            None => ops < self.min_ops || elapsed.as_secs_f64() < self.seconds,
         }
     }
 
-    /// A budget for untimed warm-up: a tenth of the measurement, at most 50 ops.
+    /// A budget of `seconds` (and at least [`MIN_OPS`] operations).
+    pub fn time(seconds: f64) -> Budget {
+        Budget {
+            seconds,
+            iters: None,
+            min_ops: MIN_OPS,
+        }
+    }
+
+    /// A budget of exactly `n` operations.
+    pub fn ops(n: u64) -> Budget {
+        Budget {
+            seconds: 0.0,
+            iters: Some(n),
+            min_ops: MIN_OPS,
+        }
+    }
+
+    /// A budget for untimed warm-up: a tenth of the measurement (at most
+    /// 0.3 s and at least [`WARM_OPS`] operations), or a tenth of its
+    /// operations (at most 50).
     pub fn warmup(&self) -> Budget {
         match self.iters {
-            Some(n) => Budget {
-                seconds: 0.0,
-                iters: Some((n / 10).clamp(1, 50)),
-            },
+            Some(n) => Budget::ops((n / 10).clamp(1, 50)),
             None => Budget {
                 seconds: (self.seconds / 10.0).min(0.3),
                 iters: None,
+                min_ops: WARM_OPS,
             },
         }
     }
@@ -242,28 +264,21 @@ mod tests {
     fn budget_counts_iterations_or_time() {
         let b = Budget {
             seconds: 10.0,
-            iters: Some(3),
+            ..Budget::ops(3)
         };
         assert!(b.more(2, Duration::from_secs(100)));
         assert!(!b.more(3, Duration::ZERO));
-        let b = Budget {
-            seconds: 0.5,
-            iters: None,
-        };
+        let b = Budget::time(0.5);
         assert!(b.more(5, Duration::from_secs(1)), "minimum operation count");
         assert!(b.more(100, Duration::from_millis(100)));
         assert!(!b.more(100, Duration::from_secs(1)));
+        let w = b.warmup();
+        assert!(w.more(1, Duration::from_secs(1)) && !w.more(2, Duration::from_secs(1)));
     }
 
     #[test]
     fn percentiles_use_nearest_rank() {
-        let mut r = Recorder::start(
-            Budget {
-                seconds: 0.0,
-                iters: Some(100),
-            },
-            None,
-        );
+        let mut r = Recorder::start(Budget::ops(100), None);
         for i in 1..=100u64 {
             r.record(Duration::from_micros(i));
         }

@@ -19,6 +19,8 @@ pub struct Row {
     pub baselines: Vec<(String, String)>,
     /// (label, throughput ratio) filled by [`resolve_ratios`].
     pub ratios: Vec<(String, f64)>,
+    /// Rows of a section are listed by group (object size, client count).
+    pub group: u64,
 }
 
 impl Row {
@@ -32,7 +34,13 @@ impl Row {
             m,
             baselines: Vec::new(),
             ratios: Vec::new(),
+            group: 0,
         }
+    }
+
+    pub fn group(mut self, g: u64) -> Row {
+        self.group = g;
+        self
     }
 
     pub fn vs(mut self, label: impl Into<String>, id: impl Into<String>) -> Row {

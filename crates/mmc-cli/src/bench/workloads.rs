@@ -15,13 +15,20 @@ use std::time::Instant;
 /// puts, the rotation set for gets and exists).
 pub const SMALL_KEYS: usize = 2048;
 
+/// Keys a measurement of `size`-byte objects keeps live: the working set
+/// divided by the size, at most [`SMALL_KEYS`] (so that filling the key set
+/// of a small size does not take longer than measuring it).
+pub fn slots_for(ws: u64, size: u64) -> usize {
+    ((ws / size.max(1)) as usize).clamp(1, SMALL_KEYS)
+}
+
 /// `1MiB`, `8MiB`: size tags used in row ids and key names.
 pub fn tag(size: u64) -> String {
     fmt_size(size).replace(' ', "")
 }
 
 pub fn progress(msg: &str) {
-    eprintln!("mmc bench: {msg}");
+    super::progress::step(msg);
 }
 
 /// A recognisable, non-zero pattern (also touches every page).
@@ -85,10 +92,30 @@ fn copy_measure(budget: Budget, size: usize, mut addrs: impl FnMut(usize) -> (*c
     copy_loop(budget, size, &mut addrs)
 }
 
+fn store_copy_loop(budget: Budget, size: usize, addrs: &mut impl FnMut(usize) -> (*const u8, *mut u8)) -> Measured {
+    let mut rec = Recorder::start(budget, None);
+    let mut i = 0;
+    while rec.more() {
+        let (s, d) = addrs(i);
+        // SAFETY: as in `copy_loop`.
+        rec.time(|| unsafe { mmc_local::copy::copy(black_box(d), black_box(s), size) });
+        black_box(d);
+        i += 1;
+    }
+    rec.finish()
+}
+
+/// Like [`copy_measure`] with the data path's copy routine instead of memcpy.
+fn store_copy_measure(budget: Budget, size: usize, mut addrs: impl FnMut(usize) -> (*const u8, *mut u8)) -> Measured {
+    store_copy_loop(budget.warmup(), size, &mut addrs);
+    store_copy_loop(budget, size, &mut addrs)
+}
+
 /// Copy bandwidth at each size: between two cache-hot buffers, and (what
 /// a put or a get of the shm workload does) between one hot buffer and
-/// slots rotating over a `ws`-byte region.
-pub fn memcpy(sizes: &[u64], budget: Budget, ws: u64) -> Vec<Row> {
+/// slots rotating over the region the shm workload's objects of that size
+/// occupy (`slots_for(ws, size)` objects).
+pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> Vec<Row> {
     let mut rows = Vec::new();
     let mut region = vec![0u8; ws as usize];
     fill(&mut region, 1);
@@ -96,7 +123,7 @@ pub fn memcpy(sizes: &[u64], budget: Budget, ws: u64) -> Vec<Row> {
     for &size in sizes {
         let t = tag(size);
         let n = size as usize;
-        let slots = (ws / size).max(1) as usize;
+        let slots = slots_for(ws, size);
         let mut src = vec![0u8; n];
         fill(&mut src, 2);
         let mut dst = vec![0u8; n];
@@ -104,32 +131,70 @@ pub fn memcpy(sizes: &[u64], budget: Budget, ws: u64) -> Vec<Row> {
         let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
         progress(&format!("memcpy {t}"));
         let m = copy_measure(budget, n, |_| (sp, dp));
-        rows.push(Row::new(
-            format!("memcpy.hot.{t}"),
-            "memcpy",
-            "hot: buffer -> buffer",
-            size,
-            1,
-            m,
-        ));
+        rows.push(
+            Row::new(
+                format!("memcpy.hot.{t}"),
+                section,
+                "memcpy hot: buffer -> buffer",
+                size,
+                1,
+                m,
+            )
+            .group(size),
+        );
         let m = copy_measure(budget, n, |i| (sp, base.wrapping_add((i % slots) * n)));
-        rows.push(Row::new(
-            format!("memcpy.wswrite.{t}"),
-            "memcpy",
-            format!("ws-write: buffer -> {}", fmt_size(ws)),
-            size,
-            1,
-            m,
-        ));
+        rows.push(
+            Row::new(
+                format!("memcpy.wswrite.{t}"),
+                section,
+                format!("memcpy ws-write: buf -> {}", fmt_size(slots as u64 * size)),
+                size,
+                1,
+                m,
+            )
+            .group(size),
+        );
         let m = copy_measure(budget, n, |i| (base.wrapping_add((i % slots) * n) as *const u8, dp));
-        rows.push(Row::new(
-            format!("memcpy.wsread.{t}"),
-            "memcpy",
-            format!("ws-read: {} -> buffer", fmt_size(ws)),
-            size,
-            1,
-            m,
-        ));
+        rows.push(
+            Row::new(
+                format!("memcpy.wsread.{t}"),
+                section,
+                format!("memcpy ws-read: {} -> buf", fmt_size(slots as u64 * size)),
+                size,
+                1,
+                m,
+            )
+            .group(size),
+        );
+        if section == "shm" && n >= mmc_local::copy::VECTOR_MIN {
+            // The data path's own copy routine (AVX2, non-temporal stores
+            // from 4 MiB): the ceiling of a put or get once its control path
+            // costs nothing.
+            let m = store_copy_measure(budget, n, |i| (sp, base.wrapping_add((i % slots) * n)));
+            rows.push(
+                Row::new(
+                    format!("memcpy.mmcwrite.{t}"),
+                    section,
+                    "mmc copy ws-write (copy.rs)",
+                    size,
+                    1,
+                    m,
+                )
+                .group(size),
+            );
+            let m = store_copy_measure(budget, n, |i| (base.wrapping_add((i % slots) * n) as *const u8, dp));
+            rows.push(
+                Row::new(
+                    format!("memcpy.mmcread.{t}"),
+                    section,
+                    "mmc copy ws-read (copy.rs)",
+                    size,
+                    1,
+                    m,
+                )
+                .group(size),
+            );
+        }
     }
     drop(region);
     rows
@@ -251,13 +316,7 @@ pub fn pretouch(cluster: &Cluster, c: &BlockingObjectStore, size: u64, notes: &m
     ));
     let mut src = vec![0u8; size as usize];
     fill(&mut src, 4);
-    let mut rec = Recorder::start(
-        Budget {
-            seconds: 0.0,
-            iters: Some(n),
-        },
-        Some(cluster.provider().pid),
-    );
+    let mut rec = Recorder::start(Budget::ops(n), Some(cluster.provider().pid));
     for j in 0..n {
         rec.time(|| put_from(c, &format!("pretouch-{j}"), &src))?;
     }
@@ -287,7 +346,7 @@ pub fn shm(
     let mut rows = Vec::new();
     for &size in sizes {
         let t = tag(size);
-        let slots = (ws / size).max(1) as usize;
+        let slots = slots_for(ws, size);
         let mut src = vec![0u8; size as usize];
         fill(&mut src, 5);
         let mut dst = vec![0u8; size as usize];
@@ -295,9 +354,13 @@ pub fn shm(
         progress(&format!("shm put_from {t} (rounds of {slots} fresh keys)"));
         let m = put_measure(budget, peer, c, &format!("shm-put-{t}"), slots, &src)?;
         rows.push(
-            Row::new(format!("shm.put.{t}"), "shm", "put_from", size, 1, m)
+            Row::new(format!("shm.put.{t}"), "shm", "MemCache put_from", size, 1, m)
+                .vs("memcpy ws-write", format!("memcpy.wswrite.{t}"))
+                .vs("mmc copy", format!("memcpy.mmcwrite.{t}"))
                 .vs("memcpy hot", format!("memcpy.hot.{t}"))
-                .vs("memcpy ws-write", format!("memcpy.wswrite.{t}")),
+                .vs("redis", format!("redis.set.{t}"))
+                .vs("mooncake", format!("mooncake.put.{t}"))
+                .group(size),
         );
         emptied(cluster, c, notes)?;
         progress(&format!("shm get_into {t} (rotating over {slots} keys)"));
@@ -305,13 +368,50 @@ pub fn shm(
         verify(c, &keys, &mut src)?;
         let m = get_measure(budget, peer, c, &keys, &mut dst)?;
         rows.push(
-            Row::new(format!("shm.get.{t}"), "shm", "get_into", size, 1, m)
+            Row::new(format!("shm.get.{t}"), "shm", "MemCache get_into", size, 1, m)
+                .vs("memcpy ws-read", format!("memcpy.wsread.{t}"))
+                .vs("mmc copy", format!("memcpy.mmcread.{t}"))
                 .vs("memcpy hot", format!("memcpy.hot.{t}"))
-                .vs("memcpy ws-read", format!("memcpy.wsread.{t}")),
+                .vs("redis", format!("redis.get.{t}"))
+                .vs("mooncake", format!("mooncake.get.{t}"))
+                .group(size),
         );
         emptied(cluster, c, notes)?;
     }
     Ok(rows)
+}
+
+/// `put_from` through a client with `async_commit` on (the commit RPC is
+/// sent, not awaited): what the second control round trip of a put costs.
+pub fn shm_async_commit(
+    cluster: &Cluster,
+    ca: &BlockingObjectStore,
+    size: u64,
+    budget: Budget,
+    ws: u64,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
+    let peer = cluster.provider().pid;
+    let t = tag(size);
+    let slots = slots_for(ws, size);
+    let mut src = vec![0u8; size as usize];
+    fill(&mut src, 5);
+    progress(&format!("shm put_from {t}, async_commit client"));
+    let m = put_measure(budget, peer, ca, &format!("shm-putac-{t}"), slots, &src)?;
+    emptied(cluster, ca, notes)?;
+    Ok(vec![Row::new(
+        format!("shm.putac.{t}"),
+        "shm",
+        "MemCache put_from, async_commit",
+        size,
+        1,
+        m,
+    )
+    .vs("memcpy ws-write", format!("memcpy.wswrite.{t}"))
+    .vs("redis", format!("redis.set.{t}"))
+    .vs("mooncake", format!("mooncake.put.{t}"))
+    .vs("default put", format!("shm.put.{t}"))
+    .group(size)])
 }
 
 // ---- TCP ------------------------------------------------------------------
@@ -341,13 +441,7 @@ fn raw_stream(chunks: u64, chunk: usize) -> Result<Measured, String> {
     let mut w = TcpStream::connect(addr).map_err(|e| format!("raw tcp connect: {e}"))?;
     let mut src = vec![0u8; chunk];
     fill(&mut src, 8);
-    let mut rec = Recorder::start(
-        Budget {
-            seconds: 0.0,
-            iters: Some(chunks),
-        },
-        None,
-    );
+    let mut rec = Recorder::start(Budget::ops(chunks), None);
     let start = Instant::now();
     while rec.more() {
         rec.time(|| w.write_all(&src))
@@ -375,7 +469,7 @@ pub fn tcp(
 ) -> Result<Vec<Row>, String> {
     let peer = cluster.provider().pid;
     let t = tag(size);
-    let slots = (ws / size).max(1) as usize;
+    let slots = slots_for(ws, size);
     let mut src = vec![0u8; size as usize];
     fill(&mut src, 9);
     let mut dst = vec![0u8; size as usize];
@@ -520,13 +614,16 @@ fn batch_exist_loop(
 }
 
 /// Batches of `batch` keys of `value` bytes: put_batch (fresh keys),
-/// get_into_batch and exist_batch, each beside the same call on one key.
+/// get_into_batch and exist_batch, each beside the same call on one key;
+/// also put_batch through `ca` (an async-commit client) when given. The
+/// raw round trip and the async `exist` run when `first`.
 pub fn batch(
     cluster: &Cluster,
     c: &BlockingObjectStore,
-    batch: usize,
-    value: u64,
+    (batch, value): (usize, u64),
     budget: Budget,
+    first: bool,
+    ca: Option<&BlockingObjectStore>,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Row>, String> {
     let peer = cluster.provider().pid;
@@ -540,6 +637,16 @@ pub fn batch(
     batch_put_rounds(budget.warmup(), peer, c, "small-putb-warm", batch, &src)?;
     let putb = batch_put_rounds(budget, peer, c, "small-putb", batch, &src)?;
     emptied(cluster, c, notes)?;
+    let putac = match ca {
+        Some(ca) => {
+            progress(&format!("put_batch {batch} x {t}, async_commit client"));
+            batch_put_rounds(budget.warmup(), peer, ca, "small-putac-warm", batch, &src)?;
+            let m = batch_put_rounds(budget, peer, ca, "small-putac", batch, &src)?;
+            emptied(cluster, ca, notes)?;
+            Some(m)
+        }
+        None => None,
+    };
 
     let n = (SMALL_KEYS / batch).max(1) * batch;
     let keys: Vec<String> = (0..n).map(|j| format!("small-get-{j}")).collect();
@@ -574,62 +681,128 @@ pub fn batch(
     batch_get_loop(budget.warmup(), peer, c, &keys, batch, &mut buf)?;
     let getb = batch_get_loop(budget, peer, c, &keys, batch, &mut buf)?;
 
-    progress("raw tcp ping-pong (64 B round trips)");
-    let rtt = raw_ping_pong(budget)?;
+    let rtt = if first {
+        progress("raw tcp ping-pong (64 B round trips)");
+        Some(raw_ping_pong(budget)?)
+    } else {
+        None
+    };
     progress(&format!("exist x1 and exist_batch {batch}"));
     batch_exist_loop(budget.warmup(), peer, c, &keys, 1)?;
     let ex1 = batch_exist_loop(budget, peer, c, &keys, 1)?;
     batch_exist_loop(budget.warmup(), peer, c, &keys, batch)?;
     let exb = batch_exist_loop(budget, peer, c, &keys, batch)?;
-    let exa = exist_async(cluster, peer, &keys, budget)?;
+    let exa = if first {
+        Some(exist_async(cluster, peer, &keys, budget)?)
+    } else {
+        None
+    };
     emptied(cluster, c, notes)?;
-    notes.push(format!(
+    if first {
+        notes.push(format!(
         "batch: puts use fresh keys in rounds of {n} keys removed (untimed) after each round; gets and exists \
          rotate over {n} live keys; `x1` rows are the same call with one key (exist x1 is one control-RPC round trip, compared with a raw loopback TCP round trip between two threads of this process); `exist x1, async 1-thread rt` is the same RPC through the async ObjectStore whose tasks run on a current-thread runtime driven by the calling thread (a separate pure client, registered last)"
-    ));
-    Ok(vec![
-        Row::new(format!("batch.put1.{t}"), "batch", "put_from x1", value, 1, put1),
+        ));
+    }
+    let g = value;
+    let mut rows = vec![
+        Row::new(
+            format!("batch.put1.{t}"),
+            "batch",
+            "MemCache put_from x1",
+            value,
+            1,
+            put1,
+        )
+        .group(g),
         Row::new(
             format!("batch.put.{t}"),
             "batch",
-            format!("put_batch x{batch}"),
+            format!("MemCache put_batch x{batch}"),
             value,
             b,
             putb,
         )
-        .vs("x1", format!("batch.put1.{t}")),
-        Row::new(format!("batch.get1.{t}"), "batch", "get_into x1", value, 1, get1),
+        .vs("x1", format!("batch.put1.{t}"))
+        .vs("redis MSET", format!("redis.mset.{t}"))
+        .vs("mooncake", format!("mooncake.putb.{t}"))
+        .group(g),
+        Row::new(
+            format!("batch.get1.{t}"),
+            "batch",
+            "MemCache get_into x1",
+            value,
+            1,
+            get1,
+        )
+        .group(g),
         Row::new(
             format!("batch.get.{t}"),
             "batch",
-            format!("get_into_batch x{batch}"),
+            format!("MemCache get_into_batch x{batch}"),
             value,
             b,
             getb,
         )
-        .vs("x1", format!("batch.get1.{t}")),
-        Row::new("batch.rtt".into(), "batch", "raw tcp ping-pong 64 B", 0, 1, rtt),
-        Row::new(format!("batch.exist1.{t}"), "batch", "exist x1", 0, 1, ex1).vs("raw rtt", "batch.rtt"),
+        .vs("x1", format!("batch.get1.{t}"))
+        .vs("redis MGET", format!("redis.mget.{t}"))
+        .vs("mooncake", format!("mooncake.getb.{t}"))
+        .group(g),
+    ];
+    if let Some(m) = putac {
+        rows.push(
+            Row::new(
+                format!("batch.putac.{t}"),
+                "batch",
+                format!("MemCache put_batch x{batch}, async_commit"),
+                value,
+                b,
+                m,
+            )
+            .vs("default", format!("batch.put.{t}"))
+            .vs("redis MSET", format!("redis.mset.{t}"))
+            .vs("mooncake", format!("mooncake.putb.{t}"))
+            .group(g),
+        );
+    }
+    if let Some(rtt) = rtt {
+        rows.push(Row::new("batch.rtt".into(), "batch", "raw tcp ping-pong 64 B", 0, 1, rtt).group(g));
+    }
+    rows.push(
+        Row::new(format!("batch.exist1.{t}"), "batch", "MemCache exist x1", 0, 1, ex1)
+            .vs("raw rtt", "batch.rtt")
+            .group(g),
+    );
+    rows.push(
         Row::new(
             format!("batch.exist.{t}"),
             "batch",
-            format!("exist_batch x{batch}"),
+            format!("MemCache exist_batch x{batch}"),
             0,
             b,
             exb,
         )
-        .vs("x1", format!("batch.exist1.{t}")),
-        Row::new(
-            format!("batch.existasync.{t}"),
-            "batch",
-            "exist x1, async 1-thread rt",
-            0,
-            1,
-            exa,
-        )
-        .vs("raw rtt", "batch.rtt")
-        .vs("x1", format!("batch.exist1.{t}")),
-    ])
+        .vs("x1", format!("batch.exist1.{t}"))
+        .vs("redis EXISTS", format!("redis.exists.{t}"))
+        .vs("mooncake", format!("mooncake.existb.{t}"))
+        .group(g),
+    );
+    if let Some(exa) = exa {
+        rows.push(
+            Row::new(
+                format!("batch.existasync.{t}"),
+                "batch",
+                "MemCache exist x1, async 1-thread rt",
+                0,
+                1,
+                exa,
+            )
+            .vs("raw rtt", "batch.rtt")
+            .vs("x1", format!("batch.exist1.{t}"))
+            .group(g),
+        );
+    }
+    Ok(rows)
 }
 
 /// `exist` of one key through the async API, with the client's tasks on a

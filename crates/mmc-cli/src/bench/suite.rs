@@ -1,0 +1,1071 @@
+//! The workloads of issue #5 beyond the single in-process client: Redis
+//! beside every same-host figure, the layered KV block, N client processes
+//! against M memory providers, the cross-host path between two network
+//! namespaces, and Mooncake Store through its Python client.
+
+use super::cluster::{mmc_command, Cluster, Provider};
+use super::measure::{Budget, Measured};
+use super::netns::{in_netns, Pair};
+use super::procs::{aggregate, measure_all, run_all, Proc};
+use super::report::{fmt_size, Row};
+use super::worker::{Cmd, Memcpy, Mmc, Redis, Target, Worker, BLOCK_BYTES};
+use super::workloads::{progress, slots_for, tag, SMALL_KEYS};
+use mmc_local::BlockingObjectStore;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// What the phases need from the plan.
+#[derive(Clone, Debug)]
+pub struct Shape {
+    pub budget: Budget,
+    pub ws: u64,
+    pub segment: u64,
+    pub sizes: Vec<u64>,
+    pub batch_keys: usize,
+    pub batch_values: Vec<u64>,
+    pub clients: Vec<usize>,
+    pub providers: usize,
+    pub scale_size: u64,
+    pub cross_sizes: Vec<u64>,
+    pub logs: PathBuf,
+}
+
+impl Shape {
+    fn log(&self, name: &str) -> PathBuf {
+        self.logs.join(name)
+    }
+
+    fn max_clients(&self) -> usize {
+        self.clients.iter().copied().max().unwrap_or(1)
+    }
+}
+
+fn cmd(op: &str, size: u64, slots: usize, prefix: &str) -> Cmd {
+    Cmd {
+        op: op.into(),
+        size,
+        slots,
+        prefix: prefix.into(),
+        ..Cmd::default()
+    }
+}
+
+fn with_batch(mut c: Cmd, batch: usize) -> Cmd {
+    c.batch = batch;
+    c
+}
+
+fn layered(mut c: Cmd) -> Cmd {
+    c.layers = true;
+    c.size = 0;
+    c
+}
+
+/// A warm-up (a tenth of the budget) and the measurement, in this process.
+pub fn local<T: Target>(w: &mut Worker<T>, c: &Cmd, budget: Budget) -> Result<Measured, String> {
+    let wb = budget.warmup();
+    w.exec(&Cmd {
+        seconds: wb.seconds,
+        iters: wb.iters,
+        min_ops: Some(wb.min_ops),
+        prefix: format!("{}-warm", c.prefix),
+        ..c.clone()
+    })?;
+    Ok(w.exec(&Cmd {
+        seconds: budget.seconds,
+        iters: budget.iters,
+        min_ops: Some(budget.min_ops),
+        ..c.clone()
+    })?
+    .measured())
+}
+
+fn untimed<T: Target>(w: &mut Worker<T>, c: &Cmd) -> Result<(), String> {
+    w.exec(c).map(|_| ())
+}
+
+// ---- Redis beside the in-process workloads -------------------------------------
+
+/// SET / GET of `size`-byte values, the same rotation as the shm workload.
+pub fn redis_size(w: &mut Worker<Redis>, size: u64, budget: Budget, ws: u64) -> Result<Vec<Row>, String> {
+    let t = tag(size);
+    let slots = slots_for(ws, size);
+    progress(&format!("redis SET / GET {t}"));
+    let set = local(w, &cmd("put", size, slots, &format!("rs-{t}")), budget)?;
+    untimed(w, &cmd("fill", size, slots, &format!("rg-{t}")))?;
+    let get = local(w, &cmd("get", size, slots, &format!("rg-{t}")), budget)?;
+    untimed(w, &cmd("clear", 0, 0, ""))?;
+    Ok(vec![
+        Row::new(format!("redis.set.{t}"), "shm", "redis SET", size, 1, set).group(size),
+        Row::new(format!("redis.get.{t}"), "shm", "redis GET", size, 1, get).group(size),
+    ])
+}
+
+/// MSET / MGET / EXISTS of `batch` keys, the rotation of the batch workload.
+pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budget) -> Result<Vec<Row>, String> {
+    let t = tag(value);
+    let n = (SMALL_KEYS / batch).max(1) * batch;
+    progress(&format!("redis MSET / MGET / EXISTS {batch} x {t}"));
+    let b = batch as u64;
+    let put = local(
+        w,
+        &with_batch(cmd("put_batch", value, n, &format!("rbs-{t}")), batch),
+        budget,
+    )?;
+    untimed(w, &cmd("fill", value, n, &format!("rbg-{t}")))?;
+    let get = local(w, &with_batch(cmd("get_batch", value, n, ""), batch), budget)?;
+    let ex = local(w, &with_batch(cmd("exist_batch", value, n, ""), batch), budget)?;
+    untimed(w, &cmd("clear", 0, 0, ""))?;
+    Ok(vec![
+        Row::new(
+            format!("redis.mset.{t}"),
+            "batch",
+            format!("redis MSET x{batch}"),
+            value,
+            b,
+            put,
+        )
+        .group(value),
+        Row::new(
+            format!("redis.mget.{t}"),
+            "batch",
+            format!("redis MGET x{batch}"),
+            value,
+            b,
+            get,
+        )
+        .group(value),
+        Row::new(
+            format!("redis.exists.{t}"),
+            "batch",
+            format!("redis EXISTS x{batch}"),
+            0,
+            b,
+            ex,
+        )
+        .group(value),
+    ])
+}
+
+// ---- the layered KV block ---------------------------------------------------------
+
+/// put / get of layered blocks through `w` (fresh keys; rotation over filled ones).
+fn layers_of<T: Target>(
+    w: &mut Worker<T>,
+    name: &str,
+    budget: Budget,
+    ws: u64,
+) -> Result<(Measured, Measured), String> {
+    let slots = slots_for(ws, BLOCK_BYTES);
+    let put = local(w, &layered(cmd("put", 0, slots, &format!("{name}-lp"))), budget)?;
+    untimed(w, &layered(cmd("fill", 0, slots, &format!("{name}-lg"))))?;
+    let get = local(w, &layered(cmd("get", 0, slots, "")), budget)?;
+    untimed(w, &cmd("clear", 0, 0, ""))?;
+    Ok((put, get))
+}
+
+/// MemCache put / get of the layered block (one raw `Piece` per buffer,
+/// i.e. put_from_layers / get_into_layers), beside the same gather / scatter
+/// with memcpy and Redis SET / GET of the block written from / read into the
+/// 122 buffers.
+pub fn layers(
+    cluster: &Cluster,
+    c: &BlockingObjectStore,
+    redis: Option<&mut Worker<Redis>>,
+    budget: Budget,
+    ws: u64,
+) -> Result<Vec<Row>, String> {
+    let sz = BLOCK_BYTES;
+    let mut rows = Vec::new();
+    progress("layered block: memcpy gather / scatter");
+    let slots = slots_for(ws, sz);
+    let mut mw = Worker::new(Memcpy::new(slots as u64 * sz), None);
+    let (p, g) = layers_of(&mut mw, "m", budget, ws)?;
+    rows.push(Row::new(
+        "layers.memcpy.put".into(),
+        "layers",
+        "memcpy gather 122 bufs -> ws",
+        sz,
+        1,
+        p,
+    ));
+    rows.push(Row::new(
+        "layers.memcpy.get".into(),
+        "layers",
+        "memcpy scatter ws -> 122 bufs",
+        sz,
+        1,
+        g,
+    ));
+    progress("layered block: MemCache put_from_layers / get_into_layers");
+    let mut w = Worker::new(Mmc(c.clone()), Some(cluster.provider().pid));
+    let (p, g) = layers_of(&mut w, "c", budget, ws)?;
+    cluster.empty(c)?;
+    rows.push(
+        Row::new("layers.put".into(), "layers", "MemCache put_from_layers", sz, 1, p)
+            .vs("memcpy", "layers.memcpy.put")
+            .vs("redis", "layers.redis.set")
+            .vs("mooncake", "layers.mooncake.put"),
+    );
+    rows.push(
+        Row::new("layers.get".into(), "layers", "MemCache get_into_layers", sz, 1, g)
+            .vs("memcpy", "layers.memcpy.get")
+            .vs("redis", "layers.redis.get")
+            .vs("mooncake", "layers.mooncake.get"),
+    );
+    if let Some(r) = redis {
+        progress("layered block: redis SET / GET (writev from / read into the 122 buffers)");
+        let (p, g) = layers_of(r, "r", budget, ws)?;
+        rows.push(Row::new(
+            "layers.redis.set".into(),
+            "layers",
+            "redis SET of the block",
+            sz,
+            1,
+            p,
+        ));
+        rows.push(Row::new(
+            "layers.redis.get".into(),
+            "layers",
+            "redis GET of the block",
+            sz,
+            1,
+            g,
+        ));
+    }
+    Ok(rows)
+}
+
+// ---- N client processes -------------------------------------------------------------
+
+fn client_procs(shape: &Shape, n: usize, netns: Option<&str>, args: &[&str], what: &str) -> Result<Vec<Proc>, String> {
+    (0..n)
+        .map(|i| {
+            let mut c = mmc_command(netns)?;
+            c.arg("bench-client").args(args).env("RUST_LOG", "warn");
+            Proc::spawn(
+                c,
+                &format!("{what} client {i}"),
+                Some(&shape.log(&format!("{what}-{i}.log"))),
+                30,
+            )
+        })
+        .collect()
+}
+
+/// Put (fresh keys) and get (rotation) of `size` with the first `n` of `procs`,
+/// each keeping `ws / n` bytes live. Returns the aggregate (put, get).
+fn put_get_n(
+    procs: &mut [Proc],
+    n: usize,
+    size: u64,
+    shape: &Shape,
+    key: &str,
+) -> Result<(Measured, Measured), String> {
+    let slots = slots_for(shape.ws / n as u64, size);
+    let ps = &mut procs[..n];
+    let put = aggregate(&measure_all(
+        ps,
+        &cmd("put", size, slots, &format!("{key}p")),
+        shape.budget,
+    )?);
+    run_all(ps, &cmd("fill", size, slots, &format!("{key}g")), false)?;
+    let get = aggregate(&measure_all(ps, &cmd("get", size, slots, ""), shape.budget)?);
+    run_all(ps, &cmd("clear", 0, 0, ""), false)?;
+    Ok((put, get))
+}
+
+/// Raw TCP streams of `size`-byte writes / reads with the first `n` of `procs`.
+fn streams_n(
+    procs: &mut [Proc],
+    n: usize,
+    size: u64,
+    addr: &str,
+    budget: Budget,
+) -> Result<(Measured, Measured), String> {
+    let ps = &mut procs[..n];
+    let mut c = cmd("stream_send", size, 0, "");
+    c.addr = addr.to_owned();
+    let send = aggregate(&measure_all(ps, &c, budget)?);
+    c.op = "stream_recv".into();
+    let recv = aggregate(&measure_all(ps, &c, budget)?);
+    Ok((send, recv))
+}
+
+/// N client processes (`mmc bench-client`) against a MetaService (in this
+/// process) and `providers` memory-provider processes, beside N memcpy
+/// processes and N Redis clients.
+pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Result<Vec<Row>, String> {
+    let size = shape.scale_size;
+    let t = tag(size);
+    let nmax = shape.max_clients();
+    progress(&format!(
+        "scale: MetaService + {} memory providers, {nmax} client processes",
+        shape.providers
+    ));
+    let cluster = Cluster::start_with(shape.segment, shape.providers)?;
+    let meta = cluster.meta_addr.to_string();
+    let mut mmc = client_procs(shape, nmax, None, &["--target", "mmc", "--meta", &meta], "scale-mmc")?;
+    let mut rows = Vec::new();
+    for &n in &shape.clients {
+        progress(&format!(
+            "scale: {n} MemCache client processes, put_from / get_into {t}"
+        ));
+        let (p, g) = put_get_n(&mut mmc, n, size, shape, &format!("s{n}"))?;
+        let g_ = n as u64;
+        rows.push(
+            Row::new(
+                format!("scale.mmc.put.n{n}"),
+                "scale",
+                format!("MemCache put_from, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .vs("memcpy", format!("scale.memcpy.put.n{n}"))
+            .vs("redis", format!("scale.redis.set.n{n}"))
+            .vs("mooncake", format!("scale.mooncake.put.n{n}"))
+            .vs("1 proc", "scale.mmc.put.n1")
+            .group(g_),
+        );
+        rows.push(
+            Row::new(
+                format!("scale.mmc.get.n{n}"),
+                "scale",
+                format!("MemCache get_into, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .vs("memcpy", format!("scale.memcpy.get.n{n}"))
+            .vs("redis", format!("scale.redis.get.n{n}"))
+            .vs("mooncake", format!("scale.mooncake.get.n{n}"))
+            .vs("1 proc", "scale.mmc.get.n1")
+            .group(g_),
+        );
+    }
+    let pids: Vec<String> = cluster.providers().iter().map(|p| p.pid.to_string()).collect();
+    notes.push(format!(
+        "scale: MetaService in this process ({meta}), {} memory-provider processes (pids {}) with {} segments, \
+         {nmax} `mmc bench-client` processes (pure clients); with N processes each keeps working-set/N live; \
+         aggregate = sum of the processes' rates over the same interval (they start together at a set time)",
+        shape.providers,
+        pids.join(", "),
+        fmt_size(shape.segment)
+    ));
+    drop(mmc);
+    drop(cluster);
+    let ws = shape.ws.to_string();
+    let mut mc = client_procs(shape, nmax, None, &["--target", "memcpy", "--ws", &ws], "scale-memcpy")?;
+    for &n in &shape.clients {
+        progress(&format!("scale: {n} memcpy processes {t}"));
+        let (p, g) = put_get_n(&mut mc, n, size, shape, "m")?;
+        rows.push(
+            Row::new(
+                format!("scale.memcpy.put.n{n}"),
+                "scale",
+                format!("memcpy ws-write, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .group(n as u64),
+        );
+        rows.push(
+            Row::new(
+                format!("scale.memcpy.get.n{n}"),
+                "scale",
+                format!("memcpy ws-read, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .group(n as u64),
+        );
+    }
+    drop(mc);
+    if let Some(addr) = redis {
+        let mut rc = client_procs(shape, nmax, None, &["--target", "redis", "--addr", addr], "scale-redis")?;
+        for &n in &shape.clients {
+            progress(&format!("scale: {n} redis clients {t}"));
+            let (p, g) = put_get_n(&mut rc, n, size, shape, "r")?;
+            rows.push(
+                Row::new(
+                    format!("scale.redis.set.n{n}"),
+                    "scale",
+                    format!("redis SET, {n} procs"),
+                    size,
+                    1,
+                    p,
+                )
+                .group(n as u64),
+            );
+            rows.push(
+                Row::new(
+                    format!("scale.redis.get.n{n}"),
+                    "scale",
+                    format!("redis GET, {n} procs"),
+                    size,
+                    1,
+                    g,
+                )
+                .group(n as u64),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+// ---- cross-host -----------------------------------------------------------------
+
+/// Waits until something accepts TCP connections on `addr` inside `netns`.
+pub fn wait_port(netns: &str, addr: &str, timeout: Duration) -> Result<(), String> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let a = addr.to_owned();
+        let ok = in_netns(netns, move || {
+            TcpStream::connect_timeout(&a.parse().ok()?, Duration::from_millis(200)).ok()
+        })?;
+        if ok.is_some() {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            return Err(format!(
+                "nothing listens on {addr} in namespace {netns} after {timeout:?}"
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process killed by PID when dropped.
+pub struct Killed(pub std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// MetaService and memory providers in namespace A, forced-TCP clients in
+/// namespace B; beside raw TCP streams and Redis between the same two
+/// namespaces.
+pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>) -> Result<Vec<Row>, String> {
+    let nmax = shape.max_clients();
+    let meta = format!("{}:7000", ns.ip_a);
+    progress(&format!(
+        "cross: MetaService and {} providers in {}, clients in {}",
+        shape.providers, ns.a, ns.b
+    ));
+    let mut mcmd = mmc_command(Some(&ns.a))?;
+    mcmd.args(["meta", "--listen", &meta, "--http", ""])
+        .env("RUST_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(shape.log("cross-meta.log"))
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+        );
+    super::cluster::die_with_parent(&mut mcmd);
+    let _meta = Killed(
+        mcmd.spawn()
+            .map_err(|e| format!("cannot start the cross-host MetaService: {e}"))?,
+    );
+    wait_port(&ns.a, &meta, Duration::from_secs(10))?;
+    let listen = format!("{}:0", ns.ip_a);
+    let provs = (0..shape.providers)
+        .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut mmc = client_procs(
+        shape,
+        nmax,
+        Some(&ns.b),
+        &["--target", "mmc", "--meta", &meta, "--protocol", "tcp"],
+        "cross-mmc",
+    )?;
+    let server = {
+        let mut c = mmc_command(Some(&ns.a))?;
+        c.args(["bench-client", "--target", "tcp-server", "--addr", &listen]);
+        Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
+    };
+    let raw_addr = server.info.clone();
+    let mut raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
+
+    let mut rows = Vec::new();
+    progress("cross: raw tcp ping-pong between the namespaces");
+    let mut pc = cmd("pingpong", 0, 0, "");
+    pc.addr = raw_addr.clone();
+    let rtt = aggregate(&measure_all(&mut raw[..1], &pc, shape.budget)?);
+    rows.push(Row::new(
+        "cross.rtt".into(),
+        "cross",
+        "raw tcp ping-pong 64 B (A <-> B)",
+        0,
+        1,
+        rtt,
+    ));
+    for &size in &shape.cross_sizes {
+        let t = tag(size);
+        progress(&format!(
+            "cross: MemCache put_from / get_into {t} (protocol tcp), 1 client"
+        ));
+        let (p, g) = put_get_n(&mut mmc, 1, size, shape, &format!("x{t}"))?;
+        progress(&format!("cross: raw tcp stream {t} B -> A and A -> B"));
+        let (s, r) = streams_n(&mut raw, 1, size, &raw_addr, shape.budget)?;
+        rows.push(
+            Row::new(
+                format!("cross.raw.send.{t}"),
+                "cross",
+                "raw tcp stream B -> A",
+                size,
+                1,
+                s,
+            )
+            .group(size),
+        );
+        rows.push(
+            Row::new(
+                format!("cross.raw.recv.{t}"),
+                "cross",
+                "raw tcp stream A -> B",
+                size,
+                1,
+                r,
+            )
+            .group(size),
+        );
+        progress(&format!("cross: raw tcp request/response {t}"));
+        let mut rr = cmd("rr_send", size, 0, "");
+        rr.addr = raw_addr.clone();
+        let rs = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
+        rr.op = "rr_recv".into();
+        let rg = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
+        rows.push(
+            Row::new(
+                format!("cross.rr.send.{t}"),
+                "cross",
+                "raw tcp request+ack B -> A",
+                size,
+                1,
+                rs,
+            )
+            .group(size),
+        );
+        rows.push(
+            Row::new(
+                format!("cross.rr.recv.{t}"),
+                "cross",
+                "raw tcp request+reply A -> B",
+                size,
+                1,
+                rg,
+            )
+            .group(size),
+        );
+        rows.push(
+            Row::new(format!("cross.put.{t}"), "cross", "MemCache put_from (tcp)", size, 1, p)
+                .vs("raw tcp", format!("cross.raw.send.{t}"))
+                .vs("raw req/resp", format!("cross.rr.send.{t}"))
+                .vs("redis", format!("cross.redis.set.{t}"))
+                .vs("mooncake", format!("cross.mooncake.put.{t}"))
+                .group(size),
+        );
+        rows.push(
+            Row::new(format!("cross.get.{t}"), "cross", "MemCache get_into (tcp)", size, 1, g)
+                .vs("raw tcp", format!("cross.raw.recv.{t}"))
+                .vs("raw req/resp", format!("cross.rr.recv.{t}"))
+                .vs("redis", format!("cross.redis.get.{t}"))
+                .vs("mooncake", format!("cross.mooncake.get.{t}"))
+                .group(size),
+        );
+    }
+    let size = shape.scale_size;
+    let t = tag(size);
+    for &n in shape.clients.iter().filter(|&&n| n > 1) {
+        progress(&format!(
+            "cross: {n} MemCache client processes and {n} raw streams, {t}"
+        ));
+        let (p, g) = put_get_n(&mut mmc, n, size, shape, &format!("xn{n}"))?;
+        let (s, r) = streams_n(&mut raw, n, size, &raw_addr, shape.budget)?;
+        let grp = (1u64 << 40) + n as u64;
+        rows.push(
+            Row::new(
+                format!("cross.raw.send.n{n}"),
+                "cross",
+                format!("raw tcp B -> A, {n} streams"),
+                size,
+                1,
+                s,
+            )
+            .group(grp),
+        );
+        rows.push(
+            Row::new(
+                format!("cross.raw.recv.n{n}"),
+                "cross",
+                format!("raw tcp A -> B, {n} streams"),
+                size,
+                1,
+                r,
+            )
+            .group(grp),
+        );
+        rows.push(
+            Row::new(
+                format!("cross.put.n{n}"),
+                "cross",
+                format!("MemCache put_from (tcp), {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .vs("raw tcp", format!("cross.raw.send.n{n}"))
+            .vs("redis", format!("cross.redis.set.n{n}"))
+            .vs("mooncake", format!("cross.mooncake.put.n{n}"))
+            .group(grp),
+        );
+        rows.push(
+            Row::new(
+                format!("cross.get.n{n}"),
+                "cross",
+                format!("MemCache get_into (tcp), {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .vs("raw tcp", format!("cross.raw.recv.n{n}"))
+            .vs("redis", format!("cross.redis.get.n{n}"))
+            .vs("mooncake", format!("cross.mooncake.get.n{n}"))
+            .group(grp),
+        );
+    }
+    drop(mmc);
+    drop(raw);
+    drop(server);
+    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+    drop(provs);
+    notes.push(format!(
+        "cross: {}; MetaService ({meta}) and {} memory providers (pids {}) in {}, `mmc bench-client --protocol tcp` \
+         processes in {}; raw tcp = `mmc bench-client` processes in {} streaming to / from a raw TCP server process \
+         in {} ({raw_addr}), the time running until the receiver has every byte",
+        ns.describe(),
+        shape.providers,
+        pids.join(", "),
+        ns.a,
+        ns.b,
+        ns.b,
+        ns.a
+    ));
+    if with_redis {
+        let port = 6379;
+        progress(&format!("cross: redis-server in {}", ns.a));
+        let server = super::redis::Server::start(Some(&ns.a), &ns.ip_a, port)?;
+        let addr = server.addr.clone();
+        let mut rc = client_procs(
+            shape,
+            nmax,
+            Some(&ns.b),
+            &["--target", "redis", "--addr", &addr],
+            "cross-redis",
+        )?;
+        for &size in &shape.cross_sizes {
+            let t = tag(size);
+            progress(&format!("cross: redis SET / GET {t}"));
+            let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
+            rows.push(Row::new(format!("cross.redis.set.{t}"), "cross", "redis SET", size, 1, p).group(size));
+            rows.push(Row::new(format!("cross.redis.get.{t}"), "cross", "redis GET", size, 1, g).group(size));
+        }
+        for &n in shape.clients.iter().filter(|&&n| n > 1) {
+            progress(&format!("cross: {n} redis clients {t}"));
+            let (p, g) = put_get_n(&mut rc, n, size, shape, &format!("xn{n}"))?;
+            let grp = (1u64 << 40) + n as u64;
+            rows.push(
+                Row::new(
+                    format!("cross.redis.set.n{n}"),
+                    "cross",
+                    format!("redis SET, {n} procs"),
+                    size,
+                    1,
+                    p,
+                )
+                .group(grp),
+            );
+            rows.push(
+                Row::new(
+                    format!("cross.redis.get.n{n}"),
+                    "cross",
+                    format!("redis GET, {n} procs"),
+                    size,
+                    1,
+                    g,
+                )
+                .group(grp),
+            );
+        }
+    }
+    Ok(rows)
+}
+
+// ---- Mooncake ---------------------------------------------------------------------
+
+/// Where the Mooncake baseline's pieces are.
+#[derive(Clone, Debug)]
+pub struct MooncakeSetup {
+    pub python: PathBuf,
+    pub script: PathBuf,
+    pub master: PathBuf,
+}
+
+impl MooncakeSetup {
+    /// The venv's python (`--mooncake-python`, else `$MMC_BENCH_PYTHON`, else
+    /// `.venv/bin/python` of the repository), the bench script and
+    /// `mooncake_master` beside that python; an error says what is missing.
+    pub fn find(python: Option<&Path>) -> Result<MooncakeSetup, String> {
+        let roots: Vec<PathBuf> = {
+            let mut v = vec![std::env::current_dir().unwrap_or_default()];
+            if let Ok(exe) = std::env::current_exe() {
+                // target/release/mmc -> the repository
+                if let Some(r) = exe.ancestors().nth(3) {
+                    v.push(r.to_path_buf());
+                }
+            }
+            v
+        };
+        let script = roots
+            .iter()
+            .map(|r| r.join("crates/mmc-python/bench/bench_vs_mooncake.py"))
+            .find(|p| p.exists())
+            .ok_or("crates/mmc-python/bench/bench_vs_mooncake.py not found (run from the repository)")?;
+        let python = match python {
+            Some(p) => p.to_path_buf(),
+            None => match std::env::var_os("MMC_BENCH_PYTHON") {
+                Some(p) => PathBuf::from(p),
+                None => roots
+                    .iter()
+                    .map(|r| r.join(".venv/bin/python"))
+                    .find(|p| p.exists())
+                    .ok_or("no .venv/bin/python (scripts/bench.sh creates it with Mooncake installed)")?,
+            },
+        };
+        let master = python.with_file_name("mooncake_master");
+        if !master.exists() {
+            return Err(format!(
+                "{} not found: install mooncake-transfer-engine-non-cuda into that venv (scripts/bench.sh does)",
+                master.display()
+            ));
+        }
+        let ok = Command::new(&python)
+            .args(["-c", "import mooncake.store, numpy"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if !ok {
+            return Err(format!("{} cannot import mooncake.store and numpy", python.display()));
+        }
+        Ok(MooncakeSetup { python, script, master })
+    }
+}
+
+/// The Mooncake cluster the clients join.
+struct McCluster<'a> {
+    setup: &'a MooncakeSetup,
+    master: String,
+    metadata: String,
+}
+
+/// `n` Python client processes in network namespace `netns` whose address is `host`.
+fn py_clients(
+    shape: &Shape,
+    mc: &McCluster<'_>,
+    n: usize,
+    (netns, host): (&str, &str),
+    what: &str,
+) -> Result<Vec<Proc>, String> {
+    let (master, metadata) = (&mc.master, &mc.metadata);
+    (0..n)
+        .map(|i| {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", netns])
+                .arg(&mc.setup.python)
+                .arg(&mc.setup.script)
+                .args(["--serve", "--host", host, "--mooncake-master", master])
+                .args(["--mooncake-metadata", metadata]);
+            Proc::spawn(
+                c,
+                &format!("{what} {i}"),
+                Some(&shape.log(&format!("{what}-{i}.log"))),
+                60,
+            )
+        })
+        .collect()
+}
+
+/// Mooncake Store (master and `providers` memory-provider processes in
+/// namespace A, TCP transport) driven through its Python client with the
+/// same loops: clients in A for the same-host figures, in B for the
+/// cross-host ones.
+pub fn mooncake(
+    shape: &Shape,
+    ns: &Pair,
+    mc: &MooncakeSetup,
+    same_host: bool,
+    cross_host: bool,
+    notes: &mut Vec<String>,
+) -> Result<Vec<Row>, String> {
+    let nmax = shape.max_clients();
+    let master = format!("{}:50051", ns.ip_a);
+    let metadata = format!("http://{}:8080/metadata", ns.ip_a);
+    progress(&format!(
+        "mooncake: mooncake_master and {} providers in {}",
+        shape.providers, ns.a
+    ));
+    let mut m = Command::new("ip");
+    m.args(["netns", "exec", &ns.a])
+        .arg(&mc.master)
+        .args(["--rpc_port=50051", "--enable_http_metadata_server=true"])
+        .arg(format!("--http_metadata_server_host={}", ns.ip_a))
+        .args(["--http_metadata_server_port=8080", "--metrics_port=9003"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(
+            std::fs::File::create(shape.log("mooncake-master.log"))
+                .map(Stdio::from)
+                .unwrap_or(Stdio::null()),
+        );
+    super::cluster::die_with_parent(&mut m);
+    let _master = Killed(m.spawn().map_err(|e| format!("cannot start mooncake_master: {e}"))?);
+    wait_port(&ns.a, &master, Duration::from_secs(20))?;
+    wait_port(&ns.a, &format!("{}:8080", ns.ip_a), Duration::from_secs(20))?;
+    let provs = (0..shape.providers)
+        .map(|i| {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", &ns.a])
+                .arg(&mc.python)
+                .arg(&mc.script)
+                .args(["--mooncake-provider", "--host", &ns.ip_a, "--mooncake-master", &master])
+                .args([
+                    "--mooncake-metadata",
+                    &metadata,
+                    "--segment",
+                    &shape.segment.to_string(),
+                ]);
+            Proc::spawn(
+                c,
+                &format!("mooncake provider {i}"),
+                Some(&shape.log(&format!("mooncake-provider-{i}.log"))),
+                60,
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let cl = McCluster {
+        setup: mc,
+        master: master.clone(),
+        metadata: metadata.clone(),
+    };
+    let mut rows = Vec::new();
+    let budget = shape.budget;
+    if same_host {
+        let mut ps = py_clients(shape, &cl, nmax, (&ns.a, &ns.ip_a), "mooncake-client")?;
+        for &size in &shape.sizes {
+            let t = tag(size);
+            progress(&format!("mooncake: put_from / get_into {t}"));
+            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("m{t}"))?;
+            rows.push(Row::new(format!("mooncake.put.{t}"), "shm", "mooncake put_from", size, 1, p).group(size));
+            rows.push(Row::new(format!("mooncake.get.{t}"), "shm", "mooncake get_into", size, 1, g).group(size));
+        }
+        for &value in &shape.batch_values {
+            let t = tag(value);
+            let batch = shape.batch_keys;
+            let n = (SMALL_KEYS / batch).max(1) * batch;
+            progress(&format!(
+                "mooncake: batch_put_from / batch_get_into / batch_is_exist {batch} x {t}"
+            ));
+            let one = &mut ps[..1];
+            let put = aggregate(&measure_all(
+                one,
+                &with_batch(cmd("put_batch", value, n, &format!("mb{t}")), batch),
+                budget,
+            )?);
+            run_all(one, &cmd("fill", value, n, &format!("mbg{t}")), false)?;
+            let get = aggregate(&measure_all(
+                one,
+                &with_batch(cmd("get_batch", value, n, ""), batch),
+                budget,
+            )?);
+            let ex = aggregate(&measure_all(
+                one,
+                &with_batch(cmd("exist_batch", value, n, ""), batch),
+                budget,
+            )?);
+            run_all(one, &cmd("clear", 0, 0, ""), false)?;
+            let b = batch as u64;
+            rows.push(
+                Row::new(
+                    format!("mooncake.putb.{t}"),
+                    "batch",
+                    format!("mooncake batch_put_from x{batch}"),
+                    value,
+                    b,
+                    put,
+                )
+                .group(value),
+            );
+            rows.push(
+                Row::new(
+                    format!("mooncake.getb.{t}"),
+                    "batch",
+                    format!("mooncake batch_get_into x{batch}"),
+                    value,
+                    b,
+                    get,
+                )
+                .group(value),
+            );
+            rows.push(
+                Row::new(
+                    format!("mooncake.existb.{t}"),
+                    "batch",
+                    format!("mooncake batch_is_exist x{batch}"),
+                    0,
+                    b,
+                    ex,
+                )
+                .group(value),
+            );
+        }
+        progress("mooncake: layered block (batch_put_from_multi_buffers / batch_get_into_multi_buffers)");
+        {
+            let one = &mut ps[..1];
+            let slots = slots_for(shape.ws, BLOCK_BYTES);
+            let put = aggregate(&measure_all(one, &layered(cmd("put", 0, slots, "mlp")), budget)?);
+            run_all(one, &layered(cmd("fill", 0, slots, "mlg")), false)?;
+            let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
+            run_all(one, &cmd("clear", 0, 0, ""), false)?;
+            rows.push(Row::new(
+                "layers.mooncake.put".into(),
+                "layers",
+                "mooncake put (multi buffers)",
+                BLOCK_BYTES,
+                1,
+                put,
+            ));
+            rows.push(Row::new(
+                "layers.mooncake.get".into(),
+                "layers",
+                "mooncake get (multi buffers)",
+                BLOCK_BYTES,
+                1,
+                get,
+            ));
+        }
+        let size = shape.scale_size;
+        let t = tag(size);
+        for &n in &shape.clients {
+            progress(&format!("mooncake: {n} client processes {t}"));
+            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mn{n}"))?;
+            rows.push(
+                Row::new(
+                    format!("scale.mooncake.put.n{n}"),
+                    "scale",
+                    format!("mooncake put_from, {n} procs"),
+                    size,
+                    1,
+                    p,
+                )
+                .group(n as u64),
+            );
+            rows.push(
+                Row::new(
+                    format!("scale.mooncake.get.n{n}"),
+                    "scale",
+                    format!("mooncake get_into, {n} procs"),
+                    size,
+                    1,
+                    g,
+                )
+                .group(n as u64),
+            );
+        }
+    }
+    if cross_host {
+        let mut ps = py_clients(shape, &cl, nmax, (&ns.b, &ns.ip_b), "mooncake-xclient")?;
+        for &size in &shape.cross_sizes {
+            let t = tag(size);
+            progress(&format!("mooncake cross-host: put_from / get_into {t}"));
+            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
+            rows.push(
+                Row::new(
+                    format!("cross.mooncake.put.{t}"),
+                    "cross",
+                    "mooncake put_from",
+                    size,
+                    1,
+                    p,
+                )
+                .group(size),
+            );
+            rows.push(
+                Row::new(
+                    format!("cross.mooncake.get.{t}"),
+                    "cross",
+                    "mooncake get_into",
+                    size,
+                    1,
+                    g,
+                )
+                .group(size),
+            );
+        }
+        let size = shape.scale_size;
+        let t = tag(size);
+        for &n in shape.clients.iter().filter(|&&n| n > 1) {
+            progress(&format!("mooncake cross-host: {n} client processes {t}"));
+            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mxn{n}"))?;
+            let grp = (1u64 << 40) + n as u64;
+            rows.push(
+                Row::new(
+                    format!("cross.mooncake.put.n{n}"),
+                    "cross",
+                    format!("mooncake put_from, {n} procs"),
+                    size,
+                    1,
+                    p,
+                )
+                .group(grp),
+            );
+            rows.push(
+                Row::new(
+                    format!("cross.mooncake.get.n{n}"),
+                    "cross",
+                    format!("mooncake get_into, {n} procs"),
+                    size,
+                    1,
+                    g,
+                )
+                .group(grp),
+            );
+        }
+    }
+    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+    notes.push(format!(
+        "mooncake: mooncake_master ({master}, HTTP metadata {metadata}) and {} provider processes (pids {}, {} segments) \
+         in {}, TCP transport; clients are `{} {} --serve` processes ({} for same-host figures, {} for cross-host \
+         ones) running the same loops as `mmc bench-client` through the Python client (put_from / get_into / \
+         batch_put_from / batch_get_into / batch_is_exist / batch_*_multi_buffers on registered numpy buffers)",
+        shape.providers,
+        pids.join(", "),
+        fmt_size(shape.segment),
+        ns.a,
+        mc.python.display(),
+        mc.script.display(),
+        ns.a,
+        ns.b
+    ));
+    Ok(rows)
+}
