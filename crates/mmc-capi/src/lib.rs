@@ -760,16 +760,8 @@ pub unsafe extern "C" fn mmcc_batch_put(
         check_flags(flags)?;
         res.check("results")?;
         let ks = batch_keys(keys, keys_count)?;
-        if bufs.is_null() {
-            return Err(Error::invalid("bufs is a null pointer"));
-        }
-        let bufs = std::slice::from_raw_parts(bufs, keys_count as usize);
         let opts = options_arg(options)?;
-        let items: Vec<_> = ks
-            .into_iter()
-            .zip(bufs)
-            .map(|(k, b)| Ok((k?, vec![piece(b)?])))
-            .collect();
+        let items = per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?]))?;
         batch_put_items(&c, "mmcc_batch_put", items, &opts, &res)
     })
 }
@@ -793,15 +785,7 @@ pub unsafe extern "C" fn mmcc_batch_get(
         check_flags(flags)?;
         res.check("results")?;
         let ks = batch_keys(keys, keys_count)?;
-        if bufs.is_null() {
-            return Err(Error::invalid("bufs is a null pointer"));
-        }
-        let bufs = std::slice::from_raw_parts(bufs, keys_count as usize);
-        let items: Vec<_> = ks
-            .into_iter()
-            .zip(bufs)
-            .map(|(k, b)| Ok((k?, vec![piece(b)?])))
-            .collect();
+        let items = per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?]))?;
         batch_get_items(&c, "mmcc_batch_get", items, &res)
     })
 }
@@ -826,16 +810,8 @@ pub unsafe extern "C" fn mmcc_batch_put_layers(
         check_flags(flags)?;
         res.check("results")?;
         let ks = batch_keys(keys, keys_count)?;
-        if values.is_null() {
-            return Err(Error::invalid("values is a null pointer"));
-        }
-        let values = std::slice::from_raw_parts(values, keys_count as usize);
         let opts = options_arg(options)?;
-        let items: Vec<_> = ks
-            .into_iter()
-            .zip(values)
-            .map(|(k, v)| Ok((k?, layers_arg(v.bufs, v.count)?)))
-            .collect();
+        let items = per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count))?;
         batch_put_items(&c, "mmcc_batch_put_layers", items, &opts, &res)
     })
 }
@@ -858,23 +834,34 @@ pub unsafe extern "C" fn mmcc_batch_get_layers(
         check_flags(flags)?;
         res.check("results")?;
         let ks = batch_keys(keys, keys_count)?;
-        if values.is_null() {
-            return Err(Error::invalid("values is a null pointer"));
-        }
-        let values = std::slice::from_raw_parts(values, keys_count as usize);
-        let items: Vec<_> = ks
-            .into_iter()
-            .zip(values)
-            .map(|(k, v)| Ok((k?, layers_arg(v.bufs, v.count)?)))
-            .collect();
+        let items = per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count))?;
         batch_get_items(&c, "mmcc_batch_get_layers", items, &res)
     })
+}
+
+/// One key of a batch with its value's buffer pieces.
+type Item<'a> = (&'a str, Vec<Piece>);
+
+/// Pairs each key with its entry of the per-key array `arr` (of as many
+/// entries as keys), turned into buffer pieces by `f`; a bad key or entry
+/// fails only its own item.
+unsafe fn per_key_items<'a, T>(
+    keys: Vec<Result<&'a str>>,
+    arr: *const T,
+    what: &str,
+    f: impl Fn(&T) -> Result<Vec<Piece>>,
+) -> Result<Vec<Result<Item<'a>>>> {
+    if arr.is_null() {
+        return Err(Error::invalid(format!("{what} is a null pointer")));
+    }
+    let arr = std::slice::from_raw_parts(arr, keys.len());
+    Ok(keys.into_iter().zip(arr).map(|(k, x)| Ok((k?, f(x)?))).collect())
 }
 
 unsafe fn batch_put_items(
     c: &BlockingObjectStore,
     name: &str,
-    items: Vec<Result<(&str, Vec<Piece>)>>,
+    items: Vec<Result<Item<'_>>>,
     opts: &PutOptions,
     res: &Results,
 ) -> Result<i32> {
@@ -890,7 +877,7 @@ unsafe fn batch_put_items(
 unsafe fn batch_get_items(
     c: &BlockingObjectStore,
     name: &str,
-    items: Vec<Result<(&str, Vec<Piece>)>>,
+    items: Vec<Result<Item<'_>>>,
     res: &Results,
 ) -> Result<i32> {
     let rs = run_valid(items, |valid| {

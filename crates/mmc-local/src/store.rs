@@ -204,7 +204,7 @@ impl ObjectStore {
                         replicas: opts.replicas,
                         preferred: opts.preferred.clone(),
                     });
-                    which.push(i);
+                    which.push((i, size));
                 }
                 Err(e) => results[i] = Err(e),
             }
@@ -213,16 +213,7 @@ impl ObjectStore {
             return Ok(results);
         }
         let me = self.service_id();
-        let (peers, placed) = match self
-            .inner
-            .svc
-            .meta
-            .call(&Request::Alloc {
-                writer: me,
-                items: items.clone(),
-            })
-            .await?
-        {
+        let (peers, placed) = match self.inner.svc.meta.call(&Request::Alloc { writer: me, items }).await? {
             Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
             other => return Err(crate::meta_client::unexpected(other)),
         };
@@ -231,10 +222,9 @@ impl ObjectStore {
         let copies = placed
             .into_iter()
             .zip(which.iter().copied())
-            .zip(&items)
-            .map(|((p, i), item)| async move {
+            .map(|(p, (i, size))| async move {
                 let r = match p {
-                    Ok(reps) => this.write_replicas(peers, &reps, &values[i], item.size).await,
+                    Ok(reps) => this.write_replicas(peers, &reps, &values[i], size).await,
                     Err(e) => Err(e),
                 };
                 (i, r)
@@ -409,6 +399,7 @@ impl ObjectStore {
         let mut which = Vec::new();
         for (i, k) in keys.iter().enumerate() {
             let check = validate_key(k).and_then(|_| match dests {
+                // Null or empty buffers; read_one checks the sum against the size.
                 Some(d) => total_len(&d[i]).map(|_| ()),
                 None => Ok(()),
             });
@@ -461,16 +452,17 @@ impl ObjectStore {
         deadline: Instant,
     ) -> Result<Option<Vec<u8>>> {
         let mut owned: Option<Vec<u8>> = None;
-        let pieces: Vec<Piece> = match dest {
+        let one: [Piece; 1];
+        let pieces: &[Piece] = match dest {
             Some(d) => {
-                let total = total_len(d)?;
+                let total: u64 = d.iter().map(|p| p.len as u64).sum();
                 if total != loc.size {
                     return Err(Error::invalid(format!(
                         "buffers hold {total} bytes but the object has {} bytes",
                         loc.size
                     )));
                 }
-                d.to_vec()
+                d
             }
             None => {
                 let mut v = Vec::with_capacity(loc.size as usize);
@@ -479,7 +471,8 @@ impl ObjectStore {
                     len: loc.size as usize,
                 };
                 owned = Some(std::mem::take(&mut v));
-                vec![p]
+                one = [p];
+                &one
             }
         };
         // Nearest replica first: own segment, then this host, then remote.
@@ -500,12 +493,12 @@ impl ObjectStore {
                 Some(seg) => seg.range(p.offset, loc.size).map(|src| {
                     // SAFETY: src is inside the mapping and leased to us;
                     // the pieces are valid for writes per the caller.
-                    unsafe { scatter(src, &pieces) }
+                    unsafe { scatter(src, pieces) }
                 }),
                 None => {
                     self.inner
                         .xfer
-                        .read(&peer.transfer_addr, peer.service_id, p.offset, &pieces, loc.size)
+                        .read(&peer.transfer_addr, peer.service_id, p.offset, pieces, loc.size)
                         .await
                 }
             };

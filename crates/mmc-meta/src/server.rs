@@ -282,9 +282,8 @@ impl Server {
             let returned = self.space_returned.notified();
             tokio::pin!(returned);
             returned.as_mut().enable();
-            let batch: Vec<_> = todo.iter().map(|&i| items[i].clone()).collect();
             let evictions = self.state.counters.evictions.load(std::sync::atomic::Ordering::Relaxed);
-            let outcomes = self.state.alloc(writer, &batch);
+            let outcomes = self.state.alloc(writer, todo.iter().map(|&i| &items[i]));
             let mut again = Vec::new();
             for (i, out) in todo.iter().copied().zip(outcomes) {
                 match out {

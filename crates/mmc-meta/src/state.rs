@@ -350,11 +350,11 @@ impl MetaState {
 
     /// Validates and tries to allocate each item once. Items answered
     /// `WaitSpace` should be retried (see the server's alloc loop).
-    pub fn alloc(&self, writer: ServiceId, items: &[AllocItem]) -> Vec<AllocOutcome> {
+    pub fn alloc<'a>(&self, writer: ServiceId, items: impl IntoIterator<Item = &'a AllocItem>) -> Vec<AllocOutcome> {
         let now = self.now();
         let known_writer = self.is_member(writer);
         items
-            .iter()
+            .into_iter()
             .map(|it| {
                 if !known_writer {
                     return AllocOutcome::Done(Err(Error::NotConnectedMeta(format!(
