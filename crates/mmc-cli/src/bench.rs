@@ -122,6 +122,12 @@ pub struct BenchArgs {
     /// Object sizes of the cross-host workload [default: 1MB,4MB,16MB,64MB].
     #[arg(long, value_delimiter = ',')]
     cross_sizes: Option<Vec<String>>,
+    /// meta.spin_wait_us of the MetaServices the bench starts [default: the config default].
+    #[arg(long)]
+    meta_spin_us: Option<u64>,
+    /// local.spin_wait_us of the MemCache clients the bench starts [default: the config default].
+    #[arg(long)]
+    local_spin_us: Option<u64>,
     /// Skip the Redis baseline.
     #[arg(long)]
     no_redis: bool,
@@ -511,6 +517,12 @@ fn in_process(
 
 pub fn run(a: BenchArgs) -> Result<(), String> {
     let p = Plan::new(&a)?;
+    for (flag, v) in [("meta-spin-us", a.meta_spin_us), ("local-spin-us", a.local_spin_us)] {
+        if v.is_some_and(|us| us > mmc_config::MAX_SPIN_WAIT_US) {
+            return Err(format!("--{flag}: must be 0..={}", mmc_config::MAX_SPIN_WAIT_US));
+        }
+    }
+    cluster::set_spin(a.meta_spin_us, a.local_spin_us);
     crate::init_logging("warn");
     let started = Instant::now();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -592,6 +604,8 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "providers": p.providers,
                 "scale_size": p.scale_size,
                 "cross_sizes": p.cross_sizes,
+                "meta_spin_wait_us": cluster::meta_spin_us(),
+                "local_spin_wait_us": cluster::local_spin_us(),
             },
             "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),
             "summary": sum.json,

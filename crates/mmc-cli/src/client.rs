@@ -105,6 +105,7 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
         let mc = mmc_local::meta_client::MetaClient::new(
             a.conn.meta.clone(),
             std::time::Duration::from_secs(5),
+            std::time::Duration::ZERO,
             tokio::runtime::Handle::current(),
         );
         match mc.call(&Request::Stat).await {

@@ -54,6 +54,9 @@ struct MetaArgs {
     /// HTTP listen address (overrides meta.http_listen; "" disables).
     #[arg(long)]
     http: Option<String>,
+    /// Microseconds a connection is polled for its next request (overrides meta.spin_wait_us).
+    #[arg(long)]
+    spin_wait_us: Option<u64>,
 }
 
 #[derive(Args, Clone)]
@@ -99,6 +102,9 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
         .meta;
     if let Some(l) = &a.listen {
         c.listen = l.clone();
+    }
+    if let Some(us) = a.spin_wait_us {
+        c.spin_wait_us = us;
     }
     if let Some(h) = &a.http {
         c.http_listen = h.clone();

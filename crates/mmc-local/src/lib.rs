@@ -13,6 +13,7 @@ pub mod hostid;
 pub mod meta_client;
 pub mod segment;
 pub mod service;
+mod spin_conn;
 pub mod store;
 pub mod transfer;
 

@@ -1,11 +1,20 @@
 //! Control-RPC client to the MetaService.
 //!
-//! One TCP connection carries every request of this LocalService, pipelined:
-//! each request gets an id, a reader task routes responses back by id, so
-//! requests complete out of order. The connection is opened lazily and
-//! reopened after a failure; while the MetaService is unreachable calls fail
-//! fast with NOT_CONNECTED_META.
+//! Two TCP connections, each pipelined (every request gets an id and answers
+//! are routed back by id, so requests complete out of order):
+//! - the control connection ([`call`](MetaClient::call)): registration,
+//!   heartbeats, ledger long polls, lease releases, membership; a reader task
+//!   on the async runtime routes its answers;
+//! - the data-path connection ([`call_fast`](MetaClient::call_fast),
+//!   [`send_only`](MetaClient::send_only)): alloc, finish, lookup, exist,
+//!   remove; its callers poll for their own answers first (see
+//!   [`spin_conn`](crate::spin_conn)). Requests on it are processed in the
+//!   order they are sent.
+//!
+//! Connections are opened lazily and reopened after a failure; while the
+//! MetaService is unreachable calls fail fast with NOT_CONNECTED_META.
 
+use crate::spin_conn::{answer, SpinConn, Waiter};
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
@@ -37,19 +46,28 @@ impl Drop for Conn {
 pub struct MetaClient {
     addr: Mutex<String>,
     conn: tokio::sync::Mutex<Option<Arc<Conn>>>,
+    fast: Mutex<Option<Arc<SpinConn>>>,
+    /// Serialises reopening the data-path connection.
+    fast_open: tokio::sync::Mutex<()>,
     next_id: AtomicU64,
     timeout: Duration,
+    /// How long [`call_fast`](Self::call_fast) polls for its answer.
+    spin_wait: Duration,
     handle: Handle,
 }
 
 impl MetaClient {
-    /// A client for `addr`; background tasks run on `handle`.
-    pub fn new(addr: String, timeout: Duration, handle: Handle) -> Self {
+    /// A client for `addr`; background tasks run on `handle`;
+    /// [`call_fast`](Self::call_fast) polls for its answer for `spin_wait`.
+    pub fn new(addr: String, timeout: Duration, spin_wait: Duration, handle: Handle) -> Self {
         MetaClient {
             addr: Mutex::new(addr),
             conn: tokio::sync::Mutex::new(None),
+            fast: Mutex::new(None),
+            fast_open: tokio::sync::Mutex::new(()),
             next_id: AtomicU64::new(1),
             timeout,
+            spin_wait,
             handle,
         }
     }
@@ -65,21 +83,7 @@ impl MetaClient {
                 return Ok(c.clone());
             }
         }
-        let addr = self.addr();
-        let timeout = self.timeout.min(Duration::from_secs(3));
-        // Connect on our own runtime so the socket is driven by it whatever
-        // runtime (or thread) the caller is on.
-        let sock = self
-            .handle
-            .spawn(async move { tokio::time::timeout(timeout, TcpStream::connect(addr)).await })
-            .await
-            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
-        let sock = match sock {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
-            Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
-        };
-        let _ = sock.set_nodelay(true);
+        let sock = self.connect().await?;
         let (mut rd, wr) = sock.into_split();
         let (writer, flusher) = {
             let _rt = self.handle.enter();
@@ -127,30 +131,79 @@ impl MetaClient {
         Ok(c)
     }
 
+    /// Opens a TCP connection to the MetaService on our own runtime, so the
+    /// socket is driven by it whatever runtime (or thread) the caller is on.
+    async fn connect(&self) -> Result<TcpStream> {
+        let addr = self.addr();
+        let timeout = self.timeout.min(Duration::from_secs(3));
+        let sock = self
+            .handle
+            .spawn(async move { tokio::time::timeout(timeout, TcpStream::connect(addr)).await })
+            .await
+            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
+        let sock = match sock {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
+            Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
+        };
+        let _ = sock.set_nodelay(true);
+        Ok(sock)
+    }
+
+    /// The data-path connection, opened if needed.
+    async fn fast_connection(&self) -> Result<Arc<SpinConn>> {
+        if let Some(c) = self.fast.lock().as_ref().filter(|c| c.is_alive()) {
+            return Ok(c.clone());
+        }
+        let _g = self.fast_open.lock().await;
+        if let Some(c) = self.fast.lock().as_ref().filter(|c| c.is_alive()) {
+            return Ok(c.clone());
+        }
+        let sock = self.connect().await?;
+        let std_sock = {
+            // Deregistering from the runtime needs its context.
+            let _rt = self.handle.enter();
+            sock.into_std()
+        }
+        .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
+        let c = SpinConn::open(std_sock, self.timeout)
+            .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
+        if let Some(old) = self.fast.lock().replace(c.clone()) {
+            old.close();
+        }
+        Ok(c)
+    }
+
+    /// Sends a request on the data-path connection.
+    async fn send_fast(&self, req: &Request, waiter: impl FnOnce() -> Waiter) -> Result<(Arc<SpinConn>, u64)> {
+        let conn = self.fast_connection().await?;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let buf = frame::encode(FrameKind::Request, id, req)
+            .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
+        conn.send(id, &buf, waiter())?;
+        Ok((conn, id))
+    }
+
+    /// Sends a data-path request the MetaService answers at once and waits
+    /// for the answer: the calling thread polls the connection for up to
+    /// `local.spin_wait_us`, then sleeps until it comes.
+    pub async fn call_fast(&self, req: &Request) -> Result<Response> {
+        let (tx, rx) = oneshot::channel();
+        let (conn, id) = self.send_fast(req, || Waiter::Call(tx)).await?;
+        conn.wait(id, rx, self.spin_wait, self.timeout).await
+    }
+
+    /// Sends a data-path request whose answer nobody waits for. It is on
+    /// the connection (ordered before any later data-path request of this
+    /// client) when this returns; a failure in the answer is logged.
+    pub async fn send_only(&self, req: &Request, what: &'static str) -> Result<()> {
+        self.send_fast(req, || Waiter::Log(what)).await.map(|_| ())
+    }
+
     /// Sends one request and waits for its response. `Response::Failed`
     /// becomes `Err`.
     pub async fn call(&self, req: &Request) -> Result<Response> {
         self.call_timeout(req, self.timeout).await
-    }
-
-    /// Sends a request whose answer nobody waits for. It is on the
-    /// connection (ordered before any later request of this client) when
-    /// this returns; a failure in the answer is logged.
-    pub async fn send_only(&self, req: &Request, what: &'static str) -> Result<()> {
-        let (conn, id, rx) = self.start(req).await?;
-        let timeout = self.timeout;
-        self.handle.spawn(async move {
-            match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Response::Failed(e))) => tracing::warn!(what, error = %e, "request failed"),
-                Ok(Ok(_)) => {}
-                Ok(Err(_)) => tracing::warn!(what, "connection lost before the answer"),
-                Err(_) => {
-                    conn.pending.lock().remove(&id);
-                    tracing::warn!(what, "no answer within {timeout:?}");
-                }
-            }
-        });
-        Ok(())
     }
 
     /// Registers and sends a request; returns the receiver of its answer.
@@ -172,9 +225,7 @@ impl MetaClient {
     pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
         let (conn, id, rx) = self.start(req).await?;
         match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(Response::Failed(e))) => Err(e),
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(_)) => Err(Error::NotConnectedMeta("connection to the metaservice was lost".into())),
+            Ok(r) => answer(r.map_err(|_| ())),
             Err(_) => {
                 conn.pending.lock().remove(&id);
                 Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
@@ -187,10 +238,21 @@ impl MetaClient {
         if let Some(c) = self.conn.lock().await.take() {
             c.alive.store(false, Ordering::Release);
         }
+        if let Some(c) = self.fast.lock().take() {
+            c.close();
+        }
     }
 }
 
 /// Error for a response of the wrong kind.
 pub fn unexpected(resp: Response) -> Error {
     Error::Other(format!("unexpected response from metaservice: {resp:?}"))
+}
+
+impl Drop for MetaClient {
+    fn drop(&mut self) {
+        if let Some(c) = self.fast.lock().take() {
+            c.close();
+        }
+    }
 }

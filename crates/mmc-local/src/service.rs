@@ -56,6 +56,7 @@ impl LocalService {
         let meta = Arc::new(MetaClient::new(
             cfg.meta_addr.clone(),
             Duration::from_millis(cfg.rpc_timeout_ms),
+            Duration::from_micros(cfg.spin_wait_us),
             handle.clone(),
         ));
         let id = Arc::new(AtomicU32::new(0));

@@ -213,7 +213,13 @@ impl ObjectStore {
             return Ok(results);
         }
         let me = self.service_id();
-        let (peers, placed) = match self.inner.svc.meta.call(&Request::Alloc { writer: me, items }).await? {
+        let (peers, placed) = match self
+            .inner
+            .svc
+            .meta
+            .call_fast(&Request::Alloc { writer: me, items })
+            .await?
+        {
             Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
             other => return Err(crate::meta_client::unexpected(other)),
         };
@@ -266,7 +272,7 @@ impl ObjectStore {
             .inner
             .svc
             .meta
-            .call(&Request::Finish {
+            .call_fast(&Request::Finish {
                 writer: me,
                 commit,
                 revoke,
@@ -417,7 +423,13 @@ impl ObjectStore {
         }
         let sent = Instant::now();
         let reader = self.service_id();
-        let (peers, lease_ms, items) = match self.inner.svc.meta.call(&Request::Lookup { reader, keys: ask }).await? {
+        let (peers, lease_ms, items) = match self
+            .inner
+            .svc
+            .meta
+            .call_fast(&Request::Lookup { reader, keys: ask })
+            .await?
+        {
             Response::Lookup { peers, lease_ms, items } if items.len() == which.len() => (peers, lease_ms, items),
             other => return Err(crate::meta_client::unexpected(other)),
         };
@@ -531,7 +543,7 @@ impl ObjectStore {
     pub async fn exist_batch(&self, keys: &[&str]) -> Result<Vec<bool>> {
         validate_batch_len(keys.len())?;
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
-        match self.inner.svc.meta.call(&Request::Exist { keys }).await? {
+        match self.inner.svc.meta.call_fast(&Request::Exist { keys }).await? {
             Response::Exist(v) => Ok(v),
             other => Err(crate::meta_client::unexpected(other)),
         }
@@ -548,7 +560,7 @@ impl ObjectStore {
     pub async fn key_info_batch(&self, keys: &[&str]) -> BatchResult<KeyInfo> {
         validate_batch_len(keys.len())?;
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
-        match self.inner.svc.meta.call(&Request::KeyInfo { keys }).await? {
+        match self.inner.svc.meta.call_fast(&Request::KeyInfo { keys }).await? {
             Response::KeyInfo(v) => Ok(v),
             other => Err(crate::meta_client::unexpected(other)),
         }
@@ -561,7 +573,7 @@ impl ObjectStore {
     pub async fn remove_batch(&self, keys: &[&str]) -> BatchResult {
         validate_batch_len(keys.len())?;
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
-        match self.inner.svc.meta.call(&Request::Remove { keys }).await? {
+        match self.inner.svc.meta.call_fast(&Request::Remove { keys }).await? {
             Response::Remove(v) => Ok(v),
             other => Err(crate::meta_client::unexpected(other)),
         }

@@ -38,7 +38,7 @@ impl MetaService {
         };
         let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
         Ok(MetaService {
-            server: Server::new(state),
+            server: Server::with_spin_wait(state, std::time::Duration::from_micros(cfg.spin_wait_us)),
             listener,
             http,
         })

@@ -205,6 +205,17 @@ impl LocalConfig {
         self.inner.async_commit = v;
     }
 
+    /// Microseconds the calling thread polls for the MetaService's answer to
+    /// a data-path request before sleeping (0: never polls).
+    #[getter]
+    fn spin_wait_us(&self) -> u64 {
+        self.inner.spin_wait_us
+    }
+    #[setter]
+    fn set_spin_wait_us(&mut self, v: u64) {
+        self.inner.spin_wait_us = v;
+    }
+
     /// Allocate the whole segment at start and fill page tables of peer
     /// segments on first use, so the data path takes no page faults.
     #[getter]
@@ -319,6 +330,7 @@ impl LocalConfig {
             "host_id" => self.set_host_id(v.extract()?),
             "prefault_segments" => self.set_prefault_segments(v.extract()?),
             "async_commit" => self.set_async_commit(v.extract()?),
+            "spin_wait_us" => self.set_spin_wait_us(v.extract()?),
             "worker_threads" => self.set_worker_threads(v.extract()?),
             "transfer_connections" => self.set_transfer_connections(v.extract()?),
             "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),
@@ -503,6 +515,17 @@ impl MetaConfig {
         self.inner.heartbeat_timeout_ms = v;
     }
 
+    /// Microseconds a connection is polled for its next request after one
+    /// is served, before its task sleeps (0: never polls).
+    #[getter]
+    fn spin_wait_us(&self) -> u64 {
+        self.inner.spin_wait_us
+    }
+    #[setter]
+    fn set_spin_wait_us(&mut self, v: u64) {
+        self.inner.spin_wait_us = v;
+    }
+
     /// Log level: error, warn, info, debug, trace.
     #[getter]
     fn log_level(&self) -> String {
@@ -562,7 +585,7 @@ impl MetaConfig {
         let c = &self.inner;
         format!(
             "MetaConfig(listen={:?}, http_listen={:?}, evict_high_watermark={}, evict_low_watermark={}, \
-             lease_ms={}, put_timeout_ms={}, heartbeat_timeout_ms={}, log_level={:?}, ha_enable={}, \
+             lease_ms={}, put_timeout_ms={}, heartbeat_timeout_ms={}, spin_wait_us={}, log_level={:?}, ha_enable={}, \
              ha_etcd_endpoints={:?}, ha_cluster_name={:?}, ha_lease_ttl_s={})",
             c.listen,
             c.http_listen,
@@ -571,6 +594,7 @@ impl MetaConfig {
             c.lease_ms,
             c.put_timeout_ms,
             c.heartbeat_timeout_ms,
+            c.spin_wait_us,
             c.log_level,
             c.ha.enable,
             c.ha.etcd_endpoints,
@@ -596,6 +620,7 @@ impl MetaConfig {
             "lease_ms" => self.set_lease_ms(v.extract()?),
             "put_timeout_ms" => self.set_put_timeout_ms(v.extract()?),
             "heartbeat_timeout_ms" => self.set_heartbeat_timeout_ms(v.extract()?),
+            "spin_wait_us" => self.set_spin_wait_us(v.extract()?),
             "log_level" => self.set_log_level(v.extract()?),
             "ha_enable" => self.set_ha_enable(v.extract()?),
             "ha_etcd_endpoints" => self.set_ha_etcd_endpoints(v.extract()?),

@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod frame;
+pub mod frame_reader;
 pub mod frame_writer;
 pub mod message;
 pub mod transfer;

@@ -14,6 +14,31 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 use tokio::runtime::Runtime;
 
+/// `spin_wait_us` of the MetaServices (`.0`) and MemCache clients (`.1`)
+/// the bench starts, when set by `--meta-spin-us` / `--local-spin-us`.
+static SPIN_US: std::sync::OnceLock<(Option<u64>, Option<u64>)> = std::sync::OnceLock::new();
+
+/// Records the spin settings of this run (once, before any cluster starts).
+pub fn set_spin(meta_us: Option<u64>, local_us: Option<u64>) {
+    let _ = SPIN_US.set((meta_us, local_us));
+}
+
+/// `meta.spin_wait_us` of the MetaServices of this run.
+pub fn meta_spin_us() -> u64 {
+    SPIN_US
+        .get()
+        .and_then(|s| s.0)
+        .unwrap_or(MetaConfig::default().spin_wait_us)
+}
+
+/// `local.spin_wait_us` of the MemCache clients of this run.
+pub fn local_spin_us() -> u64 {
+    SPIN_US
+        .get()
+        .and_then(|s| s.1)
+        .unwrap_or(LocalConfig::default().spin_wait_us)
+}
+
 /// How long the child LocalService may take to register.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -179,6 +204,7 @@ impl Cluster {
             listen: "127.0.0.1:0".into(),
             http_listen: String::new(),
             log_level: "warn".into(),
+            spin_wait_us: meta_spin_us(),
             ..MetaConfig::default()
         };
         let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg))?;
@@ -224,6 +250,7 @@ impl Cluster {
             meta_addr: self.meta_addr.to_string(),
             dram_size: ByteSize(0),
             protocol,
+            spin_wait_us: local_spin_us(),
             ..LocalConfig::default()
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
@@ -236,6 +263,7 @@ impl Cluster {
             meta_addr: self.meta_addr.to_string(),
             dram_size: ByteSize(0),
             async_commit: true,
+            spin_wait_us: local_spin_us(),
             ..LocalConfig::default()
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect an async-commit client: {e}"))

@@ -307,7 +307,14 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
     ));
     let cluster = Cluster::start_with(shape.segment, shape.providers)?;
     let meta = cluster.meta_addr.to_string();
-    let mut mmc = client_procs(shape, nmax, None, &["--target", "mmc", "--meta", &meta], "scale-mmc")?;
+    let spin = super::cluster::local_spin_us().to_string();
+    let mut mmc = client_procs(
+        shape,
+        nmax,
+        None,
+        &["--target", "mmc", "--meta", &meta, "--spin-us", &spin],
+        "scale-mmc",
+    )?;
     let mut rows = Vec::new();
     for &n in &shape.clients {
         progress(&format!(
@@ -461,7 +468,8 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         shape.providers, ns.a, ns.b
     ));
     let mut mcmd = mmc_command(Some(&ns.a))?;
-    mcmd.args(["meta", "--listen", &meta, "--http", ""])
+    let meta_spin = super::cluster::meta_spin_us().to_string();
+    mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -484,7 +492,16 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         shape,
         nmax,
         Some(&ns.b),
-        &["--target", "mmc", "--meta", &meta, "--protocol", "tcp"],
+        &[
+            "--target",
+            "mmc",
+            "--meta",
+            &meta,
+            "--protocol",
+            "tcp",
+            "--spin-us",
+            &super::cluster::local_spin_us().to_string(),
+        ],
         "cross-mmc",
     )?;
     let server = {

@@ -934,6 +934,9 @@ pub struct ClientArgs {
     /// Region of the memcpy target.
     #[arg(long, default_value_t = 256 << 20)]
     ws: u64,
+    /// local.spin_wait_us (mmc) [default: the config default].
+    #[arg(long)]
+    spin_us: Option<u64>,
 }
 
 fn answer(out: &mut impl Write, r: &Res) {
@@ -1007,6 +1010,7 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 dram_size: mmc_config::ByteSize(0),
                 protocol,
                 log_level: "warn".into(),
+                spin_wait_us: a.spin_us.unwrap_or(mmc_config::LocalConfig::default().spin_wait_us),
                 ..mmc_config::LocalConfig::default()
             };
             let c = BlockingObjectStore::connect(cfg).map_err(|e| format!("connect to {}: {e}", a.meta))?;

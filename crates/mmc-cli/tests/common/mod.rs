@@ -202,6 +202,7 @@ impl Cluster {
             let mc = mmc_local::meta_client::MetaClient::new(
                 self.meta_addr.clone(),
                 Duration::from_secs(3),
+                Duration::ZERO,
                 tokio::runtime::Handle::current(),
             );
             match mc.call(&Request::Stat).await {

@@ -97,6 +97,8 @@ class LocalConfig:
     """Host id override (None: machine id + network namespace)."""
     async_commit: bool
     """Return from a put once its commit is sent (one round trip instead of two); others see it a moment later."""
+    spin_wait_us: int
+    """Microseconds the caller polls for the MetaService's answer to a data-path request before sleeping, 0..=10000."""
     prefault_segments: bool
     """Allocate the segment at start and pre-map peer segments (no page faults on the data path)."""
     worker_threads: int
@@ -152,6 +154,8 @@ class MetaConfig:
     """Uncommitted writes are reclaimed after this long (30000)."""
     heartbeat_timeout_ms: int
     """A LocalService silent this long is dead (5000)."""
+    spin_wait_us: int
+    """Microseconds a connection is polled for its next request before the server sleeps, 0..=10000 (200)."""
     log_level: str
     """error, warn, info, debug or trace."""
     ha_enable: bool
