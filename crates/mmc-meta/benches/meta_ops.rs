@@ -14,6 +14,10 @@ use mmc_wire::{Medium, ServiceId};
 use std::hint::black_box;
 use std::sync::Arc;
 
+/// The allocator of the `mmc` binary, which runs the MetaService.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const RESIDENT: usize = 1_000_000;
 const BATCH: usize = 1024;
 const SEGMENTS: usize = 4;
@@ -22,6 +26,8 @@ struct Fixture {
     state: MetaState,
     segs: Vec<ServiceId>,
     acked: Vec<u64>,
+    /// Resident keys are `key(oldest)..key(next)`.
+    oldest: usize,
     next: usize,
 }
 
@@ -53,6 +59,7 @@ impl Fixture {
             state,
             segs,
             acked: vec![0; SEGMENTS],
+            oldest: 0,
             next: 0,
         }
     }
@@ -110,7 +117,19 @@ impl Fixture {
     }
 
     fn resident_keys(&self, start: usize, n: usize) -> Vec<String> {
-        (start..start + n).map(|i| key(i % RESIDENT)).collect()
+        let live = self.next - self.oldest;
+        (start..start + n).map(|i| key(self.oldest + i % live)).collect()
+    }
+
+    /// Removes the `n` oldest objects (a cache in steady state drops as
+    /// much as it adds).
+    fn remove_oldest(&mut self, n: usize) {
+        let keys: Vec<String> = (self.oldest..self.oldest + n).map(key).collect();
+        for r in self.state.remove(&keys) {
+            r.unwrap();
+        }
+        self.oldest += n;
+        self.ack_ledgers();
     }
 }
 
@@ -152,7 +171,11 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(BATCH as u64));
     g.bench_function("alloc_commit", |b| {
         b.iter_batched(
-            || f.borrow_mut().fresh_keys(BATCH),
+            || {
+                // Untimed: keep RESIDENT objects resident.
+                f.borrow_mut().remove_oldest(BATCH);
+                f.borrow_mut().fresh_keys(BATCH)
+            },
             |keys| {
                 f.borrow_mut().put(&keys);
                 f.borrow_mut().ack_ledgers();
@@ -197,9 +220,15 @@ fn benches(c: &mut Criterion) {
     g.bench_function("remove", |b| {
         b.iter_batched(
             || {
+                // Untimed: the removed objects are replaced by fresh ones
+                // first, so RESIDENT stay resident.
                 let keys = f.borrow_mut().fresh_keys(BATCH);
                 f.borrow_mut().put(&keys);
-                keys
+                f.borrow_mut().ack_ledgers();
+                let mut f = f.borrow_mut();
+                let old = (f.oldest..f.oldest + BATCH).map(key).collect::<Vec<_>>();
+                f.oldest += BATCH;
+                old
             },
             |keys| {
                 for r in f.borrow_mut().state.remove(&keys) {
@@ -217,7 +246,10 @@ fn benches(c: &mut Criterion) {
     g.throughput(Throughput::Elements(1));
     g.bench_function("alloc_commit", |b| {
         b.iter_batched(
-            || f.borrow_mut().fresh_keys(1),
+            || {
+                f.borrow_mut().remove_oldest(1);
+                f.borrow_mut().fresh_keys(1)
+            },
             |keys| {
                 f.borrow_mut().put(&keys);
                 keys

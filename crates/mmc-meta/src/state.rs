@@ -519,8 +519,9 @@ impl MetaState {
                     ObjState::Writing { writer: w, .. } if w == writer => {
                         o.state = ObjState::Readable;
                         done_ids.push(o.id);
+                        // The object joined the back of the LRU order at
+                        // alloc; a commit moments later need not move it.
                         let (size, replicas) = (o.size, o.replicas.clone());
-                        self.index.touch(&mut shard, key);
                         let mut m = self.members.lock();
                         for r in replicas {
                             if let Some(seg) = m.segment_mut(r.service) {
@@ -553,19 +554,16 @@ impl MetaState {
             .iter()
             .map(|key| {
                 validate_key(key)?;
-                let mut shard = self.index.lock_key(key);
-                let o = match shard.get_mut(key.as_str()) {
-                    Some(o) if o.is_readable() => o,
-                    _ => return Err(Error::ObjectNotExists),
+                let (h, mut shard) = self.index.lock_hashed(key);
+                let Some(o) = self.index.get_touch(&mut shard, h, key, Object::is_readable) else {
+                    return Err(Error::ObjectNotExists);
                 };
                 o.lease.grant(reader, now, self.params.lease_ms);
-                let loc = Located {
+                Ok(Located {
                     size: o.size,
                     object_id: o.id,
                     replicas: placements(&mut peers, &o.replicas),
-                };
-                self.index.touch(&mut shard, key);
-                Ok(loc)
+                })
             })
             .collect();
         let resolved = peers.resolve(&self.members.lock());
@@ -604,12 +602,8 @@ impl MetaState {
     pub fn exist(&self, keys: &[String]) -> Vec<bool> {
         keys.iter()
             .map(|key| {
-                let mut shard = self.index.lock_key(key);
-                let readable = shard.get(key.as_str()).is_some_and(|o| o.is_readable());
-                if readable {
-                    self.index.touch(&mut shard, key);
-                }
-                readable
+                let (h, mut shard) = self.index.lock_hashed(key);
+                self.index.get_touch(&mut shard, h, key, Object::is_readable).is_some()
             })
             .collect()
     }
