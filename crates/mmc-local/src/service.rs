@@ -26,7 +26,7 @@ const RECOVER_CHUNK: usize = 8192;
 #[derive(Default)]
 struct OwnerLedger {
     /// offset -> (key, size) of each committed replica in our segment.
-    entries: HashMap<u64, (String, u64)>,
+    entries: HashMap<u64, (std::sync::Arc<str>, u64)>,
     /// Last ledger op applied (in the current MetaService's numbering).
     acked: u64,
 }

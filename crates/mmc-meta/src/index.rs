@@ -83,6 +83,26 @@ impl Index {
         }
     }
 
+    /// Removes the object `id` whose key hashes to `h` if `pred` accepts it;
+    /// returns its key and the object. For callers that kept only the hash.
+    pub fn remove_hashed(&self, h: u64, id: u64, pred: impl Fn(&Object) -> bool) -> Option<(String, Object)> {
+        let mut shard = self.lock(Self::shard_of_hash(h));
+        let hasher = &self.hasher;
+        let key = match shard
+            .raw_entry()
+            .from_hash(h, |k: &String| hasher.hash_one(k.as_str()) == h)
+        {
+            Some((k, o)) if o.id == id => k.clone(),
+            // Another key with the same 64-bit hash: look for the id.
+            _ => shard.iter().find(|(_, o)| o.id == id)?.0.clone(),
+        };
+        if !shard.get(key.as_str()).is_some_and(pred) {
+            return None;
+        }
+        let o = shard.remove(key.as_str())?;
+        Some((key, o))
+    }
+
     /// The object under `key` (hashed `h`) if `pred` accepts it, marked as
     /// just used; one probe of the table.
     pub fn get_touch<'a>(
@@ -114,5 +134,51 @@ impl Index {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::object::ObjState;
+
+    fn object(id: u64) -> Object {
+        Object {
+            id,
+            size: 1,
+            state: ObjState::Readable,
+            replicas: Default::default(),
+            last_access: 0,
+            lease: Default::default(),
+        }
+    }
+
+    #[test]
+    fn remove_hashed_finds_the_object_by_hash_and_id() {
+        let idx = Index::default();
+        for (i, k) in ["a", "b", "c"].iter().enumerate() {
+            let (_, mut s) = idx.lock_hashed(k);
+            s.insert(k.to_string(), object(i as u64));
+        }
+        let hb = idx.hash("b");
+        assert!(
+            idx.remove_hashed(hb, 99, |_| true).is_none(),
+            "wrong id: nothing removed"
+        );
+        assert!(
+            idx.remove_hashed(hb, 1, |_| false).is_none(),
+            "rejected: nothing removed"
+        );
+        assert_eq!(
+            idx.remove_hashed(hb, 1, |_| true).map(|(k, o)| (k, o.id)),
+            Some(("b".into(), 1))
+        );
+        assert_eq!(idx.len(), 2);
+        // A hash that leads to another key (as a 64-bit collision would):
+        // the object is still found by its id within the shard.
+        let ha = idx.hash("a");
+        idx.lock_hashed("a").1.insert("a2".into(), object(7));
+        assert_eq!(idx.remove_hashed(ha, 7, |_| true).map(|(k, _)| k), Some("a2".into()));
+        assert_eq!(idx.remove_hashed(ha, 0, |_| true).map(|(k, _)| k), Some("a".into()));
     }
 }

@@ -30,7 +30,7 @@ pub struct Ledger {
 impl Ledger {
     pub fn add(&mut self, key: &str, offset: u64, size: u64) {
         self.push(LedgerOp::Add(LedgerEntry {
-            key: key.to_owned(),
+            key: key.into(),
             offset,
             size,
         }));

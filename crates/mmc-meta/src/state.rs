@@ -73,9 +73,10 @@ pub struct MetaState {
     index: Index,
     members: Mutex<Membership>,
     next_object_id: AtomicU64,
-    /// In-flight writes by object id (ids grow with time): (since_ms, key).
+    /// In-flight writes by object id (ids grow with time): (since_ms, hash
+    /// of the key in the index).
     /// Entries leave at commit or revoke, so only writes in flight cost memory.
-    writing: Mutex<BTreeMap<u64, (u64, String)>>,
+    writing: Mutex<BTreeMap<u64, (u64, u64)>>,
     /// Removed or evicted objects whose leases are still live.
     zombies: Mutex<Vec<Object>>,
     pub counters: Counters,
@@ -161,7 +162,7 @@ impl MetaState {
             let Some(seg) = m.segment_mut(service) else {
                 return Err(Error::invalid(format!("service {service} has no segment")));
             };
-            let existing = shard.get(&e.key);
+            let existing = shard.get(&*e.key);
             let compatible = match existing {
                 None => true,
                 Some(o) => o.is_readable() && o.size == e.size && o.replicas.iter().all(|r| r.service != service),
@@ -178,7 +179,7 @@ impl MetaState {
                 service,
                 offset: e.offset,
             };
-            match shard.get_mut(&e.key) {
+            match shard.get_mut(&*e.key) {
                 Some(o) => o.replicas.push(replica),
                 None => {
                     let o = Object {
@@ -189,7 +190,7 @@ impl MetaState {
                         last_access: self.index.next_tick(),
                         lease: Lease::default(),
                     };
-                    shard.insert(e.key, o);
+                    shard.insert(e.key.to_string(), o);
                 }
             }
         }
@@ -307,21 +308,11 @@ impl MetaState {
 
     /// Drops every in-flight write of `writer`; returns how many.
     fn reclaim_writes_of(&self, writer: ServiceId) -> usize {
-        let inflight: Vec<(u64, String)> = self
-            .writing
-            .lock()
-            .iter()
-            .map(|(id, (_, k))| (*id, k.clone()))
-            .collect();
+        let inflight: Vec<(u64, u64)> = self.writing.lock().iter().map(|(id, &(_, h))| (*id, h)).collect();
         let mut n = 0;
-        for (id, key) in inflight {
-            let mut shard = self.index.lock_key(&key);
-            let mine = shard
-                .get(key.as_str())
-                .is_some_and(|o| o.id == id && matches!(o.state, ObjState::Writing { writer: w, .. } if w == writer));
-            if mine {
-                let o = shard.remove(key.as_str()).expect("present");
-                drop(shard);
+        for (id, h) in inflight {
+            let mine = |o: &Object| matches!(o.state, ObjState::Writing { writer: w, .. } if w == writer);
+            if let Some((_, o)) = self.index.remove_hashed(h, id, mine) {
                 Self::free_replicas(&mut self.members.lock(), &o);
                 self.writing.lock().remove(&id);
                 n += 1;
@@ -393,7 +384,7 @@ impl MetaState {
         }
         let mut evicted_any = false;
         for _attempt in 0..4 {
-            let mut shard = self.index.lock_key(&it.key);
+            let (h, mut shard) = self.index.lock_hashed(&it.key);
             if shard.contains_key(&it.key) {
                 return Err(AllocErr::Fail(Error::DuplicatedObject));
             }
@@ -425,7 +416,7 @@ impl MetaState {
                     let id = o.id;
                     shard.insert(it.key.clone(), o);
                     drop(shard);
-                    self.writing.lock().insert(id, (now, it.key.clone()));
+                    self.writing.lock().insert(id, (now, h));
                     return Ok(replicas);
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
@@ -706,20 +697,17 @@ impl MetaState {
 
     fn reap_writes(&self, now: u64) {
         loop {
-            let (key, id) = {
+            let (h, id) = {
                 let mut w = self.writing.lock();
                 match w.first_key_value() {
                     Some((_, &(since, _))) if now.saturating_sub(since) >= self.params.put_timeout_ms => {
-                        let (id, (_, k)) = w.pop_first().expect("first");
-                        (k, id)
+                        let (id, (_, h)) = w.pop_first().expect("first");
+                        (h, id)
                     }
                     _ => return,
                 }
             };
-            let mut shard = self.index.lock_key(&key);
-            let stale = shard.get(key.as_str()).is_some_and(|o| o.id == id && !o.is_readable());
-            if stale {
-                let o = shard.remove(key.as_str()).expect("present");
+            if let Some((key, o)) = self.index.remove_hashed(h, id, |o| !o.is_readable()) {
                 Self::free_replicas(&mut self.members.lock(), &o);
                 self.counters.put_timeouts.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(key, "write not committed within put_timeout: space reclaimed");

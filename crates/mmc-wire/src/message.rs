@@ -30,7 +30,9 @@ pub struct PeerInfo {
 /// One committed replica recorded in the segment owner's ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LedgerEntry {
-    pub key: String,
+    /// Shared, not copied, between the MetaService's ledger queue and the
+    /// polls that hand it out (encoded as a plain string).
+    pub key: std::sync::Arc<str>,
     pub offset: u64,
     pub size: u64,
 }
