@@ -118,7 +118,10 @@ impl SpinConn {
                     break;
                 }
                 self.pump(false);
-                std::hint::spin_loop();
+                // Give the CPU to any other runnable thread (the MetaService
+                // or another client when there are more threads than CPUs);
+                // returns at once when there is none.
+                std::thread::yield_now();
             }
         }
         self.parked.fetch_add(1, Ordering::AcqRel);
