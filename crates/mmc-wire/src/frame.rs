@@ -74,6 +74,19 @@ pub fn encode<T: Serialize>(kind: FrameKind, id: u64, msg: &T) -> Result<Vec<u8>
     Ok(buf)
 }
 
+/// Checks the header after the length field; returns the kind and request id.
+pub fn parse_head(head: &[u8; HEADER_AFTER_LEN]) -> Result<(FrameKind, u64), FrameError> {
+    if head[0] != FRAME_VERSION {
+        return Err(FrameError::BadVersion(head[0]));
+    }
+    let kind = match head[1] {
+        0 => FrameKind::Request,
+        1 => FrameKind::Response,
+        k => return Err(FrameError::BadKind(k)),
+    };
+    Ok((kind, u64::from_le_bytes(head[2..10].try_into().expect("8 bytes"))))
+}
+
 /// Reads one frame. Returns `Ok(None)` on a clean end of stream between frames.
 pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>, FrameError> {
     let mut len_buf = [0u8; 4];
@@ -88,15 +101,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
     }
     let mut head = [0u8; HEADER_AFTER_LEN];
     r.read_exact(&mut head).await?;
-    if head[0] != FRAME_VERSION {
-        return Err(FrameError::BadVersion(head[0]));
-    }
-    let kind = match head[1] {
-        0 => FrameKind::Request,
-        1 => FrameKind::Response,
-        k => return Err(FrameError::BadKind(k)),
-    };
-    let id = u64::from_le_bytes(head[2..10].try_into().expect("8 bytes"));
+    let (kind, id) = parse_head(&head)?;
     let mut payload = vec![0u8; len - HEADER_AFTER_LEN];
     r.read_exact(&mut payload).await?;
     Ok(Some(Frame { kind, id, payload }))

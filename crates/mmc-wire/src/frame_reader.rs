@@ -9,7 +9,7 @@
 //! sleeping thread costs tens of microseconds, more than a control request
 //! takes to serve.
 
-use crate::frame::{Frame, FrameError, FrameKind, FRAME_VERSION, HEADER_AFTER_LEN, MAX_FRAME};
+use crate::frame::{parse_head, Frame, FrameError, HEADER_AFTER_LEN, MAX_FRAME};
 use std::io;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -92,19 +92,11 @@ impl<S: ReadSource> FrameReader<S> {
             return Ok(None);
         }
         let len = check_len(u32::from_le_bytes(avail[0..4].try_into().expect("4 bytes")) as usize)?;
-        let head = &avail[4..4 + HEADER_AFTER_LEN];
-        if head[0] != FRAME_VERSION {
-            return Err(FrameError::BadVersion(head[0]));
-        }
-        let kind = match head[1] {
-            0 => FrameKind::Request,
-            1 => FrameKind::Response,
-            k => return Err(FrameError::BadKind(k)),
-        };
+        let head: &[u8; HEADER_AFTER_LEN] = avail[4..4 + HEADER_AFTER_LEN].try_into().expect("header bytes");
+        let (kind, id) = parse_head(head)?;
         if avail.len() < 4 + len {
             return Ok(None);
         }
-        let id = u64::from_le_bytes(head[2..10].try_into().expect("8 bytes"));
         let payload = avail[4 + HEADER_AFTER_LEN..4 + len].to_vec();
         self.start += 4 + len;
         if self.start == self.end {
@@ -198,7 +190,7 @@ fn check_len(len: usize) -> Result<usize, FrameError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::encode;
+    use crate::frame::{encode, FrameKind};
     use tokio::io::AsyncWriteExt;
     use tokio::net::{TcpListener, TcpStream};
 
