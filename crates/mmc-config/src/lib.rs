@@ -136,10 +136,12 @@ pub struct MetaConfig {
     pub put_timeout_ms: u64,
     /// A LocalService silent this long is declared dead, in milliseconds.
     pub heartbeat_timeout_ms: u64,
-    /// After serving a request, poll its connection for the next one this
-    /// long (microseconds) before sleeping; 0 never polls. Saves the wake-up
-    /// of a sleeping thread (tens of microseconds on a virtual machine) when
-    /// requests come back to back, at the cost of that much CPU time.
+    /// After serving a data-path request (alloc, finish, lookup, exist, key
+    /// info, remove), poll its connection for the next one this long
+    /// (microseconds) before sleeping; 0 never polls. Saves the wake-up of a
+    /// sleeping thread (tens of microseconds on a virtual machine) when
+    /// requests come back to back, at the cost of up to that much CPU time
+    /// per request. Heartbeats and other control requests never poll.
     pub spin_wait_us: u64,
     pub log_level: String,
     pub ha: HaConfig,

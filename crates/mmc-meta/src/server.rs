@@ -6,8 +6,10 @@
 //! polls wait; everything else answers at once). A malformed frame closes that
 //! one connection; an undecodable payload inside a well-formed frame is
 //! answered with INVALID_PARAM and the connection stays open.
-//! After a request, a connection is polled for `meta.spin_wait_us` before its
-//! task sleeps, so back-to-back requests skip a thread wake-up.
+//! After a data-path request (alloc, finish, lookup, exist, key info,
+//! remove), a connection is polled for `meta.spin_wait_us` before its task
+//! sleeps, so back-to-back requests skip a thread wake-up; other requests
+//! (heartbeats, ledger polls, ...) never start polling.
 //! A background task runs [`MetaState::tick`] every 100 ms.
 
 use crate::metrics::Metrics;
@@ -104,12 +106,23 @@ impl Server {
         let mut rd = FrameReader::new(rd);
         let (tx, flusher) = FrameWriter::new(wr);
         let _guard = AbortOnDrop(flusher);
-        while let Some(f) = rd.next_frame(self.spin_wait).await? {
+        // Poll for the next request only after a data-path one: heartbeats,
+        // ledger polls and the like come seldom, and must not keep the
+        // MetaService busy on an idle cluster.
+        let mut spin = Duration::ZERO;
+        while let Some(f) = rd.next_frame(spin).await? {
             if f.kind != FrameKind::Request {
                 return Err(FrameError::BadKind(f.kind as u8));
             }
             let req: Request = match f.decode() {
-                Ok(r) => r,
+                Ok(r) => {
+                    spin = if is_data_path(&r) {
+                        self.spin_wait
+                    } else {
+                        Duration::ZERO
+                    };
+                    r
+                }
                 Err(e) => {
                     self.metrics
                         .bad_frames
@@ -354,6 +367,19 @@ fn op_of(req: &Request) -> (&'static str, usize) {
 }
 
 /// Polls `f` once, reporting whether it finished.
+/// Requests a client waits on while moving data (it polls for the answer).
+fn is_data_path(r: &Request) -> bool {
+    matches!(
+        r,
+        Request::Alloc { .. }
+            | Request::Finish { .. }
+            | Request::Lookup { .. }
+            | Request::Exist { .. }
+            | Request::KeyInfo { .. }
+            | Request::Remove { .. }
+    )
+}
+
 async fn poll_once<F: Future<Output = ()> + Unpin>(f: &mut F) -> Poll<()> {
     std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
 }
