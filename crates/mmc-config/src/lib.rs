@@ -366,5 +366,19 @@ mod tests {
             ..Default::default()
         };
         assert!(l.validate().unwrap_err().to_string().contains("local.worker_threads"));
+        let l = LocalConfig {
+            spin_wait_us: MAX_SPIN_WAIT_US + 1,
+            ..Default::default()
+        };
+        assert!(l.validate().unwrap_err().to_string().contains("local.spin_wait_us"));
+        let m = MetaConfig {
+            spin_wait_us: MAX_SPIN_WAIT_US + 1,
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().to_string().contains("meta.spin_wait_us"));
+        let e = ConfigFile::from_toml("[meta]\nspin_wait_us = -1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("spin_wait_us"), "{e}");
     }
 }

@@ -150,14 +150,18 @@ impl MetaClient {
         Ok(sock)
     }
 
+    fn live_fast(&self) -> Option<Arc<SpinConn>> {
+        self.fast.lock().as_ref().filter(|c| c.is_alive()).cloned()
+    }
+
     /// The data-path connection, opened if needed.
     async fn fast_connection(&self) -> Result<Arc<SpinConn>> {
-        if let Some(c) = self.fast.lock().as_ref().filter(|c| c.is_alive()) {
-            return Ok(c.clone());
+        if let Some(c) = self.live_fast() {
+            return Ok(c);
         }
         let _g = self.fast_open.lock().await;
-        if let Some(c) = self.fast.lock().as_ref().filter(|c| c.is_alive()) {
-            return Ok(c.clone());
+        if let Some(c) = self.live_fast() {
+            return Ok(c);
         }
         let sock = self.connect().await?;
         let std_sock = {
@@ -175,12 +179,12 @@ impl MetaClient {
     }
 
     /// Sends a request on the data-path connection.
-    async fn send_fast(&self, req: &Request, waiter: impl FnOnce() -> Waiter) -> Result<(Arc<SpinConn>, u64)> {
+    async fn send_fast(&self, req: &Request, waiter: Waiter) -> Result<(Arc<SpinConn>, u64)> {
         let conn = self.fast_connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = frame::encode(FrameKind::Request, id, req)
             .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
-        conn.send(id, &buf, waiter())?;
+        conn.send(id, &buf, waiter)?;
         Ok((conn, id))
     }
 
@@ -189,7 +193,7 @@ impl MetaClient {
     /// `local.spin_wait_us`, then sleeps until it comes.
     pub async fn call_fast(&self, req: &Request) -> Result<Response> {
         let (tx, rx) = oneshot::channel();
-        let (conn, id) = self.send_fast(req, || Waiter::Call(tx)).await?;
+        let (conn, id) = self.send_fast(req, Waiter::Call(tx)).await?;
         conn.wait(id, rx, self.spin_wait, self.timeout).await
     }
 
@@ -197,7 +201,7 @@ impl MetaClient {
     /// the connection (ordered before any later data-path request of this
     /// client) when this returns; a failure in the answer is logged.
     pub async fn send_only(&self, req: &Request, what: &'static str) -> Result<()> {
-        self.send_fast(req, || Waiter::Log(what)).await.map(|_| ())
+        self.send_fast(req, Waiter::Log(what)).await.map(|_| ())
     }
 
     /// Sends one request and waits for its response. `Response::Failed`

@@ -47,10 +47,6 @@ impl Index {
         self.hasher.hash_one(key)
     }
 
-    pub fn shard_of(&self, key: &str) -> usize {
-        Self::shard_of_hash(self.hash(key))
-    }
-
     /// Bits 32.. pick the shard: the shard's table uses the low bits for
     /// buckets and the top seven as tags.
     fn shard_of_hash(h: u64) -> usize {
@@ -68,7 +64,7 @@ impl Index {
     }
 
     pub fn lock_key(&self, key: &str) -> MutexGuard<'_, Shard> {
-        self.lock(self.shard_of(key))
+        self.lock_hashed(key).1
     }
 
     /// A fresh access tick (monotonic across shards).
@@ -76,29 +72,20 @@ impl Index {
         self.tick.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Marks `key` as just used: moves it to the back of its shard's LRU order.
-    pub fn touch(&self, shard: &mut Shard, key: &str) {
-        if let Some(o) = shard.to_back(key) {
-            o.last_access = self.next_tick();
-        }
-    }
-
     /// Removes the object `id` whose key hashes to `h` if `pred` accepts it;
     /// returns its key and the object. For callers that kept only the hash.
     pub fn remove_hashed(&self, h: u64, id: u64, pred: impl Fn(&Object) -> bool) -> Option<(String, Object)> {
         let mut shard = self.lock(Self::shard_of_hash(h));
         let hasher = &self.hasher;
-        let key = match shard
+        let found = match shard
             .raw_entry()
             .from_hash(h, |k: &String| hasher.hash_one(k.as_str()) == h)
         {
-            Some((k, o)) if o.id == id => k.clone(),
+            Some((k, o)) if o.id == id => Some((k, o)),
             // Another key with the same 64-bit hash: look for the id.
-            _ => shard.iter().find(|(_, o)| o.id == id)?.0.clone(),
+            _ => shard.iter().find(|(_, o)| o.id == id),
         };
-        if !shard.get(key.as_str()).is_some_and(pred) {
-            return None;
-        }
+        let key = found.filter(|(_, o)| pred(o))?.0.clone();
         let o = shard.remove(key.as_str())?;
         Some((key, o))
     }
