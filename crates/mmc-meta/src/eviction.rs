@@ -6,7 +6,7 @@
 //! chosen. Freeing the victims' space is the caller's job.
 
 use crate::allocator::align_up;
-use crate::index::Index;
+use crate::index::{Index, Key};
 use crate::object::Object;
 
 /// Candidates examined at the front of each shard per pass.
@@ -20,12 +20,12 @@ pub fn take_victims(
     now_ms: u64,
     want_bytes: u64,
     filter: &dyn Fn(&Object) -> u64,
-) -> Vec<(String, Object)> {
+) -> Vec<(Key, Object)> {
     let mut out = Vec::new();
     let mut freed = 0u64;
     while freed < want_bytes {
         // (last_access, shard, key, bytes that would be freed)
-        let mut cands: Vec<(u64, usize, String, u64)> = Vec::new();
+        let mut cands: Vec<(u64, usize, Key, u64)> = Vec::new();
         for s in 0..index.shard_count() {
             let shard = index.lock(s);
             let mut found = 0;

@@ -15,12 +15,16 @@ use hashlink::LinkedHashMap;
 use parking_lot::{Mutex, MutexGuard};
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 pub const SHARDS: usize = 64;
 
 type Hasher = foldhash::fast::RandomState;
 
-pub type Shard = LinkedHashMap<String, Object, Hasher>;
+/// An index key, shared with the ledger entries that name it.
+pub type Key = Arc<str>;
+
+pub type Shard = LinkedHashMap<Key, Object, Hasher>;
 
 pub struct Index {
     shards: Box<[Mutex<Shard>]>,
@@ -74,19 +78,16 @@ impl Index {
 
     /// Removes the object `id` whose key hashes to `h` if `pred` accepts it;
     /// returns its key and the object. For callers that kept only the hash.
-    pub fn remove_hashed(&self, h: u64, id: u64, pred: impl Fn(&Object) -> bool) -> Option<(String, Object)> {
+    pub fn remove_hashed(&self, h: u64, id: u64, pred: impl Fn(&Object) -> bool) -> Option<(Key, Object)> {
         let mut shard = self.lock(Self::shard_of_hash(h));
         let hasher = &self.hasher;
-        let found = match shard
-            .raw_entry()
-            .from_hash(h, |k: &String| hasher.hash_one(k.as_str()) == h)
-        {
+        let found = match shard.raw_entry().from_hash(h, |k: &Key| hasher.hash_one(&**k) == h) {
             Some((k, o)) if o.id == id => Some((k, o)),
             // Another key with the same 64-bit hash: look for the id.
             _ => shard.iter().find(|(_, o)| o.id == id),
         };
         let key = found.filter(|(_, o)| pred(o))?.0.clone();
-        let o = shard.remove(key.as_str())?;
+        let o = shard.remove(&*key)?;
         Some((key, o))
     }
 
@@ -145,7 +146,7 @@ mod tests {
         let idx = Index::default();
         for (i, k) in ["a", "b", "c"].iter().enumerate() {
             let (_, mut s) = idx.lock_hashed(k);
-            s.insert(k.to_string(), object(i as u64));
+            s.insert((*k).into(), object(i as u64));
         }
         let hb = idx.hash("b");
         assert!(
@@ -157,7 +158,7 @@ mod tests {
             "rejected: nothing removed"
         );
         assert_eq!(
-            idx.remove_hashed(hb, 1, |_| true).map(|(k, o)| (k, o.id)),
+            idx.remove_hashed(hb, 1, |_| true).map(|(k, o)| (k.to_string(), o.id)),
             Some(("b".into(), 1))
         );
         assert_eq!(idx.len(), 2);

@@ -12,6 +12,7 @@
 
 use mmc_wire::message::{LedgerEntry, LedgerOp};
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 /// Most ops handed out by one poll.
 pub const MAX_OPS_PER_POLL: usize = 65536;
@@ -28,12 +29,8 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn add(&mut self, key: &str, offset: u64, size: u64) {
-        self.push(LedgerOp::Add(LedgerEntry {
-            key: key.into(),
-            offset,
-            size,
-        }));
+    pub fn add(&mut self, key: Arc<str>, offset: u64, size: u64) {
+        self.push(LedgerOp::Add(LedgerEntry { key, offset, size }));
     }
 
     /// Queues the deletion of a replica; its range becomes free once acked.
@@ -95,9 +92,9 @@ mod tests {
     #[test]
     fn frees_only_after_ack() {
         let mut l = Ledger::default();
-        l.add("a", 0, 10);
+        l.add("a".into(), 0, 10);
         l.del(0, 10);
-        l.add("b", 4096, 10);
+        l.add("b".into(), 4096, 10);
         let (last, ops) = l.pending();
         assert_eq!((last, ops.len()), (3, 3));
         assert!(l.ack(1).is_empty());

@@ -76,6 +76,15 @@ impl Membership {
         Ok(id)
     }
 
+    /// Capacity of the largest segment, if any member has one.
+    pub fn largest_capacity(&self) -> Option<u64> {
+        self.members
+            .values()
+            .filter_map(|x| x.segment.as_ref())
+            .map(|s| s.alloc.capacity())
+            .max()
+    }
+
     fn fresh_id(&mut self) -> Result<ServiceId> {
         for _ in 0..MAX_SERVICE_ID {
             self.next_id = if self.next_id >= MAX_SERVICE_ID {

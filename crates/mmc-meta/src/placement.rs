@@ -16,24 +16,25 @@ pub enum PlaceFailure {
     NoSpace,
 }
 
+fn eligible(m: &Membership, id: ServiceId) -> bool {
+    m.members
+        .get(&id)
+        .and_then(|mem| mem.segment.as_ref())
+        .is_some_and(|s| !s.recovering && s.medium == Medium::Dram)
+}
+
 /// Candidate segments for a new object, best first.
 pub fn candidates(m: &Membership, writer: ServiceId, preferred: &[ServiceId]) -> Vec<ServiceId> {
-    let eligible = |id: &ServiceId| {
-        m.members
-            .get(id)
-            .and_then(|mem| mem.segment.as_ref())
-            .is_some_and(|s| !s.recovering && s.medium == Medium::Dram)
-    };
     let mut out: Vec<ServiceId> = Vec::new();
-    for id in preferred.iter().chain(std::iter::once(&writer)) {
-        if eligible(id) && !out.contains(id) {
-            out.push(*id);
+    for &id in preferred.iter().chain(std::iter::once(&writer)) {
+        if eligible(m, id) && !out.contains(&id) {
+            out.push(id);
         }
     }
     let mut rest: Vec<(u64, ServiceId)> = m
         .members
         .iter()
-        .filter(|(id, _)| eligible(id) && !out.contains(id))
+        .filter(|(&id, _)| eligible(m, id) && !out.contains(&id))
         .map(|(id, mem)| (mem.segment.as_ref().map_or(0, |s| s.alloc.free_bytes()), *id))
         .collect();
     rest.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -41,8 +42,8 @@ pub fn candidates(m: &Membership, writer: ServiceId, preferred: &[ServiceId]) ->
     out
 }
 
-/// Allocates `replicas` copies of `size` bytes on distinct segments. On
-/// failure nothing stays allocated.
+/// Allocates `replicas` copies of `size` bytes on distinct segments, in the
+/// order of [`candidates`]. On failure nothing stays allocated.
 pub fn place(
     m: &mut Membership,
     writer: ServiceId,
@@ -50,30 +51,45 @@ pub fn place(
     replicas: u32,
     size: u64,
 ) -> Result<Vec<Replica>, PlaceFailure> {
-    let cands = candidates(m, writer, preferred);
-    if cands.len() < replicas as usize {
-        return Err(PlaceFailure::TooFewSegments { have: cands.len() });
+    let want = replicas as usize;
+    let mut got: Vec<Replica> = Vec::with_capacity(want);
+    let try_on = |m: &mut Membership, got: &mut Vec<Replica>, id: ServiceId| {
+        if got.len() < want && eligible(m, id) && got.iter().all(|r| r.service != id) {
+            let seg = m.segment_mut(id).expect("eligible segment");
+            if let Some(offset) = seg.alloc.alloc(size) {
+                got.push(Replica { service: id, offset });
+            }
+        }
+    };
+    // The head of the candidate order (preferred, then the writer) needs no
+    // ranking of the other segments; most puts are placed here.
+    for &id in preferred.iter().chain(std::iter::once(&writer)) {
+        try_on(m, &mut got, id);
     }
-    let mut got: Vec<Replica> = Vec::with_capacity(replicas as usize);
-    for id in cands {
-        if got.len() == replicas as usize {
-            break;
+    if got.len() < want {
+        let cands = candidates(m, writer, preferred);
+        if cands.len() < want {
+            release(m, got, size);
+            return Err(PlaceFailure::TooFewSegments { have: cands.len() });
         }
-        let seg = m.segment_mut(id).expect("candidate has a segment");
-        if let Some(offset) = seg.alloc.alloc(size) {
-            got.push(Replica { service: id, offset });
+        for id in cands {
+            try_on(m, &mut got, id);
         }
     }
-    if got.len() < replicas as usize {
-        for r in got {
-            m.segment_mut(r.service)
-                .expect("just allocated")
-                .alloc
-                .free(r.offset, size);
-        }
+    if got.len() < want {
+        release(m, got, size);
         return Err(PlaceFailure::NoSpace);
     }
     Ok(got)
+}
+
+fn release(m: &mut Membership, got: Vec<Replica>, size: u64) {
+    for r in got {
+        m.segment_mut(r.service)
+            .expect("just allocated")
+            .alloc
+            .free(r.offset, size);
+    }
 }
 
 #[cfg(test)]

@@ -9,10 +9,11 @@
 use crate::allocator::align_up;
 use crate::clock::Clock;
 use crate::eviction::{bytes_on, take_victims};
-use crate::index::Index;
+use crate::index::{Index, Key};
 use crate::membership::Membership;
 use crate::object::{Lease, ObjState, Object, Replica};
 use crate::placement::{self, PlaceFailure};
+use hashlink::linked_hash_map::RawEntryMut;
 use mmc_wire::message::{
     AllocItem, ClusterStat, KeyInfo, LedgerEntry, LedgerOp, Located, PeerInfo, Placement, RegisterReq,
 };
@@ -190,7 +191,7 @@ impl MetaState {
                         last_access: self.index.next_tick(),
                         lease: Lease::default(),
                     };
-                    shard.insert(e.key.to_string(), o);
+                    shard.insert(e.key.clone(), o);
                 }
             }
         }
@@ -268,7 +269,7 @@ impl MetaState {
         let mut dropped_objects = 0u64;
         for s in 0..self.index.shard_count() {
             let mut shard = self.index.lock(s);
-            let mut gone: Vec<String> = Vec::new();
+            let mut gone: Vec<Key> = Vec::new();
             let mut to_free: Vec<Object> = Vec::new();
             for (k, o) in shard.iter_mut() {
                 o.lease.release_all_of(service);
@@ -343,22 +344,34 @@ impl MetaState {
     /// `WaitSpace` should be retried (see the server's alloc loop).
     pub fn alloc<'a>(&self, writer: ServiceId, items: impl IntoIterator<Item = &'a AllocItem>) -> Vec<AllocOutcome> {
         let now = self.now();
-        let known_writer = self.is_member(writer);
-        items
-            .into_iter()
+        // Membership facts every item needs, read once per batch.
+        let (known_writer, largest) = {
+            let m = self.members.lock();
+            (m.members.contains_key(&writer), m.largest_capacity())
+        };
+        let items = items.into_iter();
+        let mut started: Vec<(u64, (u64, u64))> = Vec::with_capacity(items.size_hint().0);
+        let out = items
             .map(|it| {
                 if !known_writer {
                     return AllocOutcome::Done(Err(Error::NotConnectedMeta(format!(
                         "writer {writer} is not registered"
                     ))));
                 }
-                match self.alloc_one(writer, it, now) {
-                    Ok(replicas) => AllocOutcome::Done(Ok(replicas)),
+                match self.alloc_one(writer, it, now, largest) {
+                    Ok((id, h, replicas)) => {
+                        started.push((id, (now, h)));
+                        AllocOutcome::Done(Ok(replicas))
+                    }
                     Err(AllocErr::Fail(e)) => AllocOutcome::Done(Err(e)),
                     Err(AllocErr::Wait) => AllocOutcome::WaitSpace,
                 }
             })
-            .collect()
+            .collect();
+        if !started.is_empty() {
+            self.writing.lock().extend(started);
+        }
+        out
     }
 
     /// Turns replica lists into a response: a peer list plus placements
@@ -376,48 +389,49 @@ impl MetaState {
         )
     }
 
-    fn alloc_one(&self, writer: ServiceId, it: &AllocItem, now: u64) -> Result<Vec<Replica>, AllocErr> {
+    /// Allocates one item; returns its object id, key hash and replicas.
+    /// The caller records the write as in flight.
+    fn alloc_one(
+        &self,
+        writer: ServiceId,
+        it: &AllocItem,
+        now: u64,
+        largest: Option<u64>,
+    ) -> Result<(u64, u64, Vec<Replica>), AllocErr> {
         validate_key(&it.key).map_err(AllocErr::Fail)?;
         validate_replicas(it.replicas).map_err(AllocErr::Fail)?;
         if it.size == 0 {
             return Err(AllocErr::Fail(Error::invalid("object size is 0")));
         }
+        if largest.is_some_and(|c| align_up(it.size) > c) {
+            return Err(AllocErr::Fail(Error::invalid(format!(
+                "object size {} exceeds the largest segment ({} bytes)",
+                it.size,
+                largest.unwrap_or(0)
+            ))));
+        }
         let mut evicted_any = false;
         for _attempt in 0..4 {
             let (h, mut shard) = self.index.lock_hashed(&it.key);
-            if shard.contains_key(&it.key) {
+            // One probe: the vacant slot found here receives the object.
+            let RawEntryMut::Vacant(slot) = shard.raw_entry_mut().from_key_hashed_nocheck(h, it.key.as_str()) else {
                 return Err(AllocErr::Fail(Error::DuplicatedObject));
-            }
+            };
             let mut m = self.members.lock();
-            let largest = m
-                .members
-                .values()
-                .filter_map(|x| x.segment.as_ref())
-                .map(|s| s.alloc.capacity())
-                .max();
-            if largest.is_some_and(|c| align_up(it.size) > c) {
-                return Err(AllocErr::Fail(Error::invalid(format!(
-                    "object size {} exceeds the largest segment ({} bytes)",
-                    it.size,
-                    largest.unwrap_or(0)
-                ))));
-            }
             match placement::place(&mut m, writer, &it.preferred, it.replicas, it.size) {
                 Ok(replicas) => {
                     drop(m);
+                    let id = self.next_object_id.fetch_add(1, Ordering::Relaxed);
                     let o = Object {
-                        id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
+                        id,
                         size: it.size,
                         state: ObjState::Writing { writer, since_ms: now },
                         replicas: replicas.iter().copied().collect(),
                         last_access: self.index.next_tick(),
                         lease: Lease::default(),
                     };
-                    let id = o.id;
-                    shard.insert(it.key.clone(), o);
-                    drop(shard);
-                    self.writing.lock().insert(id, (now, h));
-                    return Ok(replicas);
+                    slot.insert_hashed_nocheck(h, Key::from(it.key.as_str()), o);
+                    return Ok((id, h, replicas));
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
                     return Err(AllocErr::Fail(Error::invalid(format!(
@@ -467,7 +481,7 @@ impl MetaState {
         self.finish_eviction(victims, &on)
     }
 
-    fn finish_eviction(&self, victims: Vec<(String, Object)>, on: &dyn Fn(ServiceId) -> bool) -> u64 {
+    fn finish_eviction(&self, victims: Vec<(Key, Object)>, on: &dyn Fn(ServiceId) -> bool) -> u64 {
         if victims.is_empty() {
             return 0;
         }
@@ -489,10 +503,9 @@ impl MetaState {
         let mut done_ids = Vec::with_capacity(commit.len() + revoke.len());
         for key in revoke {
             let mut shard = self.index.lock_key(key);
-            let mine =
-                matches!(shard.get(key).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
+            let mine = matches!(shard.get(key.as_str()).map(|o| o.state), Some(ObjState::Writing { writer: w, .. }) if w == writer);
             if mine {
-                let o = shard.remove(key).expect("present");
+                let o = shard.remove(key.as_str()).expect("present");
                 done_ids.push(o.id);
                 Self::free_replicas(&mut self.members.lock(), &o);
             }
@@ -500,12 +513,14 @@ impl MetaState {
         let results = commit
             .iter()
             .map(|key| {
-                let mut shard = self.index.lock_key(key);
-                let Some(o) = shard.get_mut(key.as_str()) else {
+                let (h, mut shard) = self.index.lock_hashed(key);
+                let RawEntryMut::Occupied(mut e) = shard.raw_entry_mut().from_key_hashed_nocheck(h, key.as_str())
+                else {
                     return Err(Error::Timeout(
                         "the write was reclaimed before commit (put timeout or writer declared dead)".into(),
                     ));
                 };
+                let (k, o) = e.get_key_value_mut();
                 match o.state {
                     ObjState::Writing { writer: w, .. } if w == writer => {
                         o.state = ObjState::Readable;
@@ -517,7 +532,7 @@ impl MetaState {
                         for r in replicas {
                             if let Some(seg) = m.segment_mut(r.service) {
                                 seg.objects += 1;
-                                seg.ledger.add(key, r.offset, size);
+                                seg.ledger.add(k.clone(), r.offset, size);
                             }
                         }
                         Ok(())
@@ -665,12 +680,12 @@ impl MetaState {
         let mut n = 0;
         for s in 0..self.index.shard_count() {
             let mut shard = self.index.lock(s);
-            let keys: Vec<String> = shard
+            let keys: Vec<Key> = shard
                 .iter()
                 .filter(|(_, o)| o.is_readable())
                 .map(|(k, _)| k.clone())
                 .collect();
-            let objs: Vec<Object> = keys.iter().filter_map(|k| shard.remove(k.as_str())).collect();
+            let objs: Vec<Object> = keys.iter().filter_map(|k| shard.remove(&**k)).collect();
             drop(shard);
             n += objs.len() as u64;
             for o in objs {
@@ -710,7 +725,7 @@ impl MetaState {
             if let Some((key, o)) = self.index.remove_hashed(h, id, |o| !o.is_readable()) {
                 Self::free_replicas(&mut self.members.lock(), &o);
                 self.counters.put_timeouts.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(key, "write not committed within put_timeout: space reclaimed");
+                tracing::warn!(key = &*key, "write not committed within put_timeout: space reclaimed");
             }
         }
     }
@@ -810,7 +825,7 @@ impl MetaState {
                     if out.len() == limit as usize {
                         return (out, Some(pos));
                     }
-                    out.push(k.clone());
+                    out.push(k.to_string());
                 }
                 pos += 1;
             }
