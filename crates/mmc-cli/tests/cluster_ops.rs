@@ -108,6 +108,11 @@ fn every_operation_over_shared_memory() {
     let c = Cluster::start(Opts::default());
     let s = c.client(Protocol::Auto, 0);
     exercise_all(&s, "shm");
+    assert_eq!(
+        s.store().local_service().meta.data_path_uses_ring(),
+        Some(true),
+        "a client on the MetaService's host sends its data-path requests through the shared-memory ring"
+    );
     // a client contributing its own segment works too (writer-local first)
     let own = c.client(Protocol::Auto, 16 << 20);
     own.put("own-key", &pattern("own-key", 10_000), &PutOptions::default())
@@ -132,6 +137,11 @@ fn every_operation_over_forced_tcp() {
     let c = Cluster::start(Opts::default());
     let s = c.client(Protocol::Tcp, 0);
     exercise_all(&s, "tcp");
+    assert_eq!(
+        s.store().local_service().meta.data_path_uses_ring(),
+        Some(false),
+        "forced TCP keeps the control path on TCP too"
+    );
     // large objects are split across several connections
     let big = pattern("big", 9 << 20);
     s.put("big", &big, &PutOptions::default()).unwrap();

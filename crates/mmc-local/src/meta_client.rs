@@ -53,6 +53,9 @@ pub struct MetaClient {
     timeout: Duration,
     /// How long [`call_fast`](Self::call_fast) polls for its answer.
     spin_wait: Duration,
+    /// Offer the MetaService a shared-memory ring for the data-path
+    /// connection (used when it runs on the same host).
+    offer_ring: bool,
     handle: Handle,
 }
 
@@ -68,8 +71,22 @@ impl MetaClient {
             next_id: AtomicU64::new(1),
             timeout,
             spin_wait,
+            offer_ring: true,
             handle,
         }
+    }
+
+    /// Whether the data-path connection offers a shared-memory ring to a
+    /// MetaService on the same host (on by default).
+    pub fn with_shm_ring(mut self, on: bool) -> Self {
+        self.offer_ring = on;
+        self
+    }
+
+    /// Whether the current data-path connection runs over a shared-memory
+    /// ring (`None`: not connected).
+    pub fn data_path_uses_ring(&self) -> Option<bool> {
+        self.live_fast().map(|c| c.uses_ring())
     }
 
     pub fn addr(&self) -> String {
@@ -170,7 +187,14 @@ impl MetaClient {
             sock.into_std()
         }
         .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
-        let c = SpinConn::open(std_sock, self.timeout)
+        let offer_ring = self.offer_ring;
+        let timeout = self.timeout;
+        // The ring offer is a blocking exchange: off the async threads.
+        let c = self
+            .handle
+            .spawn_blocking(move || SpinConn::open(std_sock, timeout, offer_ring))
+            .await
+            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?
             .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
         if let Some(old) = self.fast.lock().replace(c.clone()) {
             old.close();

@@ -53,12 +53,16 @@ impl LocalService {
     /// server, registers, and starts the heartbeat and ledger loops.
     pub async fn start(cfg: &LocalConfig, handle: Handle) -> Result<Arc<Self>> {
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
-        let meta = Arc::new(MetaClient::new(
-            cfg.meta_addr.clone(),
-            Duration::from_millis(cfg.rpc_timeout_ms),
-            Duration::from_micros(cfg.spin_wait_us),
-            handle.clone(),
-        ));
+        let meta = Arc::new(
+            MetaClient::new(
+                cfg.meta_addr.clone(),
+                Duration::from_millis(cfg.rpc_timeout_ms),
+                Duration::from_micros(cfg.spin_wait_us),
+                handle.clone(),
+            )
+            // Forced TCP keeps the control path off shared memory too.
+            .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto),
+        );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
         let (segment, transfer_addr) = if cfg.dram_size.0 > 0 {

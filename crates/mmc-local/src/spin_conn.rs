@@ -11,14 +11,22 @@
 //! answers. It also sweeps the socket every few milliseconds for answers
 //! nobody polls for (a commit sent without waiting) and for a closed
 //! connection.
+//!
+//! When the MetaService runs on the same host, the frames travel through a
+//! pair of shared-memory rings instead ([`mmc_wire::shm_ring`]): a send is a
+//! copy into shared memory rather than a trip through the kernel's TCP
+//! stack, and polling for an answer reads memory, not the socket. The
+//! socket then carries only doorbell bytes (for a side that sleeps) and
+//! tells, by closing, that the MetaService is gone.
 
-use mmc_wire::frame::FrameKind;
-use mmc_wire::frame_reader::{Fill, FrameReader};
-use mmc_wire::message::Response;
+use mmc_wire::frame::{self, FrameKind};
+use mmc_wire::frame_reader::{Fill, FrameReader, ReadSource};
+use mmc_wire::message::{Request, Response};
+use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
 use mmc_wire::{Error, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::TcpStream;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -41,12 +49,31 @@ pub(crate) enum Waiter {
     Log(&'static str),
 }
 
+/// Where answers are read from.
+enum Source {
+    Tcp(Arc<TcpStream>),
+    Ring(RingRx),
+}
+
+impl ReadSource for Source {
+    fn try_read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Source::Tcp(s) => (&**s).read(buf),
+            Source::Ring(r) => r.read(buf),
+        }
+    }
+}
+
+/// How long a ring offer waits for the MetaService's answer.
+const OFFER_TIMEOUT: Duration = Duration::from_secs(3);
+
 pub(crate) struct SpinConn {
     sock: Arc<TcpStream>,
-    /// Keeps frames from interleaving.
-    write: Mutex<()>,
+    /// Keeps frames from interleaving; holds the request ring in ring mode.
+    write: Mutex<Option<RingTx>>,
     write_timeout: Duration,
-    reader: Mutex<FrameReader<TcpStream>>,
+    src: Arc<Source>,
+    reader: Mutex<FrameReader<Source>>,
     pending: Mutex<HashMap<u64, Waiter>>,
     alive: AtomicBool,
     /// Callers waiting without polling.
@@ -57,14 +84,26 @@ pub(crate) struct SpinConn {
 
 impl SpinConn {
     /// Takes over `sock` (made nonblocking) and starts its reader thread.
-    pub fn open(sock: TcpStream, write_timeout: Duration) -> io::Result<Arc<Self>> {
-        sock.set_nonblocking(true)?;
+    /// With `offer_ring` it first offers the MetaService a shared-memory
+    /// ring pair, and uses it when accepted.
+    pub fn open(sock: TcpStream, write_timeout: Duration, offer_ring: bool) -> io::Result<Arc<Self>> {
         sock.set_nodelay(true)?;
+        let region = if offer_ring { offer(&sock)? } else { None };
+        sock.set_nonblocking(true)?;
         let sock = Arc::new(sock);
+        let (src, tx) = match region {
+            Some(r) => (
+                Source::Ring(RingRx::new(r.clone(), shm_ring::TO_CLIENT)),
+                Some(RingTx::new(r, shm_ring::TO_META)),
+            ),
+            None => (Source::Tcp(sock.clone()), None),
+        };
+        let src = Arc::new(src);
         let conn = Arc::new(SpinConn {
-            reader: Mutex::new(FrameReader::with_shared(sock.clone())),
+            reader: Mutex::new(FrameReader::with_shared(src.clone())),
+            src,
             sock,
-            write: Mutex::new(()),
+            write: Mutex::new(tx),
             write_timeout,
             pending: Mutex::default(),
             alive: AtomicBool::new(true),
@@ -81,6 +120,11 @@ impl SpinConn {
 
     pub fn is_alive(&self) -> bool {
         self.alive.load(Ordering::Acquire)
+    }
+
+    /// True when frames travel through shared-memory rings.
+    pub fn uses_ring(&self) -> bool {
+        matches!(*self.src, Source::Ring(_))
     }
 
     /// Registers `waiter` for request `id` and writes its frame.
@@ -150,8 +194,11 @@ impl SpinConn {
     }
 
     fn write_all(&self, buf: &[u8]) -> io::Result<()> {
-        let _g = self.write.lock();
+        let g = self.write.lock();
         let deadline = Instant::now() + self.write_timeout;
+        if let Some(tx) = g.as_ref() {
+            return self.write_ring(tx, buf, deadline);
+        }
         let mut off = 0;
         while off < buf.len() {
             match (&*self.sock).write(&buf[off..]) {
@@ -169,6 +216,62 @@ impl SpinConn {
             }
         }
         Ok(())
+    }
+
+    /// Writes a frame into the request ring, ringing the doorbell when the
+    /// MetaService sleeps.
+    fn write_ring(&self, tx: &RingTx, buf: &[u8], deadline: Instant) -> io::Result<()> {
+        let mut off = 0;
+        loop {
+            let n = tx.write(&buf[off..])?;
+            off += n;
+            if off == buf.len() {
+                break;
+            }
+            // Full (a frame larger than the ring streams through): make
+            // sure the MetaService is draining it, then wait for room.
+            if tx.consumer_sleeping() {
+                self.ring_bell()?;
+            }
+            if n == 0 {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(io::ErrorKind::TimedOut, "control ring stayed full"));
+                }
+                std::thread::yield_now();
+            }
+        }
+        if tx.consumer_sleeping() {
+            self.ring_bell()?;
+        }
+        Ok(())
+    }
+
+    /// Wakes the MetaService: one byte on the socket.
+    fn ring_bell(&self) -> io::Result<()> {
+        loop {
+            match (&*self.sock).write(&[1]) {
+                Ok(_) => return Ok(()),
+                // Doorbell bytes already wait unread: it will wake.
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// In ring mode, reads the doorbell bytes waiting on the socket.
+    /// Returns false once the socket is closed (the MetaService is gone).
+    fn drain_bell(&self) -> bool {
+        let mut b = [0u8; 64];
+        loop {
+            match (&*self.sock).read(&mut b) {
+                Ok(0) => return false,
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => return false,
+            }
+        }
     }
 
     /// Reads and routes every answer the socket holds now. With `wait`
@@ -246,8 +349,34 @@ fn reader_thread(weak: Weak<SpinConn>) {
         if !c.is_alive() {
             return;
         }
+        let ring = match &*c.src {
+            Source::Ring(rx) => Some(rx),
+            Source::Tcp(_) => None,
+        };
         if c.parked.load(Ordering::Acquire) > 0 {
+            if let Some(rx) = ring {
+                // Ask for the doorbell, unless answers already wait.
+                match rx.prepare_sleep() {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        c.pump(true);
+                        continue;
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "control ring failed");
+                        c.close();
+                        return;
+                    }
+                }
+            }
             poll_fd(c.sock.as_raw_fd(), libc::POLLIN, POLL_SLICE);
+            if let Some(rx) = ring {
+                rx.awake();
+                if !c.drain_bell() {
+                    c.close();
+                    return;
+                }
+            }
             c.pump(true);
             continue;
         }
@@ -257,8 +386,66 @@ fn reader_thread(weak: Weak<SpinConn>) {
                 c.wake_cv.wait_for(&mut g, SWEEP);
             }
         }
+        if ring.is_some() && !c.drain_bell() {
+            // The socket only closes when the MetaService goes away.
+            c.close();
+            return;
+        }
         if c.parked.load(Ordering::Acquire) == 0 && !c.pending.lock().is_empty() {
             c.pump(false);
+        }
+    }
+}
+
+/// Offers the MetaService a ring pair on the (still blocking) socket.
+/// `Ok(None)`: refused, the connection stays on TCP. An error (no answer in
+/// time) fails the connection: the MetaService may have switched to the
+/// ring after we stopped waiting.
+fn offer(sock: &TcpStream) -> io::Result<Option<Arc<ShmRegion>>> {
+    let region = match ShmRegion::create() {
+        Ok(r) => Arc::new(r),
+        Err(e) => {
+            tracing::debug!(error = %e, "no control ring");
+            return Ok(None);
+        }
+    };
+    let req = Request::AttachRing {
+        name: region.name().to_owned(),
+        nonce: region.nonce(),
+    };
+    let buf = frame::encode(FrameKind::Request, 0, &req).map_err(io::Error::other)?;
+    sock.set_nonblocking(false)?;
+    sock.set_write_timeout(Some(OFFER_TIMEOUT))?;
+    sock.set_read_timeout(Some(OFFER_TIMEOUT))?;
+    (&*sock).write_all(&buf)?;
+    let deadline = Instant::now() + OFFER_TIMEOUT;
+    let mut rd = FrameReader::new(sock.try_clone()?);
+    let f = loop {
+        if let Some(f) = rd.next_buffered().map_err(io::Error::other)? {
+            break f;
+        }
+        match rd.try_fill().map_err(io::Error::other)? {
+            Fill::Data => {}
+            Fill::Closed => return Err(io::ErrorKind::UnexpectedEof.into()),
+            Fill::Empty if Instant::now() >= deadline => {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "no answer to the control ring offer",
+                ));
+            }
+            Fill::Empty => {}
+        }
+    };
+    sock.set_write_timeout(None)?;
+    sock.set_read_timeout(None)?;
+    match f.decode::<Response>() {
+        Ok(Response::Ok) if f.id == 0 && f.kind == FrameKind::Response => {
+            tracing::debug!("data-path connection uses a shared-memory ring");
+            Ok(Some(region))
+        }
+        other => {
+            tracing::debug!(answer = ?other, "control ring refused; staying on tcp");
+            Ok(None)
         }
     }
 }

@@ -1,12 +1,18 @@
 //! The MetaService client against a real MetaService in this process: answers
 //! reach the right caller whether callers poll for them or sleep, many
 //! threads share the data-path connection, and a lost MetaService fails the
-//! calls and is reconnected to once it is back.
+//! calls and is reconnected to once it is back. Each runs with the
+//! data-path connection on the shared-memory ring and on plain TCP. Offers
+//! of rings that are not what they claim, and a ring scribbled over, are
+//! refused or close only that connection.
 
 use mmc_config::MetaConfig;
 use mmc_local::meta_client::MetaClient;
+use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::message::{Request, Response};
+use mmc_wire::shm_ring::{RingTx, ShmRegion, TO_META};
 use mmc_wire::Error;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,17 +46,35 @@ fn exist(rt: &tokio::runtime::Runtime, mc: &MetaClient, keys: Vec<String>) -> Re
     }
 }
 
+fn client(rt: &tokio::runtime::Runtime, addr: &str, timeout: Duration, spin_us: u64, ring: bool) -> MetaClient {
+    MetaClient::new(
+        addr.to_string(),
+        timeout,
+        Duration::from_micros(spin_us),
+        rt.handle().clone(),
+    )
+    .with_shm_ring(ring)
+}
+
 #[test]
 fn answers_reach_their_callers_polling_or_sleeping() {
     let rt = runtime();
     let (addr, _meta) = start_meta("127.0.0.1:0");
-    for spin_us in [0u64, 100, 5000] {
-        let mc = Arc::new(MetaClient::new(
-            addr.clone(),
-            Duration::from_secs(5),
-            Duration::from_micros(spin_us),
-            rt.handle().clone(),
-        ));
+    for (spin_us, ring) in [
+        (0u64, false),
+        (100, false),
+        (5000, false),
+        (0, true),
+        (100, true),
+        (5000, true),
+    ] {
+        let mc = Arc::new(client(&rt, &addr, Duration::from_secs(5), spin_us, ring));
+        assert_eq!(exist(&rt, &mc, vec!["first".into()]).unwrap(), vec![false]);
+        assert_eq!(
+            mc.data_path_uses_ring(),
+            Some(ring),
+            "a MetaService in this process accepts the ring when offered"
+        );
         // Each thread asks for a different number of keys and checks it gets
         // exactly that many answers back: a mixed-up answer would not fit.
         let threads: Vec<_> = (0..6usize)
@@ -63,7 +87,7 @@ fn answers_reach_their_callers_polling_or_sleeping() {
                         let keys = (0..n).map(|k| format!("k{t}-{i}-{k}")).collect();
                         let r = h.block_on(mc.call_fast(&Request::Exist { keys })).unwrap();
                         match r {
-                            Response::Exist(v) => assert_eq!(v, vec![false; n], "spin {spin_us} us"),
+                            Response::Exist(v) => assert_eq!(v, vec![false; n], "spin {spin_us} us, ring {ring}"),
                             other => panic!("unexpected answer {other:?}"),
                         }
                     }
@@ -89,20 +113,26 @@ fn answers_reach_their_callers_polling_or_sleeping() {
         for h in handles {
             rt.block_on(h).unwrap();
         }
+        // Frames larger than a ring (a 16384-key batch of 200-byte keys is
+        // about 3.3 MB each way) stream through it.
+        let keys: Vec<String> = (0..16384).map(|i| format!("{i:0>200}")).collect();
+        assert_eq!(exist(&rt, &mc, keys).unwrap(), vec![false; 16384], "ring {ring}");
     }
 }
 
 #[test]
 fn a_lost_metaservice_fails_calls_and_is_reconnected() {
+    for ring in [false, true] {
+        lost_metaservice(ring);
+    }
+}
+
+fn lost_metaservice(ring: bool) {
     let rt = runtime();
     let (addr, meta) = start_meta("127.0.0.1:0");
-    let mc = MetaClient::new(
-        addr.clone(),
-        Duration::from_secs(2),
-        Duration::from_micros(100),
-        rt.handle().clone(),
-    );
+    let mc = client(&rt, &addr, Duration::from_secs(2), 100, ring);
     assert_eq!(exist(&rt, &mc, vec!["x".into()]).unwrap(), vec![false]);
+    assert_eq!(mc.data_path_uses_ring(), Some(ring));
     meta.shutdown_background();
     // The server's connections close with it; calls fail until it is back.
     let mut failed = None;
@@ -126,5 +156,103 @@ fn a_lost_metaservice_fails_calls_and_is_reconnected() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(ok, "the client reconnects to the restarted MetaService");
+    assert!(ok, "the client reconnects to the restarted MetaService (ring {ring})");
+    assert_eq!(mc.data_path_uses_ring(), Some(ring));
+}
+
+/// Sends one request frame on a blocking socket and reads one answer.
+fn roundtrip(sock: &mut std::net::TcpStream, id: u64, req: &Request) -> Response {
+    let buf = frame::encode(FrameKind::Request, id, req).unwrap();
+    sock.write_all(&buf).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let std = sock.try_clone().unwrap();
+    std.set_nonblocking(true).unwrap();
+    let f = rt.block_on(async move {
+        let mut s = tokio::net::TcpStream::from_std(std).unwrap();
+        frame::read_frame(&mut s).await.unwrap().expect("an answer")
+    });
+    sock.set_nonblocking(false).unwrap();
+    assert_eq!(f.id, id);
+    f.decode().unwrap()
+}
+
+#[test]
+fn ring_offers_that_are_not_rings_are_refused_and_tcp_goes_on() {
+    let (addr, _meta) = start_meta("127.0.0.1:0");
+    let real = ShmRegion::create().unwrap();
+    let file = std::env::temp_dir().join(format!("mmc-ring-offer-{}", std::process::id()));
+    let f = std::fs::File::create(&file).unwrap();
+    f.set_len(4 << 20).unwrap();
+    let fd_name = {
+        use std::os::fd::AsRawFd;
+        format!("/proc/{}/fd/{}", std::process::id(), f.as_raw_fd())
+    };
+    let offers = [
+        ("/etc/passwd".to_string(), real.nonce(), "not /proc/<pid>/fd/<n>"),
+        (fd_name, real.nonce(), "sealed"),
+        (real.name().to_string(), real.nonce() ^ 4, "nonce"),
+        ("/proc/999999999/fd/3".to_string(), 1, "network namespace"),
+    ];
+    for (name, nonce, why) in offers {
+        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        match roundtrip(
+            &mut s,
+            7,
+            &Request::AttachRing {
+                name: name.clone(),
+                nonce,
+            },
+        ) {
+            Response::Failed(Error::InvalidParam(m)) => assert!(m.contains(why), "{name}: {m}"),
+            other => panic!("{name}: {other:?}"),
+        }
+        // The same connection goes on over TCP.
+        match roundtrip(&mut s, 8, &Request::Exist { keys: vec!["k".into()] }) {
+            Response::Exist(v) => assert_eq!(v, vec![false]),
+            other => panic!("{other:?}"),
+        }
+        // An offer later in a connection is refused too.
+        match roundtrip(
+            &mut s,
+            9,
+            &Request::AttachRing {
+                name: real.name().into(),
+                nonce: real.nonce(),
+            },
+        ) {
+            Response::Failed(Error::InvalidParam(m)) => assert!(m.contains("first request"), "{m}"),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(f);
+    let _ = std::fs::remove_file(&file);
+}
+
+#[test]
+fn a_scribbled_ring_closes_only_its_connection() {
+    let rt = runtime();
+    let (addr, _meta) = start_meta("127.0.0.1:0");
+    let region = Arc::new(ShmRegion::create().unwrap());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let offer = Request::AttachRing {
+        name: region.name().into(),
+        nonce: region.nonce(),
+    };
+    assert_eq!(roundtrip(&mut s, 1, &offer), Response::Ok);
+    // A frame header claiming 4 GiB, then the doorbell.
+    let tx = RingTx::new(region.clone(), TO_META);
+    tx.write(&[0xff, 0xff, 0xff, 0xff, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
+        .unwrap();
+    s.write_all(&[1]).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut b = [0u8; 16];
+    let n = std::io::Read::read(&mut s, &mut b).unwrap_or(0);
+    assert_eq!(n, 0, "the MetaService closes the connection of a bad ring");
+    // Everyone else is still served, on a ring too.
+    let mc = client(&rt, &addr, Duration::from_secs(2), 100, true);
+    assert_eq!(exist(&rt, &mc, vec!["x".into()]).unwrap(), vec![false]);
+    assert_eq!(mc.data_path_uses_ring(), Some(true));
 }

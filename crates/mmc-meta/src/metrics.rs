@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Upper bounds of the latency buckets, in microseconds.
 pub const BUCKETS_US: [u64; 10] = [10, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 1_000_000];
 
-pub const OPS: [&str; 16] = [
+pub const OPS: [&str; 17] = [
     "register",
     "recover",
     "heartbeat",
@@ -24,6 +24,7 @@ pub const OPS: [&str; 16] = [
     "members",
     "stat",
     "list_keys",
+    "attach_ring",
 ];
 
 #[derive(Default)]
@@ -41,6 +42,8 @@ pub struct Metrics {
     pub ops: [OpMetrics; OPS.len()],
     pub bad_frames: AtomicU64,
     pub connections: AtomicU64,
+    /// Connections whose frames moved to a shared-memory ring.
+    pub ring_connections: AtomicU64,
 }
 
 impl Metrics {
@@ -120,6 +123,12 @@ impl Metrics {
             out,
             "mmc_connections_total {}",
             self.connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE mmc_ring_connections_total counter");
+        let _ = writeln!(
+            out,
+            "mmc_ring_connections_total {}",
+            self.ring_connections.load(Ordering::Relaxed)
         );
     }
 }

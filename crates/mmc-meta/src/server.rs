@@ -15,15 +15,15 @@
 use crate::metrics::Metrics;
 use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
-use mmc_wire::frame_reader::FrameReader;
+use mmc_wire::frame_reader::{Fill, FrameReader};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{Request, Response};
+use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
 use mmc_wire::Error;
 use std::future::Future;
-use std::pin::Pin;
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
@@ -106,57 +106,173 @@ impl Server {
         let mut rd = FrameReader::new(rd);
         let (tx, flusher) = FrameWriter::new(wr);
         let _guard = AbortOnDrop(flusher);
+        let sink = Sink::Tcp(tx.clone());
         // Poll for the next request only after a data-path one: heartbeats,
         // ledger polls and the like come seldom, and must not keep the
         // MetaService busy on an idle cluster.
         let mut spin = Duration::ZERO;
+        let mut first = true;
         while let Some(f) = rd.next_frame(spin).await? {
-            if f.kind != FrameKind::Request {
-                return Err(FrameError::BadKind(f.kind as u8));
-            }
-            let req: Request = match f.decode() {
-                Ok(r) => {
-                    spin = if is_data_path(&r) {
-                        self.spin_wait
-                    } else {
-                        Duration::ZERO
-                    };
-                    r
-                }
-                Err(e) => {
-                    self.metrics
-                        .bad_frames
-                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let resp = Response::Failed(Error::invalid(format!("undecodable request: {e}")));
-                    let _ = tx.send(frame::encode(FrameKind::Response, f.id, &resp)?);
-                    continue;
-                }
-            };
-            let id = f.id;
-            let this = self.clone();
-            let tx = tx.clone();
-            let mut fut = Box::pin(async move {
-                let resp = this.handle(req).await;
-                match frame::encode(FrameKind::Response, id, &resp) {
-                    Ok(buf) => {
-                        let _ = tx.send(buf);
-                    }
-                    Err(e) => {
-                        let resp = Response::Failed(Error::Other(format!("response too large: {e}")));
-                        if let Ok(buf) = frame::encode(FrameKind::Response, id, &resp) {
-                            let _ = tx.send(buf);
+            if std::mem::take(&mut first) {
+                if let Some(offer) = ring_offer(&f) {
+                    match self.accept_ring(offer, f.id, &tx, rd.has_partial()) {
+                        Some(region) => {
+                            self.metrics
+                                .ring_connections
+                                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            return self.ring_connection(rd.half(), tx, region).await;
                         }
+                        None => continue,
                     }
                 }
-            });
-            // Run the request here; only one that has to wait (an alloc
-            // waiting for evicted space, a ledger long poll) moves to a task
-            // of its own, so it never holds up the requests behind it.
-            if poll_once(&mut fut).await.is_pending() {
-                tokio::spawn(fut);
             }
+            spin = self.serve_frame(f, &sink)?;
         }
         Ok(())
+    }
+
+    /// Answers a ring offer (request `id`) on the socket: accepted when
+    /// this process can map the ring, which is returned; a refused offer is
+    /// answered `Failed` and the connection stays on TCP.
+    fn accept_ring(
+        &self,
+        (name, nonce): (String, u64),
+        id: u64,
+        tx: &FrameWriter,
+        more_buffered: bool,
+    ) -> Option<Arc<ShmRegion>> {
+        let start = Instant::now();
+        let r = if more_buffered {
+            Err("frames followed the ring offer before its answer".to_string())
+        } else {
+            same_netns(&name).and_then(|()| ShmRegion::open(&name, nonce).map_err(|e| e.to_string()))
+        };
+        let resp = match &r {
+            Ok(_) => Response::Ok,
+            Err(e) => {
+                tracing::debug!(error = %e, "control ring refused; connection stays on tcp");
+                Response::Failed(Error::invalid(format!("control ring refused: {e}")))
+            }
+        };
+        self.metrics
+            .record(Metrics::op_index("attach_ring"), 0, r.is_err(), start.elapsed());
+        let buf = frame::encode(FrameKind::Response, id, &resp).ok()?;
+        tx.send(buf).ok()?;
+        r.ok().map(Arc::new)
+    }
+
+    /// Serves a connection whose frames travel through `region`'s rings;
+    /// the socket carries only doorbell bytes, and its end ends the
+    /// connection.
+    async fn ring_connection(
+        self: Arc<Self>,
+        sock: Arc<tokio::net::tcp::OwnedReadHalf>,
+        bell: Arc<FrameWriter>,
+        region: Arc<ShmRegion>,
+    ) -> Result<(), FrameError> {
+        let rx = Arc::new(RingRx::new(region.clone(), shm_ring::TO_META));
+        let mut rd = FrameReader::with_shared(rx.clone());
+        let ring_sink = Arc::new(RingSink {
+            tx: parking_lot::Mutex::new(RingTx::new(region, shm_ring::TO_CLIENT)),
+            bell,
+            failed: AtomicBool::new(false),
+        });
+        let sink = Sink::Ring(ring_sink.clone());
+        let mut spin = Duration::ZERO;
+        let mut spin_until: Option<Instant> = None;
+        let mut bell_buf = [0u8; 64];
+        loop {
+            if let Some(f) = rd.next_buffered()? {
+                spin = self.serve_frame(f, &sink)?;
+                spin_until = None;
+                continue;
+            }
+            if ring_sink.failed.load(std::sync::atomic::Ordering::Acquire) {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "client stopped reading its answer ring",
+                )
+                .into());
+            }
+            if rd.try_fill()? == Fill::Data {
+                continue;
+            }
+            if !spin.is_zero() {
+                let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
+                if Instant::now() < until {
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+            }
+            if !rx.prepare_sleep()? {
+                continue;
+            }
+            sock.readable().await?;
+            loop {
+                match sock.try_read(&mut bell_buf) {
+                    Ok(0) => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            rx.awake();
+            spin_until = None;
+        }
+    }
+
+    /// Starts serving one request frame; returns how long to poll for the
+    /// next one.
+    fn serve_frame(self: &Arc<Self>, f: frame::Frame, sink: &Sink) -> Result<Duration, FrameError> {
+        if f.kind != FrameKind::Request {
+            return Err(FrameError::BadKind(f.kind as u8));
+        }
+        let (req, spin): (Request, Duration) = match f.decode() {
+            Ok(r) => {
+                let spin = if is_data_path(&r) {
+                    self.spin_wait
+                } else {
+                    Duration::ZERO
+                };
+                (r, spin)
+            }
+            Err(e) => {
+                self.metrics
+                    .bad_frames
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let resp = Response::Failed(Error::invalid(format!("undecodable request: {e}")));
+                sink.send(frame::encode(FrameKind::Response, f.id, &resp)?);
+                return Ok(Duration::ZERO);
+            }
+        };
+        let id = f.id;
+        let this = self.clone();
+        let sink = sink.clone();
+        let mut fut = Box::pin(async move {
+            let resp = this.handle(req).await;
+            match frame::encode(FrameKind::Response, id, &resp) {
+                Ok(buf) => sink.send(buf),
+                Err(e) => {
+                    let resp = Response::Failed(Error::Other(format!("response too large: {e}")));
+                    if let Ok(buf) = frame::encode(FrameKind::Response, id, &resp) {
+                        sink.send(buf);
+                    }
+                }
+            }
+        });
+        // Run the request here; only one that has to wait (an alloc
+        // waiting for evicted space, a ledger long poll) moves to a task
+        // of its own, so it never holds up the requests behind it.
+        let waker = std::task::Waker::noop();
+        if fut
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(waker))
+            .is_pending()
+        {
+            tokio::spawn(fut);
+        }
+        Ok(spin)
     }
 
     /// Handles one request, recording its metrics.
@@ -257,6 +373,9 @@ impl Server {
                 Response::Members { epoch, peers }
             }
             Request::Stat => Response::Stat(st.stat()),
+            Request::AttachRing { .. } => Response::Failed(Error::invalid(
+                "a control ring can only be offered as the first request of a connection",
+            )),
             Request::ListKeys { cursor, limit } => {
                 let (keys, next_cursor) = st.list_keys(cursor, limit.min(100_000));
                 Response::Keys { keys, next_cursor }
@@ -363,10 +482,10 @@ fn op_of(req: &Request) -> (&'static str, usize) {
         Request::Members => ("members", 0),
         Request::Stat => ("stat", 0),
         Request::ListKeys { .. } => ("list_keys", 0),
+        Request::AttachRing { .. } => ("attach_ring", 0),
     }
 }
 
-/// Polls `f` once, reporting whether it finished.
 /// Requests a client waits on while moving data (it polls for the answer).
 fn is_data_path(r: &Request) -> bool {
     matches!(
@@ -380,8 +499,101 @@ fn is_data_path(r: &Request) -> bool {
     )
 }
 
-async fn poll_once<F: Future<Output = ()> + Unpin>(f: &mut F) -> Poll<()> {
-    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *f).poll(cx))).await
+/// Where a connection's answers go.
+#[derive(Clone)]
+enum Sink {
+    Tcp(Arc<FrameWriter>),
+    Ring(Arc<RingSink>),
+}
+
+impl Sink {
+    fn send(&self, buf: Vec<u8>) {
+        match self {
+            // A failed socket ends the connection's read loop too.
+            Sink::Tcp(w) => {
+                let _ = w.send(buf);
+            }
+            Sink::Ring(r) => r.send(&buf),
+        }
+    }
+}
+
+/// The answer ring of a ring connection, with the socket as doorbell.
+struct RingSink {
+    tx: parking_lot::Mutex<RingTx>,
+    bell: Arc<FrameWriter>,
+    /// Set when an answer could not be written: the connection ends.
+    failed: AtomicBool,
+}
+
+/// How long an answer waits for room in a full ring before the
+/// connection is given up.
+const RING_FULL_WAIT: Duration = Duration::from_secs(2);
+
+impl RingSink {
+    fn send(&self, buf: &[u8]) {
+        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
+            return;
+        }
+        let tx = self.tx.lock();
+        let mut off = 0;
+        let mut full_since: Option<Instant> = None;
+        while off < buf.len() {
+            let n = match tx.write(&buf[off..]) {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "control ring failed");
+                    self.failed.store(true, std::sync::atomic::Ordering::Release);
+                    return;
+                }
+            };
+            off += n;
+            if off == buf.len() {
+                break;
+            }
+            // Full: the client drains it while it waits for any answer
+            // (a frame larger than the ring streams through).
+            if tx.consumer_sleeping() {
+                let _ = self.bell.send(vec![1]);
+            }
+            let since = *full_since.get_or_insert_with(Instant::now);
+            if since.elapsed() > RING_FULL_WAIT {
+                tracing::warn!("client did not read its control ring; closing the connection");
+                self.failed.store(true, std::sync::atomic::Ordering::Release);
+                return;
+            }
+            std::thread::sleep(Duration::from_micros(20));
+        }
+        if tx.consumer_sleeping() {
+            let _ = self.bell.send(vec![1]);
+        }
+    }
+}
+
+/// The ring a frame offers, if it is an offer.
+fn ring_offer(f: &frame::Frame) -> Option<(String, u64)> {
+    if f.kind != FrameKind::Request {
+        return None;
+    }
+    match f.decode::<Request>() {
+        Ok(Request::AttachRing { name, nonce }) => Some((name, nonce)),
+        _ => None,
+    }
+}
+
+/// Accepts a ring only from a process in this network namespace: processes
+/// in different namespaces count as different hosts (see the LocalService's
+/// host id), whose control traffic must cross the network.
+fn same_netns(name: &str) -> Result<(), String> {
+    let pid = shm_ring::owner_pid(name).ok_or_else(|| format!("{name:?} is not /proc/<pid>/fd/<n>"))?;
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/net"))
+        .map_err(|e| format!("network namespace of pid {pid}: {e}"))?;
+    let ours = std::fs::read_link("/proc/self/ns/net").map_err(|e| format!("own network namespace: {e}"))?;
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err("the client is in another network namespace".into())
+    }
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -10,6 +10,7 @@ pub mod frame;
 pub mod frame_reader;
 pub mod frame_writer;
 pub mod message;
+pub mod shm_ring;
 pub mod transfer;
 pub mod types;
 

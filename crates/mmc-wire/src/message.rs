@@ -162,6 +162,14 @@ pub enum Request {
         cursor: u64,
         limit: u32,
     },
+    /// Offers a shared-memory ring pair ([`crate::shm_ring`]) for this
+    /// connection's frames. Sent first and alone; answered `Ok` (every later
+    /// frame in both directions goes through the rings) or `Failed` (the
+    /// connection stays on TCP).
+    AttachRing {
+        name: String,
+        nonce: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
