@@ -628,3 +628,30 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ring_poll_follows_the_gap_within_bounds() {
+        let us = Duration::from_micros;
+        assert_eq!(
+            ring_poll(Duration::ZERO, us(300)),
+            Duration::ZERO,
+            "polling off stays off"
+        );
+        assert_eq!(
+            ring_poll(us(200), us(10)),
+            us(200),
+            "short gaps keep the configured poll"
+        );
+        assert_eq!(ring_poll(us(200), us(300)), us(450), "a 300 us gap is covered");
+        assert_eq!(ring_poll(us(200), us(1900)), RING_POLL_MAX, "capped");
+        assert_eq!(
+            ring_poll(us(200), us(5000)),
+            us(200),
+            "a long pause costs only the configured poll"
+        );
+    }
+}
