@@ -12,7 +12,7 @@ use mmc_wire::{Error, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 
@@ -125,24 +125,30 @@ impl TransferClient {
                 offset,
                 len,
             };
-            s.write_all(&h.encode()).await?;
+            let head = h.encode();
             let mut reply = [0u8; REPLY_LEN];
             match op {
                 Op::Write => {
-                    for p in pieces {
-                        // SAFETY: the caller guarantees the pieces are readable for the call.
-                        let src = unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) };
-                        s.write_all(src).await?;
-                    }
-                    s.read_exact(&mut reply).await?;
+                    // The header and the bytes in vectored writes.
+                    let mut bufs: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
+                    bufs.push(&head);
+                    // SAFETY: the caller guarantees the pieces are readable for the call.
+                    bufs.extend(
+                        pieces
+                            .iter()
+                            .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
+                    );
+                    super::write_all_bufs(&mut s, &bufs).await?;
+                    super::read_full(&s, &mut reply).await?;
                 }
                 Op::Read => {
-                    s.read_exact(&mut reply).await?;
+                    s.write_all(&head).await?;
+                    super::read_full(&s, &mut reply).await?;
                     if decode_reply(&reply) == code::OK {
                         for p in pieces {
                             // SAFETY: the caller guarantees the pieces are writable for the call.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
-                            s.read_exact(dst).await?;
+                            super::read_full(&s, dst).await?;
                         }
                     }
                 }

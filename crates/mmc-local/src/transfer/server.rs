@@ -13,7 +13,7 @@ use mmc_wire::transfer::{encode_reply, Header, Op, HEADER_LEN};
 use mmc_wire::ServiceId;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts transfer connections forever.
@@ -41,7 +41,7 @@ pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc
 async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> std::io::Result<()> {
     loop {
         let mut hb = [0u8; HEADER_LEN];
-        match sock.read_exact(&mut hb).await {
+        match super::read_full(&sock, &mut hb).await {
             Ok(_) => {}
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e),
@@ -74,11 +74,11 @@ async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> st
         let mem = unsafe { std::slice::from_raw_parts_mut(addr as *mut u8, h.len as usize) };
         match h.op {
             Op::Read => {
-                sock.write_all(&encode_reply(code::OK)).await?;
-                sock.write_all(mem).await?;
+                // The reply and the bytes in one vectored write.
+                super::write_all_bufs(&mut sock, &[&encode_reply(code::OK), mem]).await?;
             }
             Op::Write => {
-                sock.read_exact(mem).await?;
+                super::read_full(&sock, mem).await?;
                 sock.write_all(&encode_reply(code::OK)).await?;
             }
         }
