@@ -256,3 +256,55 @@ fn a_scribbled_ring_closes_only_its_connection() {
     assert_eq!(exist(&rt, &mc, vec!["x".into()]).unwrap(), vec![false]);
     assert_eq!(mc.data_path_uses_ring(), Some(true));
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_holds_up_nobody() {
+    let rt = runtime();
+    let (addr, _meta) = start_meta("127.0.0.1:0");
+    let region = Arc::new(ShmRegion::create().unwrap());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let offer = Request::AttachRing {
+        name: region.name().into(),
+        nonce: region.nonce(),
+    };
+    assert_eq!(roundtrip(&mut s, 1, &offer), Response::Ok);
+    // 100 requests whose answers (16 KiB each) overflow the 1 MiB answer
+    // ring, which this client never reads.
+    let tx = RingTx::new(region.clone(), TO_META);
+    let keys: Vec<String> = (0..16384).map(|i| format!("{}", i % 10)).collect();
+    for id in 0..100u64 {
+        let buf = frame::encode(FrameKind::Request, 100 + id, &Request::Exist { keys: keys.clone() }).unwrap();
+        let mut off = 0;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while off < buf.len() {
+            off += tx.write(&buf[off..]).unwrap();
+            let _ = s.write_all(&[1]);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the MetaService stopped reading requests"
+            );
+            std::thread::yield_now();
+        }
+    }
+    // Everyone else is served meanwhile.
+    let mc = client(&rt, &addr, Duration::from_secs(2), 100, true);
+    for _ in 0..20 {
+        assert_eq!(exist(&rt, &mc, vec!["x".into()]).unwrap(), vec![false]);
+    }
+    // The stuck client's connection is closed once its ring has stayed
+    // full for a while.
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut b = [0u8; 64];
+    let closed = loop {
+        match std::io::Read::read(&mut s, &mut b) {
+            Ok(0) => break true,
+            Ok(_) => continue, // doorbell bytes
+            Err(_) => break false,
+        }
+    };
+    assert!(
+        closed,
+        "the MetaService closes the connection of a client that never reads"
+    );
+    assert_eq!(exist(&rt, &mc, vec!["y".into()]).unwrap(), vec![false]);
+}

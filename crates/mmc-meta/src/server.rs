@@ -13,6 +13,7 @@
 //! A background task runs [`MetaState::tick`] every 100 ms.
 
 use crate::metrics::Metrics;
+use crate::ring_sink::RingSink;
 use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
 use mmc_wire::frame_reader::{Fill, FrameReader};
@@ -22,7 +23,6 @@ use mmc_wire::message::{Request, Response};
 use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
 use mmc_wire::Error;
 use std::future::Future;
-use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
@@ -172,11 +172,8 @@ impl Server {
     ) -> Result<(), FrameError> {
         let rx = Arc::new(RingRx::new(region.clone(), shm_ring::TO_META));
         let mut rd = FrameReader::with_shared(rx.clone());
-        let ring_sink = Arc::new(RingSink {
-            tx: parking_lot::Mutex::new(RingTx::new(region, shm_ring::TO_CLIENT)),
-            bell,
-            failed: AtomicBool::new(false),
-        });
+        let (ring_sink, flusher) = RingSink::new(RingTx::new(region, shm_ring::TO_CLIENT), bell);
+        let _flusher = AbortOnDrop(flusher);
         let sink = Sink::Ring(ring_sink.clone());
         let mut spin = Duration::ZERO;
         let mut spin_until: Option<Instant> = None;
@@ -192,7 +189,7 @@ impl Server {
                 spin_until = None;
                 continue;
             }
-            if ring_sink.failed.load(std::sync::atomic::Ordering::Acquire) {
+            if ring_sink.is_failed() {
                 return Err(std::io::Error::new(
                     std::io::ErrorKind::TimedOut,
                     "client stopped reading its answer ring",
@@ -215,7 +212,11 @@ impl Server {
             if !rx.prepare_sleep()? {
                 continue;
             }
-            sock.readable().await?;
+            tokio::select! {
+                r = sock.readable() => r?,
+                // A failed answer ring ends the connection (checked above).
+                _ = ring_sink.failure.notified() => continue,
+            }
             loop {
                 match sock.try_read(&mut bell_buf) {
                     Ok(0) => return Ok(()),
@@ -521,59 +522,7 @@ impl Sink {
             Sink::Tcp(w) => {
                 let _ = w.send(buf);
             }
-            Sink::Ring(r) => r.send(&buf),
-        }
-    }
-}
-
-/// The answer ring of a ring connection, with the socket as doorbell.
-struct RingSink {
-    tx: parking_lot::Mutex<RingTx>,
-    bell: Arc<FrameWriter>,
-    /// Set when an answer could not be written: the connection ends.
-    failed: AtomicBool,
-}
-
-/// How long an answer waits for room in a full ring before the
-/// connection is given up.
-const RING_FULL_WAIT: Duration = Duration::from_secs(2);
-
-impl RingSink {
-    fn send(&self, buf: &[u8]) {
-        if self.failed.load(std::sync::atomic::Ordering::Acquire) {
-            return;
-        }
-        let tx = self.tx.lock();
-        let mut off = 0;
-        let mut full_since: Option<Instant> = None;
-        while off < buf.len() {
-            let n = match tx.write(&buf[off..]) {
-                Ok(n) => n,
-                Err(e) => {
-                    tracing::warn!(error = %e, "control ring failed");
-                    self.failed.store(true, std::sync::atomic::Ordering::Release);
-                    return;
-                }
-            };
-            off += n;
-            if off == buf.len() {
-                break;
-            }
-            // Full: the client drains it while it waits for any answer
-            // (a frame larger than the ring streams through).
-            if tx.consumer_sleeping() {
-                let _ = self.bell.send(vec![1]);
-            }
-            let since = *full_since.get_or_insert_with(Instant::now);
-            if since.elapsed() > RING_FULL_WAIT {
-                tracing::warn!("client did not read its control ring; closing the connection");
-                self.failed.store(true, std::sync::atomic::Ordering::Release);
-                return;
-            }
-            std::thread::sleep(Duration::from_micros(20));
-        }
-        if tx.consumer_sleeping() {
-            let _ = self.bell.send(vec![1]);
+            Sink::Ring(r) => r.send(buf),
         }
     }
 }
