@@ -78,15 +78,19 @@ pub fn sub_pieces(pieces: &[Piece], start: u64, len: u64) -> Vec<Piece> {
     out
 }
 
-/// Copies `pieces` (a value) into contiguous memory at `dst`.
+/// Copies `pieces` (a value) into contiguous memory at `dst`, a segment:
+/// a value of [`SEGMENT_STREAM_MIN`](crate::copy::SEGMENT_STREAM_MIN) or
+/// more bypasses the cache (the writer does not read it back).
 ///
 /// # Safety
 /// `dst` must be valid for writes of the pieces' total length, every piece
 /// valid for reads, and the ranges must not overlap.
 pub unsafe fn gather(pieces: &[Piece], dst: *mut u8) {
+    let total: usize = pieces.iter().map(|p| p.len).sum();
+    let stream = total >= crate::copy::SEGMENT_STREAM_MIN;
     let mut off = 0;
     for p in pieces {
-        crate::copy::copy(dst.add(off), p.ptr() as *const u8, p.len);
+        crate::copy::copy_with(dst.add(off), p.ptr() as *const u8, p.len, stream);
         off += p.len;
     }
 }
