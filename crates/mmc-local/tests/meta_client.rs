@@ -231,17 +231,23 @@ fn ring_offers_that_are_not_rings_are_refused_and_tcp_goes_on() {
     let _ = std::fs::remove_file(&file);
 }
 
-#[test]
-fn a_scribbled_ring_closes_only_its_connection() {
-    let rt = runtime();
-    let (addr, _meta) = start_meta("127.0.0.1:0");
+/// A hand-driven ring connection: the region and the socket (doorbell).
+fn raw_ring_client(addr: &str) -> (Arc<ShmRegion>, std::net::TcpStream) {
     let region = Arc::new(ShmRegion::create().unwrap());
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
     let offer = Request::AttachRing {
         name: region.name().into(),
         nonce: region.nonce(),
     };
     assert_eq!(roundtrip(&mut s, 1, &offer), Response::Ok);
+    (region, s)
+}
+
+#[test]
+fn a_scribbled_ring_closes_only_its_connection() {
+    let rt = runtime();
+    let (addr, _meta) = start_meta("127.0.0.1:0");
+    let (region, mut s) = raw_ring_client(&addr);
     // A frame header claiming 4 GiB, then the doorbell.
     let tx = RingTx::new(region.clone(), TO_META);
     tx.write(&[0xff, 0xff, 0xff, 0xff, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0])
@@ -261,13 +267,7 @@ fn a_scribbled_ring_closes_only_its_connection() {
 fn a_client_that_never_reads_its_answers_holds_up_nobody() {
     let rt = runtime();
     let (addr, _meta) = start_meta("127.0.0.1:0");
-    let region = Arc::new(ShmRegion::create().unwrap());
-    let mut s = std::net::TcpStream::connect(&addr).unwrap();
-    let offer = Request::AttachRing {
-        name: region.name().into(),
-        nonce: region.nonce(),
-    };
-    assert_eq!(roundtrip(&mut s, 1, &offer), Response::Ok);
+    let (region, mut s) = raw_ring_client(&addr);
     // 100 requests whose answers (16 KiB each) overflow the 1 MiB answer
     // ring, which this client never reads.
     let tx = RingTx::new(region.clone(), TO_META);
