@@ -262,16 +262,7 @@ impl SpinConn {
     /// In ring mode, reads the doorbell bytes waiting on the socket.
     /// Returns false once the socket is closed (the MetaService is gone).
     fn drain_bell(&self) -> bool {
-        let mut b = [0u8; 64];
-        loop {
-            match (&*self.sock).read(&mut b) {
-                Ok(0) => return false,
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(_) => return false,
-            }
-        }
+        shm_ring::drain_doorbell(&*self.sock).unwrap_or(false)
     }
 
     /// Reads and routes every answer the socket holds now. With `wait`

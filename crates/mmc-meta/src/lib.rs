@@ -10,7 +10,7 @@
 //! - [`ledger`]: pushing replica records to segment owners for recovery;
 //! - [`state`]: the request handlers tying the above together;
 //! - [`server`]: the control-RPC server and periodic tasks;
-//! - [`ring_sink`]: answers of connections that run over a shared-memory ring;
+//! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
 //! - [`http`]: health, metrics and query endpoints.
 
 pub mod allocator;
@@ -24,7 +24,7 @@ pub mod membership;
 pub mod metrics;
 pub mod object;
 pub mod placement;
-pub mod ring_sink;
+pub mod ring_conn;
 pub mod server;
 pub mod state;
 

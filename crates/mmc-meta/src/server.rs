@@ -13,10 +13,10 @@
 //! A background task runs [`MetaState::tick`] every 100 ms.
 
 use crate::metrics::Metrics;
-use crate::ring_sink::RingSink;
+use crate::ring_conn::{RingRequests, RingSink};
 use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
-use mmc_wire::frame_reader::{Fill, FrameReader};
+use mmc_wire::frame_reader::FrameReader;
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{Request, Response};
@@ -170,65 +170,24 @@ impl Server {
         bell: Arc<FrameWriter>,
         region: Arc<ShmRegion>,
     ) -> Result<(), FrameError> {
-        let rx = Arc::new(RingRx::new(region.clone(), shm_ring::TO_META));
-        let mut rd = FrameReader::with_shared(rx.clone());
-        let (ring_sink, flusher) = RingSink::new(RingTx::new(region, shm_ring::TO_CLIENT), bell);
+        let (sink, flusher) = RingSink::new(RingTx::new(region.clone(), shm_ring::TO_CLIENT), bell);
         let _flusher = AbortOnDrop(flusher);
-        let sink = Sink::Ring(ring_sink.clone());
+        let mut rd = FrameReader::new(RingRequests {
+            rx: RingRx::new(region, shm_ring::TO_META),
+            sock,
+            sink: sink.clone(),
+        });
+        let sink = Sink::Ring(sink);
         let mut spin = Duration::ZERO;
-        let mut spin_until: Option<Instant> = None;
         // When the previous request was served: the gap to the next one
         // sizes the poll after it.
         let mut served_at = Instant::now();
-        let mut bell_buf = [0u8; 64];
-        loop {
-            if let Some(f) = rd.next_buffered()? {
-                let gap = served_at.elapsed();
-                spin = ring_poll(self.serve_frame(f, &sink)?, gap);
-                served_at = Instant::now();
-                spin_until = None;
-                continue;
-            }
-            if ring_sink.is_failed() {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "client stopped reading its answer ring",
-                )
-                .into());
-            }
-            if rd.try_fill()? == Fill::Data {
-                continue;
-            }
-            if !spin.is_zero() {
-                let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
-                if Instant::now() < until {
-                    tokio::task::yield_now().await;
-                    // Polling shared memory needs no system call; give
-                    // the CPU to any other runnable thread between polls.
-                    std::thread::yield_now();
-                    continue;
-                }
-            }
-            if !rx.prepare_sleep()? {
-                continue;
-            }
-            tokio::select! {
-                r = sock.readable() => r?,
-                // A failed answer ring ends the connection (checked above).
-                _ = ring_sink.failure.notified() => continue,
-            }
-            loop {
-                match sock.try_read(&mut bell_buf) {
-                    Ok(0) => return Ok(()),
-                    Ok(_) => {}
-                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            rx.awake();
-            spin_until = None;
+        while let Some(f) = rd.next_frame(spin).await? {
+            let gap = served_at.elapsed();
+            spin = ring_poll(self.serve_frame(f, &sink)?, gap);
+            served_at = Instant::now();
         }
+        Ok(())
     }
 
     /// Starts serving one request frame; returns how long to poll for the

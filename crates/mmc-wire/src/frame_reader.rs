@@ -41,6 +41,22 @@ impl ReadSource for OwnedReadHalf {
     }
 }
 
+/// A source whose readiness can be awaited, for [`FrameReader::next_frame`].
+pub trait WaitSource: ReadSource {
+    /// Sleeps until bytes may have arrived. `Ok(false)`: the peer is gone
+    /// (a source whose reads report the end of stream may never say so).
+    fn wait_readable(&self) -> impl std::future::Future<Output = io::Result<bool>> + Send;
+
+    /// Called between two polls while polling: lets other work run.
+    fn between_polls(&self) {}
+}
+
+impl WaitSource for OwnedReadHalf {
+    async fn wait_readable(&self) -> io::Result<bool> {
+        self.readable().await.map(|()| true)
+    }
+}
+
 /// A std stream must be in nonblocking mode.
 impl ReadSource for std::net::TcpStream {
     fn try_read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
@@ -146,9 +162,9 @@ impl<S: ReadSource> FrameReader<S> {
     }
 }
 
-impl FrameReader<OwnedReadHalf> {
+impl<S: WaitSource + Send + Sync> FrameReader<S> {
     /// The next frame: one already buffered, else one read by polling the
-    /// socket for up to `spin`, else one awaited. `Ok(None)` is a clean end
+    /// source for up to `spin`, else one awaited. `Ok(None)` is a clean end
     /// of stream between frames; an end of stream inside a frame is an error.
     pub async fn next_frame(&mut self, spin: Duration) -> Result<Option<Frame>, FrameError> {
         let mut spin_until: Option<Instant> = None;
@@ -156,25 +172,30 @@ impl FrameReader<OwnedReadHalf> {
             if let Some(f) = self.next_buffered()? {
                 return Ok(Some(f));
             }
-            match self.try_fill()? {
+            let closed = match self.try_fill()? {
                 Fill::Data => continue,
-                Fill::Closed if self.has_partial() => {
+                Fill::Closed => true,
+                Fill::Empty => {
+                    if !spin.is_zero() {
+                        let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
+                        if Instant::now() < until {
+                            // Let the runtime run other tasks (and poll for
+                            // I/O without sleeping) before reading again.
+                            tokio::task::yield_now().await;
+                            self.half.between_polls();
+                            continue;
+                        }
+                    }
+                    spin_until = None;
+                    !self.half.wait_readable().await?
+                }
+            };
+            if closed {
+                if self.has_partial() {
                     return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
                 }
-                Fill::Closed => return Ok(None),
-                Fill::Empty => {}
+                return Ok(None);
             }
-            if !spin.is_zero() {
-                let until = *spin_until.get_or_insert_with(|| Instant::now() + spin);
-                if Instant::now() < until {
-                    // Let the runtime run other tasks (and poll for I/O
-                    // without sleeping) before reading again.
-                    tokio::task::yield_now().await;
-                    continue;
-                }
-            }
-            self.half.readable().await?;
-            spin_until = None;
         }
     }
 }

@@ -357,6 +357,21 @@ impl RingRx {
     }
 }
 
+/// Reads the doorbell bytes waiting on `sock` (nonblocking). Returns false
+/// once the socket is closed: the peer process is gone.
+pub fn drain_doorbell(sock: &impl crate::frame_reader::ReadSource) -> io::Result<bool> {
+    let mut b = [0u8; 64];
+    loop {
+        match sock.try_read_now(&mut b) {
+            Ok(0) => return Ok(false),
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 impl crate::frame_reader::ReadSource for RingRx {
     fn try_read_now(&self, buf: &mut [u8]) -> io::Result<usize> {
         self.read(buf)

@@ -1,7 +1,11 @@
-//! The answer side of a connection whose frames travel through a
-//! shared-memory ring pair (`mmc_wire::shm_ring`).
+//! Both ends of a connection whose frames travel through a shared-memory
+//! ring pair (`mmc_wire::shm_ring`), on the MetaService's side.
 //!
-//! An answer is copied into the client's answer ring at once when it fits.
+//! Requests ([`RingRequests`]) are read from the request ring; when there
+//! are none the connection sleeps on the socket, which carries only the
+//! client's doorbell bytes and whose end means the client is gone.
+//!
+//! Answers ([`RingSink`]): an answer is copied into the client's answer ring at once when it fits.
 //! What does not fit (the client has not read earlier answers yet, or a
 //! frame is larger than the ring) waits in a backlog, in order, and a
 //! flusher task moves it into the ring as the client makes room, so no
@@ -9,13 +13,15 @@
 //! full for [`STALL`] fails the connection. The socket is the doorbell:
 //! one byte is written whenever the client announced that it sleeps.
 
+use mmc_wire::frame_reader::{ReadSource, WaitSource};
 use mmc_wire::frame_writer::FrameWriter;
-use mmc_wire::shm_ring::RingTx;
+use mmc_wire::shm_ring::{drain_doorbell, RingRx, RingTx};
 use parking_lot::Mutex;
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::sync::Notify;
 
 /// How long the ring may stay full before the client counts as gone.
@@ -150,5 +156,48 @@ impl RingSink {
                 tokio::time::sleep(RETRY).await;
             }
         }
+    }
+}
+
+/// The request side: a [`WaitSource`] for `FrameReader::next_frame`.
+pub struct RingRequests {
+    pub rx: RingRx,
+    /// The socket: doorbell bytes, and its end.
+    pub sock: Arc<OwnedReadHalf>,
+    /// The answer side: its failure ends the connection.
+    pub sink: Arc<RingSink>,
+}
+
+fn sink_failed() -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::TimedOut, "client stopped reading its answer ring")
+}
+
+impl ReadSource for RingRequests {
+    fn try_read_now(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.sink.is_failed() {
+            return Err(sink_failed());
+        }
+        self.rx.read(buf)
+    }
+}
+
+impl WaitSource for RingRequests {
+    async fn wait_readable(&self) -> std::io::Result<bool> {
+        if !self.rx.prepare_sleep()? {
+            return Ok(true);
+        }
+        tokio::select! {
+            r = self.sock.readable() => r?,
+            _ = self.sink.failure.notified() => return Err(sink_failed()),
+        }
+        let open = drain_doorbell(&*self.sock)?;
+        self.rx.awake();
+        Ok(open)
+    }
+
+    /// Polling shared memory needs no system call: give the CPU to any
+    /// other runnable thread between polls.
+    fn between_polls(&self) {
+        std::thread::yield_now();
     }
 }
