@@ -1,62 +1,244 @@
 //! The one copy of the data path: moving bytes between caller buffers and
 //! segments.
 //!
-//! glibc's `memcpy` uses `rep movsb` for mid-size copies (2 KiB up to a large
-//! fraction of the last-level cache). On some x86 CPUs (measured on AMD EPYC
-//! with glibc 2.36) that runs at about 2 GB/s when the source is a shared
-//! memfd mapping, a third of what plain vector loads and stores reach. Copies
-//! of at least [`VECTOR_MIN`] bytes therefore use an AVX2 loop (non-temporal
-//! stores for copies too large to stay in cache); smaller ones, and CPUs
-//! without AVX2, use `memcpy`.
+//! Which instruction sequence copies fastest depends on the CPU, and the
+//! differences are large: on an AMD EPYC of one generation `rep movsb` out of
+//! a shared memfd mapping ran at about 2 GB/s (a third of an AVX2 loop), on
+//! the Zen 5 EPYC of docs/benchmarks.md it runs at 30-37 GB/s against 25-30
+//! for the AVX2 loop and glibc's `memcpy`. So the method for copies through
+//! the cache is measured once per process ([`method`]: a few copies out of a
+//! small shared mapping at several alignments, the faster method kept), and
+//! `MMC_COPY_METHOD=movsb|avx2|memcpy` overrides it. Copies that bypass the
+//! cache (a put's write into a segment, where nobody reads the bytes back
+//! soon) always use AVX2 non-temporal stores, the fastest on both CPUs.
 
-/// Copies this large or larger take the vector path.
+use std::sync::atomic::{AtomicU8, Ordering};
+
+/// Copies this large or larger take the measured method or the vector path;
+/// smaller ones use `memcpy`.
 pub const VECTOR_MIN: usize = 16 << 10;
-/// Copies this large or larger bypass the cache on the destination side.
+/// Copies this large or larger bypass the cache on the destination side
+/// when the cache-through method is the AVX2 loop (`rep movsb` needs no
+/// such switch: it is faster through the cache at every size measured).
 pub const STREAM_MIN: usize = 4 << 20;
 /// Objects this large or larger are written into a segment with stores
 /// that bypass the cache: the writer does not read them back, and on the
 /// machine of docs/benchmarks.md such a copy into a large working set runs
-/// at 20-22 GB/s against 11-12 GB/s through the cache.
+/// at 34-40 GB/s against 26-30 GB/s through the cache.
 pub const SEGMENT_STREAM_MIN: usize = 256 << 10;
 
-/// Copies `len` bytes from `src` to `dst`.
+/// How copies of [`VECTOR_MIN`] bytes or more that go through the cache are
+/// made.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Method {
+    /// `rep movsb` (x86-64 only).
+    RepMovsb,
+    /// An AVX2 load/store loop (x86-64 with AVX2 only).
+    Avx2,
+    /// `std::ptr::copy_nonoverlapping` (glibc `memcpy`).
+    Memcpy,
+}
+
+impl Method {
+    /// The name `MMC_COPY_METHOD` takes and logs print.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::RepMovsb => "movsb",
+            Method::Avx2 => "avx2",
+            Method::Memcpy => "memcpy",
+        }
+    }
+
+    fn from_code(c: u8) -> Option<Method> {
+        match c {
+            1 => Some(Method::RepMovsb),
+            2 => Some(Method::Avx2),
+            3 => Some(Method::Memcpy),
+            _ => None,
+        }
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            Method::RepMovsb => 1,
+            Method::Avx2 => 2,
+            Method::Memcpy => 3,
+        }
+    }
+}
+
+static METHOD: AtomicU8 = AtomicU8::new(0);
+
+/// The cache-through copy method of this process: `MMC_COPY_METHOD` if set
+/// (to a method this CPU has), else measured on the first call (about a
+/// millisecond; a LocalService calls this when it starts so that no put or
+/// get pays for it).
+pub fn method() -> Method {
+    if let Some(m) = Method::from_code(METHOD.load(Ordering::Relaxed)) {
+        return m;
+    }
+    let m = chosen();
+    METHOD.store(m.code(), Ordering::Relaxed);
+    m
+}
+
+fn chosen() -> Method {
+    let available = available();
+    if let Ok(v) = std::env::var("MMC_COPY_METHOD") {
+        match available.iter().find(|m| m.name() == v) {
+            Some(&m) => return m,
+            None => tracing::warn!(
+                "MMC_COPY_METHOD={v:?} is not one of the methods this CPU has ({}); measuring instead",
+                available.iter().map(|m| m.name()).collect::<Vec<_>>().join(", ")
+            ),
+        }
+    }
+    if available.len() == 1 {
+        return available[0];
+    }
+    match calibrate::fastest(&available) {
+        Ok((m, report)) => {
+            tracing::info!("copy method {} ({report})", m.name());
+            m
+        }
+        Err(e) => {
+            tracing::warn!("copy method not measured ({e}); using avx2");
+            Method::Avx2
+        }
+    }
+}
+
+fn available() -> Vec<Method> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::is_x86_feature_detected!("avx2") {
+            return vec![Method::RepMovsb, Method::Avx2];
+        }
+    }
+    vec![Method::Memcpy]
+}
+
+/// Copies `len` bytes from `src` to `dst` through the cache with the
+/// measured [`method`] (the AVX2 method bypasses the cache from
+/// [`STREAM_MIN`]).
 ///
 /// # Safety
 /// Same contract as `std::ptr::copy_nonoverlapping`.
 #[inline]
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
-    copy_with(dst, src, len, len >= STREAM_MIN)
+    if len < VECTOR_MIN {
+        return std::ptr::copy_nonoverlapping(src, dst, len);
+    }
+    let m = method();
+    copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN)
 }
 
-/// [`copy`], bypassing the cache on the destination side when `stream`
-/// (copies below [`VECTOR_MIN`] always go through the cache).
+/// [`copy`], or with AVX2 non-temporal stores when `stream` (copies below
+/// [`VECTOR_MIN`] always go through the cache).
 ///
 /// # Safety
 /// Same contract as `std::ptr::copy_nonoverlapping`.
 #[inline]
 pub unsafe fn copy_with(dst: *mut u8, src: *const u8, len: usize, stream: bool) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if len >= VECTOR_MIN && has_avx2() {
-            return avx2::copy(dst, src, len, stream);
+    if len < VECTOR_MIN {
+        return std::ptr::copy_nonoverlapping(src, dst, len);
+    }
+    let m = method();
+    if stream && m != Method::Memcpy {
+        return copy_by(Method::Avx2, dst, src, len, true);
+    }
+    copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN)
+}
+
+/// One copy with method `m`, which must be one of [`available`]'s.
+///
+/// # Safety
+/// Same contract as `std::ptr::copy_nonoverlapping`; `len >= 128` for
+/// [`Method::Avx2`].
+#[inline]
+unsafe fn copy_by(m: Method, dst: *mut u8, src: *const u8, len: usize, stream: bool) {
+    match m {
+        #[cfg(target_arch = "x86_64")]
+        Method::RepMovsb => movsb(dst, src, len),
+        #[cfg(target_arch = "x86_64")]
+        Method::Avx2 => avx2::copy(dst, src, len, stream),
+        _ => {
+            let _ = stream;
+            std::ptr::copy_nonoverlapping(src, dst, len)
         }
     }
-    let _ = stream;
-    std::ptr::copy_nonoverlapping(src, dst, len);
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2() -> bool {
-    use std::sync::atomic::{AtomicU8, Ordering};
-    static CACHED: AtomicU8 = AtomicU8::new(0);
-    match CACHED.load(Ordering::Relaxed) {
-        1 => true,
-        2 => false,
-        _ => {
-            let yes = std::is_x86_feature_detected!("avx2") && std::env::var_os("MMC_PLAIN_MEMCPY").is_none();
-            CACHED.store(if yes { 1 } else { 2 }, Ordering::Relaxed);
-            yes
+#[inline]
+unsafe fn movsb(dst: *mut u8, src: *const u8, len: usize) {
+    std::arch::asm!(
+        "rep movsb",
+        inout("rcx") len => _,
+        inout("rdi") dst => _,
+        inout("rsi") src => _,
+        options(nostack, preserves_flags)
+    );
+}
+
+/// Measuring the methods against each other.
+mod calibrate {
+    use super::{copy_by, Method};
+    use std::time::{Duration, Instant};
+
+    /// Piece sizes and (source, destination) misalignments of one round:
+    /// the layered block's 16 KiB and 128 KiB pieces, a 512 KiB value, and
+    /// alignments where some CPUs' `rep movsb` is known to fall off.
+    const PIECES: [(usize, usize, usize); 8] = [
+        (16 << 10, 0, 0),
+        (16 << 10, 0, 16),
+        (16 << 10, 1, 0),
+        (128 << 10, 0, 0),
+        (128 << 10, 16, 0),
+        (128 << 10, 0, 2064),
+        (512 << 10, 0, 0),
+        (512 << 10, 100, 200),
+    ];
+    const ROUNDS: usize = 7;
+    const SPAN: usize = 1 << 20;
+
+    /// The fastest of `methods` copying out of a shared memfd mapping (what
+    /// a segment is) into private memory, best of [`ROUNDS`] rounds each
+    /// (rounds alternate between the methods so that a disturbance hits
+    /// all of them), and a line saying what was measured.
+    pub fn fastest(methods: &[Method]) -> crate::Result<(Method, String)> {
+        let seg = crate::segment::Segment::create(SPAN + 4096, true)?;
+        let src = seg.base();
+        // SAFETY: the segment is SPAN + 4096 bytes, mapped and ours alone.
+        unsafe { std::ptr::write_bytes(src, 0x5a, SPAN + 4096) };
+        let mut dst = vec![0u8; SPAN + 4096];
+        let mut best = vec![Duration::MAX; methods.len()];
+        for _ in 0..ROUNDS {
+            for (i, &m) in methods.iter().enumerate() {
+                let t = Instant::now();
+                for &(len, so, dof) in &PIECES {
+                    // SAFETY: offsets + len stay within both buffers
+                    // (len <= 512 KiB, offsets < 4 KiB); they do not overlap.
+                    unsafe { copy_by(m, dst.as_mut_ptr().add(dof), src.add(so) as *const u8, len, false) };
+                }
+                std::hint::black_box(&mut dst);
+                best[i] = best[i].min(t.elapsed());
+            }
         }
+        let bytes: usize = PIECES.iter().map(|p| p.0).sum();
+        let gbps = |d: Duration| bytes as f64 / d.as_secs_f64().max(1e-9) / 1e9;
+        let (i, _) = best
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, d)| **d)
+            .expect("at least one method");
+        let report = methods
+            .iter()
+            .zip(&best)
+            .map(|(m, d)| format!("{} {:.1} GB/s", m.name(), gbps(*d)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Ok((methods[i], report))
     }
 }
 
@@ -110,6 +292,8 @@ mod avx2 {
 mod tests {
     use super::*;
 
+    type CopyFn = Box<dyn Fn(*mut u8, *const u8)>;
+
     #[test]
     fn copies_exactly_at_every_alignment_and_size() {
         let src: Vec<u8> = (0..(9 << 20) + 77).map(|i| (i * 7 + i / 251) as u8).collect();
@@ -125,12 +309,51 @@ mod tests {
             9 << 20,
         ] {
             for &(so, dof) in &[(0usize, 0usize), (1, 3), (31, 0), (0, 17), (13, 29)] {
-                let mut dst = vec![0xAAu8; len + 64];
-                unsafe { copy(dst.as_mut_ptr().add(dof), src.as_ptr().add(so), len) };
-                assert!(dst[..dof].iter().all(|&b| b == 0xAA), "no write before dst");
-                assert_eq!(&dst[dof..dof + len], &src[so..so + len], "len {len} src+{so} dst+{dof}");
-                assert!(dst[dof + len..].iter().all(|&b| b == 0xAA), "no write past dst");
+                // The measured method, every method this CPU has, streaming
+                // or not (each for lengths it is used at).
+                let mut ways: Vec<(String, CopyFn)> = vec![
+                    ("copy".into(), Box::new(move |d, s| unsafe { copy(d, s, len) })),
+                    (
+                        "copy_with stream".into(),
+                        Box::new(move |d, s| unsafe { copy_with(d, s, len, true) }),
+                    ),
+                ];
+                if len >= VECTOR_MIN {
+                    for m in available() {
+                        for stream in [false, true] {
+                            if stream && m != Method::Avx2 {
+                                continue;
+                            }
+                            ways.push((
+                                format!("{} stream {stream}", m.name()),
+                                Box::new(move |d, s| unsafe { copy_by(m, d, s, len, stream) }),
+                            ));
+                        }
+                    }
+                }
+                for (way, f) in &ways {
+                    let mut dst = vec![0xAAu8; len + 64];
+                    f(unsafe { dst.as_mut_ptr().add(dof) }, unsafe { src.as_ptr().add(so) });
+                    assert!(dst[..dof].iter().all(|&b| b == 0xAA), "{way}: no write before dst");
+                    assert_eq!(
+                        &dst[dof..dof + len],
+                        &src[so..so + len],
+                        "{way}: len {len} src+{so} dst+{dof}"
+                    );
+                    assert!(dst[dof + len..].iter().all(|&b| b == 0xAA), "{way}: no write past dst");
+                }
             }
         }
+    }
+
+    #[test]
+    fn calibration_picks_a_method_this_cpu_has() {
+        let methods = available();
+        let (m, report) = calibrate::fastest(&methods).unwrap();
+        assert!(methods.contains(&m), "{m:?} not in {methods:?}");
+        for m in &methods {
+            assert!(report.contains(m.name()), "report {report:?} names {}", m.name());
+        }
+        assert!(methods.contains(&method()));
     }
 }
