@@ -128,6 +128,10 @@ pub struct BenchArgs {
     /// local.spin_wait_us of the MemCache clients the bench starts [default: the config default].
     #[arg(long)]
     local_spin_us: Option<u64>,
+    /// local.transfer_congestion of the LocalServices the bench starts, also
+    /// used by the raw TCP baselines ("system": the kernel's default) [default: the config default].
+    #[arg(long)]
+    transfer_congestion: Option<String>,
     /// Skip the Redis baseline.
     #[arg(long)]
     no_redis: bool,
@@ -369,12 +373,21 @@ fn loadavg() -> String {
 /// What this machine is, for the report.
 fn machine() -> serde_json::Value {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split(':').nth(1))
-        .map(|s| s.trim().to_owned())
-        .unwrap_or_else(|| "unknown".into());
+    let field = |name: &str| {
+        cpuinfo
+            .lines()
+            .find(|l| l.split(':').next().map(str::trim) == Some(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|s| s.trim().to_owned())
+            .unwrap_or_else(|| "?".into())
+    };
+    // "AMD EPYC" alone does not say which generation (copy speeds differ).
+    let model = format!(
+        "{} (family {} model {})",
+        field("model name"),
+        field("cpu family"),
+        field("model")
+    );
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
     let mem_kib: u64 = meminfo
         .lines()
@@ -387,7 +400,21 @@ fn machine() -> serde_json::Value {
         .trim()
         .to_owned();
     let nproc = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
-    json!({ "nproc": nproc, "cpu_model": model, "mem_total_bytes": mem_kib * 1024, "kernel": kernel })
+    json!({
+        "nproc": nproc,
+        "cpu_model": model,
+        "mem_total_bytes": mem_kib * 1024,
+        "kernel": kernel,
+        "tcp_congestion_default": system_congestion(),
+        "copy_method": mmc_local::copy::method().name(),
+    })
+}
+
+/// The kernel's default TCP congestion control (what Redis and Mooncake use).
+fn system_congestion() -> String {
+    std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "?".into())
 }
 
 /// A free loopback TCP port (bound, then released).
@@ -523,6 +550,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         }
     }
     cluster::set_spin(a.meta_spin_us, a.local_spin_us);
+    if let Some(c) = &a.transfer_congestion {
+        let probe = mmc_config::LocalConfig {
+            transfer_congestion: c.clone(),
+            ..Default::default()
+        };
+        probe.validate().map_err(|e| format!("--transfer-congestion: {e}"))?;
+    }
+    cluster::set_congestion(a.transfer_congestion.clone());
     crate::init_logging("warn");
     let started = Instant::now();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -535,11 +570,15 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     std::fs::create_dir_all(&logs).map_err(|e| format!("cannot create {}: {e}", logs.display()))?;
     println!("mmc bench: {command}");
     println!(
-        "machine: {} CPUs, {}, {:.1} GiB memory, Linux {}",
+        "machine: {} CPUs, {}, {:.1} GiB memory, Linux {}; copy method {}; TCP congestion control: \
+         MemCache transfers and raw baselines {}, system default {} (Redis, Mooncake)",
         mach["nproc"],
         mach["cpu_model"].as_str().unwrap_or("?"),
         mach["mem_total_bytes"].as_u64().unwrap_or(0) as f64 / (1u64 << 30) as f64,
-        mach["kernel"].as_str().unwrap_or("?")
+        mach["kernel"].as_str().unwrap_or("?"),
+        mach["copy_method"].as_str().unwrap_or("?"),
+        cluster::congestion(),
+        mach["tcp_congestion_default"].as_str().unwrap_or("?"),
     );
     let sizing = match p.budget.iters {
         Some(n) => format!("{n} operations per measurement"),
@@ -606,6 +645,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "cross_sizes": p.cross_sizes,
                 "meta_spin_wait_us": cluster::meta_spin_us(),
                 "local_spin_wait_us": cluster::local_spin_us(),
+                "transfer_congestion": cluster::congestion(),
             },
             "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),
             "summary": sum.json,

@@ -82,6 +82,10 @@ struct LocalArgs {
     /// Transfer server listen address (overrides local.transfer_listen).
     #[arg(long)]
     transfer_listen: Option<String>,
+    /// TCP congestion control of transfer connections, or "system"
+    /// (overrides local.transfer_congestion).
+    #[arg(long)]
+    transfer_congestion: Option<String>,
 }
 
 #[derive(Args)]
@@ -181,8 +185,11 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     )?;
     if let Some(t) = a.transfer_listen {
         cfg.transfer_listen = t;
-        cfg.validate().map_err(|e| e.to_string())?;
     }
+    if let Some(c) = a.transfer_congestion {
+        cfg.transfer_congestion = c;
+    }
+    cfg.validate().map_err(|e| e.to_string())?;
     if cfg.dram_size.0 == 0 {
         return Err("local.dram_size is 0: a memory-provider LocalService needs a segment".into());
     }

@@ -87,7 +87,12 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            tasks.push(handle.spawn(crate::transfer::server::serve(
+                listener,
+                seg.clone(),
+                id.clone(),
+                crate::transfer::Congestion::from_config(&cfg.transfer_congestion),
+            )));
             (Some(seg), advertised)
         } else {
             (None, String::new())

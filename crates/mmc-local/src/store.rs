@@ -109,6 +109,7 @@ impl ObjectStore {
             xfer: TransferClient::new(
                 cfg.transfer_connections as usize,
                 Duration::from_millis(cfg.transfer_timeout_ms),
+                crate::transfer::Congestion::from_config(&cfg.transfer_congestion),
                 handle.clone(),
             ),
             handle: handle.clone(),

@@ -247,6 +247,17 @@ impl LocalConfig {
         self.inner.transfer_connections = v;
     }
 
+    /// TCP congestion control of the transfer connections (default
+    /// ``"cubic"``), or ``"system"`` for the kernel's default.
+    #[getter]
+    fn transfer_congestion(&self) -> String {
+        self.inner.transfer_congestion.clone()
+    }
+    #[setter]
+    fn set_transfer_congestion(&mut self, v: String) {
+        self.inner.transfer_congestion = v;
+    }
+
     /// Control RPC timeout in milliseconds.
     #[getter]
     fn rpc_timeout_ms(&self) -> u64 {
@@ -297,7 +308,7 @@ impl LocalConfig {
         format!(
             "LocalConfig(meta_addr={:?}, dram_size={}, protocol={:?}, transfer_listen={:?}, \
              transfer_advertise={:?}, host_id={:?}, worker_threads={}, transfer_connections={}, \
-             rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?})",
+             transfer_congestion={:?}, rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?})",
             c.meta_addr,
             c.dram_size.0,
             protocol_name(c.protocol),
@@ -306,6 +317,7 @@ impl LocalConfig {
             c.host_id,
             c.worker_threads,
             c.transfer_connections,
+            c.transfer_congestion,
             c.rpc_timeout_ms,
             c.transfer_timeout_ms,
             c.heartbeat_interval_ms,
@@ -333,6 +345,7 @@ impl LocalConfig {
             "spin_wait_us" => self.set_spin_wait_us(v.extract()?),
             "worker_threads" => self.set_worker_threads(v.extract()?),
             "transfer_connections" => self.set_transfer_connections(v.extract()?),
+            "transfer_congestion" => self.set_transfer_congestion(v.extract()?),
             "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),
             "transfer_timeout_ms" => self.set_transfer_timeout_ms(v.extract()?),
             "heartbeat_interval_ms" => self.set_heartbeat_interval_ms(v.extract()?),

@@ -39,6 +39,8 @@ def test_local_config_defaults_and_properties():
     assert c.protocol == "auto"
     c.worker_threads = 4
     c.transfer_connections = 8
+    assert c.transfer_congestion == "cubic"
+    c.transfer_congestion = "system"
     c.rpc_timeout_ms = 1234
     c.transfer_timeout_ms = 5678
     c.heartbeat_interval_ms = 500
@@ -50,6 +52,7 @@ def test_local_config_defaults_and_properties():
     text = c.to_toml()
     assert text.startswith("[local]") and 'meta_addr = "10.0.0.1:7000"' in text
     assert "worker_threads = 4" in text
+    assert 'transfer_congestion = "system"' in text
     assert "10.0.0.1:7000" in repr(c) and str(c) == c.str() == repr(c)
     k = mc.LocalConfig(meta_addr="127.0.0.1:1", dram_size="128MB", protocol="tcp")
     assert (k.meta_addr, k.dram_size, k.protocol) == ("127.0.0.1:1", 128 << 20, "tcp")
@@ -75,6 +78,10 @@ def test_local_config_errors():
     s = mc.DistributedObjectStore()
     assert s.setup(c) == mc.INVALID_PARAM
     c.worker_threads = 2
+    c.transfer_congestion = "no such; name"
+    with pytest.raises(ValueError, match="local.transfer_congestion"):
+        c.validate()
+    c.transfer_congestion = "cubic"
     c.dram_size = 1000  # below the 1 MB minimum
     assert s.setup(c) == mc.INVALID_PARAM
 

@@ -39,6 +39,27 @@ pub fn local_spin_us() -> u64 {
         .unwrap_or(LocalConfig::default().spin_wait_us)
 }
 
+/// `local.transfer_congestion` of the LocalServices the bench starts and of
+/// its raw TCP baselines, when set by `--transfer-congestion`.
+static CONGESTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the congestion control of this run (once, before any cluster starts).
+pub fn set_congestion(name: Option<String>) {
+    if let Some(n) = name {
+        let _ = CONGESTION.set(n);
+    }
+}
+
+/// `local.transfer_congestion` of this run: MemCache's transfer sockets and
+/// the raw TCP baselines use the same, so the baseline is the limit of the
+/// path MemCache actually takes.
+pub fn congestion() -> String {
+    CONGESTION
+        .get()
+        .cloned()
+        .unwrap_or_else(|| LocalConfig::default().transfer_congestion)
+}
+
 /// How long the child LocalService may take to register.
 const START_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -97,6 +118,8 @@ impl Provider {
             .arg(meta)
             .arg("--dram-size")
             .arg(segment.to_string())
+            .arg("--transfer-congestion")
+            .arg(congestion())
             .env_remove(mmc_config::LOCAL_CONFIG_ENV)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
@@ -251,6 +274,7 @@ impl Cluster {
             dram_size: ByteSize(0),
             protocol,
             spin_wait_us: local_spin_us(),
+            transfer_congestion: congestion(),
             ..LocalConfig::default()
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
@@ -264,6 +288,7 @@ impl Cluster {
             dram_size: ByteSize(0),
             async_commit: true,
             spin_wait_us: local_spin_us(),
+            transfer_congestion: congestion(),
             ..LocalConfig::default()
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect an async-commit client: {e}"))

@@ -244,7 +244,10 @@ fn client_procs(shape: &Shape, n: usize, netns: Option<&str>, args: &[&str], wha
     (0..n)
         .map(|i| {
             let mut c = mmc_command(netns)?;
-            c.arg("bench-client").args(args).env("RUST_LOG", "warn");
+            c.arg("bench-client")
+                .args(args)
+                .args(["--congestion", &super::cluster::congestion()])
+                .env("RUST_LOG", "warn");
             Proc::spawn(
                 c,
                 &format!("{what} client {i}"),
@@ -506,7 +509,9 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     )?;
     let server = {
         let mut c = mmc_command(Some(&ns.a))?;
-        c.args(["bench-client", "--target", "tcp-server", "--addr", &listen]);
+        c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
+            .args(["--ws", &shape.ws.to_string()])
+            .args(["--congestion", &super::cluster::congestion()]);
         Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
     };
     let raw_addr = server.info.clone();

@@ -27,6 +27,7 @@ use mmc_local::{BatchResult, BlockingObjectStore, Piece, PutOptions};
 use serde::{Deserialize, Serialize};
 use std::io::{BufRead, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 pub const LAYERS: usize = 61;
@@ -723,13 +724,99 @@ impl<T: Target> Worker<T> {
 
 // ---- raw TCP -------------------------------------------------------------------------
 
+/// Memory like a provider's segment (a prefaulted shared memfd mapping),
+/// which the raw TCP server reads into and sends from, rotating over it as
+/// MemCache's objects rotate over their working set: a transfer server
+/// moves bytes between the network and a large, mostly cold region, and
+/// on the machine of docs/benchmarks.md a 1 MiB request/response sent out of
+/// such a region takes 200-230 us against 150 us out of one cache-hot
+/// buffer. The peer (client) side uses one buffer, as MemCache's client does.
+pub struct WsRegion {
+    seg: mmc_local::segment::Segment,
+    next: std::sync::atomic::AtomicUsize,
+}
+
+impl WsRegion {
+    pub fn new(ws: u64) -> Result<WsRegion, String> {
+        let len = (ws as usize).max(1 << 20);
+        let seg = mmc_local::segment::Segment::create(len, true).map_err(|e| format!("raw tcp region: {e}"))?;
+        // SAFETY: the mapping is `len` bytes and ours alone.
+        unsafe { std::ptr::write_bytes(seg.base(), 9, len) };
+        Ok(WsRegion {
+            seg,
+            next: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// The next slot of `len` bytes (at most the region), rotating.
+    fn slot(&self, len: usize) -> (*mut u8, usize) {
+        let len = len.clamp(1, self.seg.len());
+        let slots = self.seg.len() / len;
+        let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % slots;
+        (self.seg.base().wrapping_add(i * len), len)
+    }
+
+    /// Reads up to `max` bytes from `s` into the next slot; 0 at end of stream.
+    pub fn read_some(&self, s: &TcpStream, max: usize) -> std::io::Result<usize> {
+        let (p, len) = self.slot(max);
+        loop {
+            // SAFETY: `p..p+len` lies in the mapping. The kernel writes
+            // into it; no Rust reference to these bytes exists (concurrent
+            // connections may share slots: the bytes are never looked at).
+            let n = unsafe { libc::read(s.as_raw_fd(), p as *mut libc::c_void, len) };
+            if n >= 0 {
+                return Ok(n as usize);
+            }
+            let e = std::io::Error::last_os_error();
+            if e.kind() != std::io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+
+    /// Reads exactly `len` bytes from `s` into successive slots.
+    fn read_exact(&self, s: &TcpStream, mut len: usize) -> std::io::Result<()> {
+        while len > 0 {
+            match self.read_some(s, len)? {
+                0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                n => len -= n,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends `len` bytes to `s` out of successive slots.
+    fn write_all(&self, s: &TcpStream, mut len: usize) -> std::io::Result<()> {
+        while len > 0 {
+            let (p, n) = self.slot(len);
+            let mut off = 0;
+            while off < n {
+                // SAFETY: as in `read_some`; the kernel only reads the bytes.
+                let w = unsafe { libc::write(s.as_raw_fd(), p.add(off) as *const libc::c_void, n - off) };
+                if w < 0 {
+                    let e = std::io::Error::last_os_error();
+                    if e.kind() == std::io::ErrorKind::Interrupted {
+                        continue;
+                    }
+                    return Err(e);
+                }
+                off += w as usize;
+            }
+            len -= n;
+        }
+        Ok(())
+    }
+}
+
 /// Serves raw TCP peers: the first byte of a connection picks the mode:
-/// `S` (the peer streams; bytes are read and discarded, and their count is
+/// `S` (the peer streams; bytes are read into `region` and their count is
 /// sent back as a u64 once the peer shuts its side), `R` + u64 chunk (this
-/// side streams chunks until the peer closes), `P` (64-byte echo).
-pub fn tcp_serve(l: TcpListener) {
+/// side streams chunks out of `region` until the peer closes), `Q`
+/// (request/response, see below), `P` (64-byte echo).
+pub fn tcp_serve(l: TcpListener, region: std::sync::Arc<WsRegion>) {
     for s in l.incoming() {
         let Ok(mut s) = s else { continue };
+        let region = region.clone();
         let _ = std::thread::Builder::new()
             .name("bench-tcp-peer".into())
             .spawn(move || {
@@ -740,10 +827,9 @@ pub fn tcp_serve(l: TcpListener) {
                 }
                 match mode[0] {
                     b'S' => {
-                        let mut buf = vec![0u8; 1 << 20];
                         let mut n = 0u64;
                         loop {
-                            match s.read(&mut buf) {
+                            match region.read_some(&s, 1 << 20) {
                                 Ok(0) => break,
                                 Ok(k) => n += k as u64,
                                 Err(_) => return,
@@ -756,36 +842,21 @@ pub fn tcp_serve(l: TcpListener) {
                         if s.read_exact(&mut len).is_err() {
                             return;
                         }
-                        let mut buf = vec![0u8; u64::from_le_bytes(len).clamp(1, 1 << 30) as usize];
-                        fill(&mut buf, 9);
-                        while s.write_all(&buf).is_ok() {}
+                        let chunk = u64::from_le_bytes(len).clamp(1, 1 << 30) as usize;
+                        while region.write_all(&s, chunk).is_ok() {}
                     }
                     b'Q' => {
                         // Request / response: a u64 length, then that many bytes
                         // each way as the request says (bit 63 set: the peer
                         // sends them and gets a 1-byte ack; clear: this side sends).
-                        let mut buf = vec![0u8; 1 << 20];
-                        fill(&mut buf, 11);
                         let mut req = [0u8; 8];
                         while s.read_exact(&mut req).is_ok() {
                             let r = u64::from_le_bytes(req);
-                            let (upload, mut left) = (r >> 63 == 1, (r & !(1 << 63)) as usize);
+                            let (upload, len) = (r >> 63 == 1, (r & !(1 << 63)) as usize);
                             let ok = if upload {
-                                let mut ok = true;
-                                while left > 0 && ok {
-                                    let k = left.min(buf.len());
-                                    ok = s.read_exact(&mut buf[..k]).is_ok();
-                                    left -= k;
-                                }
-                                ok && s.write_all(&[1]).is_ok()
+                                region.read_exact(&s, len).is_ok() && s.write_all(&[1]).is_ok()
                             } else {
-                                let mut ok = true;
-                                while left > 0 && ok {
-                                    let k = left.min(buf.len());
-                                    ok = s.write_all(&buf[..k]).is_ok();
-                                    left -= k;
-                                }
-                                ok
+                                region.write_all(&s, len).is_ok()
                             };
                             if !ok {
                                 break;
@@ -807,8 +878,7 @@ pub fn tcp_serve(l: TcpListener) {
 }
 
 fn tcp_connect(addr: &str, mode: u8) -> Result<TcpStream, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("connect {addr}: {e}"))?;
-    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    let mut s = raw_connect(addr)?;
     s.write_all(&[mode]).map_err(|e| e.to_string())?;
     Ok(s)
 }
@@ -931,12 +1001,47 @@ pub struct ClientArgs {
     /// Server address (redis), or listen address (tcp-server).
     #[arg(long, default_value = "127.0.0.1:0")]
     addr: String,
-    /// Region of the memcpy target.
+    /// Region of the memcpy target, and of the tcp-server.
     #[arg(long, default_value_t = 256 << 20)]
     ws: u64,
     /// local.spin_wait_us (mmc) [default: the config default].
     #[arg(long)]
     spin_us: Option<u64>,
+    /// local.transfer_congestion (mmc), and the congestion control of raw
+    /// TCP sockets (tcp, tcp-server) [default: the config default].
+    #[arg(long)]
+    congestion: Option<String>,
+}
+
+/// Congestion control of this process's raw TCP sockets.
+static RAW_CONGESTION: std::sync::OnceLock<mmc_local::transfer::Congestion> = std::sync::OnceLock::new();
+
+fn raw_cc() -> &'static mmc_local::transfer::Congestion {
+    RAW_CONGESTION.get_or_init(|| mmc_local::transfer::Congestion::from_config(&super::cluster::congestion()))
+}
+
+/// A raw-TCP listener with this process's congestion control (the same as
+/// MemCache's transfer sockets in this run), inherited by what it accepts.
+pub fn raw_listen(addr: &str) -> Result<TcpListener, String> {
+    let l = TcpListener::bind(addr).map_err(|e| format!("raw tcp listen {addr}: {e}"))?;
+    raw_cc().apply(&l);
+    Ok(l)
+}
+
+/// A raw-TCP connection set up as MemCache's transfer connections are
+/// (`mmc_local::transfer::connect`: congestion control before the
+/// handshake, `TCP_NODELAY`), as a blocking socket.
+pub fn raw_connect(addr: &str) -> Result<TcpStream, String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .map_err(|e| e.to_string())?;
+    let s = rt
+        .block_on(mmc_local::transfer::connect(addr, raw_cc()))
+        .and_then(|s| s.into_std())
+        .map_err(|e| format!("connect {addr}: {e}"))?;
+    s.set_nonblocking(false).map_err(|e| e.to_string())?;
+    Ok(s)
 }
 
 fn answer(out: &mut impl Write, r: &Res) {
@@ -999,6 +1104,11 @@ fn serve<T: Target>(mut w: Option<Worker<T>>) -> Result<(), String> {
 /// `mmc bench-client`: one client process of a multi-client measurement.
 pub fn client_main(a: ClientArgs) -> Result<(), String> {
     crate::init_logging("warn");
+    let congestion = a
+        .congestion
+        .clone()
+        .unwrap_or_else(|| mmc_config::LocalConfig::default().transfer_congestion);
+    let _ = RAW_CONGESTION.set(mmc_local::transfer::Congestion::from_config(&congestion));
     match a.target.as_str() {
         "mmc" => {
             let protocol = match a.protocol.as_str() {
@@ -1011,6 +1121,7 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 protocol,
                 log_level: "warn".into(),
                 spin_wait_us: a.spin_us.unwrap_or(mmc_config::LocalConfig::default().spin_wait_us),
+                transfer_congestion: congestion,
                 ..mmc_config::LocalConfig::default()
             };
             let c = BlockingObjectStore::connect(cfg).map_err(|e| format!("connect to {}: {e}", a.meta))?;
@@ -1022,9 +1133,10 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
         "memcpy" => serve(Some(Worker::new(Memcpy::new(a.ws), None))),
         "tcp" => serve::<Memcpy>(None),
         "tcp-server" => {
-            let l = TcpListener::bind(&a.addr).map_err(|e| format!("listen {}: {e}", a.addr))?;
+            let l = raw_listen(&a.addr)?;
             let addr = l.local_addr().map_err(|e| e.to_string())?;
-            std::thread::spawn(move || tcp_serve(l));
+            let region = std::sync::Arc::new(WsRegion::new(a.ws)?);
+            std::thread::spawn(move || tcp_serve(l, region));
             let mut out = std::io::stdout().lock();
             answer(
                 &mut out,

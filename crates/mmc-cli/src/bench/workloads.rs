@@ -417,20 +417,21 @@ pub fn shm_async_commit(
 // ---- TCP ------------------------------------------------------------------
 
 /// Streams `chunks` writes of `chunk` bytes over a loopback connection to a
-/// reader thread; the time runs from the first write to the last byte read.
-fn raw_stream(chunks: u64, chunk: usize) -> Result<Measured, String> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| format!("raw tcp listen: {e}"))?;
+/// reader thread that reads into a segment-like region of `ws` bytes (as the
+/// provider's transfer server does); the time runs from the first write to
+/// the last byte read.
+fn raw_stream(chunks: u64, chunk: usize, ws: u64) -> Result<Measured, String> {
+    let l = super::worker::raw_listen("127.0.0.1:0")?;
+    let region = super::worker::WsRegion::new(ws)?;
     let addr = l.local_addr().map_err(|e| e.to_string())?;
     let total = chunks * chunk as u64;
     let reader = std::thread::Builder::new()
         .name("bench-tcp-read".into())
         .spawn(move || -> std::io::Result<Instant> {
-            let (mut s, _) = l.accept()?;
-            let mut buf = vec![0u8; chunk];
-            fill(&mut buf, 7);
+            let (s, _) = l.accept()?;
             let mut got = 0u64;
             while got < total {
-                match s.read(&mut buf)? {
+                match region.read_some(&s, chunk)? {
                     0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
                     n => got += n as u64,
                 }
@@ -438,7 +439,7 @@ fn raw_stream(chunks: u64, chunk: usize) -> Result<Measured, String> {
             Ok(Instant::now())
         })
         .map_err(|e| e.to_string())?;
-    let mut w = TcpStream::connect(addr).map_err(|e| format!("raw tcp connect: {e}"))?;
+    let mut w = super::worker::raw_connect(&addr.to_string())?;
     let mut src = vec![0u8; chunk];
     fill(&mut src, 8);
     let mut rec = Recorder::start(Budget::ops(chunks), None);
@@ -484,8 +485,8 @@ pub fn tcp(
     emptied(cluster, c, notes)?;
     let chunks = put.ops.max(get.ops).max(1);
     progress(&format!("raw tcp loopback stream ({chunks} x {t} writes)"));
-    raw_stream(64.min(chunks), size as usize)?;
-    let raw = raw_stream(chunks, size as usize)?;
+    raw_stream(64.min(chunks), size as usize, ws)?;
+    let raw = raw_stream(chunks, size as usize, ws)?;
     notes.push(format!(
         "tcp: the raw loopback stream pushes {chunks} x {t} writes (as many bytes as the larger of the tcp put/get \
          measurements) one way over one connection; its p50/p99 are per write_all call"

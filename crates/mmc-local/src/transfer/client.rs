@@ -27,15 +27,17 @@ pub struct TransferClient {
     idle: Mutex<HashMap<String, Vec<TcpStream>>>,
     connections: usize,
     timeout: Duration,
+    congestion: super::Congestion,
     handle: Handle,
 }
 
 impl TransferClient {
-    pub fn new(connections: usize, timeout: Duration, handle: Handle) -> Self {
+    pub fn new(connections: usize, timeout: Duration, congestion: super::Congestion, handle: Handle) -> Self {
         TransferClient {
             idle: Mutex::new(HashMap::new()),
             connections: connections.max(1),
             timeout,
+            congestion,
             handle,
         }
     }
@@ -45,17 +47,15 @@ impl TransferClient {
             return Ok(s);
         }
         let a = addr.to_owned();
+        let cc = self.congestion.clone();
         // Connect on our runtime so the socket is driven whatever the caller's context.
         let r = self
             .handle
-            .spawn(async move { tokio::time::timeout(Duration::from_secs(3), TcpStream::connect(a)).await })
+            .spawn(async move { tokio::time::timeout(Duration::from_secs(3), super::connect(&a, &cc)).await })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
         match r {
-            Ok(Ok(s)) => {
-                let _ = s.set_nodelay(true);
-                Ok(s)
-            }
+            Ok(Ok(s)) => Ok(s),
             Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("connect to {addr}: {e}"))),
             Err(_) => Err(Error::NotConnectedLocal(format!("connect to {addr} timed out"))),
         }

@@ -63,6 +63,73 @@ fn set_rcvlowat(sock: &TcpStream, n: usize) -> std::io::Result<()> {
     }
 }
 
+/// The congestion control a LocalService's transfer sockets use: `None`
+/// keeps the kernel's default (`local.transfer_congestion = "system"`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Congestion(Option<String>);
+
+impl Congestion {
+    /// From the `local.transfer_congestion` value.
+    pub fn from_config(v: &str) -> Self {
+        Congestion((v != "system").then(|| v.to_owned()))
+    }
+
+    /// Sets it on `sock`: a listening socket (the connections it accepts
+    /// inherit it) or one not yet connected. Set on a connected socket that
+    /// started on BBR it would leave the kernel pacing that socket: BBR
+    /// turns pacing on when a connection is set up, and switching away does
+    /// not turn it off. Both ends of a transfer connection set it (the
+    /// sender's algorithm decides how its bytes are paced). A kernel that
+    /// refuses the name (not built, or not allowed to this user by
+    /// `net.ipv4.tcp_allowed_congestion_control`) leaves the socket on its
+    /// default; that is logged once per process.
+    pub fn apply(&self, sock: &impl AsRawFd) {
+        let Some(name) = &self.0 else { return };
+        // SAFETY: setsockopt on a socket we own, with a buffer of the given length.
+        let r = unsafe {
+            libc::setsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                name.as_ptr() as *const libc::c_void,
+                name.len() as libc::socklen_t,
+            )
+        };
+        if r != 0 {
+            static WARNED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+            if !WARNED.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                tracing::warn!(
+                    "local.transfer_congestion = {name:?} refused by the kernel ({}); transfer sockets keep the \
+                     system default (see net.ipv4.tcp_available_congestion_control)",
+                    std::io::Error::last_os_error()
+                );
+            }
+        }
+    }
+}
+
+/// Connects to `addr` with congestion control `cc` set before the
+/// handshake (see [`Congestion::apply`]) and `TCP_NODELAY`.
+pub async fn connect(addr: &str, cc: &Congestion) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for a in tokio::net::lookup_host(addr).await? {
+        let sock = if a.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        cc.apply(&sock);
+        match sock.connect(a).await {
+            Ok(s) => {
+                s.set_nodelay(true)?;
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::new(std::io::ErrorKind::NotFound, format!("{addr}: no address"))))
+}
+
 /// Writes `bufs` in order with vectored writes, so a header leaves in the
 /// same segment as the first bytes that follow it. Written separately, a
 /// small header arrives alone and its reader wakes for it, then sleeps
@@ -106,6 +173,47 @@ pub(crate) async fn write_all_bufs(sock: &mut TcpStream, bufs: &[&[u8]]) -> std:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn congestion_of(sock: &TcpStream) -> String {
+        let mut buf = [0u8; 16];
+        let mut len = buf.len() as libc::socklen_t;
+        // SAFETY: getsockopt into a buffer of `len` bytes.
+        let r = unsafe {
+            libc::getsockopt(
+                sock.as_raw_fd(),
+                libc::IPPROTO_TCP,
+                libc::TCP_CONGESTION,
+                buf.as_mut_ptr() as *mut libc::c_void,
+                &mut len,
+            )
+        };
+        assert_eq!(r, 0);
+        String::from_utf8_lossy(&buf[..len as usize])
+            .trim_end_matches('\0')
+            .to_owned()
+    }
+
+    #[tokio::test]
+    async fn congestion_control_is_set_before_the_handshake_or_left_alone() {
+        let system = std::fs::read_to_string("/proc/sys/net/ipv4/tcp_congestion_control")
+            .unwrap()
+            .trim()
+            .to_owned();
+        // reno is built into every Linux kernel and always allowed.
+        let reno = Congestion::from_config("reno");
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        reno.apply(&l);
+        let addr = l.local_addr().unwrap().to_string();
+        let c = connect(&addr, &reno).await.unwrap();
+        let (a, _) = l.accept().await.unwrap();
+        assert_eq!(congestion_of(&c), "reno", "the connecting side");
+        assert_eq!(congestion_of(&a), "reno", "inherited from the listener");
+        let c = connect(&addr, &Congestion::from_config("system")).await.unwrap();
+        assert_eq!(congestion_of(&c), system);
+        // A name the kernel does not have leaves the system default.
+        let c = connect(&addr, &Congestion::from_config("nosuchcc")).await.unwrap();
+        assert_eq!(congestion_of(&c), system);
+    }
 
     #[tokio::test]
     async fn pieces_written_vectored_are_read_whole_across_slow_arrivals() {

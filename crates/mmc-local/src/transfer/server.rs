@@ -17,7 +17,9 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts transfer connections forever.
-pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc<AtomicU32>) {
+pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc<AtomicU32>, cc: super::Congestion) {
+    // Accepted connections inherit it.
+    cc.apply(&listener);
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,

@@ -104,6 +104,7 @@ class LocalConfig:
     worker_threads: int
     """Threads of the LocalService runtime, 1..=256."""
     transfer_connections: int
+    transfer_congestion: str
     """TCP connections per peer for large transfers, 1..=64."""
     rpc_timeout_ms: int
     """Control RPC timeout."""
