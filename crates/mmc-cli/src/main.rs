@@ -63,6 +63,9 @@ struct MetaArgs {
     /// Microseconds a connection is polled for its next request (overrides meta.spin_wait_us).
     #[arg(long)]
     spin_wait_us: Option<u64>,
+    /// Poll TCP connections too: auto, on or off (overrides meta.tcp_polling).
+    #[arg(long)]
+    tcp_polling: Option<String>,
 }
 
 #[derive(Args, Clone)]
@@ -115,6 +118,14 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
     }
     if let Some(us) = a.spin_wait_us {
         c.spin_wait_us = us;
+    }
+    if let Some(p) = &a.tcp_polling {
+        c.tcp_polling = match p.as_str() {
+            "auto" => mmc_config::TcpPolling::Auto,
+            "on" => mmc_config::TcpPolling::On,
+            "off" => mmc_config::TcpPolling::Off,
+            _ => return Err(format!("--tcp-polling: `{p}` is not auto, on or off")),
+        };
     }
     if let Some(h) = &a.http {
         c.http_listen = h.clone();

@@ -143,6 +143,12 @@ pub struct MetaConfig {
     /// requests come back to back, at the cost of up to that much CPU time
     /// per request. Heartbeats and other control requests never poll.
     pub spin_wait_us: u64,
+    /// Whether connections of clients on other hosts (TCP; the same-host
+    /// shared-memory rings always follow `spin_wait_us`) are polled too:
+    /// `auto` polls them on machines of 4 CPUs or more. A polling thread
+    /// holds a CPU; on a 2-CPU host that also runs memory providers it took
+    /// the CPU their transfers needed (docs/benchmarks.md).
+    pub tcp_polling: TcpPolling,
     pub log_level: String,
     pub ha: HaConfig,
 }
@@ -158,6 +164,7 @@ impl Default for MetaConfig {
             put_timeout_ms: 30_000,
             heartbeat_timeout_ms: 5000,
             spin_wait_us: 200,
+            tcp_polling: TcpPolling::Auto,
             log_level: "info".into(),
             ha: HaConfig::default(),
         }
@@ -227,6 +234,30 @@ impl MetaConfig {
         }
         check_range("meta.ha.lease_ttl_s", self.ha.lease_ttl_s, 1, 3600)?;
         Ok(())
+    }
+}
+
+/// `meta.tcp_polling`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TcpPolling {
+    /// On when the machine has at least [`TCP_POLLING_MIN_CPUS`] CPUs.
+    Auto,
+    On,
+    Off,
+}
+
+/// CPUs from which `meta.tcp_polling = "auto"` polls TCP connections.
+pub const TCP_POLLING_MIN_CPUS: usize = 4;
+
+impl TcpPolling {
+    /// Whether TCP connections are polled on a machine of `cpus` CPUs.
+    pub fn enabled(self, cpus: usize) -> bool {
+        match self {
+            TcpPolling::Auto => cpus >= TCP_POLLING_MIN_CPUS,
+            TcpPolling::On => true,
+            TcpPolling::Off => false,
+        }
     }
 }
 
@@ -362,6 +393,15 @@ mod tests {
         assert_eq!(c.meta.lease_ms, 500);
         assert_eq!(c.local.dram_size.0, (2.5 * (1u64 << 30) as f64) as u64);
         assert_eq!(c.local.protocol, Protocol::Tcp);
+        let c = ConfigFile::from_toml("[meta]\ntcp_polling = \"off\"\n").unwrap();
+        assert_eq!(c.meta.tcp_polling, TcpPolling::Off);
+        assert!(!c.meta.tcp_polling.enabled(64));
+        assert!(TcpPolling::On.enabled(1));
+        assert!(!TcpPolling::Auto.enabled(2) && TcpPolling::Auto.enabled(TCP_POLLING_MIN_CPUS));
+        let e = ConfigFile::from_toml("[meta]\ntcp_polling = \"sometimes\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tcp_polling") && e.contains("sometimes"), "{e}");
         let c = ConfigFile::from_toml("[local]\ndram_size = 67108864\n").unwrap();
         assert_eq!(c.local.dram_size.0, 64 << 20);
     }

@@ -38,7 +38,12 @@ impl MetaService {
         };
         let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
         Ok(MetaService {
-            server: Server::with_spin_wait(state, std::time::Duration::from_micros(cfg.spin_wait_us)),
+            server: Server::with_polling(
+                state,
+                std::time::Duration::from_micros(cfg.spin_wait_us),
+                cfg.tcp_polling
+                    .enabled(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            ),
             listener,
             http,
         })

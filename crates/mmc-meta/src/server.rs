@@ -9,7 +9,9 @@
 //! After a data-path request (alloc, finish, lookup, exist, key info,
 //! remove), a connection is polled for `meta.spin_wait_us` before its task
 //! sleeps, so back-to-back requests skip a thread wake-up; other requests
-//! (heartbeats, ledger polls, ...) never start polling.
+//! (heartbeats, ledger polls, ...) never start polling. TCP connections poll
+//! only where `meta.tcp_polling` says (by default on machines of 4 CPUs or
+//! more); same-host shared-memory rings always do.
 //! A background task runs [`MetaState::tick`] every 100 ms.
 
 use crate::metrics::Metrics;
@@ -48,6 +50,9 @@ pub struct Server {
     /// How long a connection is polled for its next request before its
     /// task sleeps (`meta.spin_wait_us`).
     spin_wait: Duration,
+    /// Whether TCP connections poll too (`meta.tcp_polling`); ring
+    /// connections always do.
+    tcp_polling: bool,
 }
 
 impl Server {
@@ -58,12 +63,20 @@ impl Server {
     /// A server that polls each connection for `spin_wait` after a request
     /// before sleeping.
     pub fn with_spin_wait(state: Arc<MetaState>, spin_wait: Duration) -> Arc<Self> {
+        Self::with_polling(state, spin_wait, true)
+    }
+
+    /// A server that polls ring connections for `spin_wait` (stretched to
+    /// follow the client) after a data-path request, and TCP connections
+    /// for `spin_wait` when `tcp_polling`.
+    pub fn with_polling(state: Arc<MetaState>, spin_wait: Duration, tcp_polling: bool) -> Arc<Self> {
         Arc::new(Server {
             state,
             metrics: Metrics::default(),
             ledger_changed: Notify::new(),
             space_returned: Notify::new(),
             spin_wait,
+            tcp_polling,
         })
     }
 
@@ -127,6 +140,9 @@ impl Server {
                 }
             }
             spin = self.serve_frame(f, &sink)?;
+            if !self.tcp_polling {
+                spin = Duration::ZERO;
+            }
         }
         Ok(())
     }
