@@ -128,6 +128,9 @@ pub struct BenchArgs {
     /// local.spin_wait_us of the MemCache clients the bench starts [default: the config default].
     #[arg(long)]
     local_spin_us: Option<u64>,
+    /// meta.tcp_polling of the MetaServices the bench starts: auto, on or off [default: the config default].
+    #[arg(long)]
+    meta_tcp_polling: Option<String>,
     /// local.transfer_congestion of the LocalServices the bench starts, also
     /// used by the raw TCP baselines ("system": the kernel's default) [default: the config default].
     #[arg(long)]
@@ -558,6 +561,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         probe.validate().map_err(|e| format!("--transfer-congestion: {e}"))?;
     }
     cluster::set_congestion(a.transfer_congestion.clone());
+    if let Some(p) = &a.meta_tcp_polling {
+        cluster::set_tcp_polling(match p.as_str() {
+            "auto" => mmc_config::TcpPolling::Auto,
+            "on" => mmc_config::TcpPolling::On,
+            "off" => mmc_config::TcpPolling::Off,
+            _ => return Err(format!("--meta-tcp-polling: `{p}` is not auto, on or off")),
+        });
+    }
     crate::init_logging("warn");
     let started = Instant::now();
     let command = std::env::args().collect::<Vec<_>>().join(" ");
@@ -645,6 +656,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "cross_sizes": p.cross_sizes,
                 "meta_spin_wait_us": cluster::meta_spin_us(),
                 "local_spin_wait_us": cluster::local_spin_us(),
+                "meta_tcp_polling": format!("{:?}", cluster::tcp_polling()).to_lowercase(),
                 "transfer_congestion": cluster::congestion(),
             },
             "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),

@@ -39,6 +39,19 @@ pub fn local_spin_us() -> u64 {
         .unwrap_or(LocalConfig::default().spin_wait_us)
 }
 
+/// `meta.tcp_polling` of the MetaServices the bench starts (`--meta-tcp-polling`).
+static TCP_POLLING: std::sync::OnceLock<mmc_config::TcpPolling> = std::sync::OnceLock::new();
+
+/// Records the TCP polling of this run (once, before any cluster starts).
+pub fn set_tcp_polling(p: mmc_config::TcpPolling) {
+    let _ = TCP_POLLING.set(p);
+}
+
+/// `meta.tcp_polling` of the MetaServices of this run.
+pub fn tcp_polling() -> mmc_config::TcpPolling {
+    TCP_POLLING.get().copied().unwrap_or(MetaConfig::default().tcp_polling)
+}
+
 /// `local.transfer_congestion` of the LocalServices the bench starts and of
 /// its raw TCP baselines, when set by `--transfer-congestion`.
 static CONGESTION: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -228,6 +241,7 @@ impl Cluster {
             http_listen: String::new(),
             log_level: "warn".into(),
             spin_wait_us: meta_spin_us(),
+            tcp_polling: tcp_polling(),
             ..MetaConfig::default()
         };
         let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg))?;

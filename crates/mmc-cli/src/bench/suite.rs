@@ -472,7 +472,13 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     ));
     let mut mcmd = mmc_command(Some(&ns.a))?;
     let meta_spin = super::cluster::meta_spin_us().to_string();
+    let tcp_polling = match super::cluster::tcp_polling() {
+        mmc_config::TcpPolling::Auto => "auto",
+        mmc_config::TcpPolling::On => "on",
+        mmc_config::TcpPolling::Off => "off",
+    };
     mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
+        .args(["--tcp-polling", tcp_polling])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -529,6 +535,39 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         0,
         1,
         rtt,
+    ));
+    // Small operations of a remote client: what one control round trip
+    // over TCP costs (the MetaService polls TCP connections only on larger
+    // machines, `meta.tcp_polling`).
+    progress("cross: MemCache exist x1 and get_into 4KiB x1 (protocol tcp), 1 client");
+    let small = SMALL_KEYS;
+    run_all(&mut mmc[..1], &cmd("fill", 4096, small, "xsg"), false)?;
+    let exist1 = aggregate(&measure_all(
+        &mut mmc[..1],
+        &with_batch(cmd("exist_batch", 4096, small, ""), 1),
+        shape.budget,
+    )?);
+    let get1 = aggregate(&measure_all(
+        &mut mmc[..1],
+        &cmd("get", 4096, small, "xsg"),
+        shape.budget,
+    )?);
+    run_all(&mut mmc[..1], &cmd("clear", 0, 0, ""), false)?;
+    rows.push(Row::new(
+        "cross.exist1".into(),
+        "cross",
+        "MemCache exist x1 (tcp)",
+        4096,
+        1,
+        exist1,
+    ));
+    rows.push(Row::new(
+        "cross.get1.4KiB".into(),
+        "cross",
+        "MemCache get_into 4 KiB x1 (tcp)",
+        4096,
+        1,
+        get1,
     ));
     for &size in &shape.cross_sizes {
         let t = tag(size);

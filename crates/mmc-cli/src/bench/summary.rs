@@ -513,6 +513,14 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
             "raw TCP ping-pong, 64 B, two threads of one process (loopback)",
         ),
         ("cross.rtt", "raw TCP ping-pong, 64 B, between the two namespaces"),
+        (
+            "cross.exist1",
+            "MemCache exist x1 between the namespaces (one control RPC over TCP)",
+        ),
+        (
+            "cross.get1.4KiB",
+            "MemCache get_into 4 KiB x1 between the namespaces (Lookup RPC + TCP transfer)",
+        ),
         ("batch.exist1.4KiB", "MemCache exist x1 (one control RPC)"),
         (
             "batch.put1.4KiB",
