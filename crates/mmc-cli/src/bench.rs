@@ -562,12 +562,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
     }
     cluster::set_congestion(a.transfer_congestion.clone());
     if let Some(p) = &a.meta_tcp_polling {
-        cluster::set_tcp_polling(match p.as_str() {
-            "auto" => mmc_config::TcpPolling::Auto,
-            "on" => mmc_config::TcpPolling::On,
-            "off" => mmc_config::TcpPolling::Off,
-            _ => return Err(format!("--meta-tcp-polling: `{p}` is not auto, on or off")),
-        });
+        cluster::set_tcp_polling(p.parse().map_err(|e| format!("--meta-tcp-polling: {e}"))?);
     }
     crate::init_logging("warn");
     let started = Instant::now();
@@ -656,7 +651,7 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
                 "cross_sizes": p.cross_sizes,
                 "meta_spin_wait_us": cluster::meta_spin_us(),
                 "local_spin_wait_us": cluster::local_spin_us(),
-                "meta_tcp_polling": format!("{:?}", cluster::tcp_polling()).to_lowercase(),
+                "meta_tcp_polling": cluster::tcp_polling().name(),
                 "transfer_congestion": cluster::congestion(),
             },
             "results": rows.iter().map(report::row_json).collect::<Vec<_>>(),

@@ -120,12 +120,7 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
         c.spin_wait_us = us;
     }
     if let Some(p) = &a.tcp_polling {
-        c.tcp_polling = match p.as_str() {
-            "auto" => mmc_config::TcpPolling::Auto,
-            "on" => mmc_config::TcpPolling::On,
-            "off" => mmc_config::TcpPolling::Off,
-            _ => return Err(format!("--tcp-polling: `{p}` is not auto, on or off")),
-        };
+        c.tcp_polling = p.parse().map_err(|e| format!("--tcp-polling: {e}"))?;
     }
     if let Some(h) = &a.http {
         c.http_listen = h.clone();

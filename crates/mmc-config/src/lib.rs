@@ -251,6 +251,15 @@ pub enum TcpPolling {
 pub const TCP_POLLING_MIN_CPUS: usize = 4;
 
 impl TcpPolling {
+    /// The value as the config file spells it.
+    pub fn name(self) -> &'static str {
+        match self {
+            TcpPolling::Auto => "auto",
+            TcpPolling::On => "on",
+            TcpPolling::Off => "off",
+        }
+    }
+
     /// Whether TCP connections are polled on a machine of `cpus` CPUs.
     pub fn enabled(self, cpus: usize) -> bool {
         match self {
@@ -258,6 +267,17 @@ impl TcpPolling {
             TcpPolling::On => true,
             TcpPolling::Off => false,
         }
+    }
+}
+
+impl std::str::FromStr for TcpPolling {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        [TcpPolling::Auto, TcpPolling::On, TcpPolling::Off]
+            .into_iter()
+            .find(|p| p.name() == s)
+            .ok_or_else(|| format!("`{s}` is not auto, on or off"))
     }
 }
 
@@ -398,6 +418,10 @@ mod tests {
         assert!(!c.meta.tcp_polling.enabled(64));
         assert!(TcpPolling::On.enabled(1));
         assert!(!TcpPolling::Auto.enabled(2) && TcpPolling::Auto.enabled(TCP_POLLING_MIN_CPUS));
+        for p in [TcpPolling::Auto, TcpPolling::On, TcpPolling::Off] {
+            assert_eq!(p.name().parse::<TcpPolling>(), Ok(p));
+        }
+        assert!("sometimes".parse::<TcpPolling>().unwrap_err().contains("sometimes"));
         let e = ConfigFile::from_toml("[meta]\ntcp_polling = \"sometimes\"\n")
             .unwrap_err()
             .to_string();

@@ -126,11 +126,7 @@ fn available() -> Vec<Method> {
 /// Same contract as `std::ptr::copy_nonoverlapping`.
 #[inline]
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
-    if len < VECTOR_MIN {
-        return std::ptr::copy_nonoverlapping(src, dst, len);
-    }
-    let m = method();
-    copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN)
+    copy_with(dst, src, len, false)
 }
 
 /// [`copy`], or with AVX2 non-temporal stores when `stream` (copies below

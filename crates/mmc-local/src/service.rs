@@ -72,6 +72,9 @@ impl LocalService {
             let listener = TcpListener::bind(&cfg.transfer_listen)
                 .await
                 .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;
+            // Accepted transfer connections inherit it; nobody knows the
+            // address before registration, so none is accepted without it.
+            crate::transfer::Congestion::from_config(&cfg.transfer_congestion).apply(&listener);
             let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
             // An advertised port of 0 means "the port actually bound".
             let advertised = match cfg
@@ -87,12 +90,7 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(
-                listener,
-                seg.clone(),
-                id.clone(),
-                crate::transfer::Congestion::from_config(&cfg.transfer_congestion),
-            )));
+            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
             (Some(seg), advertised)
         } else {
             (None, String::new())

@@ -57,13 +57,7 @@ pub struct Server {
 
 impl Server {
     pub fn new(state: Arc<MetaState>) -> Arc<Self> {
-        Self::with_spin_wait(state, Duration::ZERO)
-    }
-
-    /// A server that polls each connection for `spin_wait` after a request
-    /// before sleeping.
-    pub fn with_spin_wait(state: Arc<MetaState>, spin_wait: Duration) -> Arc<Self> {
-        Self::with_polling(state, spin_wait, true)
+        Self::with_polling(state, Duration::ZERO, true)
     }
 
     /// A server that polls ring connections for `spin_wait` (stretched to

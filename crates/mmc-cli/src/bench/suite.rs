@@ -472,13 +472,8 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     ));
     let mut mcmd = mmc_command(Some(&ns.a))?;
     let meta_spin = super::cluster::meta_spin_us().to_string();
-    let tcp_polling = match super::cluster::tcp_polling() {
-        mmc_config::TcpPolling::Auto => "auto",
-        mmc_config::TcpPolling::On => "on",
-        mmc_config::TcpPolling::Off => "off",
-    };
     mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
-        .args(["--tcp-polling", tcp_polling])
+        .args(["--tcp-polling", super::cluster::tcp_polling().name()])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -17,9 +17,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts transfer connections forever.
-pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc<AtomicU32>, cc: super::Congestion) {
-    // Accepted connections inherit it.
-    cc.apply(&listener);
+pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc<AtomicU32>) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
