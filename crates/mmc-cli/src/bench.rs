@@ -122,6 +122,10 @@ pub struct BenchArgs {
     /// Object sizes of the cross-host workload [default: 1MB,4MB,16MB,64MB].
     #[arg(long, value_delimiter = ',')]
     cross_sizes: Option<Vec<String>>,
+    /// Keys per call of the cross-host batch measurements (put / get of that
+    /// many objects of each cross size whose batch fits the working set); 0 skips them.
+    #[arg(long, default_value_t = 8)]
+    cross_batch_keys: usize,
     /// meta.spin_wait_us of the MetaServices the bench starts [default: the config default].
     #[arg(long)]
     meta_spin_us: Option<u64>,
@@ -189,6 +193,7 @@ struct Plan {
     providers: usize,
     scale_size: u64,
     cross_sizes: Vec<u64>,
+    cross_batch_keys: usize,
 }
 
 impl Plan {
@@ -236,6 +241,9 @@ impl Plan {
         }
         if !(1..=mmc_wire::MAX_BATCH).contains(&a.batch_keys) {
             return Err(format!("--batch-keys: must be 1..={}", mmc_wire::MAX_BATCH));
+        }
+        if a.cross_batch_keys > mmc_wire::MAX_BATCH {
+            return Err(format!("--cross-batch-keys: must be 0..={}", mmc_wire::MAX_BATCH));
         }
         for &bv in &batch_values {
             let small_live = workloads::SMALL_KEYS.max(a.batch_keys) as u64 * bv;
@@ -287,6 +295,7 @@ impl Plan {
             providers: a.providers,
             scale_size,
             cross_sizes,
+            cross_batch_keys: a.cross_batch_keys,
         })
     }
 
@@ -309,6 +318,7 @@ impl Plan {
         let n = self.clients.len() as u64;
         let n2 = self.clients.iter().filter(|&&c| c > 1).count() as u64;
         let x = self.cross_sizes.len() as u64;
+        let xb = suite::cross_batch_sizes(&self.shape(PathBuf::new())).len() as u64;
         let r = self.redis as u64;
         let mut t = 0;
         if self.memcpy && !self.shm {
@@ -336,7 +346,7 @@ impl Plan {
             t += 1;
         }
         if self.cross {
-            t += 2 + 3 * x + n2 + r * (1 + x + n2);
+            t += 2 + 3 * x + xb + n2 + r * (1 + x + xb + n2);
         }
         if self.mooncake_same_host() || self.mooncake_cross() {
             t += 1;
@@ -345,7 +355,7 @@ impl Plan {
             t += s + b + 1 + n;
         }
         if self.mooncake_cross() {
-            t += x + n2;
+            t += x + xb + n2;
         }
         t
     }
@@ -362,6 +372,7 @@ impl Plan {
             providers: self.providers,
             scale_size: self.scale_size,
             cross_sizes: self.cross_sizes.clone(),
+            cross_batch_keys: self.cross_batch_keys,
             logs,
         }
     }

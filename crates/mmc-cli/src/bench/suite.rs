@@ -29,6 +29,7 @@ pub struct Shape {
     pub providers: usize,
     pub scale_size: u64,
     pub cross_sizes: Vec<u64>,
+    pub cross_batch_keys: usize,
     pub logs: PathBuf,
 }
 
@@ -280,6 +281,42 @@ fn put_get_n(
     Ok((put, get))
 }
 
+/// The cross sizes also measured in batches: those whose batch of
+/// `shape.cross_batch_keys` objects fits the working set.
+pub fn cross_batch_sizes(shape: &Shape) -> Vec<u64> {
+    let b = shape.cross_batch_keys as u64;
+    if b == 0 {
+        return Vec::new();
+    }
+    shape
+        .cross_sizes
+        .iter()
+        .copied()
+        .filter(|&s| s * b <= shape.ws)
+        .collect()
+}
+
+/// Batch puts / gets of `shape.cross_batch_keys` objects of `size` bytes
+/// (one call each) with the first of `procs`, rotating over the working set.
+fn put_get_batch(procs: &mut [Proc], size: u64, shape: &Shape, key: &str) -> Result<(Measured, Measured), String> {
+    let batch = shape.cross_batch_keys.max(1);
+    let slots = (slots_for(shape.ws, size) / batch).max(1) * batch;
+    let one = &mut procs[..1];
+    let put = aggregate(&measure_all(
+        one,
+        &with_batch(cmd("put_batch", size, slots, &format!("{key}p")), batch),
+        shape.budget,
+    )?);
+    run_all(one, &cmd("fill", size, slots, &format!("{key}g")), false)?;
+    let get = aggregate(&measure_all(
+        one,
+        &with_batch(cmd("get_batch", size, slots, ""), batch),
+        shape.budget,
+    )?);
+    run_all(one, &cmd("clear", 0, 0, ""), false)?;
+    Ok((put, get))
+}
+
 /// Raw TCP streams of `size`-byte writes / reads with the first `n` of `procs`.
 fn streams_n(
     procs: &mut [Proc],
@@ -518,6 +555,8 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     let raw_addr = server.info.clone();
     let mut raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
 
+    let batched = cross_batch_sizes(shape);
+    let b = shape.cross_batch_keys;
     let mut rows = Vec::new();
     progress("cross: raw tcp ping-pong between the namespaces");
     let mut pc = cmd("pingpong", 0, 0, "");
@@ -638,6 +677,43 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
                 .vs("mooncake", format!("cross.mooncake.get.{t}"))
                 .group(size),
         );
+        if batched.contains(&size) {
+            // Several objects per call, as an engine offloads a layer's
+            // blocks: one Alloc and one Finish (or one Lookup) for the
+            // batch, the transfers concurrent.
+            progress(&format!(
+                "cross: MemCache batch put / get {b} x {t} (protocol tcp), 1 client"
+            ));
+            let (p, g) = put_get_batch(&mut mmc, size, shape, &format!("xb{t}"))?;
+            rows.push(
+                Row::new(
+                    format!("cross.putb.{t}"),
+                    "cross",
+                    format!("MemCache put_batch x{b} (tcp)"),
+                    size,
+                    b as u64,
+                    p,
+                )
+                .vs("raw tcp", format!("cross.raw.send.{t}"))
+                .vs("redis", format!("cross.redis.mset.{t}"))
+                .vs("mooncake", format!("cross.mooncake.putb.{t}"))
+                .group(size),
+            );
+            rows.push(
+                Row::new(
+                    format!("cross.getb.{t}"),
+                    "cross",
+                    format!("MemCache get_batch x{b} (tcp)"),
+                    size,
+                    b as u64,
+                    g,
+                )
+                .vs("raw tcp", format!("cross.raw.recv.{t}"))
+                .vs("redis", format!("cross.redis.mget.{t}"))
+                .vs("mooncake", format!("cross.mooncake.getb.{t}"))
+                .group(size),
+            );
+        }
     }
     let size = shape.scale_size;
     let t = tag(size);
@@ -734,6 +810,32 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
             rows.push(Row::new(format!("cross.redis.set.{t}"), "cross", "redis SET", size, 1, p).group(size));
             rows.push(Row::new(format!("cross.redis.get.{t}"), "cross", "redis GET", size, 1, g).group(size));
+            if batched.contains(&size) {
+                progress(&format!("cross: redis MSET / MGET {b} x {t}"));
+                let (p, g) = put_get_batch(&mut rc, size, shape, &format!("xb{t}"))?;
+                rows.push(
+                    Row::new(
+                        format!("cross.redis.mset.{t}"),
+                        "cross",
+                        format!("redis MSET x{b}"),
+                        size,
+                        b as u64,
+                        p,
+                    )
+                    .group(size),
+                );
+                rows.push(
+                    Row::new(
+                        format!("cross.redis.mget.{t}"),
+                        "cross",
+                        format!("redis MGET x{b}"),
+                        size,
+                        b as u64,
+                        g,
+                    )
+                    .group(size),
+                );
+            }
         }
         for &n in shape.clients.iter().filter(|&&n| n > 1) {
             progress(&format!("cross: {n} redis clients {t}"));
@@ -1050,6 +1152,8 @@ pub fn mooncake(
         }
     }
     if cross_host {
+        let batched = cross_batch_sizes(shape);
+        let b = shape.cross_batch_keys;
         let mut ps = py_clients(shape, &cl, nmax, (&ns.b, &ns.ip_b), "mooncake-xclient")?;
         for &size in &shape.cross_sizes {
             let t = tag(size);
@@ -1077,6 +1181,34 @@ pub fn mooncake(
                 )
                 .group(size),
             );
+            if batched.contains(&size) {
+                progress(&format!(
+                    "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
+                ));
+                let (p, g) = put_get_batch(&mut ps, size, shape, &format!("mxb{t}"))?;
+                rows.push(
+                    Row::new(
+                        format!("cross.mooncake.putb.{t}"),
+                        "cross",
+                        format!("mooncake batch_put_from x{b}"),
+                        size,
+                        b as u64,
+                        p,
+                    )
+                    .group(size),
+                );
+                rows.push(
+                    Row::new(
+                        format!("cross.mooncake.getb.{t}"),
+                        "cross",
+                        format!("mooncake batch_get_into x{b}"),
+                        size,
+                        b as u64,
+                        g,
+                    )
+                    .group(size),
+                );
+            }
         }
         let size = shape.scale_size;
         let t = tag(size);

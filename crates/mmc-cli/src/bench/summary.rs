@@ -501,6 +501,89 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         text.push_str(&q.done());
     }
 
+    // ---- cross-host batches
+    let mut cross_batch = Vec::new();
+    let batched: Vec<(u64, u64)> = cross_sizes
+        .iter()
+        .filter_map(|&s| {
+            r.0.get(format!("cross.putb.{}", tag(s)).as_str())
+                .map(|row| (s, row.keys))
+        })
+        .collect();
+    if let Some(&(_, b)) = batched.first() {
+        let mut t = Table::new(
+            &format!(
+                "Cross host, {b} objects per call (one Alloc + one Finish, or one Lookup, per call; the transfers \
+                 concurrent): GB/s; latency per call p50 / p99 in us"
+            ),
+            &[
+                "size",
+                "put_batch",
+                "get_batch",
+                "put lat",
+                "get lat",
+                "raw stream B->A / A->B",
+                "redis MSET / MGET",
+                "mooncake batch put / get",
+            ],
+        );
+        let mut q = Table::new(
+            "Cross host batches: ratios (MemCache / baseline, same run)",
+            &[
+                "size",
+                "put / stream",
+                "get / stream",
+                "put / redis",
+                "get / redis",
+                "put / mooncake",
+                "get / mooncake",
+            ],
+        );
+        for &(s, keys) in &batched {
+            let kk = tag(s);
+            let label = format!("{keys} x {}", fmt_size(s));
+            let (p, gg) = (r.gbps(&format!("cross.putb.{kk}")), r.gbps(&format!("cross.getb.{kk}")));
+            let (ws, wr) = (
+                r.gbps(&format!("cross.raw.send.{kk}")),
+                r.gbps(&format!("cross.raw.recv.{kk}")),
+            );
+            let (rs, rg) = (
+                r.gbps(&format!("cross.redis.mset.{kk}")),
+                r.gbps(&format!("cross.redis.mget.{kk}")),
+            );
+            let (ms, mg) = (
+                r.gbps(&format!("cross.mooncake.putb.{kk}")),
+                r.gbps(&format!("cross.mooncake.getb.{kk}")),
+            );
+            t.row(vec![
+                label.clone(),
+                g(p),
+                g(gg),
+                r.lat(&format!("cross.putb.{kk}")),
+                r.lat(&format!("cross.getb.{kk}")),
+                pair(g(ws), g(wr)),
+                pair(g(rs), g(rg)),
+                pair(g(ms), g(mg)),
+            ]);
+            q.row(vec![
+                label.clone(),
+                x(ratio(p, ws)),
+                x(ratio(gg, wr)),
+                x(ratio(p, rs)),
+                x(ratio(gg, rg)),
+                x(ratio(p, ms)),
+                x(ratio(gg, mg)),
+            ]);
+            cross_batch.push(
+                json!({"what": label, "size": s, "keys": keys, "put_gbps": p, "get_gbps": gg,
+                "raw_send_gbps": ws, "raw_recv_gbps": wr, "redis_mset_gbps": rs, "redis_mget_gbps": rg,
+                "mooncake_put_gbps": ms, "mooncake_get_gbps": mg}),
+            );
+        }
+        text.push_str(&t.done());
+        text.push_str(&q.done());
+    }
+
     // ---- control-path latency
     let mut lat = Table::new(
         "Control path: round-trip latency floor and small operations (us)",
@@ -627,6 +710,31 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
             ),
         ));
     }
+    // The same targets for objects moved several per call across hosts.
+    let mut t2b = Vec::new();
+    let mut t4xpb = Vec::new();
+    let mut t4xgb = Vec::new();
+    for &(s, keys) in &batched {
+        let tg = tag(s);
+        let what = |op: &str| format!("{op} {keys} x {}", fmt_size(s));
+        let mine = |op: &str| r.gbps(&format!("cross.{op}.{tg}"));
+        t2b.push((
+            what("put"),
+            ratio(mine("putb"), r.gbps(&format!("cross.raw.send.{tg}"))),
+        ));
+        t2b.push((
+            what("get"),
+            ratio(mine("getb"), r.gbps(&format!("cross.raw.recv.{tg}"))),
+        ));
+        t4xpb.push((
+            what("put"),
+            ratio(mine("putb"), r.gbps(&format!("cross.mooncake.putb.{tg}"))),
+        ));
+        t4xgb.push((
+            what("get"),
+            ratio(mine("getb"), r.gbps(&format!("cross.mooncake.getb.{tg}"))),
+        ));
+    }
     let mut t5 = Vec::new();
     let mut t5a = Vec::new();
     let mut t1a = Vec::new();
@@ -677,6 +785,24 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         check("large objects, cross host: put >= 5x Mooncake", &t4xp, 5.0, false),
         check("large objects, cross host: get >= 1x Mooncake", &t4xg, 1.0, false),
         check(
+            "(batched) cross-host TCP put_batch / get_batch, 1 MiB+, >= 0.80x raw TCP stream",
+            &t2b,
+            0.80,
+            false,
+        ),
+        check(
+            "(batched) large objects, cross host: put_batch >= 5x Mooncake batch_put_from",
+            &t4xpb,
+            5.0,
+            false,
+        ),
+        check(
+            "(batched) large objects, cross host: get_batch >= 1x Mooncake batch_get_into",
+            &t4xgb,
+            1.0,
+            false,
+        ),
+        check(
             "beats Redis (put vs SET, get vs GET) at every size >= 64 KiB, same host",
             &t5,
             1.0,
@@ -713,8 +839,61 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
     Summary {
         text,
         json: json!({
-            "sweep": sweep, "batches": batches, "layers": layers, "scale": scale, "cross": cross,
+            "sweep": sweep, "batches": batches, "layers": layers, "scale": scale, "cross": cross, "cross_batch": cross_batch,
             "latency": lat_json, "targets": targets,
         }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::measure::Measured;
+
+    fn m(ops: u64, busy: f64) -> Measured {
+        Measured {
+            ops,
+            busy_s: busy,
+            wall_s: busy,
+            p50_us: Some(100.0),
+            p99_us: Some(200.0),
+            faults: 0,
+            cpu_pct: None,
+        }
+    }
+
+    #[test]
+    fn cross_host_batches_are_compared_with_the_stream_and_mooncake() {
+        const MIB: u64 = 1 << 20;
+        // 1 s each: the raw stream moves 1000 MiB, MemCache's batches of 8
+        // 100 x 8 MiB (put) and 150 x 8 MiB (get), Mooncake's 10 x 8 MiB.
+        let rows = vec![
+            Row::new("cross.raw.send.1MiB".into(), "cross", "raw", MIB, 1, m(1000, 1.0)),
+            Row::new("cross.raw.recv.1MiB".into(), "cross", "raw", MIB, 1, m(1000, 1.0)),
+            Row::new("cross.putb.1MiB".into(), "cross", "put", MIB, 8, m(100, 1.0)),
+            Row::new("cross.getb.1MiB".into(), "cross", "get", MIB, 8, m(150, 1.0)),
+            Row::new("cross.mooncake.putb.1MiB".into(), "cross", "mc", MIB, 8, m(10, 1.0)),
+            Row::new("cross.mooncake.getb.1MiB".into(), "cross", "mc", MIB, 8, m(10, 1.0)),
+        ];
+        let s = summarize(&rows, &[], &[], &[1], &[MIB, 4 * MIB]);
+        assert!(
+            s.text
+                .contains("| 8 x 1 MiB | 0.80x | 1.20x | - | - | 10.00x | 15.00x |"),
+            "{}",
+            s.text
+        );
+        assert!(!s.text.contains("8 x 4 MiB"), "a size without batch rows is left out");
+        let target = |name: &str| {
+            s.json["targets"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|t| t["target"].as_str().unwrap().starts_with(name))
+                .map(|t| t["result"]["status"].as_str().unwrap_or("n/a").to_owned())
+                .unwrap()
+        };
+        assert_eq!(target("(batched) cross-host TCP"), "met");
+        assert_eq!(target("(batched) large objects, cross host: put_batch"), "met");
+        assert_eq!(s.json["cross_batch"][0]["keys"], 8);
     }
 }

@@ -3,7 +3,12 @@
 //!
 //! Bytes go straight from the caller's buffers to the socket and from the
 //! socket into the caller's buffers. Transfers of at least [`SPLIT_MIN`]
-//! bytes are split into chunks sent concurrently over several connections.
+//! bytes are split into chunks sent concurrently over several connections,
+//! as many as `local.transfer_connections` less the transfers to that peer
+//! already in flight: a batch of large objects keeps about that many
+//! connections busy instead of multiplying them. At most [`MAX_PER_PEER`]
+//! transfers run to one peer at a time (more wait for a connection), so a
+//! large batch reuses its pooled connections rather than opening more.
 
 use crate::buffer::{sub_pieces, Piece};
 use mmc_wire::error::code;
@@ -11,40 +16,108 @@ use mmc_wire::transfer::{decode_reply, Header, Op, HEADER_LEN, REPLY_LEN};
 use mmc_wire::{Error, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Transfers at least this large are split across connections.
 pub const SPLIT_MIN: u64 = 2 << 20;
 /// Smallest chunk of a split transfer.
 const CHUNK_MIN: u64 = 1 << 20;
-/// Idle connections kept per peer.
-const MAX_IDLE: usize = 16;
+/// Transfers in flight to one peer (and connections pooled for it), at
+/// least; `local.transfer_connections` when that is larger.
+pub const MAX_PER_PEER: usize = 16;
+
+/// Connections to one peer.
+struct Peer {
+    idle: Vec<TcpStream>,
+    /// Transfers in flight (connections taken from or beside `idle`).
+    busy: usize,
+    slots: Arc<Semaphore>,
+}
 
 pub struct TransferClient {
-    idle: Mutex<HashMap<String, Vec<TcpStream>>>,
+    peers: Mutex<HashMap<String, Peer>>,
     connections: usize,
+    per_peer: usize,
     timeout: Duration,
     congestion: super::Congestion,
     handle: Handle,
 }
 
+/// A connection taken for one transfer; counts as busy until dropped.
+struct Taken<'a> {
+    client: &'a TransferClient,
+    addr: &'a str,
+    stream: Option<TcpStream>,
+    _slot: OwnedSemaphorePermit,
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let mut peers = self.client.peers.lock();
+        if let Some(p) = peers.get_mut(self.addr) {
+            p.busy = p.busy.saturating_sub(1);
+            if let Some(s) = self.stream.take() {
+                if p.idle.len() < self.client.per_peer {
+                    p.idle.push(s);
+                }
+            }
+        }
+    }
+}
+
 impl TransferClient {
     pub fn new(connections: usize, timeout: Duration, congestion: super::Congestion, handle: Handle) -> Self {
+        let connections = connections.max(1);
         TransferClient {
-            idle: Mutex::new(HashMap::new()),
-            connections: connections.max(1),
+            peers: Mutex::new(HashMap::new()),
+            connections,
+            per_peer: connections.max(MAX_PER_PEER),
             timeout,
             congestion,
             handle,
         }
     }
 
-    async fn take(&self, addr: &str) -> Result<TcpStream> {
-        if let Some(s) = self.idle.lock().get_mut(addr).and_then(|v| v.pop()) {
-            return Ok(s);
+    fn peer<'m>(&self, peers: &'m mut HashMap<String, Peer>, addr: &str) -> &'m mut Peer {
+        peers.entry(addr.to_owned()).or_insert_with(|| Peer {
+            idle: Vec::new(),
+            busy: 0,
+            slots: Arc::new(Semaphore::new(self.per_peer)),
+        })
+    }
+
+    /// Transfers to `addr` in flight now.
+    fn busy(&self, addr: &str) -> usize {
+        self.peers.lock().get(addr).map_or(0, |p| p.busy)
+    }
+
+    /// A connection to `addr` for one transfer: a pooled one, else a new
+    /// one; waits while [`MAX_PER_PEER`] transfers to it are in flight.
+    async fn take<'a>(&'a self, addr: &'a str) -> Result<Taken<'a>> {
+        let slots = self.peer(&mut self.peers.lock(), addr).slots.clone();
+        let slot = slots
+            .acquire_owned()
+            .await
+            .map_err(|_| Error::Other("transfer slots closed".into()))?;
+        let pooled = {
+            let mut peers = self.peers.lock();
+            let p = self.peer(&mut peers, addr);
+            p.busy += 1;
+            p.idle.pop()
+        };
+        let mut taken = Taken {
+            client: self,
+            addr,
+            stream: pooled,
+            _slot: slot,
+        };
+        if taken.stream.is_some() {
+            return Ok(taken);
         }
         let a = addr.to_owned();
         let cc = self.congestion.clone();
@@ -55,23 +128,20 @@ impl TransferClient {
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
         match r {
-            Ok(Ok(s)) => Ok(s),
+            Ok(Ok(s)) => {
+                taken.stream = Some(s);
+                Ok(taken)
+            }
             Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("connect to {addr}: {e}"))),
             Err(_) => Err(Error::NotConnectedLocal(format!("connect to {addr} timed out"))),
         }
     }
 
-    fn give_back(&self, addr: &str, s: TcpStream) {
-        let mut idle = self.idle.lock();
-        let v = idle.entry(addr.to_owned()).or_default();
-        if v.len() < MAX_IDLE {
-            v.push(s);
-        }
-    }
-
     /// Drops pooled connections to `addr` (after the peer left).
     pub fn forget(&self, addr: &str) {
-        self.idle.lock().remove(addr);
+        if let Some(p) = self.peers.lock().get_mut(addr) {
+            p.idle.clear();
+        }
     }
 
     /// Writes `pieces` (one value) to `[offset, offset + total)` of a remote segment.
@@ -94,7 +164,8 @@ impl TransferClient {
         total: u64,
     ) -> Result<()> {
         let n = if total >= SPLIT_MIN {
-            (total / CHUNK_MIN).min(self.connections as u64).max(1)
+            let free = self.connections.saturating_sub(self.busy(addr));
+            (total / CHUNK_MIN).min(free as u64).max(1)
         } else {
             1
         };
@@ -117,7 +188,8 @@ impl TransferClient {
     }
 
     async fn one(&self, op: Op, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], len: u64) -> Result<()> {
-        let mut s = self.take(addr).await?;
+        let mut taken = self.take(addr).await?;
+        let s = taken.stream.as_mut().expect("taken with a stream");
         let fut = async {
             let h = Header {
                 op,
@@ -138,28 +210,30 @@ impl TransferClient {
                             .iter()
                             .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
                     );
-                    super::write_all_bufs(&mut s, &bufs).await?;
-                    super::read_full(&s, &mut reply).await?;
+                    super::write_all_bufs(s, &bufs).await?;
+                    super::read_full(s, &mut reply).await?;
                 }
                 Op::Read => {
                     s.write_all(&head).await?;
-                    super::read_full(&s, &mut reply).await?;
+                    super::read_full(s, &mut reply).await?;
                     if decode_reply(&reply) == code::OK {
                         for p in pieces {
                             // SAFETY: the caller guarantees the pieces are writable for the call.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
-                            super::read_full(&s, dst).await?;
+                            super::read_full(s, dst).await?;
                         }
                     }
                 }
             }
             Ok::<i32, std::io::Error>(decode_reply(&reply))
         };
-        match tokio::time::timeout(self.timeout, fut).await {
-            Ok(Ok(code::OK)) => {
-                self.give_back(addr, s);
-                Ok(())
-            }
+        let r = tokio::time::timeout(self.timeout, fut).await;
+        if !matches!(r, Ok(Ok(code::OK))) {
+            // Not back to the pool: its state is unknown.
+            taken.stream = None;
+        }
+        match r {
+            Ok(Ok(code::OK)) => Ok(()),
             Ok(Ok(c)) => Err(Error::NotConnectedLocal(format!(
                 "transfer server {addr} refused the request (code {c})"
             ))),
@@ -173,3 +247,99 @@ impl TransferClient {
 }
 
 const _: () = assert!(HEADER_LEN == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::Segment;
+    use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+
+    const SEG: u32 = 7;
+
+    /// A transfer server on loopback that counts the connections it accepts.
+    async fn server(len: usize) -> (Arc<Segment>, String, Arc<AtomicUsize>) {
+        let seg = Arc::new(Segment::create(len, false).unwrap());
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let (s, n) = (seg.clone(), accepted.clone());
+        tokio::spawn(async move {
+            let id = Arc::new(AtomicU32::new(SEG));
+            while let Ok((sock, _)) = l.accept().await {
+                n.fetch_add(1, Ordering::SeqCst);
+                let (s, id) = (s.clone(), id.clone());
+                tokio::spawn(async move { super::super::server::connection(sock, &s, &id).await });
+            }
+        });
+        (seg, addr, accepted)
+    }
+
+    fn pooled(c: &TransferClient, addr: &str) -> (usize, usize) {
+        let peers = c.peers.lock();
+        let p = &peers[addr];
+        (p.idle.len(), p.busy)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_large_transfers_share_the_connection_budget() {
+        const MIB: usize = 1 << 20;
+        let (seg, addr, accepted) = server(64 * MIB).await;
+        let c = TransferClient::new(
+            4,
+            Duration::from_secs(20),
+            super::super::Congestion::from_config("system"),
+            Handle::current(),
+        );
+        // Eight 4 MiB writes at once (a batch put): alone each would be
+        // split over 4 connections (32 in all); the first takes the 4, the
+        // others go whole.
+        let values: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8 + 1; 4 * MIB]).collect();
+        let pieces: Vec<[Piece; 1]> = values.iter().map(|v| [Piece::of(v)]).collect();
+        let writes = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| c.write(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64));
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        let (idle, busy) = pooled(&c, &addr);
+        let opened = accepted.load(Ordering::SeqCst);
+        assert_eq!(busy, 0);
+        assert!(
+            (4..=4 + 7).contains(&opened),
+            "{opened} connections for eight 4 MiB writes"
+        );
+        assert_eq!(idle, opened, "every connection back in the pool");
+        for (i, v) in values.iter().enumerate() {
+            // SAFETY: the range is inside the mapping; no transfer is running.
+            let got = unsafe {
+                std::slice::from_raw_parts(seg.range((i * 4 * MIB) as u64, v.len() as u64).unwrap(), v.len())
+            };
+            assert!(got == v.as_slice(), "value {i} landed wrong");
+        }
+        // Reads back in one go, as a batch get: the same budget, the same bytes.
+        let mut back: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; 4 * MIB]).collect();
+        let dst: Vec<[Piece; 1]> = back.iter_mut().map(|b| [Piece::of_mut(b)]).collect();
+        let reads = dst
+            .iter()
+            .enumerate()
+            .map(|(i, p)| c.read(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64));
+        for r in futures::future::join_all(reads).await {
+            r.unwrap();
+        }
+        assert!(back == values);
+        // Many more small transfers than MAX_PER_PEER: they wait for a
+        // connection instead of opening one each.
+        let one = vec![9u8; 64 << 10];
+        let p = [Piece::of(&one)];
+        let writes = (0..3 * MAX_PER_PEER).map(|i| c.write(&addr, SEG, (i * (64 << 10)) as u64, &p, 64 << 10));
+        for r in futures::future::join_all(writes).await {
+            r.unwrap();
+        }
+        let (idle, busy) = pooled(&c, &addr);
+        let opened = accepted.load(Ordering::SeqCst);
+        assert_eq!(busy, 0);
+        assert!(opened <= MAX_PER_PEER, "{opened} connections in all");
+        assert_eq!(idle, opened, "every connection back in the pool");
+    }
+}

@@ -38,7 +38,8 @@ pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc
     }
 }
 
-async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> std::io::Result<()> {
+/// Serves one transfer connection until the peer closes it or sends a bad header.
+pub(super) async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> std::io::Result<()> {
     loop {
         let mut hb = [0u8; HEADER_LEN];
         match super::read_full(&sock, &mut hb).await {
