@@ -323,7 +323,9 @@ pub struct LocalConfig {
     pub spin_wait_us: u64,
     /// Threads of the LocalService's async runtime.
     pub worker_threads: u32,
-    /// TCP connections per peer used to split large transfers.
+    /// TCP connections per peer a large transfer (2 MiB and more) is split
+    /// over, less the transfers to that peer already in flight (a batch of
+    /// large objects keeps about this many busy rather than this many each).
     pub transfer_connections: u32,
     /// TCP congestion control of the transfer connections (both ends), or
     /// `system` for the kernel's default. BBR, a common default, paces

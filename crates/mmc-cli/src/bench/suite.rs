@@ -297,8 +297,16 @@ pub fn cross_batch_sizes(shape: &Shape) -> Vec<u64> {
 }
 
 /// Batch puts / gets of `shape.cross_batch_keys` objects of `size` bytes
-/// (one call each) with the first of `procs`, rotating over the working set.
-fn put_get_batch(procs: &mut [Proc], size: u64, shape: &Shape, key: &str) -> Result<(Measured, Measured), String> {
+/// (one call each) with the first of `procs`, rotating over the working
+/// set: rows `{ids.0}.{tag}` and `{ids.1}.{tag}` named `{ops.0} xB` and `{ops.1} xB`.
+fn batch_rows(
+    procs: &mut [Proc],
+    size: u64,
+    shape: &Shape,
+    key: &str,
+    ids: (&str, &str),
+    ops: (&str, &str),
+) -> Result<(Row, Row), String> {
     let batch = shape.cross_batch_keys.max(1);
     let slots = (slots_for(shape.ws, size) / batch).max(1) * batch;
     let one = &mut procs[..1];
@@ -314,7 +322,10 @@ fn put_get_batch(procs: &mut [Proc], size: u64, shape: &Shape, key: &str) -> Res
         shape.budget,
     )?);
     run_all(one, &cmd("clear", 0, 0, ""), false)?;
-    Ok((put, get))
+    let (t, b) = (tag(size), batch as u64);
+    let row =
+        |id: &str, op: &str, m| Row::new(format!("{id}.{t}"), "cross", format!("{op} x{b}"), size, b, m).group(size);
+    Ok((row(ids.0, ops.0, put), row(ids.1, ops.1, get)))
 }
 
 /// Raw TCP streams of `size`-byte writes / reads with the first `n` of `procs`.
@@ -684,34 +695,23 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             progress(&format!(
                 "cross: MemCache batch put / get {b} x {t} (protocol tcp), 1 client"
             ));
-            let (p, g) = put_get_batch(&mut mmc, size, shape, &format!("xb{t}"))?;
+            let (p, g) = batch_rows(
+                &mut mmc,
+                size,
+                shape,
+                &format!("xb{t}"),
+                ("cross.putb", "cross.getb"),
+                ("MemCache put_batch", "MemCache get_batch"),
+            )?;
             rows.push(
-                Row::new(
-                    format!("cross.putb.{t}"),
-                    "cross",
-                    format!("MemCache put_batch x{b} (tcp)"),
-                    size,
-                    b as u64,
-                    p,
-                )
-                .vs("raw tcp", format!("cross.raw.send.{t}"))
-                .vs("redis", format!("cross.redis.mset.{t}"))
-                .vs("mooncake", format!("cross.mooncake.putb.{t}"))
-                .group(size),
+                p.vs("raw tcp", format!("cross.raw.send.{t}"))
+                    .vs("redis", format!("cross.redis.mset.{t}"))
+                    .vs("mooncake", format!("cross.mooncake.putb.{t}")),
             );
             rows.push(
-                Row::new(
-                    format!("cross.getb.{t}"),
-                    "cross",
-                    format!("MemCache get_batch x{b} (tcp)"),
-                    size,
-                    b as u64,
-                    g,
-                )
-                .vs("raw tcp", format!("cross.raw.recv.{t}"))
-                .vs("redis", format!("cross.redis.mget.{t}"))
-                .vs("mooncake", format!("cross.mooncake.getb.{t}"))
-                .group(size),
+                g.vs("raw tcp", format!("cross.raw.recv.{t}"))
+                    .vs("redis", format!("cross.redis.mget.{t}"))
+                    .vs("mooncake", format!("cross.mooncake.getb.{t}")),
             );
         }
     }
@@ -812,29 +812,15 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             rows.push(Row::new(format!("cross.redis.get.{t}"), "cross", "redis GET", size, 1, g).group(size));
             if batched.contains(&size) {
                 progress(&format!("cross: redis MSET / MGET {b} x {t}"));
-                let (p, g) = put_get_batch(&mut rc, size, shape, &format!("xb{t}"))?;
-                rows.push(
-                    Row::new(
-                        format!("cross.redis.mset.{t}"),
-                        "cross",
-                        format!("redis MSET x{b}"),
-                        size,
-                        b as u64,
-                        p,
-                    )
-                    .group(size),
-                );
-                rows.push(
-                    Row::new(
-                        format!("cross.redis.mget.{t}"),
-                        "cross",
-                        format!("redis MGET x{b}"),
-                        size,
-                        b as u64,
-                        g,
-                    )
-                    .group(size),
-                );
+                let (p, g) = batch_rows(
+                    &mut rc,
+                    size,
+                    shape,
+                    &format!("xb{t}"),
+                    ("cross.redis.mset", "cross.redis.mget"),
+                    ("redis MSET", "redis MGET"),
+                )?;
+                rows.extend([p, g]);
             }
         }
         for &n in shape.clients.iter().filter(|&&n| n > 1) {
@@ -1185,29 +1171,15 @@ pub fn mooncake(
                 progress(&format!(
                     "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
                 ));
-                let (p, g) = put_get_batch(&mut ps, size, shape, &format!("mxb{t}"))?;
-                rows.push(
-                    Row::new(
-                        format!("cross.mooncake.putb.{t}"),
-                        "cross",
-                        format!("mooncake batch_put_from x{b}"),
-                        size,
-                        b as u64,
-                        p,
-                    )
-                    .group(size),
-                );
-                rows.push(
-                    Row::new(
-                        format!("cross.mooncake.getb.{t}"),
-                        "cross",
-                        format!("mooncake batch_get_into x{b}"),
-                        size,
-                        b as u64,
-                        g,
-                    )
-                    .group(size),
-                );
+                let (p, g) = batch_rows(
+                    &mut ps,
+                    size,
+                    shape,
+                    &format!("mxb{t}"),
+                    ("cross.mooncake.putb", "cross.mooncake.getb"),
+                    ("mooncake batch_put_from", "mooncake batch_get_into"),
+                )?;
+                rows.extend([p, g]);
             }
         }
         let size = shape.scale_size;

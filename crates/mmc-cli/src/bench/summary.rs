@@ -18,6 +18,17 @@ impl<'a> Rows<'a> {
         self.0.get(id).filter(|r| r.m.ops > 0).map(|r| r.gbps())
     }
 
+    /// GB/s of rows `{a}.{tag}` and `{b}.{tag}` (a put and a get, two directions).
+    fn gbps2(&self, a: &str, b: &str, tag: &str) -> (Option<f64>, Option<f64>) {
+        (self.gbps(&format!("{a}.{tag}")), self.gbps(&format!("{b}.{tag}")))
+    }
+
+    /// Throughput of `{a}.{tag}` over that of `{b}.{tag}`.
+    fn ratio2(&self, a: &str, b: &str, tag: &str) -> Option<f64> {
+        let (x, y) = self.gbps2(a, b, tag);
+        ratio(x, y)
+    }
+
     fn kps(&self, id: &str) -> Option<f64> {
         self.0.get(id).filter(|r| r.m.ops > 0).map(|r| r.keys_per_s())
     }
@@ -168,19 +179,10 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         for &s in sizes {
             let tg = tag(s);
             let (put, get) = (r.gbps(&format!("shm.put.{tg}")), r.gbps(&format!("shm.get.{tg}")));
-            let (mw, mr) = (
-                r.gbps(&format!("memcpy.wswrite.{tg}")),
-                r.gbps(&format!("memcpy.wsread.{tg}")),
-            );
-            let (cw, cr) = (
-                r.gbps(&format!("memcpy.mmcwrite.{tg}")),
-                r.gbps(&format!("memcpy.mmcread.{tg}")),
-            );
+            let (mw, mr) = r.gbps2("memcpy.wswrite", "memcpy.wsread", &tg);
+            let (cw, cr) = r.gbps2("memcpy.mmcwrite", "memcpy.mmcread", &tg);
             let (rs, rg) = (r.gbps(&format!("redis.set.{tg}")), r.gbps(&format!("redis.get.{tg}")));
-            let (ms, mg) = (
-                r.gbps(&format!("mooncake.put.{tg}")),
-                r.gbps(&format!("mooncake.get.{tg}")),
-            );
+            let (ms, mg) = r.gbps2("mooncake.put", "mooncake.get", &tg);
             let ac = r.gbps(&format!("shm.putac.{tg}"));
             t.row(vec![
                 fmt_size(s),
@@ -455,22 +457,10 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         for (label, kk, s) in &cross_keys {
             let p = r.gbps(&format!("cross.put.{kk}"));
             let gg = r.gbps(&format!("cross.get.{kk}"));
-            let (ws, wr) = (
-                r.gbps(&format!("cross.raw.send.{kk}")),
-                r.gbps(&format!("cross.raw.recv.{kk}")),
-            );
-            let (qs, qr) = (
-                r.gbps(&format!("cross.rr.send.{kk}")),
-                r.gbps(&format!("cross.rr.recv.{kk}")),
-            );
-            let (rs, rg) = (
-                r.gbps(&format!("cross.redis.set.{kk}")),
-                r.gbps(&format!("cross.redis.get.{kk}")),
-            );
-            let (ms, mg) = (
-                r.gbps(&format!("cross.mooncake.put.{kk}")),
-                r.gbps(&format!("cross.mooncake.get.{kk}")),
-            );
+            let (ws, wr) = r.gbps2("cross.raw.send", "cross.raw.recv", kk);
+            let (qs, qr) = r.gbps2("cross.rr.send", "cross.rr.recv", kk);
+            let (rs, rg) = r.gbps2("cross.redis.set", "cross.redis.get", kk);
+            let (ms, mg) = r.gbps2("cross.mooncake.put", "cross.mooncake.get", kk);
             t.row(vec![
                 label.clone(),
                 g(p),
@@ -540,21 +530,12 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
             ],
         );
         for &(s, keys) in &batched {
-            let kk = tag(s);
+            let kk = &tag(s);
             let label = format!("{keys} x {}", fmt_size(s));
-            let (p, gg) = (r.gbps(&format!("cross.putb.{kk}")), r.gbps(&format!("cross.getb.{kk}")));
-            let (ws, wr) = (
-                r.gbps(&format!("cross.raw.send.{kk}")),
-                r.gbps(&format!("cross.raw.recv.{kk}")),
-            );
-            let (rs, rg) = (
-                r.gbps(&format!("cross.redis.mset.{kk}")),
-                r.gbps(&format!("cross.redis.mget.{kk}")),
-            );
-            let (ms, mg) = (
-                r.gbps(&format!("cross.mooncake.putb.{kk}")),
-                r.gbps(&format!("cross.mooncake.getb.{kk}")),
-            );
+            let (p, gg) = r.gbps2("cross.putb", "cross.getb", kk);
+            let (ws, wr) = r.gbps2("cross.raw.send", "cross.raw.recv", kk);
+            let (rs, rg) = r.gbps2("cross.redis.mset", "cross.redis.mget", kk);
+            let (ms, mg) = r.gbps2("cross.mooncake.putb", "cross.mooncake.getb", kk);
             t.row(vec![
                 label.clone(),
                 g(p),
@@ -656,17 +637,11 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         let tg = tag(s);
         t2.push((
             format!("put {}", fmt_size(s)),
-            ratio(
-                r.gbps(&format!("cross.put.{tg}")),
-                r.gbps(&format!("cross.raw.send.{tg}")),
-            ),
+            r.ratio2("cross.put", "cross.raw.send", &tg),
         ));
         t2.push((
             format!("get {}", fmt_size(s)),
-            ratio(
-                r.gbps(&format!("cross.get.{tg}")),
-                r.gbps(&format!("cross.raw.recv.{tg}")),
-            ),
+            r.ratio2("cross.get", "cross.raw.recv", &tg),
         ));
     }
     let b4 = |mine: &str, mc: &str| ratio(r.kps(&format!("{mine}.4KiB")), r.kps(&format!("{mc}.4KiB")));
@@ -695,20 +670,8 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
     let mut t4xg = Vec::new();
     for &s in cross_sizes {
         let tg = tag(s);
-        t4xp.push((
-            fmt_size(s),
-            ratio(
-                r.gbps(&format!("cross.put.{tg}")),
-                r.gbps(&format!("cross.mooncake.put.{tg}")),
-            ),
-        ));
-        t4xg.push((
-            fmt_size(s),
-            ratio(
-                r.gbps(&format!("cross.get.{tg}")),
-                r.gbps(&format!("cross.mooncake.get.{tg}")),
-            ),
-        ));
+        t4xp.push((fmt_size(s), r.ratio2("cross.put", "cross.mooncake.put", &tg)));
+        t4xg.push((fmt_size(s), r.ratio2("cross.get", "cross.mooncake.get", &tg)));
     }
     // The same targets for objects moved several per call across hosts.
     let mut t2b = Vec::new();
@@ -717,23 +680,10 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
     for &(s, keys) in &batched {
         let tg = tag(s);
         let what = |op: &str| format!("{op} {keys} x {}", fmt_size(s));
-        let mine = |op: &str| r.gbps(&format!("cross.{op}.{tg}"));
-        t2b.push((
-            what("put"),
-            ratio(mine("putb"), r.gbps(&format!("cross.raw.send.{tg}"))),
-        ));
-        t2b.push((
-            what("get"),
-            ratio(mine("getb"), r.gbps(&format!("cross.raw.recv.{tg}"))),
-        ));
-        t4xpb.push((
-            what("put"),
-            ratio(mine("putb"), r.gbps(&format!("cross.mooncake.putb.{tg}"))),
-        ));
-        t4xgb.push((
-            what("get"),
-            ratio(mine("getb"), r.gbps(&format!("cross.mooncake.getb.{tg}"))),
-        ));
+        t2b.push((what("put"), r.ratio2("cross.putb", "cross.raw.send", &tg)));
+        t2b.push((what("get"), r.ratio2("cross.getb", "cross.raw.recv", &tg)));
+        t4xpb.push((what("put"), r.ratio2("cross.putb", "cross.mooncake.putb", &tg)));
+        t4xgb.push((what("get"), r.ratio2("cross.getb", "cross.mooncake.getb", &tg)));
     }
     let mut t5 = Vec::new();
     let mut t5a = Vec::new();
