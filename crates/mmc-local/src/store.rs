@@ -1,18 +1,20 @@
 //! The client API: [`ObjectStore`] (async) and [`BlockingObjectStore`].
 //!
 //! A put is one `Alloc` RPC for the whole batch, the data copies (a memcpy
-//! into a segment of this host, or a TCP write to a remote one, run
-//! concurrently), then one `Finish` RPC committing what was copied and
-//! revoking what was not. A get is one `Lookup` RPC (which grants read
-//! leases), the copies from the nearest replica straight into the caller's
-//! buffers, a lease check, and an asynchronous batched lease release.
+//! into a segment mapped here; the TCP writes to each remote peer together,
+//! streamed over the transfer client's lanes, while the memcpys run), then
+//! one `Finish` RPC committing what was copied and revoking what was not. A
+//! get is one `Lookup` RPC (which grants read leases), the copies from the
+//! nearest replica straight into the caller's buffers (likewise: memcpy, or
+//! one streamed read per remote peer; other replicas on failure), a lease
+//! check, and an asynchronous batched lease release.
 //! Per-key results keep the batch order; a whole-batch failure (bad batch
 //! length, MetaService unreachable) is the outer `Err`.
 
 use crate::buffer::{gather, scatter, total_len, Piece};
 use crate::segment::Segment;
 use crate::service::LocalService;
-use crate::transfer::client::TransferClient;
+use crate::transfer::client::{Job, TransferClient};
 use mmc_config::{LocalConfig, Protocol};
 use mmc_wire::message::{AllocItem, KeyInfo, Located, PeerInfo, Placement, Request, Response};
 use mmc_wire::{validate_batch_len, validate_key, validate_replicas, Error, Result, ServiceId};
@@ -224,19 +226,12 @@ impl ObjectStore {
             Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
             other => return Err(crate::meta_client::unexpected(other)),
         };
-        let this = self;
-        let peers = &peers;
-        let copies = placed
+        let placed: Vec<(usize, Result<Vec<Placement>>, u64)> = placed
             .into_iter()
             .zip(which.iter().copied())
-            .map(|(p, (i, size))| async move {
-                let r = match p {
-                    Ok(reps) => this.write_replicas(peers, &reps, &values[i], size).await,
-                    Err(e) => Err(e),
-                };
-                (i, r)
-            });
-        let copied = futures::future::join_all(copies).await;
+            .map(|(p, (i, size))| (i, p, size))
+            .collect();
+        let copied = self.write_placed(&peers, placed, values).await;
         let mut commit = Vec::new();
         let mut commit_idx = Vec::new();
         let mut revoke = Vec::new();
@@ -290,31 +285,92 @@ impl ObjectStore {
         Ok(results)
     }
 
-    async fn write_replicas(&self, peers: &[PeerInfo], reps: &[Placement], src: &[Piece], size: u64) -> Result<()> {
-        let futs = reps.iter().map(|p| async move {
-            let peer = peers
-                .get(p.peer as usize)
-                .ok_or_else(|| Error::Other("bad peer index".into()))?;
-            match self.local_view(peer) {
-                Some(seg) => {
-                    let dst = seg.range(p.offset, size)?;
-                    // SAFETY: dst is inside the mapping; the MetaService
-                    // allocated this range to us; src is valid per caller.
-                    unsafe { gather(src, dst) };
-                    Ok(())
+    /// Copies every placed value into its replicas: a memcpy into a segment
+    /// mapped here, TCP writes for the others, all writes to one peer in one
+    /// [`TransferClient::write_many`] so a batch streams to it. Per value
+    /// (its batch index): `Ok` once every replica holds the bytes.
+    async fn write_placed(
+        &self,
+        peers: &[PeerInfo],
+        placed: Vec<(usize, Result<Vec<Placement>>, u64)>,
+        values: &[Vec<Piece>],
+    ) -> Vec<(usize, Result<()>)> {
+        let mut out: Vec<(usize, Result<()>)> = Vec::with_capacity(placed.len());
+        let mut local: Vec<(usize, Arc<Segment>, u64, u64)> = Vec::new();
+        // Remote writes by peer index: (slot in `out`, the write).
+        let mut remote: HashMap<u16, Vec<(usize, Job<'_>)>> = HashMap::new();
+        for (i, p, size) in placed {
+            let slot = out.len();
+            let reps = match p {
+                Ok(reps) => reps,
+                Err(e) => {
+                    out.push((i, Err(e)));
+                    continue;
                 }
-                None => {
-                    self.inner
-                        .xfer
-                        .write(&peer.transfer_addr, peer.service_id, p.offset, src, size)
-                        .await
+            };
+            out.push((i, Ok(())));
+            for rep in reps {
+                let Some(peer) = peers.get(rep.peer as usize) else {
+                    out[slot].1 = Err(Error::Other("bad peer index".into()));
+                    continue;
+                };
+                match self.local_view(peer) {
+                    Some(seg) => local.push((slot, seg, rep.offset, size)),
+                    None => remote.entry(rep.peer).or_default().push((
+                        slot,
+                        Job {
+                            offset: rep.offset,
+                            pieces: &values[i],
+                            len: size,
+                        },
+                    )),
                 }
             }
-        });
-        for r in futures::future::join_all(futs).await {
-            r?;
         }
-        Ok(())
+        let copy_local = || {
+            local
+                .iter()
+                .map(|(slot, seg, offset, size)| {
+                    let r = seg.range(*offset, *size).map(|dst| {
+                        // SAFETY: dst is inside the mapping; the MetaService
+                        // allocated this range to us; the pieces are valid per caller.
+                        unsafe { gather(&values[out[*slot].0], dst) }
+                    });
+                    (*slot, r)
+                })
+                .collect::<Vec<_>>()
+        };
+        let (sent, copied) = if remote.is_empty() {
+            (Vec::new(), copy_local())
+        } else {
+            let xfer = &self.inner.xfer;
+            let sends = futures::future::join_all(remote.iter().map(|(&p, jobs)| async move {
+                let peer = &peers[p as usize];
+                let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
+                xfer.write_many(&peer.transfer_addr, peer.service_id, &js).await
+            }));
+            // The sends start (their first bytes go out) before the copies here.
+            let copies = async {
+                tokio::task::yield_now().await;
+                copy_local()
+            };
+            futures::join!(sends, copies)
+        };
+        let failed = copied
+            .into_iter()
+            .chain(
+                remote
+                    .values()
+                    .zip(sent)
+                    .flat_map(|(jobs, rs)| jobs.iter().map(|(slot, _)| *slot).zip(rs)),
+            )
+            .filter_map(|(slot, r)| r.err().map(|e| (slot, e)));
+        for (slot, e) in failed {
+            if out[slot].1.is_ok() {
+                out[slot].1 = Err(e);
+            }
+        }
+        out
     }
 
     /// The segment of `peer` mapped in this process, when the data path to
@@ -435,26 +491,100 @@ impl ObjectStore {
             other => return Err(crate::meta_client::unexpected(other)),
         };
         let deadline = sent + Duration::from_millis(lease_ms);
+        let mut found = Vec::with_capacity(items.len());
+        for (item, i) in items.into_iter().zip(which.iter().copied()) {
+            match item {
+                Ok(loc) => found.push((i, loc)),
+                Err(e) => results[i] = Err(e),
+            }
+        }
+        // Into the caller's buffers, each object is first read from its
+        // nearest replica: a memcpy when that is mapped here, else with the
+        // others on that peer in one `read_many` (a batch streams from it).
+        // A failed read, and every get into new buffers, goes through
+        // `read_one`, which tries the replicas in turn.
+        let mut first: Vec<Option<Result<()>>> = vec![None; found.len()];
+        if let Some(dests) = dests {
+            let mut remote: HashMap<u16, Vec<(usize, Job<'_>)>> = HashMap::new();
+            for (n, (i, loc)) in found.iter().enumerate() {
+                let Some(p) = self.nearest(&peers, loc) else { continue };
+                if total_len(&dests[*i]).ok() != Some(loc.size) {
+                    continue;
+                }
+                let peer = &peers[p.peer as usize];
+                if let Some(seg) = self.local_view(peer) {
+                    first[n] = Some(seg.range(p.offset, loc.size).map(|src| {
+                        // SAFETY: src is inside the mapping and leased to us;
+                        // the pieces are valid for writes per the caller.
+                        unsafe { scatter(src, &dests[*i]) }
+                    }));
+                    continue;
+                }
+                let job = Job {
+                    offset: p.offset,
+                    pieces: &dests[*i],
+                    len: loc.size,
+                };
+                remote.entry(p.peer).or_default().push((n, job));
+            }
+            let xfer = &self.inner.xfer;
+            let peers = &peers;
+            let reads = remote.iter().map(|(&p, jobs)| async move {
+                let peer = &peers[p as usize];
+                let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
+                xfer.read_many(&peer.transfer_addr, peer.service_id, &js).await
+            });
+            for (jobs, rs) in remote.values().zip(futures::future::join_all(reads).await) {
+                for ((n, _), r) in jobs.iter().zip(rs) {
+                    first[*n] = Some(r);
+                }
+            }
+        }
+        let expired = Instant::now() >= deadline;
+        let mut retry = Vec::new();
+        for ((i, loc), first) in found.into_iter().zip(first) {
+            match first {
+                Some(Ok(())) => {
+                    results[i] = if expired { Err(Error::LeaseExpired) } else { Ok(None) };
+                    let _ = self.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
+                }
+                _ => retry.push((i, loc)),
+            }
+        }
+        if retry.is_empty() {
+            return Ok(results);
+        }
         let this = self;
         let peers = &peers;
-        let reads = items
-            .into_iter()
-            .zip(which.iter().copied())
-            .map(|(item, i)| async move {
-                let loc = match item {
-                    Ok(l) => l,
-                    Err(e) => return (i, Err(e)),
-                };
-                let r = this
-                    .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline)
-                    .await;
-                let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
-                (i, r)
-            });
+        let reads = retry.into_iter().map(|(i, loc)| async move {
+            let r = this
+                .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline)
+                .await;
+            let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
+            (i, r)
+        });
         for (i, r) in futures::future::join_all(reads).await {
             results[i] = r;
         }
         Ok(results)
+    }
+
+    /// How far a replica is: 0 in this process's own segment, 1 on this
+    /// host, 2 elsewhere. Reads try the nearest first.
+    fn distance(&self, peers: &[PeerInfo], p: &Placement) -> u8 {
+        match peers.get(p.peer as usize) {
+            Some(x) if x.service_id == self.inner.svc.id() => 0,
+            Some(x) if x.host_id == self.inner.svc.host_id => 1,
+            _ => 2,
+        }
+    }
+
+    /// The replica of `loc` a read tries first (the first of the nearest).
+    fn nearest<'l>(&self, peers: &[PeerInfo], loc: &'l Located) -> Option<&'l Placement> {
+        loc.replicas
+            .iter()
+            .filter(|p| (p.peer as usize) < peers.len())
+            .min_by_key(|p| self.distance(peers, p))
     }
 
     async fn read_one(
@@ -488,15 +618,8 @@ impl ObjectStore {
                 &one
             }
         };
-        // Nearest replica first: own segment, then this host, then remote.
-        let me = self.inner.svc.id();
-        let host = self.inner.svc.host_id;
         let mut order: Vec<&Placement> = loc.replicas.iter().collect();
-        order.sort_by_key(|p| match peers.get(p.peer as usize) {
-            Some(x) if x.service_id == me => 0,
-            Some(x) if x.host_id == host => 1,
-            _ => 2,
-        });
+        order.sort_by_key(|p| self.distance(peers, p));
         let mut last_err = Error::ObjectNotExists;
         for p in order {
             let Some(peer) = peers.get(p.peer as usize) else {

@@ -2,13 +2,16 @@
 //! TCP connections.
 //!
 //! Bytes go straight from the caller's buffers to the socket and from the
-//! socket into the caller's buffers. Transfers of at least [`SPLIT_MIN`]
-//! bytes are split into chunks sent concurrently over several connections,
+//! socket into the caller's buffers. One object of at least [`SPLIT_MIN`]
+//! bytes is split into chunks sent concurrently over several connections,
 //! as many as `local.transfer_connections` less the transfers to that peer
-//! already in flight: a batch of large objects keeps about that many
-//! connections busy instead of multiplying them. At most [`MAX_PER_PEER`]
-//! transfers run to one peer at a time (more wait for a connection), so a
-//! large batch reuses its pooled connections rather than opening more.
+//! already in flight. The objects of a batch bound for one peer go over
+//! lanes: up to that many connections (one per [`LANE_MIN`] bytes), each
+//! carrying its share of requests back to back and reading the replies
+//! after, so a batch streams instead of paying a round trip per object. At
+//! most [`MAX_PER_PEER`] transfers run to one peer at a time (more wait for
+//! a connection), so a large batch reuses its pooled connections rather than
+//! opening more.
 
 use crate::buffer::{sub_pieces, Piece};
 use mmc_wire::error::code;
@@ -18,7 +21,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -30,6 +32,17 @@ const CHUNK_MIN: u64 = 1 << 20;
 /// Transfers in flight to one peer (and connections pooled for it), at
 /// least; `local.transfer_connections` when that is larger.
 pub const MAX_PER_PEER: usize = 16;
+
+/// A batch spreads over another lane (connection) per this many bytes.
+pub const LANE_MIN: u64 = 2 << 20;
+
+/// One range of a remote segment and the caller's buffers for it.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub offset: u64,
+    pub pieces: &'a [Piece],
+    pub len: u64,
+}
 
 /// Connections to one peer.
 struct Peer {
@@ -188,36 +201,94 @@ impl TransferClient {
     }
 
     async fn one(&self, op: Op, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], len: u64) -> Result<()> {
+        self.lane(op, addr, segment, &[Job { offset, pieces, len }]).await
+    }
+
+    /// Writes several ranges of one peer's segment (a batch put's objects
+    /// on that peer): one range goes as [`write`](Self::write) does; several
+    /// are spread over lanes, connections that each carry their share back
+    /// to back and read the replies after, so a batch streams instead of
+    /// waiting a round trip per object. Per-range results, in order.
+    pub async fn write_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        self.many(Op::Write, addr, segment, jobs).await
+    }
+
+    /// Reads several ranges of one peer's segment, as [`write_many`](Self::write_many).
+    pub async fn read_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        self.many(Op::Read, addr, segment, jobs).await
+    }
+
+    async fn many(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        if let [j] = jobs {
+            return vec![self.split(op, addr, segment, j.offset, j.pieces, j.len).await];
+        }
+        let total: u64 = jobs.iter().map(|j| j.len).sum();
+        let free = self.connections.saturating_sub(self.busy(addr)).max(1);
+        let lanes = ((total / LANE_MIN) as usize).clamp(1, free.min(jobs.len()));
+        // Each range to the lane with the fewest bytes so far.
+        let mut lane_jobs: Vec<Vec<Job<'_>>> = vec![Vec::new(); lanes];
+        let mut lane_of = Vec::with_capacity(jobs.len());
+        let mut bytes = vec![0u64; lanes];
+        for j in jobs {
+            let l = (0..lanes).min_by_key(|&l| bytes[l]).unwrap_or(0);
+            bytes[l] += j.len;
+            lane_jobs[l].push(*j);
+            lane_of.push(l);
+        }
+        let done = futures::future::join_all(lane_jobs.iter().map(|js| self.lane(op, addr, segment, js))).await;
+        lane_of.into_iter().map(|l| done[l].clone()).collect()
+    }
+
+    /// Runs `jobs` back to back on one connection: every request (with its
+    /// bytes, for writes) goes first, then the replies (with their bytes,
+    /// for reads) are read in order. The server answers requests in order.
+    async fn lane(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Result<()> {
         let mut taken = self.take(addr).await?;
         let s = taken.stream.as_mut().expect("taken with a stream");
+        let heads: Vec<[u8; HEADER_LEN]> = jobs
+            .iter()
+            .map(|j| {
+                Header {
+                    op,
+                    segment,
+                    offset: j.offset,
+                    len: j.len,
+                }
+                .encode()
+            })
+            .collect();
         let fut = async {
-            let h = Header {
-                op,
-                segment,
-                offset,
-                len,
-            };
-            let head = h.encode();
             let mut reply = [0u8; REPLY_LEN];
             match op {
                 Op::Write => {
-                    // The header and the bytes in vectored writes.
-                    let mut bufs: Vec<&[u8]> = Vec::with_capacity(pieces.len() + 1);
-                    bufs.push(&head);
-                    // SAFETY: the caller guarantees the pieces are readable for the call.
-                    bufs.extend(
-                        pieces
-                            .iter()
-                            .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
-                    );
+                    // Headers and bytes in vectored writes.
+                    let mut bufs: Vec<&[u8]> = Vec::with_capacity(jobs.iter().map(|j| j.pieces.len() + 1).sum());
+                    for (h, j) in heads.iter().zip(jobs) {
+                        bufs.push(h);
+                        // SAFETY: the caller guarantees the pieces are readable for the call.
+                        bufs.extend(
+                            j.pieces
+                                .iter()
+                                .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
+                        );
+                    }
                     super::write_all_bufs(s, &bufs).await?;
-                    super::read_full(s, &mut reply).await?;
+                    for _ in jobs {
+                        super::read_full(s, &mut reply).await?;
+                        if decode_reply(&reply) != code::OK {
+                            break;
+                        }
+                    }
                 }
                 Op::Read => {
-                    s.write_all(&head).await?;
-                    super::read_full(s, &mut reply).await?;
-                    if decode_reply(&reply) == code::OK {
-                        for p in pieces {
+                    let bufs: Vec<&[u8]> = heads.iter().map(|h| h.as_slice()).collect();
+                    super::write_all_bufs(s, &bufs).await?;
+                    for j in jobs {
+                        super::read_full(s, &mut reply).await?;
+                        if decode_reply(&reply) != code::OK {
+                            break;
+                        }
+                        for p in j.pieces {
                             // SAFETY: the caller guarantees the pieces are writable for the call.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
                             super::read_full(s, dst).await?;
@@ -341,5 +412,71 @@ mod tests {
         assert_eq!(busy, 0);
         assert!(opened <= MAX_PER_PEER, "{opened} connections in all");
         assert_eq!(idle, opened, "every connection back in the pool");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_streams_over_lanes_and_a_refused_range_fails_only_its_lane() {
+        const V: usize = 512 << 10;
+        let (seg, addr, accepted) = server(8 * V).await;
+        let c = TransferClient::new(
+            4,
+            Duration::from_secs(20),
+            super::super::Congestion::from_config("system"),
+            Handle::current(),
+        );
+        // Eight 512 KiB values (4 MiB, twice LANE_MIN): two lanes of four,
+        // each request following the previous one on its connection.
+        let values: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8 + 1; V]).collect();
+        let pieces: Vec<[Piece; 1]> = values.iter().map(|v| [Piece::of(v)]).collect();
+        let jobs: Vec<Job<'_>> = pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                offset: (i * V) as u64,
+                pieces: p,
+                len: V as u64,
+            })
+            .collect();
+        let r = c.write_many(&addr, SEG, &jobs).await;
+        assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per lane");
+        let mut back: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; V]).collect();
+        let dst: Vec<[Piece; 1]> = back.iter_mut().map(|b| [Piece::of_mut(b)]).collect();
+        let reads: Vec<Job<'_>> = dst
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                offset: (i * V) as u64,
+                pieces: p,
+                len: V as u64,
+            })
+            .collect();
+        let r = c.read_many(&addr, SEG, &reads).await;
+        assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
+        assert!(back == values);
+        assert_eq!(accepted.load(Ordering::SeqCst), 2, "the lanes' connections were reused");
+        // The same batch with one range past the end of the segment: the
+        // server refuses it and closes that connection; that lane's values
+        // fail, the other lane's land, and nothing hangs.
+        let mut bad = jobs.clone();
+        bad[1].offset = (8 * V) as u64;
+        seg_fill(&seg, 0);
+        let r = c.write_many(&addr, SEG, &bad).await;
+        let failed: Vec<usize> = (0..8).filter(|&i| r[i].is_err()).collect();
+        assert!(failed.contains(&1) && failed.len() < 8, "failed: {failed:?}");
+        for i in (0..8).filter(|i| !failed.contains(i)) {
+            assert!(seg_bytes(&seg, i * V, V) == values[i].as_slice(), "value {i}");
+        }
+        assert_eq!(pooled(&c, &addr).1, 0, "nothing left busy");
+    }
+
+    fn seg_bytes(seg: &Segment, off: usize, len: usize) -> &[u8] {
+        // SAFETY: inside the mapping; no transfer is running.
+        unsafe { std::slice::from_raw_parts(seg.range(off as u64, len as u64).unwrap(), len) }
+    }
+
+    fn seg_fill(seg: &Segment, b: u8) {
+        // SAFETY: inside the mapping; no transfer is running.
+        unsafe { std::ptr::write_bytes(seg.range(0, seg.len() as u64).unwrap(), b, seg.len()) }
     }
 }
