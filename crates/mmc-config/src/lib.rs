@@ -336,7 +336,8 @@ pub struct LocalConfig {
     pub transfer_congestion: String,
     /// Control RPC timeout, in milliseconds.
     pub rpc_timeout_ms: u64,
-    /// Data transfer timeout, in milliseconds.
+    /// Data transfer timeout per object, in milliseconds (a batch's
+    /// connection carrying several objects to one peer has it once per object).
     pub transfer_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub log_level: String,

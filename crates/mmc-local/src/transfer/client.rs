@@ -298,7 +298,9 @@ impl TransferClient {
             }
             Ok::<i32, std::io::Error>(decode_reply(&reply))
         };
-        let r = tokio::time::timeout(self.timeout, fut).await;
+        // Each object keeps the time one transfer has.
+        let limit = self.timeout.saturating_mul(jobs.len().max(1) as u32);
+        let r = tokio::time::timeout(limit, fut).await;
         if !matches!(r, Ok(Ok(code::OK))) {
             // Not back to the pool: its state is unknown.
             taken.stream = None;
@@ -310,8 +312,8 @@ impl TransferClient {
             ))),
             Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("transfer with {addr}: {e}"))),
             Err(_) => Err(Error::Timeout(format!(
-                "transfer with {addr} took longer than {:?}",
-                self.timeout
+                "transfer of {} object(s) with {addr} took longer than {limit:?}",
+                jobs.len()
             ))),
         }
     }
