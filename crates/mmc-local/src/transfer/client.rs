@@ -219,8 +219,10 @@ impl TransferClient {
     }
 
     async fn many(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
-        if let [j] = jobs {
-            return vec![self.split(op, addr, segment, j.offset, j.pieces, j.len).await];
+        match jobs {
+            [] => return Vec::new(),
+            [j] => return vec![self.split(op, addr, segment, j.offset, j.pieces, j.len).await],
+            _ => {}
         }
         let total: u64 = jobs.iter().map(|j| j.len).sum();
         let free = self.connections.saturating_sub(self.busy(addr)).max(1);
@@ -439,6 +441,7 @@ mod tests {
                 len: V as u64,
             })
             .collect();
+        assert!(c.write_many(&addr, SEG, &[]).await.is_empty());
         let r = c.write_many(&addr, SEG, &jobs).await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per lane");
