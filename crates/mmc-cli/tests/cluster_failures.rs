@@ -309,3 +309,66 @@ fn metaservice_restart_rebuilds_from_ledgers() {
     }
     s.close();
 }
+
+#[test]
+fn a_batch_get_reads_around_a_frozen_peer() {
+    // Heartbeats outlast the test: the frozen provider stays a member, so
+    // its replicas are still handed out and reading them must fail over.
+    let c = Cluster::start(Opts {
+        locals: 2,
+        heartbeat_timeout_ms: 60_000,
+        ..Opts::default()
+    });
+    let mut cfg = c.client_config(Protocol::Tcp, 0);
+    cfg.transfer_timeout_ms = 400;
+    let s = mmc_local::ObjectStore::connect(cfg).unwrap().blocking();
+    let victim = c.locals[0].service_id;
+    let both: Vec<String> = (0..12).map(|i| format!("frozen-two-{i}")).collect();
+    let only: Vec<String> = (0..6).map(|i| format!("frozen-one-{i}")).collect();
+    let two = PutOptions {
+        replicas: 2,
+        preferred: vec![],
+    };
+    let on_victim = PutOptions {
+        replicas: 1,
+        preferred: vec![victim],
+    };
+    for k in &both {
+        s.put(k, &pattern(k, 100_000), &two).unwrap();
+    }
+    for k in &only {
+        s.put(k, &pattern(k, 100_000), &on_victim).unwrap();
+        assert_eq!(s.key_info(k).unwrap().replicas[0].0, victim);
+    }
+    let read = |keys: &[String]| {
+        let refs: Vec<&str> = keys.iter().map(|k| k.as_str()).collect();
+        let mut bufs: Vec<Vec<u8>> = keys.iter().map(|_| vec![0u8; 100_000]).collect();
+        let mut outs: Vec<&mut [u8]> = bufs.iter_mut().map(|b| b.as_mut_slice()).collect();
+        let r = s.get_into_batch(&refs, &mut outs).unwrap();
+        (r, bufs)
+    };
+    let pid = c.locals[0].child.id() as libc::pid_t;
+    // SAFETY: signals to our own child process.
+    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    let (r, bufs) = read(&both);
+    let (r1, _) = read(&only);
+    // SAFETY: as above.
+    unsafe { libc::kill(pid, libc::SIGCONT) };
+    for ((k, r), b) in both.iter().zip(&r).zip(&bufs) {
+        assert!(r.is_ok(), "{k}: {r:?}");
+        assert!(*b == pattern(k, 100_000), "{k} read from the other replica");
+    }
+    for (k, r) in only.iter().zip(&r1) {
+        assert!(
+            matches!(r, Err(Error::Timeout(_)) | Err(Error::NotConnectedLocal(_))),
+            "{k}: the frozen peer's only replica: {r:?}"
+        );
+    }
+    // Running again, it serves its replicas.
+    let (r1, bufs) = read(&only);
+    for ((k, r), b) in only.iter().zip(&r1).zip(&bufs) {
+        assert!(r.is_ok(), "{k}: {r:?}");
+        assert!(*b == pattern(k, 100_000));
+    }
+    s.close();
+}

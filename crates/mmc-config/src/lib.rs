@@ -336,8 +336,9 @@ pub struct LocalConfig {
     pub transfer_congestion: String,
     /// Control RPC timeout, in milliseconds.
     pub rpc_timeout_ms: u64,
-    /// Data transfer timeout per object, in milliseconds (a batch's
-    /// connection carrying several objects to one peer has it once per object).
+    /// Data transfer timeout, in milliseconds: the time one transfer may
+    /// take, an object (or a chunk of a large one) or the share of a batch's
+    /// objects one connection carries to a peer.
     pub transfer_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub log_level: String,

@@ -548,7 +548,12 @@ impl ObjectStore {
                     results[i] = if expired { Err(Error::LeaseExpired) } else { Ok(None) };
                     let _ = self.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
                 }
-                _ => retry.push((i, loc)),
+                // The nearest replica failed: the others, if any, in turn.
+                Some(Err(e)) => {
+                    let tried = self.nearest(&peers, &loc).copied();
+                    retry.push((i, loc, tried.map(|p| (p, e))));
+                }
+                None => retry.push((i, loc, None)),
             }
         }
         if retry.is_empty() {
@@ -556,9 +561,9 @@ impl ObjectStore {
         }
         let this = self;
         let peers = &peers;
-        let reads = retry.into_iter().map(|(i, loc)| async move {
+        let reads = retry.into_iter().map(|(i, loc, failed)| async move {
             let r = this
-                .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline)
+                .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline, failed)
                 .await;
             let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
             (i, r)
@@ -587,12 +592,15 @@ impl ObjectStore {
             .min_by_key(|p| self.distance(peers, p))
     }
 
+    /// Reads one object from its replicas, nearest first, skipping the one
+    /// in `failed` (already tried, with that error).
     async fn read_one(
         &self,
         peers: &[PeerInfo],
         loc: &Located,
         dest: Option<&[Piece]>,
         deadline: Instant,
+        failed: Option<(Placement, Error)>,
     ) -> Result<Option<Vec<u8>>> {
         let mut owned: Option<Vec<u8>> = None;
         let one: [Piece; 1];
@@ -618,9 +626,12 @@ impl ObjectStore {
                 &one
             }
         };
-        let mut order: Vec<&Placement> = loc.replicas.iter().collect();
+        let (tried, mut last_err) = match failed {
+            Some((p, e)) => (Some(p), e),
+            None => (None, Error::ObjectNotExists),
+        };
+        let mut order: Vec<&Placement> = loc.replicas.iter().filter(|p| Some(**p) != tried).collect();
         order.sort_by_key(|p| self.distance(peers, p));
-        let mut last_err = Error::ObjectNotExists;
         for p in order {
             let Some(peer) = peers.get(p.peer as usize) else {
                 continue;

@@ -300,8 +300,9 @@ impl TransferClient {
             }
             Ok::<i32, std::io::Error>(decode_reply(&reply))
         };
-        // Each object keeps the time one transfer has.
-        let limit = self.timeout.saturating_mul(jobs.len().max(1) as u32);
+        // A lane is one transfer: a peer that stops answering fails the
+        // whole batch's share within the timeout, as a single object would.
+        let limit = self.timeout;
         let r = tokio::time::timeout(limit, fut).await;
         if !matches!(r, Ok(Ok(code::OK))) {
             // Not back to the pool: its state is unknown.
