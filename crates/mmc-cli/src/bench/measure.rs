@@ -257,6 +257,22 @@ pub struct Measured {
 }
 
 #[cfg(test)]
+impl Measured {
+    /// `ops` operations in `busy_s` seconds, nothing else measured.
+    pub fn of(ops: u64, busy_s: f64) -> Measured {
+        Measured {
+            ops,
+            busy_s,
+            wall_s: busy_s,
+            p50_us: None,
+            p99_us: None,
+            faults: 0,
+            cpu_pct: None,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -225,15 +225,7 @@ mod tests {
     use super::*;
 
     fn m(ops: u64, busy: f64) -> Measured {
-        Measured {
-            ops,
-            busy_s: busy,
-            wall_s: busy,
-            p50_us: None,
-            p99_us: None,
-            faults: 0,
-            cpu_pct: None,
-        }
+        Measured::of(ops, busy)
     }
 
     #[test]

@@ -801,15 +801,7 @@ mod tests {
     use crate::bench::measure::Measured;
 
     fn m(ops: u64, busy: f64) -> Measured {
-        Measured {
-            ops,
-            busy_s: busy,
-            wall_s: busy,
-            p50_us: Some(100.0),
-            p99_us: Some(200.0),
-            faults: 0,
-            cpu_pct: None,
-        }
+        Measured::of(ops, busy)
     }
 
     #[test]

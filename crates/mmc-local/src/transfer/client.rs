@@ -350,6 +350,29 @@ mod tests {
         (seg, addr, accepted)
     }
 
+    /// A client of 4 connections per peer, on the test's runtime.
+    fn client() -> TransferClient {
+        TransferClient::new(
+            4,
+            Duration::from_secs(20),
+            super::super::Congestion::from_config("system"),
+            Handle::current(),
+        )
+    }
+
+    /// One range of `len` bytes per piece, back to back from offset 0.
+    fn jobs_of(pieces: &[[Piece; 1]], len: usize) -> Vec<Job<'_>> {
+        pieces
+            .iter()
+            .enumerate()
+            .map(|(i, p)| Job {
+                offset: (i * len) as u64,
+                pieces: p,
+                len: len as u64,
+            })
+            .collect()
+    }
+
     fn pooled(c: &TransferClient, addr: &str) -> (usize, usize) {
         let peers = c.peers.lock();
         let p = &peers[addr];
@@ -360,12 +383,7 @@ mod tests {
     async fn concurrent_large_transfers_share_the_connection_budget() {
         const MIB: usize = 1 << 20;
         let (seg, addr, accepted) = server(64 * MIB).await;
-        let c = TransferClient::new(
-            4,
-            Duration::from_secs(20),
-            super::super::Congestion::from_config("system"),
-            Handle::current(),
-        );
+        let c = client();
         // Eight 4 MiB writes at once (a batch put): alone each would be
         // split over 4 connections (32 in all); the first takes the 4, the
         // others go whole.
@@ -387,11 +405,10 @@ mod tests {
         );
         assert_eq!(idle, opened, "every connection back in the pool");
         for (i, v) in values.iter().enumerate() {
-            // SAFETY: the range is inside the mapping; no transfer is running.
-            let got = unsafe {
-                std::slice::from_raw_parts(seg.range((i * 4 * MIB) as u64, v.len() as u64).unwrap(), v.len())
-            };
-            assert!(got == v.as_slice(), "value {i} landed wrong");
+            assert!(
+                seg_bytes(&seg, i * 4 * MIB, v.len()) == v.as_slice(),
+                "value {i} landed wrong"
+            );
         }
         // Reads back in one go, as a batch get: the same budget, the same bytes.
         let mut back: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; 4 * MIB]).collect();
@@ -423,41 +440,19 @@ mod tests {
     async fn a_batch_streams_over_lanes_and_a_refused_range_fails_only_its_lane() {
         const V: usize = 512 << 10;
         let (seg, addr, accepted) = server(8 * V).await;
-        let c = TransferClient::new(
-            4,
-            Duration::from_secs(20),
-            super::super::Congestion::from_config("system"),
-            Handle::current(),
-        );
+        let c = client();
         // Eight 512 KiB values (4 MiB, twice LANE_MIN): two lanes of four,
         // each request following the previous one on its connection.
         let values: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8 + 1; V]).collect();
         let pieces: Vec<[Piece; 1]> = values.iter().map(|v| [Piece::of(v)]).collect();
-        let jobs: Vec<Job<'_>> = pieces
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Job {
-                offset: (i * V) as u64,
-                pieces: p,
-                len: V as u64,
-            })
-            .collect();
+        let jobs = jobs_of(&pieces, V);
         assert!(c.write_many(&addr, SEG, &[]).await.is_empty());
         let r = c.write_many(&addr, SEG, &jobs).await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per lane");
         let mut back: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; V]).collect();
         let dst: Vec<[Piece; 1]> = back.iter_mut().map(|b| [Piece::of_mut(b)]).collect();
-        let reads: Vec<Job<'_>> = dst
-            .iter()
-            .enumerate()
-            .map(|(i, p)| Job {
-                offset: (i * V) as u64,
-                pieces: p,
-                len: V as u64,
-            })
-            .collect();
-        let r = c.read_many(&addr, SEG, &reads).await;
+        let r = c.read_many(&addr, SEG, &jobs_of(&dst, V)).await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
         assert!(back == values);
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "the lanes' connections were reused");
