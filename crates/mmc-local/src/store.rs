@@ -327,6 +327,8 @@ impl ObjectStore {
                 }
             }
         }
+        // As a list, so each peer's jobs pair with their results below.
+        let remote: Vec<(u16, Vec<(usize, Job<'_>)>)> = remote.into_iter().collect();
         let copy_local = || {
             local
                 .iter()
@@ -344,7 +346,8 @@ impl ObjectStore {
             (Vec::new(), copy_local())
         } else {
             let xfer = &self.inner.xfer;
-            let sends = futures::future::join_all(remote.iter().map(|(&p, jobs)| async move {
+            let sends = futures::future::join_all(remote.iter().map(|(p, jobs)| async move {
+                let p = *p;
                 let peer = &peers[p as usize];
                 let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
                 xfer.write_many(&peer.transfer_addr, peer.service_id, &js).await
@@ -360,9 +363,9 @@ impl ObjectStore {
             .into_iter()
             .chain(
                 remote
-                    .values()
+                    .iter()
                     .zip(sent)
-                    .flat_map(|(jobs, rs)| jobs.iter().map(|(slot, _)| *slot).zip(rs)),
+                    .flat_map(|((_, jobs), rs)| jobs.iter().map(|(slot, _)| *slot).zip(rs)),
             )
             .filter_map(|(slot, r)| r.err().map(|e| (slot, e)));
         for (slot, e) in failed {
@@ -529,12 +532,14 @@ impl ObjectStore {
             }
             let xfer = &self.inner.xfer;
             let peers = &peers;
-            let reads = remote.iter().map(|(&p, jobs)| async move {
+            let remote: Vec<(u16, Vec<(usize, Job<'_>)>)> = remote.into_iter().collect();
+            let reads = remote.iter().map(|(p, jobs)| async move {
+                let p = *p;
                 let peer = &peers[p as usize];
                 let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
                 xfer.read_many(&peer.transfer_addr, peer.service_id, &js).await
             });
-            for (jobs, rs) in remote.values().zip(futures::future::join_all(reads).await) {
+            for ((_, jobs), rs) in remote.iter().zip(futures::future::join_all(reads).await) {
                 for ((n, _), r) in jobs.iter().zip(rs) {
                     first[*n] = Some(r);
                 }
