@@ -464,15 +464,16 @@ impl ObjectStore {
         let mut ask = Vec::new();
         let mut which = Vec::new();
         for (i, k) in keys.iter().enumerate() {
+            // Null or empty buffers fail here; their total is checked
+            // against the object's size once it is known (0: no buffers).
             let check = validate_key(k).and_then(|_| match dests {
-                // Null or empty buffers; read_one checks the sum against the size.
-                Some(d) => total_len(&d[i]).map(|_| ()),
-                None => Ok(()),
+                Some(d) => total_len(&d[i]),
+                None => Ok(0),
             });
             match check {
-                Ok(()) => {
+                Ok(room) => {
                     ask.push((*k).to_owned());
-                    which.push(i);
+                    which.push((i, room));
                     results.push(Ok(None));
                 }
                 Err(e) => results.push(Err(e)),
@@ -495,9 +496,9 @@ impl ObjectStore {
         };
         let deadline = sent + Duration::from_millis(lease_ms);
         let mut found = Vec::with_capacity(items.len());
-        for (item, i) in items.into_iter().zip(which.iter().copied()) {
+        for (item, (i, room)) in items.into_iter().zip(which.iter().copied()) {
             match item {
-                Ok(loc) => found.push((i, loc)),
+                Ok(loc) => found.push((i, room, loc)),
                 Err(e) => results[i] = Err(e),
             }
         }
@@ -509,11 +510,11 @@ impl ObjectStore {
         let mut first: Vec<Option<Result<()>>> = vec![None; found.len()];
         if let Some(dests) = dests {
             let mut remote: HashMap<u16, Vec<(usize, Job<'_>)>> = HashMap::new();
-            for (n, (i, loc)) in found.iter().enumerate() {
-                let Some(p) = self.nearest(&peers, loc) else { continue };
-                if total_len(&dests[*i]).ok() != Some(loc.size) {
+            for (n, (i, room, loc)) in found.iter().enumerate() {
+                // A size mismatch is reported by `read_one`.
+                let Some(p) = self.nearest(&peers, loc).filter(|_| *room == loc.size) else {
                     continue;
-                }
+                };
                 let peer = &peers[p.peer as usize];
                 if let Some(seg) = self.local_view(peer) {
                     first[n] = Some(seg.range(p.offset, loc.size).map(|src| {
@@ -547,7 +548,7 @@ impl ObjectStore {
         }
         let expired = Instant::now() >= deadline;
         let mut retry = Vec::new();
-        for ((i, loc), first) in found.into_iter().zip(first) {
+        for ((i, _, loc), first) in found.into_iter().zip(first) {
             match first {
                 Some(Ok(())) => {
                     results[i] = if expired { Err(Error::LeaseExpired) } else { Ok(None) };

@@ -6,7 +6,6 @@
 //! of rings that are not what they claim, and a ring scribbled over, are
 //! refused or close only that connection.
 
-use mmc_config::MetaConfig;
 use mmc_local::meta_client::MetaClient;
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::message::{Request, Response};
@@ -16,28 +15,9 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
+mod common;
 
-/// Starts a MetaService on `listen` on a runtime of its own; dropping the
-/// runtime stops it and closes its connections, like a killed process.
-fn start_meta(listen: &str) -> (String, tokio::runtime::Runtime) {
-    let rt = runtime();
-    let cfg = MetaConfig {
-        listen: listen.into(),
-        http_listen: String::new(),
-        ..MetaConfig::default()
-    };
-    let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg)).unwrap();
-    let addr = svc.local_addr().to_string();
-    rt.spawn(svc.run(std::future::pending()));
-    (addr, rt)
-}
+use common::{runtime, start_meta};
 
 fn exist(rt: &tokio::runtime::Runtime, mc: &MetaClient, keys: Vec<String>) -> Result<Vec<bool>, Error> {
     match rt.block_on(mc.call_fast(&Request::Exist { keys }))? {

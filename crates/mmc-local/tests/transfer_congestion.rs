@@ -5,27 +5,11 @@
 //! inspected with `getsockopt(TCP_CONGESTION)`.
 
 use mmc_config::ByteSize;
-use mmc_config::MetaConfig;
 use mmc_local::{BlockingObjectStore, LocalConfig, Protocol, PutOptions};
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
-fn start_meta() -> (String, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
-    let cfg = MetaConfig {
-        listen: "127.0.0.1:0".into(),
-        http_listen: String::new(),
-        ..MetaConfig::default()
-    };
-    let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg)).unwrap();
-    let addr = svc.local_addr().to_string();
-    rt.spawn(svc.run(std::future::pending()));
-    (addr, rt)
-}
+mod common;
 
 fn sockaddr(fd: RawFd, peer: bool) -> Option<SocketAddr> {
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
@@ -132,7 +116,7 @@ fn transfer_sockets_use_the_configured_congestion_control() {
     // reno is in every kernel and always allowed; pick the other when it is
     // the default, so the setting is seen to take effect.
     let chosen = if system == "reno" { "cubic" } else { "reno" };
-    let (meta, _rt) = start_meta();
+    let (meta, _rt) = common::start_meta("127.0.0.1:0");
 
     let found = run_with(&meta, chosen);
     for role in ["listener", "accepted", "client"] {

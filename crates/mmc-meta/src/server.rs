@@ -133,10 +133,8 @@ impl Server {
                     }
                 }
             }
-            spin = self.serve_frame(f, &sink)?;
-            if !self.tcp_polling {
-                spin = Duration::ZERO;
-            }
+            let asked = self.serve_frame(f, &sink)?;
+            spin = if self.tcp_polling { asked } else { Duration::ZERO };
         }
         Ok(())
     }
