@@ -224,15 +224,11 @@ pub fn row_json(r: &Row) -> Value {
 mod tests {
     use super::*;
 
-    fn m(ops: u64, busy: f64) -> Measured {
-        Measured::of(ops, busy)
-    }
-
     #[test]
     fn ratios_compare_throughput() {
         let mut rows = vec![
-            Row::new("a".into(), "memcpy", "copy", 1 << 20, 1, m(1000, 0.1)),
-            Row::new("b".into(), "shm", "put", 1 << 20, 1, m(1000, 0.2))
+            Row::new("a".into(), "memcpy", "copy", 1 << 20, 1, Measured::of(1000, 0.1)),
+            Row::new("b".into(), "shm", "put", 1 << 20, 1, Measured::of(1000, 0.2))
                 .vs("copy", "a")
                 .vs("missing", "zz"),
         ];

@@ -800,22 +800,46 @@ mod tests {
     use super::*;
     use crate::bench::measure::Measured;
 
-    fn m(ops: u64, busy: f64) -> Measured {
-        Measured::of(ops, busy)
-    }
-
     #[test]
     fn cross_host_batches_are_compared_with_the_stream_and_mooncake() {
         const MIB: u64 = 1 << 20;
         // 1 s each: the raw stream moves 1000 MiB, MemCache's batches of 8
         // 100 x 8 MiB (put) and 150 x 8 MiB (get), Mooncake's 10 x 8 MiB.
         let rows = vec![
-            Row::new("cross.raw.send.1MiB".into(), "cross", "raw", MIB, 1, m(1000, 1.0)),
-            Row::new("cross.raw.recv.1MiB".into(), "cross", "raw", MIB, 1, m(1000, 1.0)),
-            Row::new("cross.putb.1MiB".into(), "cross", "put", MIB, 8, m(100, 1.0)),
-            Row::new("cross.getb.1MiB".into(), "cross", "get", MIB, 8, m(150, 1.0)),
-            Row::new("cross.mooncake.putb.1MiB".into(), "cross", "mc", MIB, 8, m(10, 1.0)),
-            Row::new("cross.mooncake.getb.1MiB".into(), "cross", "mc", MIB, 8, m(10, 1.0)),
+            Row::new(
+                "cross.raw.send.1MiB".into(),
+                "cross",
+                "raw",
+                MIB,
+                1,
+                Measured::of(1000, 1.0),
+            ),
+            Row::new(
+                "cross.raw.recv.1MiB".into(),
+                "cross",
+                "raw",
+                MIB,
+                1,
+                Measured::of(1000, 1.0),
+            ),
+            Row::new("cross.putb.1MiB".into(), "cross", "put", MIB, 8, Measured::of(100, 1.0)),
+            Row::new("cross.getb.1MiB".into(), "cross", "get", MIB, 8, Measured::of(150, 1.0)),
+            Row::new(
+                "cross.mooncake.putb.1MiB".into(),
+                "cross",
+                "mc",
+                MIB,
+                8,
+                Measured::of(10, 1.0),
+            ),
+            Row::new(
+                "cross.mooncake.getb.1MiB".into(),
+                "cross",
+                "mc",
+                MIB,
+                8,
+                Measured::of(10, 1.0),
+            ),
         ];
         let s = summarize(&rows, &[], &[], &[1], &[MIB, 4 * MIB]);
         assert!(
