@@ -85,7 +85,17 @@ pub fn get(a: GetArgs) -> Result<(), String> {
     let v = r.map_err(|e| format!("get {}: {e} (code {})", a.key, e.code()))?;
     match a.output {
         Some(p) => std::fs::write(&p, &v).map_err(|e| format!("writing {}: {e}", p.display())),
-        None => std::io::stdout().write_all(&v).map_err(|e| e.to_string()),
+        None => to_stdout(&v),
+    }
+}
+
+/// Writes `bytes` to stdout; a reader that went away (`mmc stat | head`)
+/// ends the output quietly instead of failing.
+fn to_stdout(bytes: &[u8]) -> Result<(), String> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing to stdout: {e}")),
+        _ => Ok(()),
     }
 }
 
@@ -114,20 +124,21 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
             Err(e) => Err(format!("stat: {e}")),
         }
     })?;
-    println!(
-        "members: {}  keys: {}  evictions: {}  active leases: {}",
+    let mut text = String::new();
+    text += &format!(
+        "members: {}  keys: {}  evictions: {}  active leases: {}\n",
         st.members, st.keys, st.evictions, st.leases_active
     );
-    println!(
-        "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>6} {:>9}",
+    text += &format!(
+        "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>6} {:>9}\n",
         "service", "host", "transfer", "medium", "capacity", "used", "used%", "objects"
     );
     let (mut cap, mut used) = (0u64, 0u64);
     for s in &st.segments {
         cap += s.capacity;
         used += s.used;
-        println!(
-            "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>5.1}% {:>9}",
+        text += &format!(
+            "{:>8} {:>20} {:>22} {:>6} {:>12} {:>12} {:>5.1}% {:>9}\n",
             s.service_id,
             s.host_id,
             s.transfer_addr,
@@ -142,6 +153,6 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
             s.objects
         );
     }
-    println!("total capacity {} bytes, used {} bytes", cap, used);
-    Ok(())
+    text += &format!("total capacity {cap} bytes, used {used} bytes\n");
+    to_stdout(text.as_bytes())
 }

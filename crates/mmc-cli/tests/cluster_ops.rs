@@ -214,3 +214,23 @@ fn async_commit_puts_are_visible_to_the_writer_at_once() {
     w.close();
     other.close();
 }
+
+#[test]
+fn cli_output_into_a_closed_pipe_ends_quietly() {
+    let c = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
+    // `mmc stat | head -0`: the reader is gone before anything is written.
+    let mut child = std::process::Command::new(common::MMC)
+        .args(["stat", "--meta", &c.meta_addr])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
