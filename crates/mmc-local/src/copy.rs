@@ -2,12 +2,16 @@
 //! segments.
 //!
 //! Which instruction sequence copies fastest depends on the CPU, and the
-//! differences are large: on an AMD EPYC of one generation `rep movsb` out of
-//! a shared memfd mapping ran at about 2 GB/s (a third of an AVX2 loop), on
-//! the Zen 5 EPYC of docs/benchmarks.md it runs at 30-37 GB/s against 25-30
-//! for the AVX2 loop and glibc's `memcpy`. So the method for copies through
-//! the cache is measured once per process ([`method`]: a few copies out of a
-//! small shared mapping at several alignments, the faster method kept), and
+//! differences are large: on the Zen 5 EPYC of docs/benchmarks.md `rep movsb`
+//! runs at 30-37 GB/s against 25-30 for the AVX2 loop and glibc's `memcpy`;
+//! on the Zen 4 EPYC of run U it is as fast except when the destination is a
+//! few bytes ahead of the source modulo a page, where it drops to 3-9 GB/s
+//! (such copies always take the AVX2 loop, see [`movsb_falls_off`]; the
+//! 2 GB/s an earlier Zen 3 machine showed out of a memfd was likely the
+//! same case). So the
+//! method for copies through the cache is measured once per process
+//! ([`method`]: a few copies out of a small shared mapping at several
+//! alignments, the faster method kept), and
 //! `MMC_COPY_METHOD=movsb|avx2|memcpy` overrides it. Copies that bypass the
 //! cache (a put's write into a segment, where nobody reads the bytes back
 //! soon) always use AVX2 non-temporal stores, the fastest on both CPUs.
@@ -143,6 +147,37 @@ pub unsafe fn copy_with(dst: *mut u8, src: *const u8, len: usize, stream: bool) 
     if stream && m != Method::Memcpy {
         return copy_by(Method::Avx2, dst, src, len, true);
     }
+    copy_through(m, dst, src, len)
+}
+
+/// `rep movsb` falls off when the destination is a few bytes ahead of the
+/// source modulo a page: on the AMD EPYC (Zen 4) of docs/benchmarks.md a
+/// copy out of a segment runs at 3 GB/s with `dst - src` of 1-15 bytes
+/// (mod 4096) and at 9 GB/s with 16-31, against 18-25 GB/s otherwise. A
+/// segment's objects start on page boundaries, so a destination buffer 16
+/// bytes past a page (what `malloc` returns for a large block) hits it.
+/// Such copies take the AVX2 loop instead (glibc's `memcpy` avoids the
+/// same case).
+const MOVSB_SHORT_DISTANCE: usize = 64;
+
+#[inline]
+fn movsb_falls_off(dst: *mut u8, src: *const u8) -> bool {
+    let d = (dst as usize).wrapping_sub(src as usize) & 4095;
+    d != 0 && d < MOVSB_SHORT_DISTANCE
+}
+
+/// A copy through the cache with method `m` (one of [`available`]'s),
+/// except that `rep movsb` hands [`movsb_falls_off`] cases to the AVX2 loop.
+///
+/// # Safety
+/// Same contract as `std::ptr::copy_nonoverlapping`; `len >= VECTOR_MIN`.
+#[inline]
+unsafe fn copy_through(m: Method, dst: *mut u8, src: *const u8, len: usize) {
+    let m = if m == Method::RepMovsb && movsb_falls_off(dst, src) {
+        Method::Avx2
+    } else {
+        m
+    };
     copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN)
 }
 
@@ -179,7 +214,7 @@ unsafe fn movsb(dst: *mut u8, src: *const u8, len: usize) {
 
 /// Measuring the methods against each other.
 mod calibrate {
-    use super::{copy_by, Method};
+    use super::{copy_through, Method};
     use std::time::{Duration, Instant};
 
     /// Piece sizes and (source, destination) misalignments of one round:
@@ -215,7 +250,7 @@ mod calibrate {
                 for &(len, so, dof) in &PIECES {
                     // SAFETY: offsets + len stay within both buffers
                     // (len <= 512 KiB, offsets < 4 KiB); they do not overlap.
-                    unsafe { copy_by(m, dst.as_mut_ptr().add(dof), src.add(so) as *const u8, len, false) };
+                    unsafe { copy_through(m, dst.as_mut_ptr().add(dof), src.add(so) as *const u8, len) };
                 }
                 std::hint::black_box(&mut dst);
                 best[i] = best[i].min(t.elapsed());
@@ -339,6 +374,41 @@ mod tests {
                     assert!(dst[dof + len..].iter().all(|&b| b == 0xAA), "{way}: no write past dst");
                 }
             }
+        }
+    }
+
+    #[test]
+    fn movsb_is_avoided_only_a_few_bytes_ahead_of_its_source_modulo_a_page() {
+        let src = 0x7f00_0000_0000usize as *const u8;
+        let at = |d: usize| src.wrapping_add(d) as *mut u8;
+        for d in [1, 15, 16, 31, 63, 4096 + 16, (1 << 30) + 8] {
+            assert!(movsb_falls_off(at(d), src), "dst - src = {d}");
+        }
+        for d in [0, 64, 2064, 4095, 4096, 4096 + 64] {
+            assert!(!movsb_falls_off(at(d), src), "dst - src = {d}");
+        }
+        // Behind the source (a backward distance) is not the slow case.
+        assert!(!movsb_falls_off(src.wrapping_sub(16) as *mut u8, src));
+    }
+
+    #[test]
+    fn copies_a_few_bytes_ahead_modulo_a_page_are_exact() {
+        // A page-aligned source and a destination 1-63 bytes past a page,
+        // as a get out of a segment into a malloc'd buffer: the case
+        // `rep movsb` hands to the AVX2 loop.
+        let mut src = vec![0u8; (1 << 20) + 8192];
+        let s0 = (4096 - src.as_ptr() as usize % 4096) % 4096;
+        for (i, b) in src.iter_mut().enumerate() {
+            *b = (i * 13 + i / 4099) as u8;
+        }
+        for ahead in [1usize, 16, 33, 63] {
+            let len = 1 << 20;
+            let mut dst = vec![0u8; len + 8192];
+            let d0 = (4096 + ahead - dst.as_ptr() as usize % 4096) % 4096;
+            let (sp, dp) = (unsafe { src.as_ptr().add(s0) }, unsafe { dst.as_mut_ptr().add(d0) });
+            assert!(movsb_falls_off(dp, sp));
+            unsafe { copy(dp, sp, len) };
+            assert_eq!(&dst[d0..d0 + len], &src[s0..s0 + len], "{ahead} bytes ahead");
         }
     }
 
