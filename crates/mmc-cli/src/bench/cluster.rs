@@ -318,6 +318,25 @@ impl Cluster {
         }
     }
 
+    /// The (first) provider's segment, mapped in this process: the memory
+    /// the shm workload's objects live in, for the memcpy baselines.
+    pub fn provider_segment(&self, client: &BlockingObjectStore) -> Result<mmc_local::segment::Segment, String> {
+        let rt = self.rt.as_ref().expect("running");
+        let id = self.provider().service_id;
+        let peers = match rt.block_on(client.store().local_service().meta.call(&Request::Members)) {
+            Ok(Response::Members { peers, .. }) => peers,
+            Ok(other) => return Err(format!("unexpected members reply {other:?}")),
+            Err(e) => return Err(format!("members: {e}")),
+        };
+        let desc = peers
+            .into_iter()
+            .find(|p| p.service_id == id)
+            .and_then(|p| p.segment)
+            .ok_or_else(|| format!("provider {id} lists no segment"))?;
+        mmc_local::segment::Segment::open(&desc.name, desc.size as usize, true)
+            .map_err(|e| format!("cannot map the provider's segment {}: {e}", desc.name))
+    }
+
     /// Bytes in use in the provider's segment.
     pub fn used(&self, client: &BlockingObjectStore) -> Result<u64, String> {
         Ok(self.stat(client)?.segments.iter().map(|s| s.used).sum())

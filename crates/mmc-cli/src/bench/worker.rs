@@ -333,7 +333,41 @@ pub fn fill(buf: &mut [u8], seed: u8) {
     }
 }
 
-fn stamp(buf: &mut [u8], n: u64) {
+/// `n` bytes starting 16 bytes past a page boundary, where glibc's `malloc`
+/// puts a block of 128 KiB or more (numpy's arrays included): the get
+/// destinations of the bench sit where an application's would, against
+/// objects that start on a page boundary.
+pub struct MallocLike {
+    raw: Vec<u8>,
+    off: usize,
+    n: usize,
+}
+
+impl MallocLike {
+    /// Filled with [`fill`]'s pattern for `seed`.
+    pub fn new(n: usize, seed: u8) -> MallocLike {
+        let raw = vec![0u8; n + 4096 + 16];
+        let off = (4096 + 16 - raw.as_ptr() as usize % 4096) % 4096;
+        let mut b = MallocLike { raw, off, n };
+        fill(&mut b, seed);
+        b
+    }
+}
+
+impl std::ops::Deref for MallocLike {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.raw[self.off..self.off + self.n]
+    }
+}
+
+impl std::ops::DerefMut for MallocLike {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        &mut self.raw[self.off..self.off + self.n]
+    }
+}
+
+pub fn stamp(buf: &mut [u8], n: u64) {
     let k = buf.len().min(8);
     buf[..k].copy_from_slice(&n.to_le_bytes()[..k]);
 }
@@ -344,7 +378,7 @@ struct Bufs {
     layers: bool,
     size: usize,
     src: Vec<u8>,
-    dst: Vec<u8>,
+    dst: MallocLike,
 }
 
 impl Bufs {
@@ -356,8 +390,7 @@ impl Bufs {
         };
         let mut src = vec![0u8; n];
         fill(&mut src, 5);
-        let mut dst = vec![0u8; n];
-        fill(&mut dst, 6);
+        let dst = MallocLike::new(n, 6);
         Bufs { layers, size, src, dst }
     }
 

@@ -5,11 +5,12 @@
 use super::cluster::Cluster;
 use super::measure::{Budget, Measured, Recorder};
 use super::report::{fmt_size, Row};
+use super::worker::{fill, stamp, MallocLike};
 use mmc_local::{BatchResult, BlockingObjectStore, Piece, PutOptions};
 use std::hint::black_box;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Keys of the small-key workloads live at once (rounds of fresh keys for
 /// puts, the rotation set for gets and exists).
@@ -29,18 +30,6 @@ pub fn tag(size: u64) -> String {
 
 pub fn progress(msg: &str) {
     super::progress::step(msg);
-}
-
-/// A recognisable, non-zero pattern (also touches every page).
-fn fill(buf: &mut [u8], seed: u8) {
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(31).wrapping_add(seed);
-    }
-}
-
-fn stamp(buf: &mut [u8], n: u64) {
-    let k = buf.len().min(8);
-    buf[..k].copy_from_slice(&n.to_le_bytes()[..k]);
 }
 
 fn check(what: &str, r: BatchResult) -> Result<(), String> {
@@ -126,8 +115,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
         let slots = slots_for(ws, size);
         let mut src = vec![0u8; n];
         fill(&mut src, 2);
-        let mut dst = vec![0u8; n];
-        fill(&mut dst, 3);
+        let mut dst = MallocLike::new(n, 3);
         let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
         progress(&format!("memcpy {t}"));
         let m = copy_measure(budget, n, |_| (sp, dp));
@@ -202,9 +190,48 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
 
 // ---- object puts and gets -------------------------------------------------
 
-/// Puts of fresh keys in rounds of `slots`; the keys of each round are
-/// removed (untimed) before the next, so the live data never exceeds
-/// `slots` objects.
+/// Puts of fresh keys, one per [`PutRounds::step`], in rounds of `slots`:
+/// a full round's keys are removed (untimed) before the next round starts,
+/// so the live data never exceeds `slots` objects.
+struct PutRounds<'a> {
+    c: &'a BlockingObjectStore,
+    prefix: &'a str,
+    slots: usize,
+    src: &'a [u8],
+    round: usize,
+    keys: Vec<String>,
+}
+
+impl<'a> PutRounds<'a> {
+    fn new(c: &'a BlockingObjectStore, prefix: &'a str, slots: usize, src: &'a [u8]) -> Self {
+        PutRounds {
+            c,
+            prefix,
+            slots,
+            src,
+            round: 0,
+            keys: Vec::with_capacity(slots),
+        }
+    }
+
+    fn step(&mut self, rec: &mut Recorder) -> Result<(), String> {
+        if self.keys.len() == self.slots {
+            remove(self.c, &self.keys)?;
+            self.keys.clear();
+            self.round += 1;
+        }
+        let k = format!("{}-{}-{}", self.prefix, self.round, self.keys.len());
+        rec.time(|| put_from(self.c, &k, self.src))?;
+        self.keys.push(k);
+        Ok(())
+    }
+
+    /// Removes the last round's keys.
+    fn done(self) -> Result<(), String> {
+        remove(self.c, &self.keys)
+    }
+}
+
 fn put_rounds(
     budget: Budget,
     peer: u32,
@@ -214,20 +241,11 @@ fn put_rounds(
     src: &[u8],
 ) -> Result<Measured, String> {
     let mut rec = Recorder::start(budget, Some(peer));
-    let mut round = 0;
+    let mut puts = PutRounds::new(c, prefix, slots, src);
     while rec.more() {
-        let keys: Vec<String> = (0..slots).map(|j| format!("{prefix}-{round}-{j}")).collect();
-        let mut done = 0;
-        for k in &keys {
-            if !rec.more() {
-                break;
-            }
-            rec.time(|| put_from(c, k, src))?;
-            done += 1;
-        }
-        remove(c, &keys[..done])?;
-        round += 1;
+        puts.step(&mut rec)?;
     }
+    puts.done()?;
     Ok(rec.finish())
 }
 
@@ -267,6 +285,24 @@ fn verify(c: &BlockingObjectStore, keys: &[String], src: &mut [u8]) -> Result<()
     Ok(())
 }
 
+/// `get_into` of `keys` in turn, one per [`GetRotating::step`].
+struct GetRotating<'a> {
+    c: &'a BlockingObjectStore,
+    keys: &'a [String],
+    dst: &'a mut [u8],
+    i: usize,
+}
+
+impl GetRotating<'_> {
+    fn step(&mut self, rec: &mut Recorder) -> Result<(), String> {
+        let k = &self.keys[self.i % self.keys.len()];
+        rec.time(|| self.c.get_into(k, self.dst))
+            .map_err(|e| format!("get_into {k}: {e} (code {})", e.code()))?;
+        self.i += 1;
+        Ok(())
+    }
+}
+
 fn get_loop(
     budget: Budget,
     peer: u32,
@@ -275,12 +311,9 @@ fn get_loop(
     dst: &mut [u8],
 ) -> Result<Measured, String> {
     let mut rec = Recorder::start(budget, Some(peer));
-    let mut i = 0;
+    let mut gets = GetRotating { c, keys, dst, i: 0 };
     while rec.more() {
-        let k = &keys[i % keys.len()];
-        rec.time(|| c.get_into(k, dst))
-            .map_err(|e| format!("get_into {k}: {e} (code {})", e.code()))?;
-        i += 1;
+        gets.step(&mut rec)?;
     }
     Ok(rec.finish())
 }
@@ -294,6 +327,78 @@ fn get_measure(
 ) -> Result<Measured, String> {
     get_loop(budget.warmup(), peer, c, keys, dst)?;
     get_loop(budget, peer, c, keys, dst)
+}
+
+/// Length of one slice of an [`interleaved`] pair.
+const SLICE: Duration = Duration::from_millis(40);
+
+/// Two measurements in alternating slices of [`SLICE`] (after an untimed
+/// warm-up of both), each until its own budget, measured over the pair's
+/// wall time, is spent: a time budget therefore gives each about half its
+/// seconds of timed operations, so the pair runs over twice the budget.
+/// The memory bandwidth of this shared machine drifts by a third within
+/// seconds; a ratio of two measurements made seconds apart would measure
+/// the drift. CPU and fault columns cover both (one wall clock).
+fn interleaved(
+    budget: Budget,
+    peer: Option<u32>,
+    mut a: impl FnMut(&mut Recorder) -> Result<(), String>,
+    mut b: impl FnMut(&mut Recorder) -> Result<(), String>,
+) -> Result<(Measured, Measured), String> {
+    let pair = match budget.iters {
+        Some(_) => budget,
+        None => Budget {
+            seconds: budget.seconds * 2.0,
+            ..budget
+        },
+    };
+    for (budget, last) in [(pair.warmup(), false), (pair, true)] {
+        let (mut ra, mut rb) = (Recorder::start(budget, peer), Recorder::start(budget, peer));
+        while ra.more() || rb.more() {
+            for (rec, op) in [
+                (&mut ra, &mut a as &mut dyn FnMut(&mut Recorder) -> Result<(), String>),
+                (&mut rb, &mut b),
+            ] {
+                let until = Instant::now() + SLICE;
+                while rec.more() && Instant::now() < until {
+                    op(rec)?;
+                }
+            }
+        }
+        if last {
+            return Ok((ra.finish(), rb.finish()));
+        }
+    }
+    unreachable!("the last pass returns")
+}
+
+/// `memcpy` of `n` bytes per step between one buffer and the next of
+/// `slots` slots at the start of `seg` (into it when `into`), as a put or a
+/// get moves its bytes.
+fn memcpy_step(
+    seg: &mmc_local::segment::Segment,
+    slots: usize,
+    n: usize,
+    buf: *mut u8,
+    into: bool,
+) -> impl FnMut(&mut Recorder) -> Result<(), String> + '_ {
+    let slots = slots.min(seg.len() / n).max(1);
+    let mut i = 0;
+    move |rec| {
+        let slot = seg.base().wrapping_add((i % slots) * n);
+        let (s, d) = if into {
+            (buf as *const u8, slot)
+        } else {
+            (slot as *const u8, buf)
+        };
+        // SAFETY: `slot..slot+n` lies in the mapping, `buf` is a live buffer
+        // of `n` bytes of the caller's that nothing else uses meanwhile. The
+        // provider's bytes there may belong to objects: those of a put
+        // measurement are never read back, and a get measurement only reads.
+        rec.time(|| unsafe { std::ptr::copy_nonoverlapping(black_box(s), black_box(d), n) });
+        i += 1;
+        Ok(())
+    }
 }
 
 fn emptied(cluster: &Cluster, c: &BlockingObjectStore, notes: &mut Vec<String>) -> Result<(), String> {
@@ -343,19 +448,41 @@ pub fn shm(
     notes: &mut Vec<String>,
 ) -> Result<Vec<Row>, String> {
     let peer = cluster.provider().pid;
+    // The memcpy baselines copy into and out of the very memory the
+    // objects occupy (the allocator fills the emptied segment from offset
+    // 0): on this virtual machine two regions' bandwidth differs by up to
+    // a fifth with where their pages happen to lie.
+    let seg = cluster.provider_segment(c)?;
     let mut rows = Vec::new();
     for &size in sizes {
         let t = tag(size);
         let slots = slots_for(ws, size);
         let mut src = vec![0u8; size as usize];
         fill(&mut src, 5);
-        let mut dst = vec![0u8; size as usize];
-        fill(&mut dst, 6);
-        progress(&format!("shm put_from {t} (rounds of {slots} fresh keys)"));
-        let m = put_measure(budget, peer, c, &format!("shm-put-{t}"), slots, &src)?;
+        let mut dst = MallocLike::new(size as usize, 6);
+        let n = size as usize;
+        progress(&format!(
+            "shm put_from {t} (rounds of {slots} fresh keys), interleaved with memcpy"
+        ));
+        let prefix = format!("shm-put-{t}");
+        let mut puts = PutRounds::new(c, &prefix, slots, &src);
+        let mut bsrc = src.clone();
+        let (m, base) = interleaved(
+            budget,
+            Some(peer),
+            |rec| puts.step(rec),
+            memcpy_step(&seg, slots, n, bsrc.as_mut_ptr(), true),
+        )?;
+        puts.done()?;
+        rows.push(paired_base(
+            format!("shm.wswrite.{t}"),
+            "memcpy buf -> segment, interleaved",
+            size,
+            base,
+        ));
         rows.push(
             Row::new(format!("shm.put.{t}"), "shm", "MemCache put_from", size, 1, m)
-                .vs("memcpy ws-write", format!("memcpy.wswrite.{t}"))
+                .vs("memcpy ws-write (interleaved)", format!("shm.wswrite.{t}"))
                 .vs("mmc copy", format!("memcpy.mmcwrite.{t}"))
                 .vs("memcpy hot", format!("memcpy.hot.{t}"))
                 .vs("redis", format!("redis.set.{t}"))
@@ -363,13 +490,33 @@ pub fn shm(
                 .group(size),
         );
         emptied(cluster, c, notes)?;
-        progress(&format!("shm get_into {t} (rotating over {slots} keys)"));
+        progress(&format!(
+            "shm get_into {t} (rotating over {slots} keys), interleaved with memcpy"
+        ));
         let keys = put_readable(c, &format!("shm-get-{t}"), slots, &mut src)?;
         verify(c, &keys, &mut src)?;
-        let m = get_measure(budget, peer, c, &keys, &mut dst)?;
+        let mut bdst = MallocLike::new(n, 7);
+        let mut gets = GetRotating {
+            c,
+            keys: &keys,
+            dst: &mut dst,
+            i: 0,
+        };
+        let (m, base) = interleaved(
+            budget,
+            Some(peer),
+            |rec| gets.step(rec),
+            memcpy_step(&seg, slots, n, bdst.as_mut_ptr(), false),
+        )?;
+        rows.push(paired_base(
+            format!("shm.wsread.{t}"),
+            "memcpy segment -> buf, interleaved",
+            size,
+            base,
+        ));
         rows.push(
             Row::new(format!("shm.get.{t}"), "shm", "MemCache get_into", size, 1, m)
-                .vs("memcpy ws-read", format!("memcpy.wsread.{t}"))
+                .vs("memcpy ws-read (interleaved)", format!("shm.wsread.{t}"))
                 .vs("mmc copy", format!("memcpy.mmcread.{t}"))
                 .vs("memcpy hot", format!("memcpy.hot.{t}"))
                 .vs("redis", format!("redis.get.{t}"))
@@ -378,7 +525,20 @@ pub fn shm(
         );
         emptied(cluster, c, notes)?;
     }
+    notes.push(format!(
+        "shm: each put_from / get_into measurement runs interleaved in {} ms slices with a memcpy of the \
+         same size into / out of the provider's segment, mapped here, at the offsets its objects occupy \
+         (the same working set, the same pages), to or from a buffer 16 bytes past a page (where malloc \
+         puts a large block); the same-host targets compare with that interleaved memcpy; the cpu% columns \
+         of these rows cover both halves",
+        SLICE.as_millis()
+    ));
     Ok(rows)
+}
+
+/// A baseline row of an [`interleaved`] pair.
+fn paired_base(id: String, what: &str, size: u64, m: Measured) -> Row {
+    Row::new(id, "shm", what, size, 1, m).group(size)
 }
 
 /// `put_from` through a client with `async_commit` on (the commit RPC is
@@ -396,22 +556,43 @@ pub fn shm_async_commit(
     let slots = slots_for(ws, size);
     let mut src = vec![0u8; size as usize];
     fill(&mut src, 5);
-    progress(&format!("shm put_from {t}, async_commit client"));
-    let m = put_measure(budget, peer, ca, &format!("shm-putac-{t}"), slots, &src)?;
+    let n = size as usize;
+    let seg = cluster.provider_segment(ca)?;
+    progress(&format!(
+        "shm put_from {t}, async_commit client, interleaved with memcpy"
+    ));
+    let prefix = format!("shm-putac-{t}");
+    let mut puts = PutRounds::new(ca, &prefix, slots, &src);
+    let mut bsrc = src.clone();
+    let (m, base) = interleaved(
+        budget,
+        Some(peer),
+        |rec| puts.step(rec),
+        memcpy_step(&seg, slots, n, bsrc.as_mut_ptr(), true),
+    )?;
+    puts.done()?;
     emptied(cluster, ca, notes)?;
-    Ok(vec![Row::new(
-        format!("shm.putac.{t}"),
-        "shm",
-        "MemCache put_from, async_commit",
-        size,
-        1,
-        m,
-    )
-    .vs("memcpy ws-write", format!("memcpy.wswrite.{t}"))
-    .vs("redis", format!("redis.set.{t}"))
-    .vs("mooncake", format!("mooncake.put.{t}"))
-    .vs("default put", format!("shm.put.{t}"))
-    .group(size)])
+    Ok(vec![
+        paired_base(
+            format!("shm.wswriteac.{t}"),
+            "memcpy buf -> segment, interleaved (async)",
+            size,
+            base,
+        ),
+        Row::new(
+            format!("shm.putac.{t}"),
+            "shm",
+            "MemCache put_from, async_commit",
+            size,
+            1,
+            m,
+        )
+        .vs("memcpy ws-write (interleaved)", format!("shm.wswriteac.{t}"))
+        .vs("redis", format!("redis.set.{t}"))
+        .vs("mooncake", format!("mooncake.put.{t}"))
+        .vs("default put", format!("shm.put.{t}"))
+        .group(size),
+    ])
 }
 
 // ---- TCP ------------------------------------------------------------------
@@ -847,4 +1028,47 @@ fn exist_async(cluster: &Cluster, peer: u32, keys: &[String], budget: Budget) ->
         s.close().await;
         m
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_interleaved_pair_alternates_in_slices_and_keeps_each_budget() {
+        // Each operation takes a third of a slice: a slice holds about
+        // three, then the other measurement gets its turn.
+        let op_time = SLICE / 3;
+        let order = std::cell::RefCell::new(Vec::new());
+        let op = |label: char| {
+            let order = &order;
+            move |rec: &mut Recorder| -> Result<(), String> {
+                rec.time(|| std::thread::sleep(op_time));
+                order.borrow_mut().push(label);
+                Ok(())
+            }
+        };
+        let (a, b) = interleaved(Budget::ops(9), None, op('a'), op('b')).unwrap();
+        assert_eq!((a.ops, b.ops), (9, 9));
+        assert!(a.busy_s >= 9.0 * op_time.as_secs_f64());
+        let order = order.into_inner();
+        // The warm-up's operation of each, then the measured ones.
+        assert_eq!(order.len(), 2 + 18);
+        let switches = order.windows(2).filter(|w| w[0] != w[1]).count();
+        assert!(switches >= 5, "a and b alternate in slices: {order:?}");
+        assert!(
+            order.windows(5).all(|w| !w.iter().all(|&c| c == w[0])),
+            "no slice runs much past its length: {order:?}"
+        );
+    }
+
+    #[test]
+    fn malloc_like_buffers_start_16_bytes_past_a_page() {
+        for n in [1usize, 4096, 1 << 20] {
+            let b = MallocLike::new(n, 3);
+            assert_eq!(b.len(), n);
+            assert_eq!(b.as_ptr() as usize % 4096, 16);
+            assert_eq!(b[0], 3);
+        }
+    }
 }
