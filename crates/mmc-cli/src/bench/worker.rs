@@ -333,35 +333,44 @@ pub fn fill(buf: &mut [u8], seed: u8) {
     }
 }
 
-/// `n` bytes starting 16 bytes past a page boundary, where glibc's `malloc`
-/// puts a block of 128 KiB or more (numpy's arrays included): the get
-/// destinations of the bench sit where an application's would, against
-/// objects that start on a page boundary.
-pub struct MallocLike {
+/// `n` bytes starting a set distance past a page boundary, filled with
+/// [`fill`]'s pattern: [`OffsetBuf::malloc_like`] where glibc's `malloc`
+/// puts a block of 128 KiB or more (numpy's arrays included), so the
+/// bench's get destinations sit where an application's would, against
+/// objects that start on a page boundary; [`OffsetBuf::page_aligned`] for
+/// the memcpy baselines, at the distance every copy method runs fastest.
+pub struct OffsetBuf {
     raw: Vec<u8>,
     off: usize,
     n: usize,
 }
 
-impl MallocLike {
-    /// Filled with [`fill`]'s pattern for `seed`.
-    pub fn new(n: usize, seed: u8) -> MallocLike {
-        let raw = vec![0u8; n + 4096 + 16];
-        let off = (4096 + 16 - raw.as_ptr() as usize % 4096) % 4096;
-        let mut b = MallocLike { raw, off, n };
+impl OffsetBuf {
+    pub fn malloc_like(n: usize, seed: u8) -> OffsetBuf {
+        Self::at(n, seed, 16)
+    }
+
+    pub fn page_aligned(n: usize, seed: u8) -> OffsetBuf {
+        Self::at(n, seed, 0)
+    }
+
+    fn at(n: usize, seed: u8, past_page: usize) -> OffsetBuf {
+        let raw = vec![0u8; n + 4096 + past_page];
+        let off = (4096 + past_page - raw.as_ptr() as usize % 4096) % 4096;
+        let mut b = OffsetBuf { raw, off, n };
         fill(&mut b, seed);
         b
     }
 }
 
-impl std::ops::Deref for MallocLike {
+impl std::ops::Deref for OffsetBuf {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
         &self.raw[self.off..self.off + self.n]
     }
 }
 
-impl std::ops::DerefMut for MallocLike {
+impl std::ops::DerefMut for OffsetBuf {
     fn deref_mut(&mut self) -> &mut [u8] {
         &mut self.raw[self.off..self.off + self.n]
     }
@@ -378,7 +387,7 @@ struct Bufs {
     layers: bool,
     size: usize,
     src: Vec<u8>,
-    dst: MallocLike,
+    dst: OffsetBuf,
 }
 
 impl Bufs {
@@ -390,7 +399,7 @@ impl Bufs {
         };
         let mut src = vec![0u8; n];
         fill(&mut src, 5);
-        let dst = MallocLike::new(n, 6);
+        let dst = OffsetBuf::malloc_like(n, 6);
         Bufs { layers, size, src, dst }
     }
 

@@ -5,7 +5,7 @@
 use super::cluster::Cluster;
 use super::measure::{Budget, Measured, Recorder};
 use super::report::{fmt_size, Row};
-use super::worker::{fill, stamp, MallocLike};
+use super::worker::{fill, stamp, OffsetBuf};
 use mmc_local::{BatchResult, BlockingObjectStore, Piece, PutOptions};
 use std::hint::black_box;
 use std::io::{Read, Write};
@@ -115,7 +115,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
         let slots = slots_for(ws, size);
         let mut src = vec![0u8; n];
         fill(&mut src, 2);
-        let mut dst = MallocLike::new(n, 3);
+        let mut dst = OffsetBuf::malloc_like(n, 3);
         let (sp, dp) = (src.as_ptr(), dst.as_mut_ptr());
         progress(&format!("memcpy {t}"));
         let m = copy_measure(budget, n, |_| (sp, dp));
@@ -459,14 +459,14 @@ pub fn shm(
         let slots = slots_for(ws, size);
         let mut src = vec![0u8; size as usize];
         fill(&mut src, 5);
-        let mut dst = MallocLike::new(size as usize, 6);
+        let mut dst = OffsetBuf::malloc_like(size as usize, 6);
         let n = size as usize;
         progress(&format!(
             "shm put_from {t} (rounds of {slots} fresh keys), interleaved with memcpy"
         ));
         let prefix = format!("shm-put-{t}");
         let mut puts = PutRounds::new(c, &prefix, slots, &src);
-        let mut bsrc = src.clone();
+        let mut bsrc = OffsetBuf::page_aligned(n, 5);
         let (m, base) = interleaved(
             budget,
             Some(peer),
@@ -495,7 +495,7 @@ pub fn shm(
         ));
         let keys = put_readable(c, &format!("shm-get-{t}"), slots, &mut src)?;
         verify(c, &keys, &mut src)?;
-        let mut bdst = MallocLike::new(n, 7);
+        let mut bdst = OffsetBuf::page_aligned(n, 7);
         let mut gets = GetRotating {
             c,
             keys: &keys,
@@ -528,9 +528,10 @@ pub fn shm(
     notes.push(format!(
         "shm: each put_from / get_into measurement runs interleaved in {} ms slices with a memcpy of the \
          same size into / out of the provider's segment, mapped here, at the offsets its objects occupy \
-         (the same working set, the same pages), to or from a buffer 16 bytes past a page (where malloc \
-         puts a large block); the same-host targets compare with that interleaved memcpy; the cpu% columns \
-         of these rows cover both halves",
+         (the same working set, the same pages), to or from a page-aligned buffer (the distance every copy \
+         method runs fastest at; get_into's destination starts 16 bytes past a page, where malloc puts a \
+         large block); the same-host targets compare with that interleaved memcpy; the cpu% columns of \
+         these rows cover both halves",
         SLICE.as_millis()
     ));
     Ok(rows)
@@ -563,7 +564,7 @@ pub fn shm_async_commit(
     ));
     let prefix = format!("shm-putac-{t}");
     let mut puts = PutRounds::new(ca, &prefix, slots, &src);
-    let mut bsrc = src.clone();
+    let mut bsrc = OffsetBuf::page_aligned(n, 5);
     let (m, base) = interleaved(
         budget,
         Some(peer),
@@ -1065,7 +1066,7 @@ mod tests {
     #[test]
     fn malloc_like_buffers_start_16_bytes_past_a_page() {
         for n in [1usize, 4096, 1 << 20] {
-            let b = MallocLike::new(n, 3);
+            let b = OffsetBuf::malloc_like(n, 3);
             assert_eq!(b.len(), n);
             assert_eq!(b.as_ptr() as usize % 4096, 16);
             assert_eq!(b[0], 3);
