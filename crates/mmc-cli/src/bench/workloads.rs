@@ -464,16 +464,7 @@ pub fn shm(
         progress(&format!(
             "shm put_from {t} (rounds of {slots} fresh keys), interleaved with memcpy"
         ));
-        let prefix = format!("shm-put-{t}");
-        let mut puts = PutRounds::new(c, &prefix, slots, &src);
-        let mut bsrc = OffsetBuf::page_aligned(n, 5);
-        let (m, base) = interleaved(
-            budget,
-            Some(peer),
-            |rec| puts.step(rec),
-            memcpy_step(&seg, slots, n, bsrc.as_mut_ptr(), true),
-        )?;
-        puts.done()?;
+        let (m, base) = put_interleaved(budget, peer, c, &format!("shm-put-{t}"), slots, &src, &seg)?;
         rows.push(paired_base(
             format!("shm.wswrite.{t}"),
             "memcpy buf -> segment, interleaved",
@@ -537,6 +528,29 @@ pub fn shm(
     Ok(rows)
 }
 
+/// Puts of `src` in rounds (as [`put_rounds`]) interleaved with a memcpy
+/// of it into `seg` at the same offsets: (the puts, the memcpy).
+fn put_interleaved(
+    budget: Budget,
+    peer: u32,
+    c: &BlockingObjectStore,
+    prefix: &str,
+    slots: usize,
+    src: &[u8],
+    seg: &mmc_local::segment::Segment,
+) -> Result<(Measured, Measured), String> {
+    let mut puts = PutRounds::new(c, prefix, slots, src);
+    let mut bsrc = OffsetBuf::page_aligned(src.len(), 5);
+    let pair = interleaved(
+        budget,
+        Some(peer),
+        |rec| puts.step(rec),
+        memcpy_step(seg, slots, src.len(), bsrc.as_mut_ptr(), true),
+    )?;
+    puts.done()?;
+    Ok(pair)
+}
+
 /// A baseline row of an [`interleaved`] pair.
 fn paired_base(id: String, what: &str, size: u64, m: Measured) -> Row {
     Row::new(id, "shm", what, size, 1, m).group(size)
@@ -557,21 +571,11 @@ pub fn shm_async_commit(
     let slots = slots_for(ws, size);
     let mut src = vec![0u8; size as usize];
     fill(&mut src, 5);
-    let n = size as usize;
     let seg = cluster.provider_segment(ca)?;
     progress(&format!(
         "shm put_from {t}, async_commit client, interleaved with memcpy"
     ));
-    let prefix = format!("shm-putac-{t}");
-    let mut puts = PutRounds::new(ca, &prefix, slots, &src);
-    let mut bsrc = OffsetBuf::page_aligned(n, 5);
-    let (m, base) = interleaved(
-        budget,
-        Some(peer),
-        |rec| puts.step(rec),
-        memcpy_step(&seg, slots, n, bsrc.as_mut_ptr(), true),
-    )?;
-    puts.done()?;
+    let (m, base) = put_interleaved(budget, peer, ca, &format!("shm-putac-{t}"), slots, &src, &seg)?;
     emptied(cluster, ca, notes)?;
     Ok(vec![
         paired_base(
