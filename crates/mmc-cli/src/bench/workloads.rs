@@ -352,24 +352,25 @@ fn interleaved(
             ..budget
         },
     };
-    for (budget, last) in [(pair.warmup(), false), (pair, true)] {
+    let mut run = |budget: Budget| {
         let (mut ra, mut rb) = (Recorder::start(budget, peer), Recorder::start(budget, peer));
         while ra.more() || rb.more() {
-            for (rec, op) in [
-                (&mut ra, &mut a as &mut dyn FnMut(&mut Recorder) -> Result<(), String>),
-                (&mut rb, &mut b),
-            ] {
-                let until = Instant::now() + SLICE;
-                while rec.more() && Instant::now() < until {
-                    op(rec)?;
-                }
-            }
+            one_slice(&mut ra, &mut a)?;
+            one_slice(&mut rb, &mut b)?;
         }
-        if last {
-            return Ok((ra.finish(), rb.finish()));
-        }
+        Ok::<_, String>((ra.finish(), rb.finish()))
+    };
+    run(pair.warmup())?;
+    run(pair)
+}
+
+/// Operations of `op` for one [`SLICE`], or until `rec`'s budget is spent.
+fn one_slice(rec: &mut Recorder, op: &mut impl FnMut(&mut Recorder) -> Result<(), String>) -> Result<(), String> {
+    let until = Instant::now() + SLICE;
+    while rec.more() && Instant::now() < until {
+        op(rec)?;
     }
-    unreachable!("the last pass returns")
+    Ok(())
 }
 
 /// `memcpy` of `n` bytes per step between one buffer and the next of
