@@ -6,8 +6,10 @@
 //! name the offending key and its allowed range. Sizes accept `128MB`, `2.5G`,
 //! `1TB`, `4096` (bytes; powers of 1024).
 
+mod security;
 mod size;
 
+pub use security::{SecurityConfig, TlsConfig, MIN_TOKEN_LEN};
 pub use size::{format_size, parse_size};
 
 use serde::{Deserialize, Serialize};
@@ -25,24 +27,39 @@ pub enum ConfigError {
     #[error("invalid config: {0}")]
     Parse(String),
     #[error("invalid config key `{key}`: {msg}")]
-    Invalid { key: &'static str, msg: String },
+    Invalid { key: String, msg: String },
 }
 
-fn invalid(key: &'static str, msg: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, msg: msg.into() }
+fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        msg: msg.into(),
+    }
 }
 
-/// A whole configuration file: either section may be absent.
+/// A whole configuration file: any section may be absent.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigFile {
+    /// Security settings for both services at once (token, TLS): copied
+    /// into `meta.security` and `local.security` where those are not set.
+    pub cluster: Option<SecurityConfig>,
     pub meta: MetaConfig,
     pub local: LocalConfig,
 }
 
 impl ConfigFile {
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))
+        let mut cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
+        if let Some(cluster) = &cfg.cluster {
+            if cfg.meta.security == SecurityConfig::default() {
+                cfg.meta.security = cluster.clone();
+            }
+            if cfg.local.security == SecurityConfig::default() {
+                cfg.local.security = cluster.clone();
+            }
+        }
+        Ok(cfg)
     }
 
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
@@ -151,6 +168,8 @@ pub struct MetaConfig {
     pub tcp_polling: TcpPolling,
     pub log_level: String,
     pub ha: HaConfig,
+    /// Cluster token and TLS (`[meta.security]`, or `[cluster]` for both services).
+    pub security: SecurityConfig,
 }
 
 impl Default for MetaConfig {
@@ -167,6 +186,7 @@ impl Default for MetaConfig {
             tcp_polling: TcpPolling::Auto,
             log_level: "info".into(),
             ha: HaConfig::default(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -233,6 +253,7 @@ impl MetaConfig {
             ));
         }
         check_range("meta.ha.lease_ttl_s", self.ha.lease_ttl_s, 1, 3600)?;
+        self.security.validate("meta.security")?;
         Ok(())
     }
 }
@@ -342,6 +363,8 @@ pub struct LocalConfig {
     pub transfer_timeout_ms: u64,
     pub heartbeat_interval_ms: u64,
     pub log_level: String,
+    /// Cluster token and TLS (`[local.security]`, or `[cluster]` for both services).
+    pub security: SecurityConfig,
 }
 
 impl Default for LocalConfig {
@@ -363,6 +386,7 @@ impl Default for LocalConfig {
             transfer_timeout_ms: 30_000,
             heartbeat_interval_ms: 1000,
             log_level: "info".into(),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -393,6 +417,7 @@ impl LocalConfig {
         check_range("local.transfer_timeout_ms", self.transfer_timeout_ms, 10, 3_600_000)?;
         check_range("local.heartbeat_interval_ms", self.heartbeat_interval_ms, 10, 60_000)?;
         check_log_level("local.log_level", &self.log_level)?;
+        self.security.validate("local.security")?;
         Ok(())
     }
 }
