@@ -163,6 +163,7 @@ impl LocalService {
                 name: s.name().to_owned(),
                 medium: Medium::Dram,
                 size: s.len() as u64,
+                nonce: s.nonce(),
             }),
             prev_service_id: (prev != 0).then_some(prev),
             recovering: !entries.is_empty(),

@@ -68,6 +68,11 @@ struct Inner {
 #[derive(Default)]
 struct PeerMaps {
     maps: HashMap<ServiceId, Arc<Segment>>,
+    /// Same-host segments that failed [`Segment::open`]'s checks, by the
+    /// (name, nonce) refused: those peers are reached over TCP, the warning
+    /// is logged once, and the open is not retried unless they register a
+    /// different segment.
+    refused: HashMap<ServiceId, (String, u64)>,
 }
 
 fn put_ok(r: Result<()>) -> Result<()> {
@@ -377,7 +382,10 @@ impl ObjectStore {
     }
 
     /// The segment of `peer` mapped in this process, when the data path to
-    /// it is shared memory.
+    /// it is shared memory: only a same-host segment that [`Segment::open`]
+    /// verified (the owner's sealed memfd carrying the registered nonce),
+    /// and not another name for memory already mapped under another
+    /// service id. Any other peer is reached over TCP.
     fn local_view(&self, peer: &PeerInfo) -> Option<Arc<Segment>> {
         let svc = &self.inner.svc;
         if peer.service_id == svc.id() {
@@ -389,18 +397,51 @@ impl ObjectStore {
         }
         let mut pm = self.inner.peers.lock();
         if let Some(s) = pm.maps.get(&peer.service_id) {
-            if s.name() == desc.name && s.len() as u64 == desc.size {
+            if s.name() == desc.name && s.len() as u64 == desc.size && s.nonce() == desc.nonce {
                 return Some(s.clone());
             }
         }
-        match Segment::open(&desc.name, desc.size as usize, self.inner.prefault) {
+        if pm
+            .refused
+            .get(&peer.service_id)
+            .is_some_and(|(name, nonce)| *name == desc.name && *nonce == desc.nonce)
+        {
+            return None;
+        }
+        let opened = usize::try_from(desc.size)
+            .map_err(|_| Error::invalid(format!("segment size {} does not fit in memory", desc.size)))
+            .and_then(|size| Segment::open(&desc.name, size, desc.nonce, self.inner.prefault))
+            .and_then(|s| {
+                let aliased = svc.segment.iter().any(|own| own.file_id() == s.file_id())
+                    || pm
+                        .maps
+                        .iter()
+                        .any(|(id, m)| *id != peer.service_id && m.file_id() == s.file_id());
+                if aliased {
+                    Err(Error::NotConnectedLocal(format!(
+                        "{} is a segment already mapped for another service",
+                        desc.name
+                    )))
+                } else {
+                    Ok(s)
+                }
+            });
+        match opened {
             Ok(s) => {
                 let s = Arc::new(s);
+                pm.refused.remove(&peer.service_id);
                 pm.maps.insert(peer.service_id, s.clone());
                 Some(s)
             }
             Err(e) => {
-                tracing::debug!(peer = peer.service_id, error = %e, "cannot map peer segment, using tcp");
+                tracing::warn!(
+                    peer = peer.service_id,
+                    segment = %desc.name,
+                    error = %e,
+                    "refusing to map a same-host peer segment that failed verification; using tcp"
+                );
+                pm.maps.remove(&peer.service_id);
+                pm.refused.insert(peer.service_id, (desc.name.clone(), desc.nonce));
                 None
             }
         }
@@ -742,7 +783,10 @@ async fn prune_mappings(inner: std::sync::Weak<Inner>) {
         }
         if let Ok(Response::Members { peers, .. }) = inner.svc.meta.call(&Request::Members).await {
             let live: std::collections::HashSet<ServiceId> = peers.iter().map(|p| p.service_id).collect();
-            inner.peers.lock().maps.retain(|id, _| live.contains(id));
+            let mut pm = inner.peers.lock();
+            pm.maps.retain(|id, _| live.contains(id));
+            pm.refused.retain(|id, _| live.contains(id));
+            drop(pm);
             seen = epoch;
         }
     }

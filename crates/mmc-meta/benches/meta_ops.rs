@@ -48,6 +48,7 @@ impl Fixture {
                         name: format!("seg{i}"),
                         medium: Medium::Dram,
                         size: 1 << 40,
+                        nonce: 0,
                     }),
                     prev_service_id: None,
                     recovering: false,

@@ -752,6 +752,7 @@ mod tests {
                     name: "seg0".into(),
                     medium: Medium::Dram,
                     size: SEG_SIZE,
+                    nonce: 0,
                 }),
                 prev_service_id: None,
                 recovering: false,

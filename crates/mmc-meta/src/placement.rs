@@ -105,6 +105,7 @@ mod tests {
                 name: "s".into(),
                 medium: Medium::Dram,
                 size,
+                nonce: 0,
             }),
             prev_service_id: None,
             recovering: false,

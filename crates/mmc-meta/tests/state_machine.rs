@@ -43,6 +43,7 @@ fn seg_req(host: u64, size: u64) -> RegisterReq {
             name: format!("seg{host}"),
             medium: Medium::Dram,
             size,
+            nonce: 0,
         }),
         prev_service_id: None,
         recovering: false,

@@ -15,6 +15,10 @@ pub struct SegmentDesc {
     pub name: String,
     pub medium: Medium,
     pub size: u64,
+    /// The random nonce in the segment's trailer: a peer that opens `name`
+    /// maps it only when the file there carries this nonce (and is the
+    /// owner's sealed memfd).
+    pub nonce: u64,
 }
 
 /// How to reach a LocalService's segment.

@@ -333,7 +333,7 @@ impl Cluster {
             .find(|p| p.service_id == id)
             .and_then(|p| p.segment)
             .ok_or_else(|| format!("provider {id} lists no segment"))?;
-        mmc_local::segment::Segment::open(&desc.name, desc.size as usize, true)
+        mmc_local::segment::Segment::open(&desc.name, desc.size as usize, desc.nonce, true)
             .map_err(|e| format!("cannot map the provider's segment {}: {e}", desc.name))
     }
 
