@@ -110,7 +110,10 @@ fn a_forged_segment_name_never_gets_a_file_overwritten() {
             }
         }
     }
-    assert!(failed > 0, "puts placed on a provider that serves nothing cannot all succeed");
+    assert!(
+        failed > 0,
+        "puts placed on a provider that serves nothing cannot all succeed"
+    );
     assert!(
         std::fs::read(&victim).unwrap() == original,
         "the file named by the forged segment was modified"
@@ -125,7 +128,11 @@ fn a_forged_segment_name_never_gets_a_file_overwritten() {
     let v = pattern("after", 1 << 20);
     client.put("after", &v, &genuine).unwrap();
     assert_eq!(client.get("after").unwrap(), v);
-    assert_eq!(c.stat().unwrap().segments.len(), 2, "the provider and the rogue stay members");
+    assert_eq!(
+        c.stat().unwrap().segments.len(),
+        2,
+        "the provider and the rogue stay members"
+    );
 
     stop.store(true, Ordering::Relaxed);
     beat.join().unwrap();

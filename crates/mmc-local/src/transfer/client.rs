@@ -112,11 +112,24 @@ impl TransferClient {
     /// A connection to `addr` for one transfer: a pooled one, else a new
     /// one; waits while [`MAX_PER_PEER`] transfers to it are in flight.
     async fn take<'a>(&'a self, addr: &'a str) -> Result<Taken<'a>> {
+        let slot = self.slots(addr, 1).await?;
+        self.take_with(addr, slot).await
+    }
+
+    /// `n` of the transfer slots of `addr`, acquired at once (so callers
+    /// that need several never hold some while waiting for the rest).
+    async fn slots(&self, addr: &str, n: usize) -> Result<OwnedSemaphorePermit> {
         let slots = self.peer(&mut self.peers.lock(), addr).slots.clone();
-        let slot = slots
-            .acquire_owned()
+        let n = u32::try_from(n).map_err(|_| Error::Other(format!("{n} transfer slots")))?;
+        slots
+            .acquire_many_owned(n)
             .await
-            .map_err(|_| Error::Other("transfer slots closed".into()))?;
+            .map_err(|_| Error::Other("transfer slots closed".into()))
+    }
+
+    /// A connection to `addr` for one transfer holding `slot`: a pooled one
+    /// (taken from the pool before the first await), else a new one.
+    async fn take_with<'a>(&'a self, addr: &'a str, slot: OwnedSemaphorePermit) -> Result<Taken<'a>> {
         let pooled = {
             let mut peers = self.peers.lock();
             let p = self.peer(&mut peers, addr);
@@ -237,7 +250,30 @@ impl TransferClient {
             lane_jobs[l].push(*j);
             lane_of.push(l);
         }
-        let done = futures::future::join_all(lane_jobs.iter().map(|js| self.lane(op, addr, segment, js))).await;
+        // Every lane's connection is taken before any lane starts: a lane
+        // whose I/O never waits can run to its end inside its first poll,
+        // and a lane taking its connection only then would get that one
+        // back from the pool and run after it instead of beside it.
+        let mut slots = match self.slots(addr, lanes).await {
+            Ok(s) => s,
+            Err(e) => return vec![Err(e); jobs.len()],
+        };
+        let mut lane_slots = Vec::with_capacity(lanes);
+        for _ in 1..lanes {
+            match slots.split(1) {
+                Some(s) => lane_slots.push(s),
+                None => return vec![Err(Error::Other("transfer slots split".into())); jobs.len()],
+            }
+        }
+        lane_slots.push(slots);
+        let taken = futures::future::join_all(lane_slots.into_iter().map(|slot| self.take_with(addr, slot))).await;
+        let done = futures::future::join_all(
+            taken
+                .into_iter()
+                .zip(&lane_jobs)
+                .map(|(t, js)| async move { self.lane_on(t?, op, addr, segment, js).await }),
+        )
+        .await;
         lane_of.into_iter().map(|l| done[l].clone()).collect()
     }
 
@@ -245,8 +281,22 @@ impl TransferClient {
     /// bytes, for writes) goes first, then the replies (with their bytes,
     /// for reads) are read in order. The server answers requests in order.
     async fn lane(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Result<()> {
-        let mut taken = self.take(addr).await?;
-        let s = taken.stream.as_mut().expect("taken with a stream");
+        let taken = self.take(addr).await?;
+        self.lane_on(taken, op, addr, segment, jobs).await
+    }
+
+    /// [`lane`](Self::lane) on a connection already taken.
+    async fn lane_on(
+        &self,
+        mut taken: Taken<'_>,
+        op: Op,
+        addr: &str,
+        segment: ServiceId,
+        jobs: &[Job<'_>],
+    ) -> Result<()> {
+        let Some(s) = taken.stream.as_mut() else {
+            return Err(Error::Other(format!("no connection to {addr} taken")));
+        };
         let heads: Vec<[u8; HEADER_LEN]> = jobs
             .iter()
             .map(|j| {
