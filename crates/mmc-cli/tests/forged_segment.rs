@@ -111,12 +111,12 @@ fn a_forged_segment_name_never_gets_a_file_overwritten() {
         }
     }
     assert!(
-        failed > 0,
-        "puts placed on a provider that serves nothing cannot all succeed"
-    );
-    assert!(
         std::fs::read(&victim).unwrap() == original,
         "the file named by the forged segment was modified"
+    );
+    assert!(
+        failed > 0,
+        "puts placed on a provider that serves nothing cannot all succeed"
     );
 
     // The cluster keeps serving: a put placed on the genuine provider works
