@@ -90,7 +90,10 @@ pub unsafe fn gather(pieces: &[Piece], dst: *mut u8) {
     let stream = total >= crate::copy::SEGMENT_STREAM_MIN;
     let mut off = 0;
     for p in pieces {
-        crate::copy::copy_with(dst.add(off), p.ptr() as *const u8, p.len, stream);
+        // SAFETY: `off + p.len` is at most the total, so the destination
+        // range lies in `dst`'s; the piece is valid for reads; the caller
+        // guarantees no overlap.
+        unsafe { crate::copy::copy_with(dst.add(off), p.ptr() as *const u8, p.len, stream) };
         off += p.len;
     }
 }
@@ -103,7 +106,9 @@ pub unsafe fn gather(pieces: &[Piece], dst: *mut u8) {
 pub unsafe fn scatter(src: *const u8, pieces: &[Piece]) {
     let mut off = 0;
     for p in pieces {
-        crate::copy::copy(p.ptr(), src.add(off), p.len);
+        // SAFETY: `off + p.len` is at most the total, so the source range
+        // lies in `src`'s; the piece is valid for writes; no overlap.
+        unsafe { crate::copy::copy(p.ptr(), src.add(off), p.len) };
         off += p.len;
     }
 }
@@ -139,10 +144,12 @@ mod tests {
         let a = [1u8, 2, 3];
         let b = [4u8, 5];
         let mut flat = [0u8; 5];
+        // SAFETY: `flat` holds the 5 bytes of the two pieces; no overlap.
         unsafe { gather(&[Piece::of(&a), Piece::of(&b)], flat.as_mut_ptr()) };
         assert_eq!(flat, [1, 2, 3, 4, 5]);
         let mut x = [0u8; 2];
         let mut y = [0u8; 3];
+        // SAFETY: `flat` holds the 5 bytes the two pieces take; no overlap.
         unsafe { scatter(flat.as_ptr(), &[Piece::of_mut(&mut x), Piece::of_mut(&mut y)]) };
         assert_eq!((x, y), ([1, 2], [3, 4, 5]));
     }

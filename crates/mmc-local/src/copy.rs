@@ -130,7 +130,8 @@ fn available() -> Vec<Method> {
 /// Same contract as `std::ptr::copy_nonoverlapping`.
 #[inline]
 pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
-    copy_with(dst, src, len, false)
+    // SAFETY: the caller's contract is copy_with's.
+    unsafe { copy_with(dst, src, len, false) }
 }
 
 /// [`copy`], or with AVX2 non-temporal stores when `stream` (copies below
@@ -141,13 +142,17 @@ pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize) {
 #[inline]
 pub unsafe fn copy_with(dst: *mut u8, src: *const u8, len: usize, stream: bool) {
     if len < VECTOR_MIN {
-        return std::ptr::copy_nonoverlapping(src, dst, len);
+        // SAFETY: the caller's contract is copy_nonoverlapping's.
+        return unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
     }
     let m = method();
     if stream && m != Method::Memcpy {
-        return copy_by(Method::Avx2, dst, src, len, true);
+        // SAFETY: the caller's contract; `len >= VECTOR_MIN >= 128`; a
+        // method other than Memcpy is only chosen where AVX2 exists.
+        return unsafe { copy_by(Method::Avx2, dst, src, len, true) };
     }
-    copy_through(m, dst, src, len)
+    // SAFETY: the caller's contract; `len >= VECTOR_MIN`; `m` is available.
+    unsafe { copy_through(m, dst, src, len) }
 }
 
 /// `rep movsb` falls off when the destination is a few bytes ahead of the
@@ -179,7 +184,9 @@ unsafe fn copy_through(m: Method, dst: *mut u8, src: *const u8, len: usize) {
     } else {
         m
     };
-    copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN)
+    // SAFETY: the caller's contract; `len >= VECTOR_MIN >= 128`; Avx2 is
+    // only substituted for RepMovsb, which is offered only with AVX2.
+    unsafe { copy_by(m, dst, src, len, m == Method::Avx2 && len >= STREAM_MIN) }
 }
 
 /// One copy with method `m`, which must be one of [`available`]'s.
@@ -191,26 +198,39 @@ unsafe fn copy_through(m: Method, dst: *mut u8, src: *const u8, len: usize) {
 unsafe fn copy_by(m: Method, dst: *mut u8, src: *const u8, len: usize, stream: bool) {
     match m {
         #[cfg(target_arch = "x86_64")]
-        Method::RepMovsb => movsb(dst, src, len),
+        // SAFETY: the caller's copy_nonoverlapping contract is movsb's.
+        Method::RepMovsb => unsafe { movsb(dst, src, len) },
         #[cfg(target_arch = "x86_64")]
-        Method::Avx2 => avx2::copy(dst, src, len, stream),
+        // SAFETY: Avx2 is one of `available`'s only when the CPU has AVX2;
+        // the caller's contract and `len >= 128`.
+        Method::Avx2 => unsafe { avx2::copy(dst, src, len, stream) },
         _ => {
             let _ = stream;
-            std::ptr::copy_nonoverlapping(src, dst, len)
+            // SAFETY: the caller's contract.
+            unsafe { std::ptr::copy_nonoverlapping(src, dst, len) }
         }
     }
 }
 
+/// `rep movsb` of `len` bytes.
+///
+/// # Safety
+/// Same contract as `std::ptr::copy_nonoverlapping`.
 #[cfg(target_arch = "x86_64")]
 #[inline]
 unsafe fn movsb(dst: *mut u8, src: *const u8, len: usize) {
-    std::arch::asm!(
-        "rep movsb",
-        inout("rcx") len => _,
-        inout("rdi") dst => _,
-        inout("rsi") src => _,
-        options(nostack, preserves_flags)
-    );
+    // SAFETY: copies exactly `len` bytes forward (the direction flag is
+    // clear per the ABI) from `src` to `dst`, which the caller guarantees
+    // valid and disjoint; touches no stack and no flags.
+    unsafe {
+        std::arch::asm!(
+            "rep movsb",
+            inout("rcx") len => _,
+            inout("rdi") dst => _,
+            inout("rsi") src => _,
+            options(nostack, preserves_flags)
+        );
+    }
 }
 
 /// Measuring the methods against each other.
@@ -282,40 +302,49 @@ mod avx2 {
     /// AVX2 available; `copy_nonoverlapping` contract; `len >= 128`.
     #[target_feature(enable = "avx2")]
     pub unsafe fn copy(dst: *mut u8, src: *const u8, len: usize, stream: bool) {
-        // Head: bring dst to a 32-byte boundary (one unaligned vector).
-        let head = (32 - (dst as usize & 31)) & 31;
-        if head > 0 {
-            let v = _mm256_loadu_si256(src as *const __m256i);
-            _mm256_storeu_si256(dst as *mut __m256i, v);
-        }
-        let mut d = dst.add(head);
-        let mut s = src.add(head);
-        let mut n = len - head;
-        while n >= 128 {
-            let a = _mm256_loadu_si256(s as *const __m256i);
-            let b = _mm256_loadu_si256(s.add(32) as *const __m256i);
-            let c = _mm256_loadu_si256(s.add(64) as *const __m256i);
-            let e = _mm256_loadu_si256(s.add(96) as *const __m256i);
-            if stream {
-                _mm256_stream_si256(d as *mut __m256i, a);
-                _mm256_stream_si256(d.add(32) as *mut __m256i, b);
-                _mm256_stream_si256(d.add(64) as *mut __m256i, c);
-                _mm256_stream_si256(d.add(96) as *mut __m256i, e);
-            } else {
-                _mm256_store_si256(d as *mut __m256i, a);
-                _mm256_store_si256(d.add(32) as *mut __m256i, b);
-                _mm256_store_si256(d.add(64) as *mut __m256i, c);
-                _mm256_store_si256(d.add(96) as *mut __m256i, e);
+        // SAFETY: AVX2 is available (the caller's contract, and this
+        // function enables it); every load reads 32 bytes at most `len`
+        // bytes from `src` and every store writes 32 bytes at most `len`
+        // bytes from `dst` (the head vector covers [0, 32) <= len, the loop
+        // runs while 128 bytes remain, the tail copies the rest), inside the
+        // ranges the caller guarantees; the aligned stores land on `d`,
+        // which the head brought to a 32-byte boundary.
+        unsafe {
+            // Head: bring dst to a 32-byte boundary (one unaligned vector).
+            let head = (32 - (dst as usize & 31)) & 31;
+            if head > 0 {
+                let v = _mm256_loadu_si256(src as *const __m256i);
+                _mm256_storeu_si256(dst as *mut __m256i, v);
             }
-            d = d.add(128);
-            s = s.add(128);
-            n -= 128;
-        }
-        if stream {
-            _mm_sfence();
-        }
-        if n > 0 {
-            std::ptr::copy_nonoverlapping(s, d, n);
+            let mut d = dst.add(head);
+            let mut s = src.add(head);
+            let mut n = len - head;
+            while n >= 128 {
+                let a = _mm256_loadu_si256(s as *const __m256i);
+                let b = _mm256_loadu_si256(s.add(32) as *const __m256i);
+                let c = _mm256_loadu_si256(s.add(64) as *const __m256i);
+                let e = _mm256_loadu_si256(s.add(96) as *const __m256i);
+                if stream {
+                    _mm256_stream_si256(d as *mut __m256i, a);
+                    _mm256_stream_si256(d.add(32) as *mut __m256i, b);
+                    _mm256_stream_si256(d.add(64) as *mut __m256i, c);
+                    _mm256_stream_si256(d.add(96) as *mut __m256i, e);
+                } else {
+                    _mm256_store_si256(d as *mut __m256i, a);
+                    _mm256_store_si256(d.add(32) as *mut __m256i, b);
+                    _mm256_store_si256(d.add(64) as *mut __m256i, c);
+                    _mm256_store_si256(d.add(96) as *mut __m256i, e);
+                }
+                d = d.add(128);
+                s = s.add(128);
+                n -= 128;
+            }
+            if stream {
+                _mm_sfence();
+            }
+            if n > 0 {
+                std::ptr::copy_nonoverlapping(s, d, n);
+            }
         }
     }
 }
@@ -343,10 +372,14 @@ mod tests {
             for &(so, dof) in &[(0usize, 0usize), (1, 3), (31, 0), (0, 17), (13, 29)] {
                 // The measured method, every method this CPU has, streaming
                 // or not (each for lengths it is used at).
+                // Each way is called below with `len` bytes valid at both
+                // pointers, in two disjoint vectors.
                 let mut ways: Vec<(String, CopyFn)> = vec![
+                    // SAFETY: see above.
                     ("copy".into(), Box::new(move |d, s| unsafe { copy(d, s, len) })),
                     (
                         "copy_with stream".into(),
+                        // SAFETY: see above.
                         Box::new(move |d, s| unsafe { copy_with(d, s, len, true) }),
                     ),
                 ];
@@ -358,6 +391,8 @@ mod tests {
                             }
                             ways.push((
                                 format!("{} stream {stream}", m.name()),
+                                // SAFETY: see above; `m` is available and
+                                // len >= VECTOR_MIN >= 128.
                                 Box::new(move |d, s| unsafe { copy_by(m, d, s, len, stream) }),
                             ));
                         }
@@ -365,7 +400,9 @@ mod tests {
                 }
                 for (way, f) in &ways {
                     let mut dst = vec![0xAAu8; len + 64];
-                    f(unsafe { dst.as_mut_ptr().add(dof) }, unsafe { src.as_ptr().add(so) });
+                    // dst has len + 64 bytes and dof < 64; src has 9 MiB + 77
+                    // bytes, so + so + len stays inside for every len above.
+                    f(dst.as_mut_ptr().wrapping_add(dof), src.as_ptr().wrapping_add(so));
                     assert!(dst[..dof].iter().all(|&b| b == 0xAA), "{way}: no write before dst");
                     assert_eq!(
                         &dst[dof..dof + len],
@@ -406,8 +443,10 @@ mod tests {
             let len = 1 << 20;
             let mut dst = vec![0u8; len + 8192];
             let d0 = (4096 + ahead - dst.as_ptr() as usize % 4096) % 4096;
-            let (sp, dp) = (unsafe { src.as_ptr().add(s0) }, unsafe { dst.as_mut_ptr().add(d0) });
+            let (sp, dp) = (src.as_ptr().wrapping_add(s0), dst.as_mut_ptr().wrapping_add(d0));
             assert!(movsb_falls_off(dp, sp));
+            // SAFETY: s0, d0 < 4096 and both vectors hold len + 8192 bytes;
+            // they are distinct allocations.
             unsafe { copy(dp, sp, len) };
             assert_eq!(&dst[d0..d0 + len], &src[s0..s0 + len], "{ahead} bytes ahead");
         }

@@ -2,20 +2,36 @@
 //! client API ([`ObjectStore`]) and a memory provider contributing a shared
 //! segment other LocalServices read and write directly.
 //!
-//! Files: [`segment`] (shared memory), [`hostid`] (who shares memory with
-//! whom), [`meta_client`] (control RPC), [`service`] (registration,
-//! heartbeat, ledger), [`transfer`] (TCP data path), [`buffer`] (caller
-//! buffers), [`store`] (the object API).
+//! The public API is the object API: [`ObjectStore`],
+//! [`BlockingObjectStore`], their configuration ([`LocalConfig`]), options,
+//! results and errors. Everything else is internal: `segment` (shared
+//! memory), `hostid` (who shares memory with whom), `meta_client` (control
+//! RPC), `service` (registration, heartbeat, ledger), `transfer` (TCP data
+//! path), `buffer` (caller buffers), `copy` (memcpy variants). The feature
+//! `bench-internals` (for `mmc-cli`'s benchmark and tests, no stable API)
+//! makes those modules public; every function there that takes a raw
+//! address is an `unsafe fn` with its contract documented.
 
-pub mod buffer;
-pub mod copy;
-pub mod hostid;
-pub mod meta_client;
-pub mod segment;
-pub mod service;
-mod spin_conn;
-pub mod store;
-pub mod transfer;
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+/// Declares internal modules: public with the `bench-internals` feature,
+/// crate-private otherwise.
+macro_rules! internal_modules {
+    ($($(#[$m:meta])* $name:ident),* $(,)?) => {$(
+        $(#[$m])*
+        #[cfg(feature = "bench-internals")]
+        pub mod $name;
+        $(#[$m])*
+        #[cfg(not(feature = "bench-internals"))]
+        // Some of their items exist only for the feature's users.
+        #[allow(dead_code)]
+        pub(crate) mod $name;
+    )*};
+}
+
+internal_modules!(buffer, copy, hostid, meta_client, segment, service, spin_conn, transfer);
+mod store;
 
 pub use buffer::Piece;
 pub use mmc_config::{LocalConfig, Protocol};

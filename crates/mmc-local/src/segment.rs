@@ -412,10 +412,8 @@ mod tests {
         assert!(raw >= 0);
         let unsealed = Fd(raw);
         // SAFETY: sizing our own descriptor.
-        assert_eq!(
-            unsafe { libc::ftruncate(unsealed.0, (LEN + TRAILER) as libc::off_t) },
-            0
-        );
+        let sized = unsafe { libc::ftruncate(unsealed.0, (LEN + TRAILER) as libc::off_t) };
+        assert_eq!(sized, 0);
         assert_refused(Segment::open(&fd_name(unsealed.0), LEN, nonce, false), "unsealed memfd");
 
         // A sealed memfd of another name (e.g. a control ring).

@@ -142,6 +142,8 @@ impl ObjectStore {
         self.inner.svc.id()
     }
 
+    /// The LocalService behind this store (an internal, for `mmc-cli`).
+    #[cfg(feature = "bench-internals")]
     pub fn local_service(&self) -> &Arc<LocalService> {
         &self.inner.svc
     }
@@ -355,7 +357,10 @@ impl ObjectStore {
                 let p = *p;
                 let peer = &peers[p as usize];
                 let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
-                xfer.write_many(&peer.transfer_addr, peer.service_id, &js).await
+                // SAFETY: every job's pieces are a value of this put, valid
+                // for reads and unmodified for the whole call (the callers'
+                // contract, or borrows they hold), which outlives this future.
+                unsafe { xfer.write_many(&peer.transfer_addr, peer.service_id, &js).await }
             }));
             // The sends start (their first bytes go out) before the copies here.
             let copies = async {
@@ -579,7 +584,11 @@ impl ObjectStore {
                 let p = *p;
                 let peer = &peers[p as usize];
                 let js: Vec<Job<'_>> = jobs.iter().map(|(_, j)| *j).collect();
-                xfer.read_many(&peer.transfer_addr, peer.service_id, &js).await
+                // SAFETY: every job's pieces are one key's destination,
+                // valid for writes and not otherwise accessed for the whole
+                // call (the callers' contract, or borrows they hold); each
+                // key is read once at a time, so no two jobs share memory.
+                unsafe { xfer.read_many(&peer.transfer_addr, peer.service_id, &js).await }
             });
             for ((_, jobs), rs) in remote.iter().zip(futures::future::join_all(reads).await) {
                 for ((n, _), r) in jobs.iter().zip(rs) {
@@ -690,10 +699,15 @@ impl ObjectStore {
                     unsafe { scatter(src, pieces) }
                 }),
                 None => {
-                    self.inner
-                        .xfer
-                        .read(&peer.transfer_addr, peer.service_id, p.offset, pieces, loc.size)
-                        .await
+                    // SAFETY: the pieces are valid for writes of loc.size
+                    // bytes in all (checked above, or our own buffer) and not
+                    // otherwise accessed for the call.
+                    unsafe {
+                        self.inner
+                            .xfer
+                            .read(&peer.transfer_addr, peer.service_id, p.offset, pieces, loc.size)
+                            .await
+                    }
                 }
             };
             match r {
@@ -884,7 +898,8 @@ impl BlockingObjectStore {
     /// # Safety
     /// See [`ObjectStore::put_raw_batch`].
     pub unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
-        self.run(self.store.put_raw_batch(keys, values, opts))
+        // SAFETY: the caller's contract; `run` completes the future before returning.
+        self.run(unsafe { self.store.put_raw_batch(keys, values, opts) })
     }
 
     pub fn get(&self, key: &str) -> Result<Vec<u8>> {
@@ -910,7 +925,8 @@ impl BlockingObjectStore {
     /// # Safety
     /// See [`ObjectStore::get_into_raw_batch`].
     pub unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
-        self.run(self.store.get_into_raw_batch(keys, dests))
+        // SAFETY: the caller's contract; `run` completes the future before returning.
+        self.run(unsafe { self.store.get_into_raw_batch(keys, dests) })
     }
 
     pub fn exist(&self, key: &str) -> Result<bool> {

@@ -36,7 +36,8 @@ pub const MAX_PER_PEER: usize = 16;
 /// A batch spreads over another lane (connection) per this many bytes.
 pub const LANE_MIN: u64 = 2 << 20;
 
-/// One range of a remote segment and the caller's buffers for it.
+/// One range of a remote segment and the caller's buffers for it. The
+/// pieces are raw addresses: the functions that take a `Job` are `unsafe`.
 #[derive(Clone, Copy)]
 pub struct Job<'a> {
     pub offset: u64,
@@ -171,16 +172,44 @@ impl TransferClient {
     }
 
     /// Writes `pieces` (one value) to `[offset, offset + total)` of a remote segment.
-    pub async fn write(&self, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], total: u64) -> Result<()> {
-        self.split(Op::Write, addr, segment, offset, pieces, total).await
+    ///
+    /// # Safety
+    /// Every piece must be valid for reads of its length, and its memory
+    /// not written by anyone, until the returned future completes or is
+    /// dropped; the pieces' lengths must sum to `total`.
+    pub async unsafe fn write(
+        &self,
+        addr: &str,
+        segment: ServiceId,
+        offset: u64,
+        pieces: &[Piece],
+        total: u64,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract is the one `split` needs, for reads.
+        unsafe { self.split(Op::Write, addr, segment, offset, pieces, total).await }
     }
 
     /// Reads `[offset, offset + total)` of a remote segment into `pieces`.
-    pub async fn read(&self, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], total: u64) -> Result<()> {
-        self.split(Op::Read, addr, segment, offset, pieces, total).await
+    ///
+    /// # Safety
+    /// Every piece must be valid for writes of its length, and its memory
+    /// not accessed by anyone else, until the returned future completes or
+    /// is dropped; the pieces' lengths must sum to `total`.
+    pub async unsafe fn read(
+        &self,
+        addr: &str,
+        segment: ServiceId,
+        offset: u64,
+        pieces: &[Piece],
+        total: u64,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract is the one `split` needs, for writes.
+        unsafe { self.split(Op::Read, addr, segment, offset, pieces, total).await }
     }
 
-    async fn split(
+    /// # Safety
+    /// As [`write`](Self::write) for `Op::Write`, [`read`](Self::read) for `Op::Read`.
+    async unsafe fn split(
         &self,
         op: Op,
         addr: &str,
@@ -196,7 +225,8 @@ impl TransferClient {
             1
         };
         if n == 1 {
-            return self.one(op, addr, segment, offset, pieces, total).await;
+            // SAFETY: the caller's contract.
+            return unsafe { self.one(op, addr, segment, offset, pieces, total).await };
         }
         let chunk = total.div_ceil(n).div_ceil(4096) * 4096;
         let mut futs = Vec::new();
@@ -204,7 +234,9 @@ impl TransferClient {
         while start < total {
             let len = chunk.min(total - start);
             let sub = sub_pieces(pieces, start, len);
-            futs.push(async move { self.one(op, addr, segment, offset + start, &sub, len).await });
+            // SAFETY: `sub` covers part of the caller's pieces, under the
+            // same contract.
+            futs.push(async move { unsafe { self.one(op, addr, segment, offset + start, &sub, len).await } });
             start += len;
         }
         for r in futures::future::join_all(futs).await {
@@ -213,8 +245,19 @@ impl TransferClient {
         Ok(())
     }
 
-    async fn one(&self, op: Op, addr: &str, segment: ServiceId, offset: u64, pieces: &[Piece], len: u64) -> Result<()> {
-        self.lane(op, addr, segment, &[Job { offset, pieces, len }]).await
+    /// # Safety
+    /// As [`split`](Self::split).
+    async unsafe fn one(
+        &self,
+        op: Op,
+        addr: &str,
+        segment: ServiceId,
+        offset: u64,
+        pieces: &[Piece],
+        len: u64,
+    ) -> Result<()> {
+        // SAFETY: the caller's contract, for the one job.
+        unsafe { self.lane(op, addr, segment, &[Job { offset, pieces, len }]).await }
     }
 
     /// Writes several ranges of one peer's segment (a batch put's objects
@@ -222,19 +265,34 @@ impl TransferClient {
     /// are spread over lanes, connections that each carry their share back
     /// to back and read the replies after, so a batch streams instead of
     /// waiting a round trip per object. Per-range results, in order.
-    pub async fn write_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
-        self.many(Op::Write, addr, segment, jobs).await
+    ///
+    /// # Safety
+    /// Every job's pieces as for [`write`](Self::write) (their lengths
+    /// summing to the job's `len`), until the returned future completes or
+    /// is dropped.
+    pub async unsafe fn write_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        // SAFETY: the caller's contract.
+        unsafe { self.many(Op::Write, addr, segment, jobs).await }
     }
 
     /// Reads several ranges of one peer's segment, as [`write_many`](Self::write_many).
-    pub async fn read_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
-        self.many(Op::Read, addr, segment, jobs).await
+    ///
+    /// # Safety
+    /// Every job's pieces as for [`read`](Self::read) (their lengths
+    /// summing to the job's `len`), until the returned future completes or
+    /// is dropped; no two jobs' pieces overlap.
+    pub async unsafe fn read_many(&self, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+        // SAFETY: the caller's contract.
+        unsafe { self.many(Op::Read, addr, segment, jobs).await }
     }
 
-    async fn many(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
+    /// # Safety
+    /// As [`write_many`](Self::write_many) or [`read_many`](Self::read_many) for `op`.
+    async unsafe fn many(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Vec<Result<()>> {
         match jobs {
             [] => return Vec::new(),
-            [j] => return vec![self.split(op, addr, segment, j.offset, j.pieces, j.len).await],
+            // SAFETY: the caller's contract, for the one job.
+            [j] => return vec![unsafe { self.split(op, addr, segment, j.offset, j.pieces, j.len).await }],
             _ => {}
         }
         let total: u64 = jobs.iter().map(|j| j.len).sum();
@@ -271,7 +329,8 @@ impl TransferClient {
             taken
                 .into_iter()
                 .zip(&lane_jobs)
-                .map(|(t, js)| async move { self.lane_on(t?, op, addr, segment, js).await }),
+                // SAFETY: each lane's jobs are some of the caller's, under its contract.
+                .map(|(t, js)| async move { unsafe { self.lane_on(t?, op, addr, segment, js).await } }),
         )
         .await;
         lane_of.into_iter().map(|l| done[l].clone()).collect()
@@ -280,13 +339,20 @@ impl TransferClient {
     /// Runs `jobs` back to back on one connection: every request (with its
     /// bytes, for writes) goes first, then the replies (with their bytes,
     /// for reads) are read in order. The server answers requests in order.
-    async fn lane(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Result<()> {
+    ///
+    /// # Safety
+    /// As [`many`](Self::many).
+    async unsafe fn lane(&self, op: Op, addr: &str, segment: ServiceId, jobs: &[Job<'_>]) -> Result<()> {
         let taken = self.take(addr).await?;
-        self.lane_on(taken, op, addr, segment, jobs).await
+        // SAFETY: the caller's contract.
+        unsafe { self.lane_on(taken, op, addr, segment, jobs).await }
     }
 
     /// [`lane`](Self::lane) on a connection already taken.
-    async fn lane_on(
+    ///
+    /// # Safety
+    /// As [`many`](Self::many).
+    async unsafe fn lane_on(
         &self,
         mut taken: Taken<'_>,
         op: Op,
@@ -317,12 +383,11 @@ impl TransferClient {
                     let mut bufs: Vec<&[u8]> = Vec::with_capacity(jobs.iter().map(|j| j.pieces.len() + 1).sum());
                     for (h, j) in heads.iter().zip(jobs) {
                         bufs.push(h);
-                        // SAFETY: the caller guarantees the pieces are readable for the call.
-                        bufs.extend(
-                            j.pieces
-                                .iter()
-                                .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
-                        );
+                        bufs.extend(j.pieces.iter().map(|p| {
+                            // SAFETY: the caller guarantees each piece is
+                            // valid for reads and unwritten until we finish.
+                            unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }
+                        }));
                     }
                     super::write_all_bufs(s, &bufs).await?;
                     for _ in jobs {
@@ -341,7 +406,8 @@ impl TransferClient {
                             break;
                         }
                         for p in j.pieces {
-                            // SAFETY: the caller guarantees the pieces are writable for the call.
+                            // SAFETY: the caller guarantees each piece is valid
+                            // for writes and not otherwise accessed until we finish.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
                             super::read_full(s, dst).await?;
                         }
@@ -442,7 +508,8 @@ mod tests {
         let writes = pieces
             .iter()
             .enumerate()
-            .map(|(i, p)| c.write(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64));
+            // SAFETY: each piece is a live `values` entry of 4 MiB, unmodified until the writes finish.
+            .map(|(i, p)| unsafe { c.write(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64) });
         for r in futures::future::join_all(writes).await {
             r.unwrap();
         }
@@ -466,7 +533,8 @@ mod tests {
         let reads = dst
             .iter()
             .enumerate()
-            .map(|(i, p)| c.read(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64));
+            // SAFETY: each piece is a distinct `back` entry of 4 MiB, untouched until the reads finish.
+            .map(|(i, p)| unsafe { c.read(&addr, SEG, (i * 4 * MIB) as u64, p, (4 * MIB) as u64) });
         for r in futures::future::join_all(reads).await {
             r.unwrap();
         }
@@ -475,7 +543,9 @@ mod tests {
         // connection instead of opening one each.
         let one = vec![9u8; 64 << 10];
         let p = [Piece::of(&one)];
-        let writes = (0..3 * MAX_PER_PEER).map(|i| c.write(&addr, SEG, (i * (64 << 10)) as u64, &p, 64 << 10));
+        // SAFETY: `one` lives, unmodified, until the writes finish.
+        let writes =
+            (0..3 * MAX_PER_PEER).map(|i| unsafe { c.write(&addr, SEG, (i * (64 << 10)) as u64, &p, 64 << 10) });
         for r in futures::future::join_all(writes).await {
             r.unwrap();
         }
@@ -496,13 +566,18 @@ mod tests {
         let values: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8 + 1; V]).collect();
         let pieces: Vec<[Piece; 1]> = values.iter().map(|v| [Piece::of(v)]).collect();
         let jobs = jobs_of(&pieces, V);
-        assert!(c.write_many(&addr, SEG, &[]).await.is_empty());
-        let r = c.write_many(&addr, SEG, &jobs).await;
+        // SAFETY: no jobs.
+        assert!(unsafe { c.write_many(&addr, SEG, &[]) }.await.is_empty());
+        // SAFETY: the jobs' pieces are the live, unmodified `values`.
+        let r = unsafe { c.write_many(&addr, SEG, &jobs) }.await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "one connection per lane");
         let mut back: Vec<Vec<u8>> = (0..8).map(|_| vec![0u8; V]).collect();
         let dst: Vec<[Piece; 1]> = back.iter_mut().map(|b| [Piece::of_mut(b)]).collect();
-        let r = c.read_many(&addr, SEG, &jobs_of(&dst, V)).await;
+        let read_jobs = jobs_of(&dst, V);
+        // SAFETY: the jobs' pieces are the distinct, live `back` buffers,
+        // untouched until the reads finish.
+        let r = unsafe { c.read_many(&addr, SEG, &read_jobs) }.await;
         assert!(r.iter().all(|x| x.is_ok()), "{r:?}");
         assert!(back == values);
         assert_eq!(accepted.load(Ordering::SeqCst), 2, "the lanes' connections were reused");
@@ -512,7 +587,8 @@ mod tests {
         let mut bad = jobs.clone();
         bad[1].offset = (8 * V) as u64;
         seg_fill(&seg, 0);
-        let r = c.write_many(&addr, SEG, &bad).await;
+        // SAFETY: as for the first batch.
+        let r = unsafe { c.write_many(&addr, SEG, &bad) }.await;
         let failed: Vec<usize> = (0..8).filter(|&i| r[i].is_err()).collect();
         assert!(failed.contains(&1) && failed.len() < 8, "failed: {failed:?}");
         for i in (0..8).filter(|i| !failed.contains(i)) {

@@ -19,6 +19,11 @@ _Buffer = Any
 _Key = Union[str, bytes]
 # An address (int, e.g. tensor.data_ptr() or ctypes.addressof(x)) or a
 # buffer-protocol object used in place.
+# Caller contract for an int address (it cannot be checked): it must point at
+# `size` bytes that stay allocated until the call returns, readable for puts,
+# writable and used by nothing else for gets (and, within one batch, not
+# overlapping another key's buffer). A wrong address corrupts this process's
+# memory or crashes it, as with memcache_hybrid. Buffer objects are checked.
 _Ptr = Union[int, _Buffer]
 
 OK: int
