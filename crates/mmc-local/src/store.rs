@@ -191,7 +191,8 @@ impl ObjectStore {
     /// to success).
     ///
     /// # Safety
-    /// Every piece must be valid for reads for the whole call.
+    /// Every piece must be valid for reads, and not written by anyone,
+    /// until the call completes (or its future is dropped).
     pub async unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
         validate_batch_len(keys.len())?;
         if keys.len() != values.len() {
@@ -490,7 +491,8 @@ impl ObjectStore {
     ///
     /// # Safety
     /// Every piece must be valid for writes, and not otherwise accessed,
-    /// for the whole call.
+    /// until the call completes (or its future is dropped); no two pieces
+    /// may overlap.
     pub async unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
         if keys.len() != dests.len() {
             validate_batch_len(keys.len())?;
