@@ -5,6 +5,7 @@
 //! batches, the control-RPC messages and the frame codec that carries them.
 //! It never does I/O policy (retries, timeouts): that belongs to the callers.
 
+pub mod auth;
 pub mod error;
 pub mod frame;
 pub mod frame_reader;
