@@ -75,6 +75,34 @@ impl SecurityConfig {
         Ok(Some(t.into_bytes()))
     }
 
+    /// The start-up rule of SPEC section 11: a service must not listen on a
+    /// non-loopback address without a cluster token unless `insecure` is
+    /// set. `addrs` are (config key, address) pairs; `has_token` says
+    /// whether a token was resolved. `Ok(Some(warning))` when an address is
+    /// exposed without a token under `insecure`: the caller logs it loudly.
+    pub fn check_exposure(&self, has_token: bool, addrs: &[(&str, &str)]) -> Result<Option<String>, ConfigError> {
+        if has_token {
+            return Ok(None);
+        }
+        let Some((key, addr)) = addrs.iter().find(|(_, a)| !is_loopback_addr(a)) else {
+            return Ok(None);
+        };
+        if self.insecure {
+            return Ok(Some(format!(
+                "{key} = {addr} is not a loopback address and no cluster token is set: anyone who can \
+                 reach it can read, overwrite and remove objects (security.insecure = true / --insecure)"
+            )));
+        }
+        Err(invalid(
+            *key,
+            format!(
+                "{addr} is not a loopback address and no cluster token is set: set `security.token` or \
+                 `security.token_file` (--token-file), or pass --insecure (security.insecure = true) to \
+                 serve it without authentication"
+            ),
+        ))
+    }
+
     /// Checks the settings; `section` prefixes key names in errors.
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         if let Some(t) = &self.token {
@@ -97,6 +125,14 @@ impl SecurityConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `addr` (`ip:port`) is reachable only from this machine. An
+/// address that does not parse counts as exposed.
+pub fn is_loopback_addr(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -135,6 +171,29 @@ mod tests {
         };
         let e = s.validate("local.security").unwrap_err().to_string();
         assert!(e.contains("local.security.tls.cert"), "{e}");
+    }
+
+    #[test]
+    fn exposed_addresses_need_a_token_or_insecure() {
+        let open = SecurityConfig::default();
+        let loopback = [("meta.listen", "127.0.0.1:5000"), ("meta.http_listen", "[::1]:8000")];
+        assert_eq!(open.check_exposure(false, &loopback).unwrap(), None);
+        let exposed = [("meta.listen", "127.0.0.1:5000"), ("meta.http_listen", "0.0.0.0:8000")];
+        let e = open.check_exposure(false, &exposed).unwrap_err().to_string();
+        for needle in ["meta.http_listen", "0.0.0.0:8000", "security.token", "token_file", "--insecure"] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
+        assert_eq!(open.check_exposure(true, &exposed).unwrap(), None);
+        let insecure = SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        };
+        let w = insecure.check_exposure(false, &exposed).unwrap().unwrap();
+        assert!(w.contains("0.0.0.0:8000"), "{w}");
+        assert!(!is_loopback_addr("10.0.0.1:1"));
+        assert!(!is_loopback_addr("[::]:1"));
+        assert!(!is_loopback_addr("nonsense"));
+        assert!(is_loopback_addr("127.0.0.2:1"));
     }
 
     #[test]
