@@ -286,6 +286,16 @@ where
     Ok(())
 }
 
+/// Compares two secrets in time independent of where they differ (the
+/// length is not secret). For bearer tokens, which are not MACs.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    let diff = a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y));
+    std::hint::black_box(diff) == 0
+}
+
 /// [`server_handshake`] bounded by `limit`.
 pub async fn server_handshake_within<S>(
     s: &mut S,
@@ -441,6 +451,14 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(e, AuthError::TimedOut(_)), "{e:?}");
+    }
+
+    #[test]
+    fn constant_time_eq_compares_whole_values() {
+        assert!(constant_time_eq(TOKEN, TOKEN));
+        assert!(!constant_time_eq(TOKEN, OTHER));
+        assert!(!constant_time_eq(TOKEN, &TOKEN[..10]));
+        assert!(constant_time_eq(b"", b""));
     }
 
     #[test]
