@@ -13,8 +13,12 @@
 //!
 //! Connections are opened lazily and reopened after a failure; while the
 //! MetaService is unreachable calls fail fast with NOT_CONNECTED_META.
+//! Every new connection runs the cluster-token handshake
+//! ([`mmc_wire::auth`], control domain) before its first frame; a failed
+//! handshake is NOT_CONNECTED_META with the reason.
 
 use crate::spin_conn::{answer, SpinConn, Waiter};
+use mmc_wire::auth::{self, ClusterToken, Domain};
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
@@ -27,6 +31,11 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+enum ConnectError {
+    Io(std::io::Error),
+    Auth(auth::AuthError),
+}
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
@@ -56,6 +65,8 @@ pub struct MetaClient {
     /// Offer the MetaService a shared-memory ring for the data-path
     /// connection (used when it runs on the same host).
     offer_ring: bool,
+    /// The cluster token proved on every connection (`None`: open mode).
+    token: Option<ClusterToken>,
     handle: Handle,
 }
 
@@ -72,8 +83,15 @@ impl MetaClient {
             timeout,
             spin_wait,
             offer_ring: true,
+            token: None,
             handle,
         }
+    }
+
+    /// The cluster token to prove on every connection.
+    pub fn with_token(mut self, token: Option<ClusterToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Whether the data-path connection offers a shared-memory ring to a
@@ -149,22 +167,39 @@ impl MetaClient {
     }
 
     /// Opens a TCP connection to the MetaService on our own runtime, so the
-    /// socket is driven by it whatever runtime (or thread) the caller is on.
+    /// socket is driven by it whatever runtime (or thread) the caller is on,
+    /// and authenticates it (connect and handshake within one timeout).
     async fn connect(&self) -> Result<TcpStream> {
         let addr = self.addr();
         let timeout = self.timeout.min(Duration::from_secs(3));
-        let sock = self
+        let token = self.token.clone();
+        let r = self
             .handle
-            .spawn(async move { tokio::time::timeout(timeout, TcpStream::connect(addr)).await })
+            .spawn(async move {
+                tokio::time::timeout(timeout, async move {
+                    let mut sock = TcpStream::connect(addr).await.map_err(ConnectError::Io)?;
+                    let _ = sock.set_nodelay(true);
+                    auth::client_handshake(&mut sock, token.as_ref().map(ClusterToken::as_bytes), Domain::Control)
+                        .await
+                        .map_err(ConnectError::Auth)?;
+                    Ok::<_, ConnectError>(sock)
+                })
+                .await
+            })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
-        let sock = match sock {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
-            Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
-        };
-        let _ = sock.set_nodelay(true);
-        Ok(sock)
+        match r {
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(ConnectError::Io(e))) => Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
+            Ok(Err(ConnectError::Auth(e))) => Err(Error::NotConnectedMeta(format!(
+                "authentication with the metaservice at {} failed: {e}",
+                self.addr()
+            ))),
+            Err(_) => Err(Error::NotConnectedMeta(format!(
+                "connect to {} (and authentication) timed out after {timeout:?}",
+                self.addr()
+            ))),
+        }
     }
 
     fn live_fast(&self) -> Option<Arc<SpinConn>> {

@@ -58,6 +58,8 @@ pub struct TransferClient {
     per_peer: usize,
     timeout: Duration,
     congestion: super::Congestion,
+    /// The cluster token proved on every new connection.
+    token: Option<mmc_wire::auth::ClusterToken>,
     handle: Handle,
 }
 
@@ -92,8 +94,15 @@ impl TransferClient {
             per_peer: connections.max(MAX_PER_PEER),
             timeout,
             congestion,
+            token: None,
             handle,
         }
+    }
+
+    /// The cluster token to prove on every new connection.
+    pub fn with_token(mut self, token: Option<mmc_wire::auth::ClusterToken>) -> Self {
+        self.token = token;
+        self
     }
 
     fn peer<'m>(&self, peers: &'m mut HashMap<String, Peer>, addr: &str) -> &'m mut Peer {
@@ -134,10 +143,15 @@ impl TransferClient {
         }
         let a = addr.to_owned();
         let cc = self.congestion.clone();
-        // Connect on our runtime so the socket is driven whatever the caller's context.
+        let token = self.token.clone();
+        // Connect (and authenticate, once per pooled connection) on our
+        // runtime so the socket is driven whatever the caller's context.
         let r = self
             .handle
-            .spawn(async move { tokio::time::timeout(Duration::from_secs(3), super::connect(&a, &cc)).await })
+            .spawn(async move {
+                let token = token.as_ref().map(mmc_wire::auth::ClusterToken::as_bytes);
+                tokio::time::timeout(Duration::from_secs(3), super::connect_authenticated(&a, &cc, token)).await
+            })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
         match r {
@@ -344,7 +358,7 @@ mod tests {
             while let Ok((sock, _)) = l.accept().await {
                 n.fetch_add(1, Ordering::SeqCst);
                 let (s, id) = (s.clone(), id.clone());
-                tokio::spawn(async move { super::super::server::connection(sock, &s, &id).await });
+                tokio::spawn(async move { super::super::server::connection(sock, &s, &id, None).await });
             }
         });
         (seg, addr, accepted)
