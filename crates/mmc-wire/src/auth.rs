@@ -286,6 +286,12 @@ where
     Ok(())
 }
 
+/// A fresh random cluster token: 32 bytes from the OS, as 64 hex digits
+/// (for tools and tests that set up a cluster of their own).
+pub fn generate_token() -> Result<String, AuthError> {
+    Ok(nonce()?.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 /// Compares two secrets in time independent of where they differ (the
 /// length is not secret). For bearer tokens, which are not MACs.
 pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -459,6 +465,13 @@ mod tests {
         assert!(!constant_time_eq(TOKEN, OTHER));
         assert!(!constant_time_eq(TOKEN, &TOKEN[..10]));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[test]
+    fn generated_tokens_are_long_and_distinct() {
+        let (a, b) = (generate_token().unwrap(), generate_token().unwrap());
+        assert_eq!(a.len(), 64);
+        assert_ne!(a, b);
     }
 
     #[test]
