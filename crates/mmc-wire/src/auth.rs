@@ -215,16 +215,18 @@ where
     write_msg(s, &verdict).await
 }
 
-/// Runs the client side on a fresh connection. With a token it proves it
-/// and checks the server's proof in turn, refusing a server that does not
-/// ask for the token; without one it accepts only an open server. The
-/// caller bounds it in time (its connect timeout).
-pub async fn client_handshake<S>(s: &mut S, token: Option<&[u8]>, domain: Domain) -> Result<(), AuthError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let mut challenge = [0u8; CHALLENGE_LEN];
-    read_msg(s, &mut challenge, "challenge").await?;
+/// Client state between sending the proof and reading the verdict.
+struct ClientSide {
+    server_nonce: [u8; NONCE_LEN],
+    client_nonce: [u8; NONCE_LEN],
+}
+
+/// Checks a challenge and builds the proof answering it.
+fn answer_challenge(
+    challenge: &[u8; CHALLENGE_LEN],
+    token: Option<&[u8]>,
+    domain: Domain,
+) -> Result<(ClientSide, [u8; PROOF_LEN]), AuthError> {
     if &challenge[..8] != CHALLENGE_MAGIC {
         return Err(AuthError::BadMagic("challenge"));
     }
@@ -234,7 +236,6 @@ where
             why: "reserved bytes are not zero".into(),
         });
     }
-    let server_nonce = &challenge[16..48];
     match (challenge[8], token) {
         (MODE_OPEN, None) | (MODE_TOKEN, Some(_)) => {}
         (MODE_OPEN, Some(_)) => return Err(AuthError::ServerOpen),
@@ -246,19 +247,28 @@ where
             })
         }
     }
-
-    let client_nonce = nonce()?;
+    let mut side = ClientSide {
+        server_nonce: [0; NONCE_LEN],
+        client_nonce: nonce()?,
+    };
+    side.server_nonce.copy_from_slice(&challenge[16..48]);
     let mut proof = [0u8; PROOF_LEN];
     proof[..8].copy_from_slice(PROOF_MAGIC);
-    proof[8..40].copy_from_slice(&client_nonce);
+    proof[8..40].copy_from_slice(&side.client_nonce);
     if let Some(token) = token {
-        let mac = mac_of(token, domain, b"client", server_nonce, &client_nonce)?.finalize();
+        let mac = mac_of(token, domain, b"client", &side.server_nonce, &side.client_nonce)?.finalize();
         proof[40..].copy_from_slice(&mac.into_bytes());
     }
-    write_msg(s, &proof).await?;
+    Ok((side, proof))
+}
 
-    let mut verdict = [0u8; VERDICT_LEN];
-    read_msg(s, &mut verdict, "verdict").await?;
+/// Checks the server's verdict (and with a token, its proof).
+fn check_verdict(
+    side: &ClientSide,
+    verdict: &[u8; VERDICT_LEN],
+    token: Option<&[u8]>,
+    domain: Domain,
+) -> Result<(), AuthError> {
     if &verdict[..8] != VERDICT_MAGIC {
         return Err(AuthError::BadMagic("verdict"));
     }
@@ -279,11 +289,50 @@ where
         }
     }
     if let Some(token) = token {
-        mac_of(token, domain, b"server", &client_nonce, server_nonce)?
+        mac_of(token, domain, b"server", &side.client_nonce, &side.server_nonce)?
             .verify_slice(&verdict[16..48])
             .map_err(|_| AuthError::BadServerProof)?;
     }
     Ok(())
+}
+
+/// Runs the client side on a fresh connection. With a token it proves it
+/// and checks the server's proof in turn, refusing a server that does not
+/// ask for the token; without one it accepts only an open server. The
+/// caller bounds it in time (its connect timeout).
+pub async fn client_handshake<S>(s: &mut S, token: Option<&[u8]>, domain: Domain) -> Result<(), AuthError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    read_msg(s, &mut challenge, "challenge").await?;
+    let (side, proof) = answer_challenge(&challenge, token, domain)?;
+    write_msg(s, &proof).await?;
+    let mut verdict = [0u8; VERDICT_LEN];
+    read_msg(s, &mut verdict, "verdict").await?;
+    check_verdict(&side, &verdict, token, domain)
+}
+
+/// [`client_handshake`] over a blocking stream (a `std::net::TcpStream`
+/// with the caller's read timeout, say): for tools and tests that speak
+/// the protocol without a runtime.
+pub fn client_handshake_blocking<S>(s: &mut S, token: Option<&[u8]>, domain: Domain) -> Result<(), AuthError>
+where
+    S: std::io::Read + std::io::Write,
+{
+    let read = |s: &mut S, buf: &mut [u8], what: &'static str| match s.read_exact(buf) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => Err(AuthError::Truncated(what)),
+        Err(e) => Err(AuthError::Io(e)),
+    };
+    let mut challenge = [0u8; CHALLENGE_LEN];
+    read(s, &mut challenge, "challenge")?;
+    let (side, proof) = answer_challenge(&challenge, token, domain)?;
+    s.write_all(&proof)?;
+    s.flush()?;
+    let mut verdict = [0u8; VERDICT_LEN];
+    read(s, &mut verdict, "verdict")?;
+    check_verdict(&side, &verdict, token, domain)
 }
 
 /// A fresh random cluster token: 32 bytes from the OS, as 64 hex digits
@@ -465,6 +514,22 @@ mod tests {
         assert!(!constant_time_eq(TOKEN, OTHER));
         assert!(!constant_time_eq(TOKEN, &TOKEN[..10]));
         assert!(constant_time_eq(b"", b""));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_blocking_client_speaks_the_same_protocol() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.unwrap();
+            server_handshake(&mut s, Some(TOKEN), Domain::Transfer).await
+        });
+        let client = tokio::task::spawn_blocking(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            client_handshake_blocking(&mut s, Some(TOKEN), Domain::Transfer)
+        });
+        client.await.unwrap().unwrap();
+        server.await.unwrap().unwrap();
     }
 
     #[test]
