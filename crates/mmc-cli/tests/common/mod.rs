@@ -30,6 +30,8 @@ pub struct Opts {
     pub lease_ms: u64,
     /// Cluster token of the services and of this process's clients.
     pub token: Option<String>,
+    /// Serve the MetaService's HTTP endpoint (on a free loopback port).
+    pub http: bool,
 }
 
 impl Default for Opts {
@@ -41,6 +43,7 @@ impl Default for Opts {
             put_timeout_ms: 30_000,
             lease_ms: 2000,
             token: None,
+            http: false,
         }
     }
 }
@@ -60,6 +63,8 @@ impl Drop for Proc {
 pub struct Cluster {
     pub dir: PathBuf,
     pub meta_addr: String,
+    /// The HTTP endpoint's address when [`Opts::http`].
+    pub http_addr: Option<String>,
     pub config: PathBuf,
     pub opts: Opts,
     pub meta: Option<Proc>,
@@ -86,6 +91,7 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let meta_addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("mmc.toml");
+        let http_addr = opts.http.then(|| format!("127.0.0.1:{}", free_port()));
         let cluster = match &opts.token {
             Some(t) => {
                 let file = dir.join("token");
@@ -97,14 +103,19 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "{cluster}[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n",
-                opts.heartbeat_timeout_ms, opts.put_timeout_ms, opts.lease_ms, opts.segment
+                "{cluster}[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"{}\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n",
+                http_addr.as_deref().unwrap_or(""),
+                opts.heartbeat_timeout_ms,
+                opts.put_timeout_ms,
+                opts.lease_ms,
+                opts.segment
             ),
         )
         .unwrap();
         let mut c = Cluster {
             dir,
             meta_addr,
+            http_addr,
             config,
             opts: opts.clone(),
             meta: None,
