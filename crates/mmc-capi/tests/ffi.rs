@@ -188,7 +188,11 @@ fn lifecycle_and_round_trips() {
         )
         .unwrap();
         let without = dir.join("without.toml");
-        std::fs::write(&without, format!("[local]\nmeta_addr = \"{secure}\"\ndram_size = \"8MB\"\n")).unwrap();
+        std::fs::write(
+            &without,
+            format!("[local]\nmeta_addr = \"{secure}\"\ndram_size = \"8MB\"\n"),
+        )
+        .unwrap();
         let without_c = CString::new(without.display().to_string()).unwrap();
         assert_eq!(mmc_setup(without_c.as_ptr(), null()), OK, "{}", last_error());
         assert_eq!(mmc_init(0, 1), mmc_result::MMC_NOT_CONNECTED_META as i32);

@@ -14,9 +14,7 @@ mod bench;
 mod client;
 
 use clap::{Args, Parser, Subcommand};
-use mmc_config::{
-    ConfigFile, LocalConfig, MetaConfig, Protocol, SecurityConfig, LOCAL_CONFIG_ENV, META_CONFIG_ENV,
-};
+use mmc_config::{ConfigFile, LocalConfig, MetaConfig, Protocol, SecurityConfig, LOCAL_CONFIG_ENV, META_CONFIG_ENV};
 use std::path::PathBuf;
 use std::process::ExitCode;
 

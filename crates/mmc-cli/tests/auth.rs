@@ -53,7 +53,12 @@ fn read_until_closed(s: &mut TcpStream) -> Vec<u8> {
 /// Asserts that what came back is the server's challenge and nothing else:
 /// no frame, no transfer reply.
 fn only_the_challenge(got: &[u8], what: &str) {
-    assert_eq!(got.len(), CHALLENGE_LEN, "{what}: {} bytes came back: {got:?}", got.len());
+    assert_eq!(
+        got.len(),
+        CHALLENGE_LEN,
+        "{what}: {} bytes came back: {got:?}",
+        got.len()
+    );
     assert_eq!(&got[..8], CHALLENGE_MAGIC, "{what}");
 }
 
@@ -164,13 +169,27 @@ fn raw_connections_that_skip_or_fail_the_handshake_are_closed_unheard() {
         .put("guarded", &pattern("guarded", 4096), &PutOptions::default())
         .unwrap();
     let st = c.stat().unwrap();
-    let seg = st.segments.iter().find(|s| s.used > 0).expect("a segment holds it").clone();
+    let seg = st
+        .segments
+        .iter()
+        .find(|s| s.used > 0)
+        .expect("a segment holds it")
+        .clone();
 
     // Control port: a well-formed Stat frame (and an Exist, and a ring
     // offer) without a handshake. The server reads them as a proof, finds
     // no proof magic, and closes: only its challenge ever comes back.
     let mut frames = frame::encode(FrameKind::Request, 1, &Request::Stat).unwrap();
-    frames.extend(frame::encode(FrameKind::Request, 2, &Request::Exist { keys: vec!["guarded".into()] }).unwrap());
+    frames.extend(
+        frame::encode(
+            FrameKind::Request,
+            2,
+            &Request::Exist {
+                keys: vec!["guarded".into()],
+            },
+        )
+        .unwrap(),
+    );
     frames.extend(
         frame::encode(
             FrameKind::Request,
@@ -206,7 +225,10 @@ fn raw_connections_that_skip_or_fail_the_handshake_are_closed_unheard() {
         three.extend_from_slice(&header);
     }
     x.write_all(&three).unwrap();
-    only_the_challenge(&read_until_closed(&mut x), "read headers without a handshake (transfer)");
+    only_the_challenge(
+        &read_until_closed(&mut x),
+        "read headers without a handshake (transfer)",
+    );
 
     // A wrong token, then frames anyway: refused, closed, nothing answered.
     for (addr, domain) in [(&c.meta_addr, Domain::Control), (&seg.transfer_addr, Domain::Transfer)] {
@@ -216,7 +238,10 @@ fn raw_connections_that_skip_or_fail_the_handshake_are_closed_unheard() {
         assert!(matches!(e, AuthError::Refused), "{domain:?}: {e:?}");
         let _ = x.write_all(&frames);
         let _ = x.write_all(&header);
-        assert!(read_until_closed(&mut x).is_empty(), "{domain:?}: nothing after the verdict");
+        assert!(
+            read_until_closed(&mut x).is_empty(),
+            "{domain:?}: nothing after the verdict"
+        );
     }
     // A proof for the other protocol is worthless.
     let mut x = TcpStream::connect(&seg.transfer_addr).unwrap();
@@ -249,12 +274,17 @@ fn raw_connections_that_skip_or_fail_the_handshake_are_closed_unheard() {
 fn http_get(addr: &str, path: &str, bearer: Option<&str>) -> (u16, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let auth = bearer.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = bearer
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(s, "GET {path} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
     let status = text.get(9..12).and_then(|c| c.parse().ok()).unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -272,7 +302,11 @@ fn http_needs_the_bearer_token_except_health() {
         let (status, body) = http_get(&http, path, None);
         assert_eq!(status, 401, "{path} without a token");
         assert!(body.contains("\"error\""), "{path}: {body}");
-        assert_eq!(http_get(&http, path, Some("auth-test-token-wrong")).0, 401, "{path} wrong token");
+        assert_eq!(
+            http_get(&http, path, Some("auth-test-token-wrong")).0,
+            401,
+            "{path} wrong token"
+        );
     }
     assert_eq!(http_get(&http, "/role", Some(TOKEN)).0, 200);
     let (status, body) = http_get(&http, "/get_all_segments", Some(TOKEN));
@@ -336,22 +370,45 @@ fn exposed_addresses_need_a_token_or_insecure() {
     let never = || false;
     // Without a token: exits at once, naming the address and the remedies.
     let err = failed(run_until(&["meta", "--listen", &listen, "--http", ""], never));
-    for needle in [listen.as_str(), "meta.listen", "--insecure", "--token-file", "security.token"] {
+    for needle in [
+        listen.as_str(),
+        "meta.listen",
+        "--insecure",
+        "--token-file",
+        "security.token",
+    ] {
         assert!(err.contains(needle), "{needle:?} missing from {err}");
     }
     // The HTTP address counts too.
     let http = format!("0.0.0.0:{}", free_port());
     let err = failed(run_until(
-        &["meta", "--listen", &format!("127.0.0.1:{}", free_port()), "--http", &http],
+        &[
+            "meta",
+            "--listen",
+            &format!("127.0.0.1:{}", free_port()),
+            "--http",
+            &http,
+        ],
         never,
     ));
     assert!(err.contains("meta.http_listen") && err.contains(&http), "{err}");
     // A provider's transfer address likewise (checked before it contacts anyone).
     let err = failed(run_until(
-        &["local", "--meta", "127.0.0.1:1", "--dram-size", "8MB", "--transfer-listen", "0.0.0.0:0"],
+        &[
+            "local",
+            "--meta",
+            "127.0.0.1:1",
+            "--dram-size",
+            "8MB",
+            "--transfer-listen",
+            "0.0.0.0:0",
+        ],
         never,
     ));
-    assert!(err.contains("local.transfer_listen") && err.contains("--insecure"), "{err}");
+    assert!(
+        err.contains("local.transfer_listen") && err.contains("--insecure"),
+        "{err}"
+    );
 
     // With --insecure, or with a token, it serves (an open-mode or token
     // handshake succeeds on the port).
@@ -367,7 +424,10 @@ fn exposed_addresses_need_a_token_or_insecure() {
                 .unwrap_or(false)
         }
     };
-    let r = run_until(&["meta", "--listen", &listen, "--http", "", "--insecure"], serving(None));
+    let r = run_until(
+        &["meta", "--listen", &listen, "--http", "", "--insecure"],
+        serving(None),
+    );
     assert!(matches!(r, Run::Ready), "mmc meta --insecure serves: {r:?}");
     let file = std::env::temp_dir().join(format!("mmc-auth-token-{}", std::process::id()));
     std::fs::write(&file, TOKEN).unwrap();

@@ -180,7 +180,13 @@ mod tests {
         assert_eq!(open.check_exposure(false, &loopback).unwrap(), None);
         let exposed = [("meta.listen", "127.0.0.1:5000"), ("meta.http_listen", "0.0.0.0:8000")];
         let e = open.check_exposure(false, &exposed).unwrap_err().to_string();
-        for needle in ["meta.http_listen", "0.0.0.0:8000", "security.token", "token_file", "--insecure"] {
+        for needle in [
+            "meta.http_listen",
+            "0.0.0.0:8000",
+            "security.token",
+            "token_file",
+            "--insecure",
+        ] {
             assert!(e.contains(needle), "{needle} missing from {e}");
         }
         assert_eq!(open.check_exposure(true, &exposed).unwrap(), None);

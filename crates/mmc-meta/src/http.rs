@@ -944,7 +944,12 @@ mod tests {
         assert_eq!(r.status, 401);
         assert!(r.head.contains("WWW-Authenticate: Bearer"), "{}", r.head);
         assert!(r.json()["error"].as_str().unwrap().contains("Authorization"));
-        for bad in ["Bearer 0123456789abcdef-nope", "Basic abc", "Bearer", &format!("bearer {TOKEN}x")] {
+        for bad in [
+            "Bearer 0123456789abcdef-nope",
+            "Basic abc",
+            "Bearer",
+            &format!("bearer {TOKEN}x"),
+        ] {
             let r = raw(addr, with(bad).as_bytes()).await.expect("reply");
             assert_eq!(r.status, 401, "{bad}");
         }
@@ -952,10 +957,17 @@ mod tests {
             let r = raw(addr, with(&good).as_bytes()).await.expect("reply");
             assert_eq!(r.status, 200, "{good}");
         }
-        let r = raw(addr, with(&format!("Bearer {TOKEN}")).replace("/role", "/metrics").as_bytes())
-            .await
-            .expect("reply");
-        assert!(r.body.contains("mmc_auth_failures_total{port=\"http\"} 5"), "{}", r.body);
+        let r = raw(
+            addr,
+            with(&format!("Bearer {TOKEN}")).replace("/role", "/metrics").as_bytes(),
+        )
+        .await
+        .expect("reply");
+        assert!(
+            r.body.contains("mmc_auth_failures_total{port=\"http\"} 5"),
+            "{}",
+            r.body
+        );
     }
 
     #[tokio::test]

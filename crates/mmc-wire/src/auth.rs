@@ -457,7 +457,9 @@ mod tests {
             v[16..].copy_from_slice(&[0xab; 32]);
             a.write_all(&v).await.unwrap();
         });
-        let e = client_handshake(&mut b, Some(TOKEN), Domain::Control).await.unwrap_err();
+        let e = client_handshake(&mut b, Some(TOKEN), Domain::Control)
+            .await
+            .unwrap_err();
         assert!(matches!(e, AuthError::BadServerProof), "{e:?}");
         impostor.await.unwrap();
     }
@@ -475,7 +477,9 @@ mod tests {
         assert!(e.to_string().contains("not a MemCache service"), "{e}");
         // A server speaking something else.
         let (mut a, mut b) = duplex(1024);
-        a.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n....................").await.unwrap();
+        a.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n....................")
+            .await
+            .unwrap();
         let e = client_handshake(&mut b, None, Domain::Control).await.unwrap_err();
         assert!(matches!(e, AuthError::BadMagic("challenge")), "{e:?}");
     }
@@ -486,7 +490,9 @@ mod tests {
         let (mut a, mut b) = duplex(1024);
         a.write_all(&CHALLENGE_MAGIC[..]).await.unwrap();
         drop(a);
-        let e = client_handshake(&mut b, Some(TOKEN), Domain::Control).await.unwrap_err();
+        let e = client_handshake(&mut b, Some(TOKEN), Domain::Control)
+            .await
+            .unwrap_err();
         assert!(matches!(e, AuthError::Truncated("challenge")), "{e:?}");
         // The client closes mid-proof.
         let (mut a, mut b) = duplex(1024);

@@ -12,8 +12,8 @@
 use mmc_local::{BlockingObjectStore, LocalConfig, ObjectStore, Protocol};
 use mmc_wire::auth::{client_handshake_blocking, ClusterToken, Domain};
 use mmc_wire::message::{ClusterStat, Request, Response};
-use std::net::TcpStream;
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};

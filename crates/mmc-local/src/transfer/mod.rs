@@ -127,7 +127,11 @@ impl std::fmt::Display for ConnectError {
 
 /// [`connect`], then the cluster-token handshake (transfer domain) proving
 /// `token` (`None`: the server must be open).
-pub async fn connect_authenticated(addr: &str, cc: &Congestion, token: Option<&[u8]>) -> Result<TcpStream, ConnectError> {
+pub async fn connect_authenticated(
+    addr: &str,
+    cc: &Congestion,
+    token: Option<&[u8]>,
+) -> Result<TcpStream, ConnectError> {
     let mut s = connect(addr, cc).await.map_err(ConnectError::Io)?;
     mmc_wire::auth::client_handshake(&mut s, token, mmc_wire::auth::Domain::Transfer)
         .await

@@ -54,9 +54,19 @@ pub(super) async fn connection(
     my_id: &AtomicU32,
     token: Option<&ClusterToken>,
 ) -> std::io::Result<()> {
-    auth::server_handshake_within(&mut sock, token.map(ClusterToken::as_bytes), Domain::Transfer, AUTH_TIMEOUT)
-        .await
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("authentication failed: {e}")))?;
+    auth::server_handshake_within(
+        &mut sock,
+        token.map(ClusterToken::as_bytes),
+        Domain::Transfer,
+        AUTH_TIMEOUT,
+    )
+    .await
+    .map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("authentication failed: {e}"),
+        )
+    })?;
     loop {
         let mut hb = [0u8; HEADER_LEN];
         match super::read_full(&sock, &mut hb).await {
