@@ -108,6 +108,23 @@ def test_meta_config_properties():
     m.log_level = "warn"
     m.validate()
     assert "[meta]" in m.to_toml() and "lease_ms = 100" in m.to_toml()
+
+
+def test_token_properties():
+    token = "py-cluster-token-0123456789"
+    for cls, section in ((mc.LocalConfig, "local"), (mc.MetaConfig, "meta")):
+        c = cls(token=token, insecure=True)
+        assert c.token == token and c.insecure is True and c.token_file is None
+        assert token not in repr(c) and token not in str(c) and "token='<set>'" in repr(c)
+        c.validate()
+        c.token = None
+        c.token_file = "/etc/memcache/token"
+        assert c.token is None and c.token_file == "/etc/memcache/token"
+        c.insecure = False
+        assert c.insecure is False
+        c.token = "short"
+        with pytest.raises(ValueError, match=section + ".security.token"):
+            c.validate()
     m.evict_low_watermark = 95
     with pytest.raises(ValueError, match="evict_low_watermark"):
         m.validate()

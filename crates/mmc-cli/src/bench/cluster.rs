@@ -136,6 +136,8 @@ impl Provider {
             .arg("--transfer-congestion")
             .arg(congestion())
             .env_remove(mmc_config::LOCAL_CONFIG_ENV)
+            // The token, when there is one, is passed explicitly.
+            .env_remove(crate::TOKEN_FILE_ENV)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

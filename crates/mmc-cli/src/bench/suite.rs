@@ -248,6 +248,7 @@ fn client_procs(shape: &Shape, n: usize, netns: Option<&str>, args: &[&str], wha
             c.arg("bench-client")
                 .args(args)
                 .args(["--congestion", &super::cluster::congestion()])
+                .env_remove(crate::TOKEN_FILE_ENV)
                 .env("RUST_LOG", "warn");
             Proc::spawn(
                 c,
