@@ -34,7 +34,9 @@ use tokio::sync::oneshot;
 
 enum ConnectError {
     Io(std::io::Error),
+    ConnectTimeout,
     Auth(auth::AuthError),
+    AuthTimeout,
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
@@ -168,7 +170,10 @@ impl MetaClient {
 
     /// Opens a TCP connection to the MetaService on our own runtime, so the
     /// socket is driven by it whatever runtime (or thread) the caller is on,
-    /// and authenticates it (connect and handshake within one timeout).
+    /// and authenticates it; connect and handshake share one timeout. A
+    /// connect that fails or does not finish is NOT_CONNECTED_META; a
+    /// service that accepts but does not complete the handshake in time is
+    /// TIMEOUT (as a request it never answered would be).
     async fn connect(&self) -> Result<TcpStream> {
         let addr = self.addr();
         let timeout = self.timeout.min(Duration::from_secs(3));
@@ -176,30 +181,34 @@ impl MetaClient {
         let r = self
             .handle
             .spawn(async move {
-                tokio::time::timeout(timeout, async move {
-                    let mut sock = TcpStream::connect(addr).await.map_err(ConnectError::Io)?;
-                    let _ = sock.set_nodelay(true);
-                    auth::client_handshake(&mut sock, token.as_ref().map(ClusterToken::as_bytes), Domain::Control)
-                        .await
-                        .map_err(ConnectError::Auth)?;
-                    Ok::<_, ConnectError>(sock)
-                })
-                .await
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut sock = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(ConnectError::Io(e)),
+                    Err(_) => return Err(ConnectError::ConnectTimeout),
+                };
+                let _ = sock.set_nodelay(true);
+                let token = token.as_ref().map(ClusterToken::as_bytes);
+                match tokio::time::timeout_at(deadline, auth::client_handshake(&mut sock, token, Domain::Control)).await
+                {
+                    Ok(Ok(())) => Ok(sock),
+                    Ok(Err(e)) => Err(ConnectError::Auth(e)),
+                    Err(_) => Err(ConnectError::AuthTimeout),
+                }
             })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
-        match r {
-            Ok(Ok(s)) => Ok(s),
-            Ok(Err(ConnectError::Io(e))) => Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
-            Ok(Err(ConnectError::Auth(e))) => Err(Error::NotConnectedMeta(format!(
-                "authentication with the metaservice at {} failed: {e}",
-                self.addr()
-            ))),
-            Err(_) => Err(Error::NotConnectedMeta(format!(
-                "connect to {} (and authentication) timed out after {timeout:?}",
-                self.addr()
-            ))),
-        }
+        let addr = self.addr();
+        r.map_err(|e| match e {
+            ConnectError::Io(e) => Error::NotConnectedMeta(format!("connect to {addr}: {e}")),
+            ConnectError::ConnectTimeout => Error::NotConnectedMeta(format!("connect to {addr} timed out")),
+            ConnectError::Auth(e) => {
+                Error::NotConnectedMeta(format!("authentication with the metaservice at {addr} failed: {e}"))
+            }
+            ConnectError::AuthTimeout => Error::Timeout(format!(
+                "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?}"
+            )),
+        })
     }
 
     fn live_fast(&self) -> Option<Arc<SpinConn>> {
