@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Shortest cluster token accepted, in bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// The cluster token. When set (here or through `token_file`), every
@@ -25,6 +25,18 @@ pub struct SecurityConfig {
     /// who reaches the port can then read, overwrite and remove objects).
     pub insecure: bool,
     pub tls: TlsConfig,
+}
+
+/// Shows whether a token is set, never the token.
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("insecure", &self.insecure)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// TLS (rustls) settings. Paths name PEM files.
@@ -200,6 +212,16 @@ mod tests {
         assert!(!is_loopback_addr("[::]:1"));
         assert!(!is_loopback_addr("nonsense"));
         assert!(is_loopback_addr("127.0.0.2:1"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let s = SecurityConfig {
+            token: Some("0123456789abcdef-secret".into()),
+            ..Default::default()
+        };
+        let d = format!("{s:?}");
+        assert!(!d.contains("secret") && d.contains("redacted"), "{d}");
     }
 
     #[test]
