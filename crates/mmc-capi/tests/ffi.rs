@@ -13,6 +13,12 @@ const INVALID: i32 = mmc_result::MMC_INVALID_PARAM as i32;
 const NOT_INIT: i32 = mmc_result::MMC_NOT_INITIALIZED as i32;
 
 fn start_meta() -> String {
+    start_meta_with(None)
+}
+
+/// A MetaService requiring `token` when given.
+fn start_meta_with(token: Option<&str>) -> String {
+    let token = token.map(str::to_owned);
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_multi_thread()
@@ -21,11 +27,12 @@ fn start_meta() -> String {
             .build()
             .unwrap();
         rt.block_on(async {
-            let cfg = mmc_config::MetaConfig {
+            let mut cfg = mmc_config::MetaConfig {
                 listen: "127.0.0.1:0".into(),
                 http_listen: String::new(),
                 ..Default::default()
             };
+            cfg.security.token = token;
             let svc = mmc_meta::MetaService::bind(&cfg).await.unwrap();
             tx.send(svc.local_addr().to_string()).unwrap();
             svc.run(std::future::pending()).await.unwrap();
@@ -167,5 +174,38 @@ fn lifecycle_and_round_trips() {
         assert_eq!(removed, 1); // rs/layers
         assert_eq!(mmc_uninit(), OK);
         assert_eq!(mmcc_exist(lkey.as_ptr(), 0), NOT_INIT);
+
+        // The cluster token reaches the C API through the config file
+        // (`[cluster]`, as `$MMC_LOCAL_CONFIG_PATH` would name it).
+        const TOKEN: &str = "ffi-cluster-token-0123456789";
+        let secure = start_meta_with(Some(TOKEN));
+        let dir = std::env::temp_dir().join(format!("mmc-ffi-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let with_token = dir.join("with.toml");
+        std::fs::write(
+            &with_token,
+            format!("[cluster]\ntoken = \"{TOKEN}\"\n[local]\nmeta_addr = \"{secure}\"\ndram_size = \"8MB\"\n"),
+        )
+        .unwrap();
+        let without = dir.join("without.toml");
+        std::fs::write(
+            &without,
+            format!("[local]\nmeta_addr = \"{secure}\"\ndram_size = \"8MB\"\n"),
+        )
+        .unwrap();
+        let without_c = CString::new(without.display().to_string()).unwrap();
+        assert_eq!(mmc_setup(without_c.as_ptr(), null()), OK, "{}", last_error());
+        assert_eq!(mmc_init(0, 1), mmc_result::MMC_NOT_CONNECTED_META as i32);
+        assert!(last_error().contains("security.token"), "{}", last_error());
+        let with_c = CString::new(with_token.display().to_string()).unwrap();
+        assert_eq!(mmc_setup(with_c.as_ptr(), null()), OK, "{}", last_error());
+        assert_eq!(mmc_init(0, 1), OK, "{}", last_error());
+        let mut v = pattern(10_000, 7);
+        assert_eq!(mmcc_put(key.as_ptr(), &buf(&mut v), null(), 0), OK, "{}", last_error());
+        let mut back = vec![0u8; v.len()];
+        assert_eq!(mmcc_get(key.as_ptr(), &buf(&mut back), 0), OK);
+        assert_eq!(back, v);
+        assert_eq!(mmc_uninit(), OK);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

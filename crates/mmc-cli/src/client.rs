@@ -11,6 +11,19 @@ pub struct Conn {
     /// MetaService address.
     #[arg(long, default_value = "127.0.0.1:5000")]
     pub meta: String,
+    /// File whose first line is the cluster token (default: $MMC_TOKEN_FILE,
+    /// else the token of $MMC_LOCAL_CONFIG_PATH's [local.security] / [cluster]).
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
+}
+
+impl Conn {
+    /// A pure-client configuration (no segment) for this connection.
+    fn config(&self) -> Result<mmc_local::LocalConfig, String> {
+        let mut cfg = crate::local_config(None, Some(&self.meta), Some("0"), None)?;
+        crate::apply_token_file(&mut cfg.security, self.token_file.as_deref());
+        Ok(cfg)
+    }
 }
 
 #[derive(Args)]
@@ -48,9 +61,9 @@ pub struct StatArgs {
     conn: Conn,
 }
 
-/// A pure client (no segment) attached to `meta`.
-fn client(meta: &str) -> Result<mmc_local::BlockingObjectStore, String> {
-    let cfg = crate::local_config(None, Some(meta), Some("0"), None)?;
+/// A pure client (no segment) attached to `conn`'s MetaService.
+fn client(conn: &Conn) -> Result<mmc_local::BlockingObjectStore, String> {
+    let cfg = conn.config()?;
     crate::init_logging("warn");
     ObjectStore::connect(cfg)
         .map(|s| s.blocking())
@@ -66,7 +79,7 @@ pub fn put(a: PutArgs) -> Result<(), String> {
     } else {
         data = std::fs::read(&a.file).map_err(|e| format!("reading {}: {e}", a.file))?;
     }
-    let c = client(&a.conn.meta)?;
+    let c = client(&a.conn)?;
     let opts = PutOptions {
         replicas: a.replicas,
         preferred: vec![],
@@ -79,7 +92,7 @@ pub fn put(a: PutArgs) -> Result<(), String> {
 }
 
 pub fn get(a: GetArgs) -> Result<(), String> {
-    let c = client(&a.conn.meta)?;
+    let c = client(&a.conn)?;
     let r = c.get(&a.key);
     c.close();
     let v = r.map_err(|e| format!("get {}: {e} (code {})", a.key, e.code()))?;
@@ -100,7 +113,7 @@ fn to_stdout(bytes: &[u8]) -> Result<(), String> {
 }
 
 pub fn rm(a: RmArgs) -> Result<(), String> {
-    let c = client(&a.conn.meta)?;
+    let c = client(&a.conn)?;
     let r = c.remove(&a.key);
     c.close();
     r.map_err(|e| format!("rm {}: {e} (code {})", a.key, e.code()))
@@ -111,13 +124,15 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    let token = a.conn.config()?.security.resolve_token().map_err(|e| e.to_string())?;
     let st = rt.block_on(async {
         let mc = mmc_local::meta_client::MetaClient::new(
             a.conn.meta.clone(),
             std::time::Duration::from_secs(5),
             std::time::Duration::ZERO,
             tokio::runtime::Handle::current(),
-        );
+        )
+        .with_token(mmc_wire::auth::ClusterToken::from_option(token));
         match mc.call(&Request::Stat).await {
             Ok(Response::Stat(s)) => Ok(s),
             Ok(other) => Err(format!("unexpected reply {other:?}")),

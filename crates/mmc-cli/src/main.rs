@@ -4,12 +4,17 @@
 //! commands (`put`, `get`, `rm`, `stat`) reach the MetaService at
 //! 127.0.0.1:5000 unless `--meta` says otherwise, and exit non-zero on any
 //! failure, a missing key included.
+//!
+//! Every command takes `--token-file PATH` (else `$MMC_TOKEN_FILE`, when the
+//! configuration names no token): the cluster token proved on every
+//! connection. Service commands also take `--insecure`, which allows a
+//! non-loopback listen address without a token.
 
 mod bench;
 mod client;
 
 use clap::{Args, Parser, Subcommand};
-use mmc_config::{ConfigFile, LocalConfig, MetaConfig, Protocol, LOCAL_CONFIG_ENV, META_CONFIG_ENV};
+use mmc_config::{ConfigFile, LocalConfig, MetaConfig, Protocol, SecurityConfig, LOCAL_CONFIG_ENV, META_CONFIG_ENV};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -66,6 +71,48 @@ struct MetaArgs {
     /// Poll TCP connections too: auto, on or off (overrides meta.tcp_polling).
     #[arg(long)]
     tcp_polling: Option<String>,
+    #[command(flatten)]
+    security: ServiceSecurity,
+}
+
+/// Environment variable naming the cluster token file, used when neither
+/// `--token-file` nor the configuration names a token.
+pub const TOKEN_FILE_ENV: &str = "MMC_TOKEN_FILE";
+
+/// Security flags of the service commands.
+#[derive(Args, Clone, Default)]
+pub struct ServiceSecurity {
+    /// File whose first line is the cluster token (overrides security.token
+    /// and security.token_file; default: $MMC_TOKEN_FILE).
+    #[arg(long)]
+    token_file: Option<PathBuf>,
+    /// Serve a non-loopback address without a cluster token (sets
+    /// security.insecure): anyone who reaches the port can read, overwrite
+    /// and remove objects.
+    #[arg(long)]
+    insecure: bool,
+}
+
+impl ServiceSecurity {
+    fn apply(&self, sec: &mut SecurityConfig) {
+        apply_token_file(sec, self.token_file.as_deref());
+        if self.insecure {
+            sec.insecure = true;
+        }
+    }
+}
+
+/// Sets `sec`'s token file from the flag, else from `$MMC_TOKEN_FILE` when
+/// the configuration has no token of its own.
+pub fn apply_token_file(sec: &mut SecurityConfig, flag: Option<&std::path::Path>) {
+    if let Some(p) = flag {
+        sec.token = None;
+        sec.token_file = Some(p.display().to_string());
+    } else if sec.token.is_none() && sec.token_file.is_none() {
+        if let Some(p) = std::env::var_os(TOKEN_FILE_ENV).filter(|p| !p.is_empty()) {
+            sec.token_file = Some(std::path::Path::new(&p).display().to_string());
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -89,6 +136,8 @@ struct LocalArgs {
     /// (overrides local.transfer_congestion).
     #[arg(long)]
     transfer_congestion: Option<String>,
+    #[command(flatten)]
+    security: ServiceSecurity,
 }
 
 #[derive(Args)]
@@ -125,6 +174,7 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
     if let Some(h) = &a.http {
         c.http_listen = h.clone();
     }
+    a.security.apply(&mut c.security);
     c.validate().map_err(|e| e.to_string())?;
     Ok(c)
 }
@@ -195,6 +245,7 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     if let Some(c) = a.transfer_congestion {
         cfg.transfer_congestion = c;
     }
+    a.security.apply(&mut cfg.security);
     cfg.validate().map_err(|e| e.to_string())?;
     if cfg.dram_size.0 == 0 {
         return Err("local.dram_size is 0: a memory-provider LocalService needs a segment".into());
@@ -218,7 +269,9 @@ fn run_up(a: UpArgs) -> Result<(), String> {
     let addr = svc.local_addr();
     let http = svc.http_addr();
     let meta_task = rt.spawn(svc.run(shutdown_signal()));
-    let lcfg = local_config(None, Some(&addr.to_string()), Some(&a.dram_size), None)?;
+    let mut lcfg = local_config(None, Some(&addr.to_string()), Some(&a.dram_size), None)?;
+    // One cluster: the LocalService proves the MetaService's token.
+    lcfg.security = mcfg.security.clone();
     let store = mmc_local::ObjectStore::connect(lcfg).map_err(|e| e.to_string())?;
     println!(
         "memcache up: metaservice {addr}{}, localservice {} with a {} segment",

@@ -133,26 +133,26 @@ fn malformed_control_frames_close_only_that_connection() {
     s.put("survivor", b"still here", &PutOptions::default()).unwrap();
 
     // A length beyond the limit: closed before anything is allocated.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     x.write_all(&u32::MAX.to_le_bytes()).unwrap();
     assert!(closed(&mut x), "oversize frame closes the connection");
 
     // A wrong version byte.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     let mut f = frame::encode(FrameKind::Request, 1, &Request::Stat).unwrap();
     f[4] = 77;
     x.write_all(&f).unwrap();
     assert!(closed(&mut x), "bad version closes the connection");
 
     // Random garbage.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     x.write_all(&[0x0b, 0, 0, 0, 1, 0, 9, 9, 9, 9, 9, 9, 9, 9, 0xff])
         .unwrap();
     let _ = closed(&mut x);
 
     // A well-formed frame whose payload is not a request: answered with
     // INVALID_PARAM, and the connection keeps working.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let mut f = frame::encode(FrameKind::Request, 5, &Request::Stat).unwrap();
     let n = f.len();
@@ -170,13 +170,13 @@ fn malformed_control_frames_close_only_that_connection() {
     assert!(matches!(r, Response::Stat(_)));
 
     // A response frame sent to the server is a protocol violation.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     x.write_all(&frame::encode(FrameKind::Response, 1, &Response::Ok).unwrap())
         .unwrap();
     assert!(closed(&mut x));
 
     // Oversize batch in a well-formed request.
-    let mut x = TcpStream::connect(&c.meta_addr).unwrap();
+    let mut x = c.control_conn();
     x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     let keys: Vec<String> = (0..16385).map(|i| i.to_string()).collect();
     x.write_all(&frame::encode(FrameKind::Request, 9, &Request::Exist { keys }).unwrap())
@@ -206,7 +206,7 @@ fn malformed_transfer_requests_close_only_that_connection() {
         .unwrap();
 
     let reply_then_close = |bytes: &[u8]| {
-        let mut x = TcpStream::connect(&addr).unwrap();
+        let mut x = c.transfer_conn(&addr);
         x.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
         x.write_all(bytes).unwrap();
         let mut r = [0u8; REPLY_LEN];
@@ -238,7 +238,7 @@ fn malformed_transfer_requests_close_only_that_connection() {
     reply_then_close(&good(Op::Write, seg.service_id, u64::MAX - 4, 16));
     reply_then_close(&good(Op::Read, seg.service_id, 0, 0));
     // truncated header then hang-up
-    let mut x = TcpStream::connect(&addr).unwrap();
+    let mut x = c.transfer_conn(&addr);
     x.write_all(&[0u8; HEADER_LEN / 2]).unwrap();
     drop(x);
 

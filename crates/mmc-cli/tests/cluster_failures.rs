@@ -136,7 +136,7 @@ struct RawClient {
 
 impl RawClient {
     fn connect(addr: &str) -> Self {
-        let sock = std::net::TcpStream::connect(addr).unwrap();
+        let sock = common::handshake(addr, mmc_wire::auth::Domain::Control, None);
         sock.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
         RawClient { sock, next: 1 }
     }

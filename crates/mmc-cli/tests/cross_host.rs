@@ -2,6 +2,10 @@
 //! LocalServices in different namespaces get different host ids and move
 //! data over TCP; the ones sharing a namespace use shared memory.
 //!
+//! The services listen on the veth addresses, not loopback, so the cluster
+//! runs with a token: every `mmc` command here gets it through
+//! `MMC_TOKEN_FILE`.
+//!
 //! Needs root and iproute2 (`ip netns`), as CI has. Set MMC_SKIP_NETNS=1 to
 //! skip on machines without them.
 
@@ -14,6 +18,8 @@ use std::time::{Duration, Instant};
 
 struct Netns {
     names: [String; 2],
+    /// The cluster token file every command of the test uses.
+    token_file: std::path::PathBuf,
 }
 
 fn ip(args: &[&str]) {
@@ -44,12 +50,15 @@ impl Netns {
             ip(&["-n", n, "link", "set", v, "up"]);
             ip(&["-n", n, "link", "set", "lo", "up"]);
         }
-        Netns { names }
+        let token_file = std::env::temp_dir().join(format!("mmc-cross-token-{tag}"));
+        std::fs::write(&token_file, mmc_wire::auth::generate_token().unwrap()).unwrap();
+        Netns { names, token_file }
     }
 
     fn cmd(&self, i: usize) -> Command {
         let mut c = Command::new("ip");
         c.args(["netns", "exec", &self.names[i], MMC]);
+        c.env("MMC_TOKEN_FILE", &self.token_file);
         c
     }
 }
@@ -59,6 +68,7 @@ impl Drop for Netns {
         for n in &self.names {
             let _ = Command::new("ip").args(["netns", "del", n]).status();
         }
+        let _ = std::fs::remove_file(&self.token_file);
     }
 }
 

@@ -9,7 +9,7 @@
 mod security;
 mod size;
 
-pub use security::{SecurityConfig, TlsConfig, MIN_TOKEN_LEN};
+pub use security::{is_loopback_addr, SecurityConfig, TlsConfig, MIN_TOKEN_LEN};
 pub use size::{format_size, parse_size};
 
 use serde::{Deserialize, Serialize};

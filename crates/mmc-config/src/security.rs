@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 /// Shortest cluster token accepted, in bytes.
 pub const MIN_TOKEN_LEN: usize = 16;
 
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SecurityConfig {
     /// The cluster token. When set (here or through `token_file`), every
@@ -25,6 +25,18 @@ pub struct SecurityConfig {
     /// who reaches the port can then read, overwrite and remove objects).
     pub insecure: bool,
     pub tls: TlsConfig,
+}
+
+/// Shows whether a token is set, never the token.
+impl std::fmt::Debug for SecurityConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecurityConfig")
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("token_file", &self.token_file)
+            .field("insecure", &self.insecure)
+            .field("tls", &self.tls)
+            .finish()
+    }
 }
 
 /// TLS (rustls) settings. Paths name PEM files.
@@ -75,6 +87,34 @@ impl SecurityConfig {
         Ok(Some(t.into_bytes()))
     }
 
+    /// The start-up rule of SPEC section 11: a service must not listen on a
+    /// non-loopback address without a cluster token unless `insecure` is
+    /// set. `addrs` are (config key, address) pairs; `has_token` says
+    /// whether a token was resolved. `Ok(Some(warning))` when an address is
+    /// exposed without a token under `insecure`: the caller logs it loudly.
+    pub fn check_exposure(&self, has_token: bool, addrs: &[(&str, &str)]) -> Result<Option<String>, ConfigError> {
+        if has_token {
+            return Ok(None);
+        }
+        let Some((key, addr)) = addrs.iter().find(|(_, a)| !is_loopback_addr(a)) else {
+            return Ok(None);
+        };
+        if self.insecure {
+            return Ok(Some(format!(
+                "{key} = {addr} is not a loopback address and no cluster token is set: anyone who can \
+                 reach it can read, overwrite and remove objects (security.insecure = true / --insecure)"
+            )));
+        }
+        Err(invalid(
+            *key,
+            format!(
+                "{addr} is not a loopback address and no cluster token is set: set `security.token` or \
+                 `security.token_file` (--token-file), or pass --insecure (security.insecure = true) to \
+                 serve it without authentication"
+            ),
+        ))
+    }
+
     /// Checks the settings; `section` prefixes key names in errors.
     pub fn validate(&self, section: &str) -> Result<(), ConfigError> {
         if let Some(t) = &self.token {
@@ -97,6 +137,14 @@ impl SecurityConfig {
         }
         Ok(())
     }
+}
+
+/// Whether `addr` (`ip:port`) is reachable only from this machine. An
+/// address that does not parse counts as exposed.
+pub fn is_loopback_addr(addr: &str) -> bool {
+    addr.parse::<std::net::SocketAddr>()
+        .map(|a| a.ip().is_loopback())
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
@@ -135,6 +183,45 @@ mod tests {
         };
         let e = s.validate("local.security").unwrap_err().to_string();
         assert!(e.contains("local.security.tls.cert"), "{e}");
+    }
+
+    #[test]
+    fn exposed_addresses_need_a_token_or_insecure() {
+        let open = SecurityConfig::default();
+        let loopback = [("meta.listen", "127.0.0.1:5000"), ("meta.http_listen", "[::1]:8000")];
+        assert_eq!(open.check_exposure(false, &loopback).unwrap(), None);
+        let exposed = [("meta.listen", "127.0.0.1:5000"), ("meta.http_listen", "0.0.0.0:8000")];
+        let e = open.check_exposure(false, &exposed).unwrap_err().to_string();
+        for needle in [
+            "meta.http_listen",
+            "0.0.0.0:8000",
+            "security.token",
+            "token_file",
+            "--insecure",
+        ] {
+            assert!(e.contains(needle), "{needle} missing from {e}");
+        }
+        assert_eq!(open.check_exposure(true, &exposed).unwrap(), None);
+        let insecure = SecurityConfig {
+            insecure: true,
+            ..Default::default()
+        };
+        let w = insecure.check_exposure(false, &exposed).unwrap().unwrap();
+        assert!(w.contains("0.0.0.0:8000"), "{w}");
+        assert!(!is_loopback_addr("10.0.0.1:1"));
+        assert!(!is_loopback_addr("[::]:1"));
+        assert!(!is_loopback_addr("nonsense"));
+        assert!(is_loopback_addr("127.0.0.2:1"));
+    }
+
+    #[test]
+    fn debug_never_shows_the_token() {
+        let s = SecurityConfig {
+            token: Some("0123456789abcdef-secret".into()),
+            ..Default::default()
+        };
+        let d = format!("{s:?}");
+        assert!(!d.contains("secret") && d.contains("redacted"), "{d}");
     }
 
     #[test]

@@ -13,8 +13,12 @@
 //!
 //! Connections are opened lazily and reopened after a failure; while the
 //! MetaService is unreachable calls fail fast with NOT_CONNECTED_META.
+//! Every new connection runs the cluster-token handshake
+//! ([`mmc_wire::auth`], control domain) before its first frame; a failed
+//! handshake is NOT_CONNECTED_META with the reason.
 
 use crate::spin_conn::{answer, SpinConn, Waiter};
+use mmc_wire::auth::{self, ClusterToken, Domain};
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
@@ -27,6 +31,13 @@ use std::time::Duration;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
+
+enum ConnectError {
+    Io(std::io::Error),
+    ConnectTimeout,
+    Auth(auth::AuthError),
+    AuthTimeout,
+}
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
@@ -56,6 +67,8 @@ pub struct MetaClient {
     /// Offer the MetaService a shared-memory ring for the data-path
     /// connection (used when it runs on the same host).
     offer_ring: bool,
+    /// The cluster token proved on every connection (`None`: open mode).
+    token: Option<ClusterToken>,
     handle: Handle,
 }
 
@@ -72,8 +85,15 @@ impl MetaClient {
             timeout,
             spin_wait,
             offer_ring: true,
+            token: None,
             handle,
         }
+    }
+
+    /// The cluster token to prove on every connection.
+    pub fn with_token(mut self, token: Option<ClusterToken>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Whether the data-path connection offers a shared-memory ring to a
@@ -149,22 +169,46 @@ impl MetaClient {
     }
 
     /// Opens a TCP connection to the MetaService on our own runtime, so the
-    /// socket is driven by it whatever runtime (or thread) the caller is on.
+    /// socket is driven by it whatever runtime (or thread) the caller is on,
+    /// and authenticates it; connect and handshake share one timeout. A
+    /// connect that fails or does not finish is NOT_CONNECTED_META; a
+    /// service that accepts but does not complete the handshake in time is
+    /// TIMEOUT (as a request it never answered would be).
     async fn connect(&self) -> Result<TcpStream> {
         let addr = self.addr();
         let timeout = self.timeout.min(Duration::from_secs(3));
-        let sock = self
+        let token = self.token.clone();
+        let r = self
             .handle
-            .spawn(async move { tokio::time::timeout(timeout, TcpStream::connect(addr)).await })
+            .spawn(async move {
+                let deadline = tokio::time::Instant::now() + timeout;
+                let mut sock = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return Err(ConnectError::Io(e)),
+                    Err(_) => return Err(ConnectError::ConnectTimeout),
+                };
+                let _ = sock.set_nodelay(true);
+                let token = token.as_ref().map(ClusterToken::as_bytes);
+                match tokio::time::timeout_at(deadline, auth::client_handshake(&mut sock, token, Domain::Control)).await
+                {
+                    Ok(Ok(())) => Ok(sock),
+                    Ok(Err(e)) => Err(ConnectError::Auth(e)),
+                    Err(_) => Err(ConnectError::AuthTimeout),
+                }
+            })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
-        let sock = match sock {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return Err(Error::NotConnectedMeta(format!("connect to {}: {e}", self.addr()))),
-            Err(_) => return Err(Error::NotConnectedMeta(format!("connect to {} timed out", self.addr()))),
-        };
-        let _ = sock.set_nodelay(true);
-        Ok(sock)
+        let addr = self.addr();
+        r.map_err(|e| match e {
+            ConnectError::Io(e) => Error::NotConnectedMeta(format!("connect to {addr}: {e}")),
+            ConnectError::ConnectTimeout => Error::NotConnectedMeta(format!("connect to {addr} timed out")),
+            ConnectError::Auth(e) => {
+                Error::NotConnectedMeta(format!("authentication with the metaservice at {addr} failed: {e}"))
+            }
+            ConnectError::AuthTimeout => Error::Timeout(format!(
+                "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?}"
+            )),
+        })
     }
 
     fn live_fast(&self) -> Option<Arc<SpinConn>> {

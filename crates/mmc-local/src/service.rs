@@ -9,6 +9,7 @@
 use crate::meta_client::{unexpected, MetaClient};
 use crate::segment::Segment;
 use mmc_config::LocalConfig;
+use mmc_wire::auth::ClusterToken;
 use mmc_wire::message::{LedgerEntry, LedgerOp, RegisterReq, Request, Response, SegmentDesc};
 use mmc_wire::{Error, HostId, Medium, Result, ServiceId};
 use parking_lot::Mutex;
@@ -36,6 +37,8 @@ pub struct LocalService {
     pub segment: Option<Arc<Segment>>,
     pub transfer_addr: String,
     pub meta: Arc<MetaClient>,
+    /// The cluster token (`local.security`), proved on every connection.
+    pub token: Option<ClusterToken>,
     id: Arc<AtomicU32>,
     lease_ms: AtomicU64,
     members_epoch: AtomicU64,
@@ -52,6 +55,19 @@ impl LocalService {
     /// Creates the segment (when `dram_size > 0`), starts the transfer
     /// server, registers, and starts the heartbeat and ledger loops.
     pub async fn start(cfg: &LocalConfig, handle: Handle) -> Result<Arc<Self>> {
+        let token = cfg
+            .security
+            .resolve_token()
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        if cfg.dram_size.0 > 0 {
+            let exposed = [("local.transfer_listen", cfg.transfer_listen.as_str())];
+            match cfg.security.check_exposure(token.is_some(), &exposed) {
+                Ok(Some(warning)) => tracing::warn!("INSECURE: {warning}"),
+                Ok(None) => {}
+                Err(e) => return Err(Error::invalid(e.to_string())),
+            }
+        }
+        let token = ClusterToken::from_option(token);
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
         // Measure the copy method now, not in the first get.
         crate::copy::method();
@@ -63,7 +79,8 @@ impl LocalService {
                 handle.clone(),
             )
             // Forced TCP keeps the control path off shared memory too.
-            .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto),
+            .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto)
+            .with_token(token.clone()),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
@@ -90,7 +107,12 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            tasks.push(handle.spawn(crate::transfer::server::serve(
+                listener,
+                seg.clone(),
+                id.clone(),
+                token.clone(),
+            )));
             (Some(seg), advertised)
         } else {
             (None, String::new())
@@ -100,6 +122,7 @@ impl LocalService {
             segment,
             transfer_addr,
             meta,
+            token,
             id,
             lease_ms: AtomicU64::new(2000),
             members_epoch: AtomicU64::new(0),

@@ -118,7 +118,8 @@ impl ObjectStore {
                 Duration::from_millis(cfg.transfer_timeout_ms),
                 crate::transfer::Congestion::from_config(&cfg.transfer_congestion),
                 handle.clone(),
-            ),
+            )
+            .with_token(svc.token.clone()),
             handle: handle.clone(),
             svc: svc.clone(),
             protocol: cfg.protocol,

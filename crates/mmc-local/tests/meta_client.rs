@@ -177,7 +177,7 @@ fn ring_offers_that_are_not_rings_are_refused_and_tcp_goes_on() {
         ("/proc/999999999/fd/3".to_string(), 1, "network namespace"),
     ];
     for (name, nonce, why) in offers {
-        let mut s = std::net::TcpStream::connect(&addr).unwrap();
+        let mut s = common::raw_control(&addr);
         match roundtrip(
             &mut s,
             7,
@@ -214,7 +214,7 @@ fn ring_offers_that_are_not_rings_are_refused_and_tcp_goes_on() {
 /// A hand-driven ring connection: the region and the socket (doorbell).
 fn raw_ring_client(addr: &str) -> (Arc<ShmRegion>, std::net::TcpStream) {
     let region = Arc::new(ShmRegion::create().unwrap());
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    let mut s = common::raw_control(addr);
     let offer = Request::AttachRing {
         name: region.name().into(),
         nonce: region.nonce(),

@@ -224,6 +224,8 @@ struct Request {
     path: String,
     query: String,
     keep_alive: bool,
+    /// The `Authorization` header's value, if any.
+    authorization: Option<Vec<u8>>,
 }
 
 fn is_tchar(b: u8) -> bool {
@@ -269,6 +271,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
     let mut keep_alive = false;
     let mut content_length: Option<u64> = None;
     let mut chunked = false;
+    let mut authorization = None;
     let mut count = 0usize;
     for l in lines {
         if l.is_empty() {
@@ -311,6 +314,11 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
             content_length = Some(n);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = true;
+        } else if name.eq_ignore_ascii_case(b"authorization") {
+            if authorization.is_some() {
+                return Err(bad("more than one Authorization field"));
+            }
+            authorization = Some(value.to_vec());
         }
     }
 
@@ -331,6 +339,7 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
         path: path.to_string(),
         query: query.to_string(),
         keep_alive: !close && (http11 || keep_alive),
+        authorization,
     })
 }
 
@@ -411,6 +420,8 @@ struct Resp {
     body: Vec<u8>,
     close: bool,
     allow_get: bool,
+    /// Adds `WWW-Authenticate: Bearer` (401 answers).
+    bearer_challenge: bool,
 }
 
 const JSON: &str = "application/json";
@@ -425,6 +436,7 @@ impl Resp {
             body: body.into(),
             close: false,
             allow_get: false,
+            bearer_challenge: false,
         }
     }
 
@@ -458,6 +470,9 @@ impl Resp {
         if self.allow_get {
             head.push_str("Allow: GET\r\n");
         }
+        if self.bearer_challenge {
+            head.push_str("WWW-Authenticate: Bearer realm=\"memcache\"\r\n");
+        }
         head.push_str("\r\n");
         let mut out = head.into_bytes();
         out.extend_from_slice(&self.body);
@@ -469,6 +484,7 @@ fn reason(status: u16) -> &'static str {
     match status {
         200 => "OK",
         400 => "Bad Request",
+        401 => "Unauthorized",
         404 => "Not Found",
         405 => "Method Not Allowed",
         408 => "Request Timeout",
@@ -486,6 +502,11 @@ fn reason(status: u16) -> &'static str {
 /// Answers one parsed request. Endpoints that walk the whole index run on
 /// the blocking pool so they never stall the runtime's workers.
 async fn respond(server: &Arc<Server>, role: &RoleFn, req: Request) -> Resp {
+    if req.path != "/health" {
+        if let Some(resp) = unauthorized(server, &req) {
+            return resp;
+        }
+    }
     match req.path.as_str() {
         "/health" => Resp::new(200, TEXT, "ok"),
         "/role" => Resp::json(200, &json!({ "role": role() })),
@@ -500,6 +521,27 @@ async fn respond(server: &Arc<Server>, role: &RoleFn, req: Request) -> Resp {
             }
         }
     }
+}
+
+/// With a cluster token configured, every endpoint but `/health` needs
+/// `Authorization: Bearer <token>` (compared in constant time); `Some(401)`
+/// when it is missing or wrong. Without TLS the token crosses the network in
+/// clear, like any bearer token over plain HTTP.
+fn unauthorized(server: &Server, req: &Request) -> Option<Resp> {
+    let token = server.token()?;
+    let presented = req.authorization.as_deref().and_then(|v| {
+        let sp = v.iter().position(|&b| b == b' ')?;
+        v[..sp].eq_ignore_ascii_case(b"bearer").then(|| trim_ows(&v[sp + 1..]))
+    });
+    let why = match presented {
+        None => "missing `Authorization: Bearer <cluster token>`",
+        Some(cred) if mmc_wire::auth::constant_time_eq(cred, token.as_bytes()) => return None,
+        Some(_) => "wrong bearer token",
+    };
+    server.metrics.http_unauthorized.fetch_add(1, Ordering::Relaxed);
+    let mut resp = Resp::error(401, why);
+    resp.bearer_challenge = true;
+    Some(resp)
 }
 
 fn route(server: &Server, req: &Request) -> Resp {
@@ -882,6 +924,51 @@ mod tests {
             assert_eq!(e.status, status, "{:?}", String::from_utf8_lossy(bad));
             assert!(e.close);
         }
+    }
+
+    #[tokio::test]
+    async fn a_token_server_requires_the_bearer_token_except_for_health() {
+        const TOKEN: &str = "0123456789abcdef-http";
+        let state = Arc::new(MetaState::new(MetaParams::default(), Arc::new(SystemClock::default())));
+        let server = Server::with_options(
+            state,
+            Duration::ZERO,
+            false,
+            Some(mmc_wire::auth::ClusterToken::new(TOKEN)),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(serve_http(server.clone(), listener, Arc::new(|| "leader")));
+        assert_eq!(get(addr, "/health").await.status, 200);
+        let with = |auth: &str| format!("GET /role HTTP/1.1\r\nHost: x\r\nAuthorization: {auth}\r\n\r\n");
+        let r = get(addr, "/role").await;
+        assert_eq!(r.status, 401);
+        assert!(r.head.contains("WWW-Authenticate: Bearer"), "{}", r.head);
+        assert!(r.json()["error"].as_str().unwrap().contains("Authorization"));
+        for bad in [
+            "Bearer 0123456789abcdef-nope",
+            "Basic abc",
+            "Bearer",
+            &format!("bearer {TOKEN}x"),
+        ] {
+            let r = raw(addr, with(bad).as_bytes()).await.expect("reply");
+            assert_eq!(r.status, 401, "{bad}");
+        }
+        for good in [format!("Bearer {TOKEN}"), format!("bearer  {TOKEN}")] {
+            let r = raw(addr, with(&good).as_bytes()).await.expect("reply");
+            assert_eq!(r.status, 200, "{good}");
+        }
+        let r = raw(
+            addr,
+            with(&format!("Bearer {TOKEN}")).replace("/role", "/metrics").as_bytes(),
+        )
+        .await
+        .expect("reply");
+        assert!(
+            r.body.contains("mmc_auth_failures_total{port=\"http\"} 5"),
+            "{}",
+            r.body
+        );
     }
 
     #[tokio::test]

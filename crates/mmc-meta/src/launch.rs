@@ -5,6 +5,7 @@ use crate::clock::SystemClock;
 use crate::server::Server;
 use crate::state::{MetaParams, MetaState};
 use mmc_config::MetaConfig;
+use mmc_wire::auth::ClusterToken;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -21,6 +22,19 @@ impl MetaService {
     /// Validates `cfg` and binds its ports.
     pub async fn bind(cfg: &MetaConfig) -> Result<Self, String> {
         cfg.validate().map_err(|e| e.to_string())?;
+        let token = cfg.security.resolve_token().map_err(|e| e.to_string())?;
+        let mut exposed = vec![("meta.listen", cfg.listen.as_str())];
+        if !cfg.http_listen.is_empty() {
+            exposed.push(("meta.http_listen", cfg.http_listen.as_str()));
+        }
+        if let Some(warning) = cfg
+            .security
+            .check_exposure(token.is_some(), &exposed)
+            .map_err(|e| e.to_string())?
+        {
+            tracing::warn!("INSECURE: {warning}");
+        }
+        let token = ClusterToken::from_option(token);
         if cfg.ha.enable {
             return Err("meta.ha.enable: HA mode is not available in this build yet".into());
         }
@@ -38,11 +52,12 @@ impl MetaService {
         };
         let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
         Ok(MetaService {
-            server: Server::with_polling(
+            server: Server::with_options(
                 state,
                 std::time::Duration::from_micros(cfg.spin_wait_us),
                 cfg.tcp_polling
                     .enabled(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+                token,
             ),
             listener,
             http,

@@ -44,6 +44,10 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections whose frames moved to a shared-memory ring.
     pub ring_connections: AtomicU64,
+    /// Control connections closed because the cluster-token handshake failed.
+    pub auth_failures: AtomicU64,
+    /// HTTP requests answered 401 (missing or wrong bearer token).
+    pub http_unauthorized: AtomicU64,
 }
 
 impl Metrics {
@@ -129,6 +133,17 @@ impl Metrics {
             out,
             "mmc_ring_connections_total {}",
             self.ring_connections.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(out, "# TYPE mmc_auth_failures_total counter");
+        let _ = writeln!(
+            out,
+            "mmc_auth_failures_total{{port=\"control\"}} {}",
+            self.auth_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "mmc_auth_failures_total{{port=\"http\"}} {}",
+            self.http_unauthorized.load(Ordering::Relaxed)
         );
     }
 }

@@ -17,6 +17,7 @@
 use crate::metrics::Metrics;
 use crate::ring_conn::{RingRequests, RingSink};
 use crate::state::{AllocOutcome, MetaState};
+use mmc_wire::auth::{self, ClusterToken, Domain};
 use mmc_wire::frame::{self, FrameError, FrameKind};
 use mmc_wire::frame_reader::FrameReader;
 use mmc_wire::frame_writer::FrameWriter;
@@ -53,6 +54,9 @@ pub struct Server {
     /// Whether TCP connections poll too (`meta.tcp_polling`); ring
     /// connections always do.
     tcp_polling: bool,
+    /// The cluster token every control connection must prove (and HTTP
+    /// requests carry); `None` runs the handshake in open mode.
+    token: Option<ClusterToken>,
 }
 
 impl Server {
@@ -64,6 +68,17 @@ impl Server {
     /// follow the client) after a data-path request, and TCP connections
     /// for `spin_wait` when `tcp_polling`.
     pub fn with_polling(state: Arc<MetaState>, spin_wait: Duration, tcp_polling: bool) -> Arc<Self> {
+        Self::with_options(state, spin_wait, tcp_polling, None)
+    }
+
+    /// [`Server::with_polling`] that also requires `token` on every
+    /// connection (control handshake, HTTP bearer).
+    pub fn with_options(
+        state: Arc<MetaState>,
+        spin_wait: Duration,
+        tcp_polling: bool,
+        token: Option<ClusterToken>,
+    ) -> Arc<Self> {
         Arc::new(Server {
             state,
             metrics: Metrics::default(),
@@ -71,7 +86,31 @@ impl Server {
             space_returned: Notify::new(),
             spin_wait,
             tcp_polling,
+            token,
         })
+    }
+
+    /// The cluster token, if one is required.
+    pub fn token(&self) -> Option<&ClusterToken> {
+        self.token.as_ref()
+    }
+
+    /// Runs the cluster-token handshake on a new control connection within
+    /// [`auth::AUTH_TIMEOUT`]; on failure logs the peer and the reason and
+    /// counts it. No frame is read before this succeeds.
+    async fn authenticate(&self, sock: &mut TcpStream) -> bool {
+        let token = self.token.as_ref().map(ClusterToken::as_bytes);
+        match auth::server_handshake_within(sock, token, Domain::Control, auth::AUTH_TIMEOUT).await {
+            Ok(()) => true,
+            Err(e) => {
+                self.metrics
+                    .auth_failures
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let peer = sock.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+                tracing::warn!(%peer, error = %e, "control connection failed authentication; closing it");
+                false
+            }
+        }
     }
 
     /// Accepts connections until the listener fails or the task is dropped;
@@ -108,7 +147,10 @@ impl Server {
         }
     }
 
-    async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
+    async fn connection(self: Arc<Self>, mut sock: TcpStream) -> Result<(), FrameError> {
+        if !self.authenticate(&mut sock).await {
+            return Ok(());
+        }
         let (rd, wr) = sock.into_split();
         let mut rd = FrameReader::new(rd);
         let (tx, flusher) = FrameWriter::new(wr);

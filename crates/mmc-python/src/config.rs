@@ -66,6 +66,15 @@ fn opt_string(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.is_empty())
 }
 
+/// How `str()` shows a token: whether one is set, never its value.
+fn redacted(t: &Option<String>) -> &'static str {
+    if t.is_some() {
+        "'<set>'"
+    } else {
+        "None"
+    }
+}
+
 /// Configuration of a LocalService (the `[local]` section).
 ///
 /// ``LocalConfig(**fields)`` starts from the defaults (MetaService at
@@ -298,6 +307,40 @@ impl LocalConfig {
         self.inner.log_level = v;
     }
 
+    /// Cluster token (at least 16 bytes) proved on every connection; also
+    /// the HTTP bearer token. ``None``: no token (loopback only, unless
+    /// ``insecure``). Never shown by ``str()``.
+    #[getter]
+    fn token(&self) -> Option<String> {
+        self.inner.security.token.clone()
+    }
+    #[setter]
+    fn set_token(&mut self, v: Option<String>) {
+        self.inner.security.token = opt_string(v);
+    }
+
+    /// File whose first line is the cluster token (used when ``token`` is
+    /// unset).
+    #[getter]
+    fn token_file(&self) -> Option<String> {
+        self.inner.security.token_file.clone()
+    }
+    #[setter]
+    fn set_token_file(&mut self, v: Option<String>) {
+        self.inner.security.token_file = opt_string(v);
+    }
+
+    /// Allow a non-loopback listen address without a cluster token
+    /// (``local.security.insecure``).
+    #[getter]
+    fn insecure(&self) -> bool {
+        self.inner.security.insecure
+    }
+    #[setter]
+    fn set_insecure(&mut self, v: bool) {
+        self.inner.security.insecure = v;
+    }
+
     /// All properties as one string (memcache_hybrid's ``str()``).
     fn str(&self) -> String {
         self.__repr__()
@@ -308,7 +351,8 @@ impl LocalConfig {
         format!(
             "LocalConfig(meta_addr={:?}, dram_size={}, protocol={:?}, transfer_listen={:?}, \
              transfer_advertise={:?}, host_id={:?}, worker_threads={}, transfer_connections={}, \
-             transfer_congestion={:?}, rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?})",
+             transfer_congestion={:?}, rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?}, token={}, \
+             token_file={:?}, insecure={})",
             c.meta_addr,
             c.dram_size.0,
             protocol_name(c.protocol),
@@ -321,7 +365,10 @@ impl LocalConfig {
             c.rpc_timeout_ms,
             c.transfer_timeout_ms,
             c.heartbeat_interval_ms,
-            c.log_level
+            c.log_level,
+            redacted(&c.security.token),
+            c.security.token_file,
+            c.security.insecure
         )
     }
 
@@ -350,6 +397,9 @@ impl LocalConfig {
             "transfer_timeout_ms" => self.set_transfer_timeout_ms(v.extract()?),
             "heartbeat_interval_ms" => self.set_heartbeat_interval_ms(v.extract()?),
             "log_level" => self.set_log_level(v.extract()?),
+            "token" => self.set_token(v.extract()?),
+            "token_file" => self.set_token_file(v.extract()?),
+            "insecure" => self.set_insecure(v.extract()?),
             other => {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                     "LocalConfig has no property `{other}`"
@@ -589,6 +639,40 @@ impl MetaConfig {
         self.inner.ha.lease_ttl_s = v;
     }
 
+    /// Cluster token (at least 16 bytes) proved on every connection; also
+    /// the HTTP bearer token. ``None``: no token (loopback only, unless
+    /// ``insecure``). Never shown by ``str()``.
+    #[getter]
+    fn token(&self) -> Option<String> {
+        self.inner.security.token.clone()
+    }
+    #[setter]
+    fn set_token(&mut self, v: Option<String>) {
+        self.inner.security.token = opt_string(v);
+    }
+
+    /// File whose first line is the cluster token (used when ``token`` is
+    /// unset).
+    #[getter]
+    fn token_file(&self) -> Option<String> {
+        self.inner.security.token_file.clone()
+    }
+    #[setter]
+    fn set_token_file(&mut self, v: Option<String>) {
+        self.inner.security.token_file = opt_string(v);
+    }
+
+    /// Allow a non-loopback listen address without a cluster token
+    /// (``meta.security.insecure``).
+    #[getter]
+    fn insecure(&self) -> bool {
+        self.inner.security.insecure
+    }
+    #[setter]
+    fn set_insecure(&mut self, v: bool) {
+        self.inner.security.insecure = v;
+    }
+
     /// All properties as one string (memcache_hybrid's ``str()``).
     fn str(&self) -> String {
         self.__repr__()
@@ -599,7 +683,8 @@ impl MetaConfig {
         format!(
             "MetaConfig(listen={:?}, http_listen={:?}, evict_high_watermark={}, evict_low_watermark={}, \
              lease_ms={}, put_timeout_ms={}, heartbeat_timeout_ms={}, spin_wait_us={}, log_level={:?}, ha_enable={}, \
-             ha_etcd_endpoints={:?}, ha_cluster_name={:?}, ha_lease_ttl_s={})",
+             ha_etcd_endpoints={:?}, ha_cluster_name={:?}, ha_lease_ttl_s={}, token={}, token_file={:?}, \
+             insecure={})",
             c.listen,
             c.http_listen,
             c.evict_high_watermark,
@@ -612,7 +697,10 @@ impl MetaConfig {
             c.ha.enable,
             c.ha.etcd_endpoints,
             c.ha.cluster_name,
-            c.ha.lease_ttl_s
+            c.ha.lease_ttl_s,
+            redacted(&c.security.token),
+            c.security.token_file,
+            c.security.insecure
         )
     }
 
@@ -639,6 +727,9 @@ impl MetaConfig {
             "ha_etcd_endpoints" => self.set_ha_etcd_endpoints(v.extract()?),
             "ha_cluster_name" => self.set_ha_cluster_name(v.extract()?),
             "ha_lease_ttl_s" => self.set_ha_lease_ttl_s(v.extract()?),
+            "token" => self.set_token(v.extract()?),
+            "token_file" => self.set_token_file(v.extract()?),
+            "insecure" => self.set_insecure(v.extract()?),
             other => {
                 return Err(pyo3::exceptions::PyTypeError::new_err(format!(
                     "MetaConfig has no property `{other}`"

@@ -108,6 +108,7 @@ def test_meta_config_properties():
     m.log_level = "warn"
     m.validate()
     assert "[meta]" in m.to_toml() and "lease_ms = 100" in m.to_toml()
+
     m.evict_low_watermark = 95
     with pytest.raises(ValueError, match="evict_low_watermark"):
         m.validate()
@@ -115,6 +116,23 @@ def test_meta_config_properties():
     with pytest.raises(TypeError):
         mc.MetaService.setup(mc.LocalConfig())
     assert mc.MetaConfig(listen="127.0.0.1:1", http_listen="").metrics_url == ""
+
+
+def test_token_properties():
+    token = "py-cluster-token-0123456789"
+    for cls, section in ((mc.LocalConfig, "local"), (mc.MetaConfig, "meta")):
+        c = cls(token=token, insecure=True)
+        assert c.token == token and c.insecure is True and c.token_file is None
+        assert token not in repr(c) and token not in str(c) and "token='<set>'" in repr(c)
+        c.validate()
+        c.token = None
+        c.token_file = "/etc/memcache/token"
+        assert c.token is None and c.token_file == "/etc/memcache/token"
+        c.insecure = False
+        assert c.insecure is False
+        c.token = "short"
+        with pytest.raises(ValueError, match=section + ".security.token"):
+            c.validate()
 
 
 def test_config_load_from_file(tmp_path):
@@ -211,6 +229,52 @@ def test_unreachable_meta_is_not_connected_meta():
     assert s.setup(mc.LocalConfig(meta_addr=f"127.0.0.1:{free_port()}", dram_size=0)) == 0
     assert s.init(0) == mc.NOT_CONNECTED_META
     assert s.init(-1) == mc.INVALID_PARAM
+
+
+
+def test_a_token_cluster_serves_only_clients_with_the_token(tmp_path):
+    token = "py-cluster-token-0123456789"
+    token_file = tmp_path / "token"
+    token_file.write_text(token + "\n")
+    port = free_port()
+    meta_addr = f"127.0.0.1:{port}"
+    meta = subprocess.Popen(
+        [mmc_bin(), "meta", "--listen", meta_addr, "--http", "", "--token-file", str(token_file)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    local = None
+    try:
+        wait_port(port, meta)
+        local = subprocess.Popen(
+            [mmc_bin(), "local", "--meta", meta_addr, "--dram-size", "16MB", "--token-file", str(token_file)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for cfg in (
+            mc.LocalConfig(meta_addr=meta_addr, dram_size=0, log_level="warn"),
+            mc.LocalConfig(meta_addr=meta_addr, dram_size=0, log_level="warn", token="py-cluster-token-wrong-one"),
+        ):
+            s = mc.DistributedObjectStore()
+            assert s.setup(cfg) == 0
+            assert s.init(0) == mc.NOT_CONNECTED_META
+        for cfg in (
+            mc.LocalConfig(meta_addr=meta_addr, dram_size=0, log_level="warn", token=token),
+            mc.LocalConfig(meta_addr=meta_addr, dram_size=0, log_level="warn", token_file=str(token_file)),
+        ):
+            s = mc.DistributedObjectStore()
+            assert s.setup(cfg) == 0
+            assert s.init(0) == 0
+            deadline = time.monotonic() + 10
+            while s.put("tok", b"with the token") not in (0,):  # until the provider registered
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+            assert s.get("tok") == b"with the token"
+            assert s.close() == 0
+    finally:
+        if local is not None:
+            stop(local)
+        stop(meta)
 
 
 # ---- MetaService from Python ----------------------------------------------------------

@@ -2,9 +2,11 @@
 //!
 //! It owns the result codes and the typed [`Error`], the identifiers shared by
 //! all services ([`ServiceId`], [`Gva`], [`Medium`]), the limits on keys and
-//! batches, the control-RPC messages and the frame codec that carries them.
+//! batches, the control-RPC messages and the frame codec that carries them,
+//! and the cluster-token handshake every connection starts with ([`auth`]).
 //! It never does I/O policy (retries, timeouts): that belongs to the callers.
 
+pub mod auth;
 pub mod error;
 pub mod frame;
 pub mod frame_reader;

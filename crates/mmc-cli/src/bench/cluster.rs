@@ -114,16 +114,18 @@ pub fn mmc_command(netns: Option<&str>) -> Result<Command, String> {
 
 impl Provider {
     fn spawn(meta: &str, segment: u64) -> Result<Provider, String> {
-        Self::spawn_in(None, meta, segment, None)
+        Self::spawn_in(None, meta, segment, None, None)
     }
 
     /// A memory-provider `mmc local` child, in network namespace `netns`
-    /// and with its transfer server on `transfer_listen` when given.
+    /// and with its transfer server on `transfer_listen` and the cluster
+    /// token of `token_file` when given.
     pub fn spawn_in(
         netns: Option<&str>,
         meta: &str,
         segment: u64,
         transfer_listen: Option<&str>,
+        token_file: Option<&std::path::Path>,
     ) -> Result<Provider, String> {
         let mut cmd = mmc_command(netns)?;
         cmd.arg("local")
@@ -134,12 +136,17 @@ impl Provider {
             .arg("--transfer-congestion")
             .arg(congestion())
             .env_remove(mmc_config::LOCAL_CONFIG_ENV)
+            // The token, when there is one, is passed explicitly.
+            .env_remove(crate::TOKEN_FILE_ENV)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(t) = transfer_listen {
             cmd.arg("--transfer-listen").arg(t);
+        }
+        if let Some(t) = token_file {
+            cmd.arg("--token-file").arg(t);
         }
         die_with_parent(&mut cmd);
         let mut child = cmd.spawn().map_err(|e| format!("cannot start mmc local: {e}"))?;

@@ -248,6 +248,7 @@ fn client_procs(shape: &Shape, n: usize, netns: Option<&str>, args: &[&str], wha
             c.arg("bench-client")
                 .args(args)
                 .args(["--congestion", &super::cluster::congestion()])
+                .env_remove(crate::TOKEN_FILE_ENV)
                 .env("RUST_LOG", "warn");
             Proc::spawn(
                 c,
@@ -478,6 +479,20 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
 
 // ---- cross-host -----------------------------------------------------------------
 
+/// Writes `text` to a new file at `path` readable by its owner only.
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Waits until something accepts TCP connections on `addr` inside `netns`.
 pub fn wait_port(netns: &str, addr: &str, timeout: Duration) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
@@ -518,9 +533,16 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         "cross: MetaService and {} providers in {}, clients in {}",
         shape.providers, ns.a, ns.b
     ));
+    // The services listen on the namespaces' addresses, not loopback: they
+    // need a cluster token (and so the measurements include its handshakes).
+    let token_file = shape.log("cross-token");
+    let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
+    write_private(&token_file, &token)?;
+    let token_arg = token_file.display().to_string();
     let mut mcmd = mmc_command(Some(&ns.a))?;
     let meta_spin = super::cluster::meta_spin_us().to_string();
     mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
+        .args(["--token-file", &token_arg])
         .args(["--tcp-polling", super::cluster::tcp_polling().name()])
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())
@@ -538,7 +560,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     wait_port(&ns.a, &meta, Duration::from_secs(10))?;
     let listen = format!("{}:0", ns.ip_a);
     let provs = (0..shape.providers)
-        .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen)))
+        .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen), Some(&token_file)))
         .collect::<Result<Vec<_>, _>>()?;
     let mut mmc = client_procs(
         shape,
@@ -553,6 +575,8 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             "tcp",
             "--spin-us",
             &super::cluster::local_spin_us().to_string(),
+            "--token-file",
+            &token_arg,
         ],
         "cross-mmc",
     )?;

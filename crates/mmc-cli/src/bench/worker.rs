@@ -1053,6 +1053,9 @@ pub struct ClientArgs {
     /// TCP sockets (tcp, tcp-server) [default: the config default].
     #[arg(long)]
     congestion: Option<String>,
+    /// Cluster token file (mmc) [default: $MMC_TOKEN_FILE].
+    #[arg(long)]
+    token_file: Option<std::path::PathBuf>,
 }
 
 /// Congestion control of this process's raw TCP sockets.
@@ -1157,7 +1160,7 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 "tcp" => mmc_config::Protocol::Tcp,
                 _ => mmc_config::Protocol::Auto,
             };
-            let cfg = mmc_config::LocalConfig {
+            let mut cfg = mmc_config::LocalConfig {
                 meta_addr: a.meta.clone(),
                 dram_size: mmc_config::ByteSize(0),
                 protocol,
@@ -1166,6 +1169,7 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 transfer_congestion: congestion,
                 ..mmc_config::LocalConfig::default()
             };
+            crate::apply_token_file(&mut cfg.security, a.token_file.as_deref());
             let c = BlockingObjectStore::connect(cfg).map_err(|e| format!("connect to {}: {e}", a.meta))?;
             let r = serve(Some(Worker::new(Mmc(c.clone()), None)));
             c.close();

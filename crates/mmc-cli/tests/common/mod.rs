@@ -3,12 +3,17 @@
 //! Each [`Cluster`] writes its own TOML config into a private temp folder,
 //! starts `mmc meta` and `mmc local` children on free ports, and kills every
 //! child with SIGKILL (by PID, through `Child::kill`) when dropped.
+//! With [`Opts::token`] the cluster requires that token (written to a token
+//! file named by the config's `[cluster]` section); raw connections made by
+//! tests go through [`handshake`] first, as every connection must.
 
 #![allow(dead_code)]
 
 use mmc_local::{BlockingObjectStore, LocalConfig, ObjectStore, Protocol};
+use mmc_wire::auth::{client_handshake_blocking, ClusterToken, Domain};
 use mmc_wire::message::{ClusterStat, Request, Response};
 use std::io::{BufRead, BufReader};
+use std::net::TcpStream;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -23,6 +28,10 @@ pub struct Opts {
     pub heartbeat_timeout_ms: u64,
     pub put_timeout_ms: u64,
     pub lease_ms: u64,
+    /// Cluster token of the services and of this process's clients.
+    pub token: Option<String>,
+    /// Serve the MetaService's HTTP endpoint (on a free loopback port).
+    pub http: bool,
 }
 
 impl Default for Opts {
@@ -33,6 +42,8 @@ impl Default for Opts {
             heartbeat_timeout_ms: 1500,
             put_timeout_ms: 30_000,
             lease_ms: 2000,
+            token: None,
+            http: false,
         }
     }
 }
@@ -52,6 +63,8 @@ impl Drop for Proc {
 pub struct Cluster {
     pub dir: PathBuf,
     pub meta_addr: String,
+    /// The HTTP endpoint's address when [`Opts::http`].
+    pub http_addr: Option<String>,
     pub config: PathBuf,
     pub opts: Opts,
     pub meta: Option<Proc>,
@@ -78,17 +91,31 @@ impl Cluster {
         std::fs::create_dir_all(&dir).unwrap();
         let meta_addr = format!("127.0.0.1:{}", free_port());
         let config = dir.join("mmc.toml");
+        let http_addr = opts.http.then(|| format!("127.0.0.1:{}", free_port()));
+        let cluster = match &opts.token {
+            Some(t) => {
+                let file = dir.join("token");
+                std::fs::write(&file, format!("{t}\n")).unwrap();
+                format!("[cluster]\ntoken_file = \"{}\"\n\n", file.display())
+            }
+            None => String::new(),
+        };
         std::fs::write(
             &config,
             format!(
-                "[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n",
-                opts.heartbeat_timeout_ms, opts.put_timeout_ms, opts.lease_ms, opts.segment
+                "{cluster}[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"{}\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n",
+                http_addr.as_deref().unwrap_or(""),
+                opts.heartbeat_timeout_ms,
+                opts.put_timeout_ms,
+                opts.lease_ms,
+                opts.segment
             ),
         )
         .unwrap();
         let mut c = Cluster {
             dir,
             meta_addr,
+            http_addr,
             config,
             opts: opts.clone(),
             meta: None,
@@ -183,6 +210,7 @@ impl Cluster {
             ..LocalConfig::default()
         };
         cfg.dram_size.0 = dram_size;
+        cfg.security.token = self.opts.token.clone();
         cfg
     }
 
@@ -204,7 +232,8 @@ impl Cluster {
                 Duration::from_secs(3),
                 Duration::ZERO,
                 tokio::runtime::Handle::current(),
-            );
+            )
+            .with_token(self.token());
             match mc.call(&Request::Stat).await {
                 Ok(Response::Stat(s)) => Ok(s),
                 Ok(o) => Err(format!("{o:?}")),
@@ -241,6 +270,22 @@ impl Cluster {
         }
     }
 
+    /// The cluster token as the services hold it.
+    pub fn token(&self) -> Option<ClusterToken> {
+        self.opts.token.as_deref().map(ClusterToken::new)
+    }
+
+    /// A raw connection to the control port, authenticated as a client of
+    /// this cluster: frames may follow.
+    pub fn control_conn(&self) -> TcpStream {
+        handshake(&self.meta_addr, Domain::Control, self.opts.token.as_deref())
+    }
+
+    /// A raw connection to a transfer port, authenticated likewise.
+    pub fn transfer_conn(&self, addr: &str) -> TcpStream {
+        handshake(addr, Domain::Transfer, self.opts.token.as_deref())
+    }
+
     pub fn used_bytes(&self) -> u64 {
         self.stat().unwrap().segments.iter().map(|s| s.used).sum()
     }
@@ -254,6 +299,17 @@ impl Drop for Cluster {
             let _ = std::fs::remove_dir_all(&self.dir);
         }
     }
+}
+
+/// Connects to `addr` and runs the client side of the authentication
+/// handshake (open mode without `token`); panics when it fails.
+pub fn handshake(addr: &str, domain: Domain, token: Option<&str>) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap_or_else(|e| panic!("connect to {addr}: {e}"));
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    client_handshake_blocking(&mut s, token.map(str::as_bytes), domain)
+        .unwrap_or_else(|e| panic!("handshake with {addr}: {e}"));
+    s.set_read_timeout(None).unwrap();
+    s
 }
 
 /// Deterministic content for a key, so any reader can verify bytes.

@@ -59,6 +59,8 @@ pub struct TransferClient {
     per_peer: usize,
     timeout: Duration,
     congestion: super::Congestion,
+    /// The cluster token proved on every new connection.
+    token: Option<mmc_wire::auth::ClusterToken>,
     handle: Handle,
 }
 
@@ -93,8 +95,15 @@ impl TransferClient {
             per_peer: connections.max(MAX_PER_PEER),
             timeout,
             congestion,
+            token: None,
             handle,
         }
+    }
+
+    /// The cluster token to prove on every new connection.
+    pub fn with_token(mut self, token: Option<mmc_wire::auth::ClusterToken>) -> Self {
+        self.token = token;
+        self
     }
 
     fn peer<'m>(&self, peers: &'m mut HashMap<String, Peer>, addr: &str) -> &'m mut Peer {
@@ -148,10 +157,15 @@ impl TransferClient {
         }
         let a = addr.to_owned();
         let cc = self.congestion.clone();
-        // Connect on our runtime so the socket is driven whatever the caller's context.
+        let token = self.token.clone();
+        // Connect (and authenticate, once per pooled connection) on our
+        // runtime so the socket is driven whatever the caller's context.
         let r = self
             .handle
-            .spawn(async move { tokio::time::timeout(Duration::from_secs(3), super::connect(&a, &cc)).await })
+            .spawn(async move {
+                let token = token.as_ref().map(mmc_wire::auth::ClusterToken::as_bytes);
+                tokio::time::timeout(Duration::from_secs(3), super::connect_authenticated(&a, &cc, token)).await
+            })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
         match r {
@@ -444,12 +458,18 @@ const _: () = assert!(HEADER_LEN == 32);
 mod tests {
     use super::*;
     use crate::segment::Segment;
+    use mmc_wire::auth::ClusterToken;
     use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 
     const SEG: u32 = 7;
 
     /// A transfer server on loopback that counts the connections it accepts.
     async fn server(len: usize) -> (Arc<Segment>, String, Arc<AtomicUsize>) {
+        server_with(len, None).await
+    }
+
+    /// [`server`] requiring `token`.
+    async fn server_with(len: usize, token: Option<ClusterToken>) -> (Arc<Segment>, String, Arc<AtomicUsize>) {
         let seg = Arc::new(Segment::create(len, false).unwrap());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = l.local_addr().unwrap().to_string();
@@ -459,8 +479,8 @@ mod tests {
             let id = Arc::new(AtomicU32::new(SEG));
             while let Ok((sock, _)) = l.accept().await {
                 n.fetch_add(1, Ordering::SeqCst);
-                let (s, id) = (s.clone(), id.clone());
-                tokio::spawn(async move { super::super::server::connection(sock, &s, &id).await });
+                let (s, id, token) = (s.clone(), id.clone(), token.clone());
+                tokio::spawn(async move { super::super::server::connection(sock, &s, &id, token.as_ref()).await });
             }
         });
         (seg, addr, accepted)
@@ -595,6 +615,32 @@ mod tests {
             assert!(seg_bytes(&seg, i * V, V) == values[i].as_slice(), "value {i}");
         }
         assert_eq!(pooled(&c, &addr).1, 0, "nothing left busy");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn pooled_connections_authenticate_once_and_wrong_tokens_are_refused() {
+        let token = ClusterToken::new("transfer-test-token-0123");
+        let (seg, addr, accepted) = server_with(1 << 20, Some(token.clone())).await;
+        let c = client().with_token(Some(token));
+        let v = vec![7u8; 4096];
+        for i in 0..5u64 {
+            c.write(&addr, SEG, i * 4096, &[Piece::of(&v)], 4096).await.unwrap();
+        }
+        assert!(seg_bytes(&seg, 4 * 4096, 4096) == v.as_slice());
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one pooled connection, one handshake"
+        );
+        for wrong in [None, Some(ClusterToken::new("transfer-test-token-9999"))] {
+            let e = client()
+                .with_token(wrong.clone())
+                .write(&addr, SEG, 0, &[Piece::of(&v)], 4096)
+                .await
+                .unwrap_err();
+            assert!(matches!(e, Error::NotConnectedLocal(_)), "{wrong:?}: {e:?}");
+            assert!(e.to_string().contains("authentication failed"), "{e}");
+        }
     }
 
     fn seg_bytes(seg: &Segment, off: usize, len: usize) -> &[u8] {

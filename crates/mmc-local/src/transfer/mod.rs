@@ -1,7 +1,8 @@
 //! The cross-host data path (TCP): the server each memory-providing
 //! LocalService runs over its segment, and the pooled client that reads and
 //! writes remote segments. The byte layout is specified in
-//! `mmc_wire::transfer`.
+//! `mmc_wire::transfer`. Every transfer connection starts with the
+//! cluster-token handshake ([`mmc_wire::auth`], transfer domain).
 
 pub mod client;
 pub mod server;
@@ -106,6 +107,36 @@ impl Congestion {
             }
         }
     }
+}
+
+/// Why a transfer connection could not be opened.
+#[derive(Debug)]
+pub enum ConnectError {
+    Io(std::io::Error),
+    Auth(mmc_wire::auth::AuthError),
+}
+
+impl std::fmt::Display for ConnectError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConnectError::Io(e) => write!(f, "{e}"),
+            ConnectError::Auth(e) => write!(f, "authentication failed: {e}"),
+        }
+    }
+}
+
+/// [`connect`], then the cluster-token handshake (transfer domain) proving
+/// `token` (`None`: the server must be open).
+pub async fn connect_authenticated(
+    addr: &str,
+    cc: &Congestion,
+    token: Option<&[u8]>,
+) -> Result<TcpStream, ConnectError> {
+    let mut s = connect(addr, cc).await.map_err(ConnectError::Io)?;
+    mmc_wire::auth::client_handshake(&mut s, token, mmc_wire::auth::Domain::Transfer)
+        .await
+        .map_err(ConnectError::Auth)?;
+    Ok(s)
 }
 
 /// Connects to `addr` with congestion control `cc` set before the

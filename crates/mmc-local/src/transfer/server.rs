@@ -6,8 +6,11 @@
 //! the socket. Every header is validated (magic, version, op, segment id,
 //! range) before memory is touched; a bad one is answered INVALID_PARAM and
 //! that connection is closed, other connections are unaffected.
+//! A connection first runs the cluster-token handshake (transfer domain,
+//! bounded by [`AUTH_TIMEOUT`]); no header is read before it succeeds.
 
 use crate::segment::Segment;
+use mmc_wire::auth::{self, ClusterToken, Domain, AUTH_TIMEOUT};
 use mmc_wire::error::code;
 use mmc_wire::transfer::{encode_reply, Header, Op, HEADER_LEN};
 use mmc_wire::ServiceId;
@@ -17,7 +20,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 
 /// Accepts transfer connections forever.
-pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc<AtomicU32>) {
+pub async fn serve(
+    listener: TcpListener,
+    segment: Arc<Segment>,
+    service_id: Arc<AtomicU32>,
+    token: Option<ClusterToken>,
+) {
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
@@ -30,8 +38,9 @@ pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc
         let _ = sock.set_nodelay(true);
         let seg = segment.clone();
         let id = service_id.clone();
+        let token = token.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection(sock, &seg, &id).await {
+            if let Err(e) = connection(sock, &seg, &id, token.as_ref()).await {
                 tracing::warn!(%peer, error = %e, "closing transfer connection");
             }
         });
@@ -39,7 +48,25 @@ pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc
 }
 
 /// Serves one transfer connection until the peer closes it or sends a bad header.
-pub(super) async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> std::io::Result<()> {
+pub(super) async fn connection(
+    mut sock: TcpStream,
+    seg: &Segment,
+    my_id: &AtomicU32,
+    token: Option<&ClusterToken>,
+) -> std::io::Result<()> {
+    auth::server_handshake_within(
+        &mut sock,
+        token.map(ClusterToken::as_bytes),
+        Domain::Transfer,
+        AUTH_TIMEOUT,
+    )
+    .await
+    .map_err(|e| {
+        std::io::Error::new(
+            std::io::ErrorKind::PermissionDenied,
+            format!("authentication failed: {e}"),
+        )
+    })?;
     loop {
         let mut hb = [0u8; HEADER_LEN];
         match super::read_full(&sock, &mut hb).await {

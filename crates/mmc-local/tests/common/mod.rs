@@ -27,3 +27,13 @@ pub fn start_meta(listen: &str) -> (String, tokio::runtime::Runtime) {
     rt.spawn(svc.run(std::future::pending()));
     (addr, rt)
 }
+
+/// A raw control connection to `addr` that has run the (open-mode)
+/// authentication handshake, as every connection must before its frames.
+pub fn raw_control(addr: &str) -> std::net::TcpStream {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+    mmc_wire::auth::client_handshake_blocking(&mut s, None, mmc_wire::auth::Domain::Control).unwrap();
+    s.set_read_timeout(None).unwrap();
+    s
+}

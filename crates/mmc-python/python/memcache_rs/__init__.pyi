@@ -119,6 +119,12 @@ class LocalConfig:
     """Heartbeat interval."""
     log_level: str
     """error, warn, info, debug or trace."""
+    token: Optional[str]
+    """Cluster token (at least 16 bytes) proved on every connection; None: none (loopback only unless ``insecure``). Not shown by ``str()``."""
+    token_file: Optional[str]
+    """File whose first line is the cluster token (used when ``token`` is unset)."""
+    insecure: bool
+    """Allow a non-loopback listen address without a cluster token."""
 
     def __init__(self, **properties: Any) -> None: ...
     @staticmethod
@@ -169,6 +175,12 @@ class MetaConfig:
     ha_etcd_endpoints: List[str]
     ha_cluster_name: str
     ha_lease_ttl_s: int
+    token: Optional[str]
+    """Cluster token (at least 16 bytes) proved on every connection; None: none (loopback only unless ``insecure``). Not shown by ``str()``."""
+    token_file: Optional[str]
+    """File whose first line is the cluster token (used when ``token`` is unset)."""
+    insecure: bool
+    """Allow a non-loopback listen address without a cluster token."""
 
     def __init__(self, **properties: Any) -> None: ...
     @staticmethod
