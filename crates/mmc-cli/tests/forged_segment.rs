@@ -9,6 +9,7 @@ mod common;
 
 use common::{pattern, Cluster, Opts};
 use mmc_local::{Medium, Protocol, PutOptions};
+use mmc_wire::auth::Domain;
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::message::{RegisterReq, Request, Response, SegmentDesc};
 use std::io::{Read, Write};
@@ -19,10 +20,10 @@ use std::time::Duration;
 
 const VICTIM_LEN: usize = 4 << 20;
 
-/// Opens a raw control connection to the MetaService. Every raw connection
-/// of this test goes through here (the place to add a handshake).
+/// Opens a raw control connection to the MetaService (open-mode
+/// handshake). Every raw connection of this test goes through here.
 fn connect_control(addr: &str) -> TcpStream {
-    let s = TcpStream::connect(addr).expect("connect to the metaservice");
+    let s = common::handshake(addr, Domain::Control, None);
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
     s.set_nodelay(true).unwrap();
     s

@@ -624,7 +624,10 @@ mod tests {
         let c = client().with_token(Some(token));
         let v = vec![7u8; 4096];
         for i in 0..5u64 {
-            c.write(&addr, SEG, i * 4096, &[Piece::of(&v)], 4096).await.unwrap();
+            // SAFETY: `v` outlives the awaited write and is only read.
+            unsafe { c.write(&addr, SEG, i * 4096, &[Piece::of(&v)], 4096) }
+                .await
+                .unwrap();
         }
         assert!(seg_bytes(&seg, 4 * 4096, 4096) == v.as_slice());
         assert_eq!(
@@ -633,9 +636,9 @@ mod tests {
             "one pooled connection, one handshake"
         );
         for wrong in [None, Some(ClusterToken::new("transfer-test-token-9999"))] {
-            let e = client()
-                .with_token(wrong.clone())
-                .write(&addr, SEG, 0, &[Piece::of(&v)], 4096)
+            let c = client().with_token(wrong.clone());
+            // SAFETY: `v` outlives the awaited write and is only read.
+            let e = unsafe { c.write(&addr, SEG, 0, &[Piece::of(&v)], 4096) }
                 .await
                 .unwrap_err();
             assert!(matches!(e, Error::NotConnectedLocal(_)), "{wrong:?}: {e:?}");
