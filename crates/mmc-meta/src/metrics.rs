@@ -44,6 +44,8 @@ pub struct Metrics {
     pub connections: AtomicU64,
     /// Connections whose frames moved to a shared-memory ring.
     pub ring_connections: AtomicU64,
+    /// The control port's connection limit (open, refused, accept errors).
+    pub control_limit: Option<std::sync::Arc<mmc_wire::listen::ConnLimit>>,
 }
 
 impl Metrics {
@@ -130,5 +132,13 @@ impl Metrics {
             "mmc_ring_connections_total {}",
             self.ring_connections.load(Ordering::Relaxed)
         );
+        if let Some(l) = &self.control_limit {
+            let _ = writeln!(out, "# TYPE mmc_connections_open gauge");
+            let _ = writeln!(out, "mmc_connections_open {}", l.open());
+            let _ = writeln!(out, "# TYPE mmc_connections_refused_total counter");
+            let _ = writeln!(out, "mmc_connections_refused_total {}", l.refused());
+            let _ = writeln!(out, "# TYPE mmc_accept_errors_total counter");
+            let _ = writeln!(out, "mmc_accept_errors_total {}", l.accept_errors());
+        }
     }
 }

@@ -13,6 +13,12 @@
 //! only where `meta.tcp_polling` says (by default on machines of 4 CPUs or
 //! more); same-host shared-memory rings always do.
 //! A background task runs [`MetaState::tick`] every 100 ms.
+//!
+//! Hostile clients are bounded: at most `meta.max_connections` connections
+//! (the excess is closed at once and counted), accept errors such as running
+//! out of descriptors are retried with backoff, a frame must complete within
+//! `meta.frame_timeout_ms` of its first byte, and an idle connection holds
+//! at most [`IDLE_READ_BUF`] bytes of read buffer.
 
 use crate::metrics::Metrics;
 use crate::ring_conn::{RingRequests, RingSink};
@@ -20,6 +26,7 @@ use crate::state::{AllocOutcome, MetaState};
 use mmc_wire::frame::{self, FrameError, FrameKind};
 use mmc_wire::frame_reader::FrameReader;
 use mmc_wire::frame_writer::FrameWriter;
+use mmc_wire::listen::ConnLimit;
 use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
@@ -38,6 +45,9 @@ const LEDGER_POLL_HOLD: Duration = Duration::from_millis(1000);
 /// How long a ledger poll holding only additions waits for more.
 const LEDGER_COALESCE: Duration = Duration::from_millis(5);
 const TICK: Duration = Duration::from_millis(100);
+/// Read buffer an idle control connection keeps (it grows while a larger
+/// frame arrives, and shrinks back when the connection falls idle).
+pub const IDLE_READ_BUF: usize = 16 << 10;
 
 /// Shared by every connection of one MetaService.
 pub struct Server {
@@ -53,6 +63,10 @@ pub struct Server {
     /// Whether TCP connections poll too (`meta.tcp_polling`); ring
     /// connections always do.
     tcp_polling: bool,
+    /// Bounds the control connections (`meta.max_connections`).
+    conn_limit: Arc<ConnLimit>,
+    /// Longest a frame may take once begun (`meta.frame_timeout_ms`).
+    frame_timeout: Duration,
 }
 
 impl Server {
@@ -64,18 +78,45 @@ impl Server {
     /// follow the client) after a data-path request, and TCP connections
     /// for `spin_wait` when `tcp_polling`.
     pub fn with_polling(state: Arc<MetaState>, spin_wait: Duration, tcp_polling: bool) -> Arc<Self> {
+        let defaults = mmc_config::MetaConfig::default();
+        Self::with_limits(
+            state,
+            spin_wait,
+            tcp_polling,
+            defaults.max_connections as usize,
+            Duration::from_millis(defaults.frame_timeout_ms),
+        )
+    }
+
+    /// [`with_polling`](Self::with_polling), serving at most
+    /// `max_connections` connections at once, each frame within
+    /// `frame_timeout` of its first byte.
+    pub fn with_limits(
+        state: Arc<MetaState>,
+        spin_wait: Duration,
+        tcp_polling: bool,
+        max_connections: usize,
+        frame_timeout: Duration,
+    ) -> Arc<Self> {
+        let conn_limit = ConnLimit::new("control", max_connections);
         Arc::new(Server {
             state,
-            metrics: Metrics::default(),
+            metrics: Metrics {
+                control_limit: Some(conn_limit.clone()),
+                ..Metrics::default()
+            },
             ledger_changed: Notify::new(),
             space_returned: Notify::new(),
             spin_wait,
             tcp_polling,
+            conn_limit,
+            frame_timeout,
         })
     }
 
-    /// Accepts connections until the listener fails or the task is dropped;
-    /// also runs the periodic housekeeping.
+    /// Accepts connections until the task is dropped (accept errors are
+    /// logged and retried, never returned); also runs the periodic
+    /// housekeeping.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let ticker = {
             let this = self.clone();
@@ -91,13 +132,15 @@ impl Server {
         };
         let _guard = AbortOnDrop(ticker);
         loop {
-            let (sock, peer) = listener.accept().await?;
+            let (sock, peer, permit) = self.conn_limit.accept(&listener).await;
             let _ = sock.set_nodelay(true);
             self.metrics
                 .connections
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let this = self.clone();
             tokio::spawn(async move {
+                // Held until the connection ends: its slot under the limit.
+                let _permit = permit;
                 if let Err(e) = this.clone().connection(sock).await {
                     this.metrics
                         .bad_frames
@@ -110,7 +153,7 @@ impl Server {
 
     async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
         let (rd, wr) = sock.into_split();
-        let mut rd = FrameReader::new(rd);
+        let mut rd = self.bounded_reader(rd);
         let (tx, flusher) = FrameWriter::new(wr);
         let _guard = AbortOnDrop(flusher);
         let sink = Sink::Tcp(tx.clone());
@@ -137,6 +180,14 @@ impl Server {
             spin = if self.tcp_polling { asked } else { Duration::ZERO };
         }
         Ok(())
+    }
+
+    /// A reader of one control connection: frames bounded in time, and a
+    /// small buffer while idle.
+    fn bounded_reader(&self, rd: tokio::net::tcp::OwnedReadHalf) -> FrameReader {
+        FrameReader::new(rd)
+            .frame_timeout(self.frame_timeout)
+            .release_when_idle(IDLE_READ_BUF)
     }
 
     /// Answers a ring offer (request `id`) on the socket: accepted when

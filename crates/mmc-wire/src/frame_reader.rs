@@ -84,7 +84,10 @@ pub struct FrameReader<S = OwnedReadHalf> {
     /// When the first byte of the frame in progress arrived (kept only
     /// with a `frame_timeout`).
     frame_started: Option<Instant>,
-    /// Drop the buffer whenever the reader goes to sleep between frames.
+    /// Buffer allocated at the first read (and after an idle release).
+    initial: usize,
+    /// Shrink the buffer to `initial` whenever the reader goes to sleep
+    /// between frames.
     release_idle: bool,
 }
 
@@ -104,6 +107,7 @@ impl<S: ReadSource> FrameReader<S> {
             end: 0,
             frame_timeout: None,
             frame_started: None,
+            initial: INITIAL_BUF,
             release_idle: false,
         }
     }
@@ -116,12 +120,14 @@ impl<S: ReadSource> FrameReader<S> {
         self
     }
 
-    /// Hands the buffer back to the allocator whenever
+    /// Starts with a buffer of `keep` bytes (at least 64) instead of
+    /// [`INITIAL_BUF`], and shrinks back to it whenever
     /// [`next_frame`](FrameReader::next_frame) goes to sleep with no frame
-    /// in progress, so an idle connection holds no buffer (a server with
-    /// thousands of pooled client connections). Costs one allocation per
-    /// wake-up.
-    pub fn release_when_idle(mut self) -> Self {
+    /// in progress: an idle connection holds at most `keep` bytes (a server
+    /// with thousands of pooled client connections), a connection that
+    /// never sent a byte none.
+    pub fn release_when_idle(mut self, keep: usize) -> Self {
+        self.initial = keep.max(64);
         self.release_idle = true;
         self
     }
@@ -163,9 +169,9 @@ impl<S: ReadSource> FrameReader<S> {
             self.start = 0;
             self.end = 0;
             self.frame_started = None;
-            if self.buf.len() > 4 * INITIAL_BUF {
+            if self.buf.len() > 4 * self.initial {
                 // Do not keep a large frame's buffer for the connection's life.
-                self.buf = vec![0; INITIAL_BUF];
+                self.buf = vec![0; self.initial];
             }
         } else if self.frame_timeout.is_some() {
             // The next frame's first bytes came with this one.
@@ -198,7 +204,7 @@ impl<S: ReadSource> FrameReader<S> {
     /// bytes received: the announced length only caps it.
     fn make_room(&mut self) {
         if self.buf.is_empty() {
-            self.buf = vec![0; INITIAL_BUF];
+            self.buf = vec![0; self.initial];
             return;
         }
         let avail = &self.buf[self.start..self.end];
@@ -255,8 +261,8 @@ impl<S: WaitSource + Send + Sync> FrameReader<S> {
                         }
                     }
                     spin_until = None;
-                    if !self.has_partial() && self.release_idle && !self.buf.is_empty() {
-                        self.buf = Vec::new();
+                    if self.release_idle && !self.has_partial() && self.buf.len() > self.initial {
+                        self.buf = vec![0; self.initial];
                         self.start = 0;
                         self.end = 0;
                     }
@@ -374,13 +380,20 @@ mod tests {
     #[tokio::test]
     async fn an_idle_reader_can_release_its_buffer() {
         let (mut w, r) = pair().await;
-        let mut r = r.release_when_idle();
+        let mut r = r.release_when_idle(4096);
         assert_eq!(r.buffer_len(), 0, "nothing allocated before the first byte");
-        w.write_all(&encode(FrameKind::Request, 1, &1u8).unwrap()).await.unwrap();
+        w.write_all(&encode(FrameKind::Request, 1, &vec![1u8; 100_000]).unwrap())
+            .await
+            .unwrap();
         r.next_frame(Duration::ZERO).await.unwrap().unwrap();
+        w.write_all(&encode(FrameKind::Request, 1, &vec![1u8; 10_000]).unwrap())
+            .await
+            .unwrap();
+        r.next_frame(Duration::ZERO).await.unwrap().unwrap();
+        assert!(r.buffer_len() > 4096, "grown for the frame");
         let got = tokio::time::timeout(Duration::from_millis(100), r.next_frame(Duration::ZERO)).await;
         assert!(got.is_err());
-        assert_eq!(r.buffer_len(), 0, "released while waiting");
+        assert_eq!(r.buffer_len(), 4096, "shrunk while waiting");
         w.write_all(&encode(FrameKind::Request, 2, &2u8).unwrap()).await.unwrap();
         assert_eq!(r.next_frame(Duration::ZERO).await.unwrap().unwrap().id, 2);
     }
