@@ -52,6 +52,11 @@ impl LocalService {
     /// Creates the segment (when `dram_size > 0`), starts the transfer
     /// server, registers, and starts the heartbeat and ledger loops.
     pub async fn start(cfg: &LocalConfig, handle: Handle) -> Result<Arc<Self>> {
+        // Peers' transfer connections and this process's own connections
+        // need descriptors: use all the hard limit allows.
+        if let Err(e) = mmc_wire::listen::raise_nofile_limit() {
+            tracing::warn!(error = %e, "cannot raise the descriptor limit (RLIMIT_NOFILE)");
+        }
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
         // Measure the copy method now, not in the first get.
         crate::copy::method();
@@ -90,7 +95,13 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            tasks.push(handle.spawn(crate::transfer::server::serve(
+                listener,
+                seg.clone(),
+                id.clone(),
+                Duration::from_millis(cfg.transfer_timeout_ms),
+                usize::try_from(cfg.max_transfer_connections).unwrap_or(usize::MAX),
+            )));
             (Some(seg), advertised)
         } else {
             (None, String::new())
