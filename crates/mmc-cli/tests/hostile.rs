@@ -25,8 +25,8 @@ const MIB: u64 = 1 << 20;
 /// plumbing of this file goes through here.
 fn raw(addr: &str, bytes: &[u8]) -> TcpStream {
     let a: std::net::SocketAddr = addr.parse().expect("ip:port");
-    let mut s = TcpStream::connect_timeout(&a, Duration::from_secs(20))
-        .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
+    let mut s =
+        TcpStream::connect_timeout(&a, Duration::from_secs(20)).unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
     if !bytes.is_empty() {
         s.write_all(bytes).unwrap_or_else(|e| panic!("sending to {addr}: {e}"));
     }
@@ -119,7 +119,7 @@ fn raise_own_nofile(need: u64) {
         assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
     }
     assert!(
-        lim.rlim_cur as u64 >= need,
+        lim.rlim_cur >= need,
         "this test needs {need} descriptors; the hard limit is {}",
         lim.rlim_cur
     );
@@ -172,7 +172,10 @@ fn frame_heads_announcing_64_mib_cost_no_64_mib() {
         "RSS grew from {before} to {after} bytes: announced lengths were allocated"
     );
     for x in &silent {
-        assert!(still_open(x), "silent connections are still open (within the frame timeout)");
+        assert!(
+            still_open(x),
+            "silent connections are still open (within the frame timeout)"
+        );
     }
     drop(silent);
     round_trip(&s, "after", 1000);
@@ -251,8 +254,15 @@ fn running_out_of_descriptors_is_survived() {
     let idle: Vec<TcpStream> = (0..180).map(|_| raw(&c.meta_addr, &[])).collect();
     let log = c.dir.join("meta.log");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !std::fs::read_to_string(&log).unwrap_or_default().contains("accept failed") {
-        assert!(Instant::now() < deadline, "no accept failure logged; see {}", log.display());
+    while !std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .contains("accept failed")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no accept failure logged; see {}",
+            log.display()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert!(meta_alive(&mut c), "the metaservice survived EMFILE");

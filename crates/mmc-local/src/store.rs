@@ -96,7 +96,10 @@ fn check_count<T>(what: &str, items: Vec<T>, asked: usize) -> Result<Vec<T>> {
     if items.len() == asked {
         Ok(items)
     } else {
-        Err(malformed(format!("{what} answered {} items for {asked} keys", items.len())))
+        Err(malformed(format!(
+            "{what} answered {} items for {asked} keys",
+            items.len()
+        )))
     }
 }
 
@@ -113,7 +116,7 @@ fn check_placements(peers: &[PeerInfo], replicas: &[Placement], size: u64) -> Re
             ))
         })?;
         if let Some(seg) = &peer.segment {
-            if !p.offset.checked_add(size).is_some_and(|end| end <= seg.size) {
+            if p.offset.checked_add(size).is_none_or(|end| end > seg.size) {
                 return Err(malformed(format!(
                     "replica at {}+{size} is outside the {}-byte segment of service {}",
                     p.offset, seg.size, peer.service_id
@@ -556,7 +559,9 @@ impl ObjectStore {
             .call_fast(&Request::Lookup { reader, keys: ask })
             .await?
         {
-            Response::Lookup { peers, lease_ms, items } => (peers, lease_ms, check_count("lookup", items, which.len())?),
+            Response::Lookup { peers, lease_ms, items } => {
+                (peers, lease_ms, check_count("lookup", items, which.len())?)
+            }
             other => return Err(crate::meta_client::unexpected(other)),
         };
         let deadline = sent + Duration::from_millis(lease_ms);
@@ -1018,9 +1023,14 @@ mod tests {
         assert!(check_placements(&peers, &[at(0, 0), at(1, 77)], 1 << 20).is_ok());
         let e = check_placements(&peers, &[at(2, 0)], 10).unwrap_err().to_string();
         assert!(e.contains("peer index 2 of a 2-peer table"), "{e}");
-        let e = check_placements(&peers, &[at(0, 4096)], 1 << 20).unwrap_err().to_string();
+        let e = check_placements(&peers, &[at(0, 4096)], 1 << 20)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside the 1048576-byte segment"), "{e}");
-        assert!(check_placements(&peers, &[at(0, u64::MAX)], 2).is_err(), "offset + size overflows");
+        assert!(
+            check_placements(&peers, &[at(0, u64::MAX)], 2).is_err(),
+            "offset + size overflows"
+        );
         assert!(check_placements(&peers, &[at(0, 0)], u64::MAX).is_err());
     }
 

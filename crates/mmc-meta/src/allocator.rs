@@ -196,7 +196,12 @@ mod tests {
         }
         assert_eq!(a.used(), 0, "nothing allocated by refused sizes");
         assert_eq!(a.alloc(1), Some(0), "offset 0 still free");
-        for (off, size) in [(0, u64::MAX), (ALIGN, u64::MAX - 4095), (u64::MAX - 4095, ALIGN), (15 * ALIGN, 2 * ALIGN)] {
+        for (off, size) in [
+            (0, u64::MAX),
+            (ALIGN, u64::MAX - 4095),
+            (u64::MAX - 4095, ALIGN),
+            (15 * ALIGN, 2 * ALIGN),
+        ] {
             assert!(!a.reserve(off, size), "reserve {off}+{size}");
         }
         assert_eq!(a.used(), ALIGN);

@@ -344,7 +344,10 @@ fn sizes_near_u64_max_are_refused_and_harm_no_real_object() {
             other => panic!("size {size}: {other:?}"),
         }
         // Several replicas of a huge size must not overflow either.
-        assert!(is_invalid(&alloc(&st, a, item("bogus", size, 8, &[]))), "size {size} x 8");
+        assert!(
+            is_invalid(&alloc(&st, a, item("bogus", size, 8, &[]))),
+            "size {size} x 8"
+        );
     }
     assert_eq!(used(&st, a), 0);
     assert!(!present(&st, "bogus"));

@@ -349,7 +349,11 @@ mod tests {
         w.write_all(&[0u8; 100]).await.unwrap();
         let got = tokio::time::timeout(Duration::from_millis(200), r.next_frame(Duration::ZERO)).await;
         assert!(got.is_err(), "the frame is incomplete");
-        assert_eq!(r.buffer_len(), INITIAL_BUF, "one initial buffer, not the announced 64 MiB");
+        assert_eq!(
+            r.buffer_len(),
+            INITIAL_BUF,
+            "one initial buffer, not the announced 64 MiB"
+        );
         // 1 MiB more arrives: the buffer follows it, within a doubling.
         w.write_all(&vec![0u8; 1 << 20]).await.unwrap();
         let got = tokio::time::timeout(Duration::from_millis(500), r.next_frame(Duration::ZERO)).await;
@@ -394,7 +398,9 @@ mod tests {
         let got = tokio::time::timeout(Duration::from_millis(100), r.next_frame(Duration::ZERO)).await;
         assert!(got.is_err());
         assert_eq!(r.buffer_len(), 4096, "shrunk while waiting");
-        w.write_all(&encode(FrameKind::Request, 2, &2u8).unwrap()).await.unwrap();
+        w.write_all(&encode(FrameKind::Request, 2, &2u8).unwrap())
+            .await
+            .unwrap();
         assert_eq!(r.next_frame(Duration::ZERO).await.unwrap().unwrap().id, 2);
     }
 

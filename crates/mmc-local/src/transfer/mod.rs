@@ -87,12 +87,7 @@ pub(crate) async unsafe fn read_full_raw(sock: &TcpStream, dst: usize, len: usiz
 ///
 /// `[src, src + len)` must stay valid for reads (mapped) until the
 /// returned future completes or is dropped.
-pub(crate) async unsafe fn send_with_raw(
-    sock: &TcpStream,
-    head: &[u8],
-    src: usize,
-    len: usize,
-) -> std::io::Result<()> {
+pub(crate) async unsafe fn send_with_raw(sock: &TcpStream, head: &[u8], src: usize, len: usize) -> std::io::Result<()> {
     let fd = sock.as_raw_fd();
     let total = head.len() + len;
     let mut sent = 0;
@@ -325,7 +320,9 @@ mod tests {
         let writer = tokio::spawn(async move {
             let s = TcpStream::connect(addr).await.unwrap();
             // SAFETY: `src` lives until the send completes.
-            unsafe { send_with_raw(&s, b"head", src.as_ptr() as usize, src.len()) }.await.unwrap();
+            unsafe { send_with_raw(&s, b"head", src.as_ptr() as usize, src.len()) }
+                .await
+                .unwrap();
             s
         });
         let (r, _) = l.accept().await.unwrap();
@@ -334,7 +331,9 @@ mod tests {
         assert_eq!(&head, b"head");
         let mut dst = vec![0u8; expected.len()];
         // SAFETY: `dst` is ours and outlives the call.
-        unsafe { read_full_raw(&r, dst.as_mut_ptr() as usize, dst.len()) }.await.unwrap();
+        unsafe { read_full_raw(&r, dst.as_mut_ptr() as usize, dst.len()) }
+            .await
+            .unwrap();
         assert_eq!(dst, expected);
         drop(writer.await.unwrap());
         let mut more = [0u8; 1];
