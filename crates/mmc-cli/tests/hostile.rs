@@ -438,3 +438,51 @@ fn a_stalled_transfer_is_closed_after_the_transfer_timeout() {
     round_trip(&tcp, "after", 1 << 20);
     tcp.close();
 }
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed() {
+    let c = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
+    let s = c.client(Protocol::Auto, 0);
+    // 500 keys of 200 bytes: each key listing answers about 100 KB.
+    let keys: Vec<String> = (0..500).map(|i| format!("{i:0>200}")).collect();
+    let refs: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let values: Vec<&[u8]> = refs.iter().map(|_| b"v".as_slice()).collect();
+    for r in s.put_batch(&refs, &values, &PutOptions::default()).unwrap() {
+        r.unwrap();
+    }
+    let pid = meta_pid(&c);
+    let before = rss(pid);
+    // Far more answers than the MetaService queues for one connection
+    // (64 MiB), never read.
+    let list = request(
+        1,
+        &Request::ListKeys {
+            cursor: 0,
+            limit: 100_000,
+        },
+    );
+    let mut x = raw(&c.meta_addr, &list);
+    x.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut sent = 1;
+    while sent < 2000 && x.write_all(&list).is_ok() {
+        sent += 1;
+    }
+    // Give it time to answer what it read, then see it closed.
+    round_trip(&s, "meanwhile", 1000);
+    let after = rss(pid);
+    eprintln!(
+        "metaservice RSS: {} KiB before, {} KiB with a client not reading {sent} key listings",
+        before / 1024,
+        after / 1024
+    );
+    assert!(
+        closed_within(&mut x, Duration::from_secs(120)),
+        "the connection is closed once its unread answers pass the bound"
+    );
+    assert!(after < before + 160 * MIB, "RSS grew from {before} to {after} bytes");
+    round_trip(&s, "after", 1000);
+    s.close();
+}

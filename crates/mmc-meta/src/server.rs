@@ -17,8 +17,9 @@
 //! Hostile clients are bounded: at most `meta.max_connections` connections
 //! (the excess is closed at once and counted), accept errors such as running
 //! out of descriptors are retried with backoff, a frame must complete within
-//! `meta.frame_timeout_ms` of its first byte, and an idle connection holds
-//! at most [`IDLE_READ_BUF`] bytes of read buffer.
+//! `meta.frame_timeout_ms` of its first byte, an idle connection holds at
+//! most [`IDLE_READ_BUF`] bytes of read buffer, and a connection that does
+//! not read its answers is closed once [`MAX_ANSWER_BACKLOG`] bytes wait.
 
 use crate::metrics::Metrics;
 use crate::ring_conn::{RingRequests, RingSink};
@@ -48,6 +49,9 @@ const TICK: Duration = Duration::from_millis(100);
 /// Read buffer an idle control connection keeps (it grows while a larger
 /// frame arrives, and shrinks back when the connection falls idle).
 pub const IDLE_READ_BUF: usize = 16 << 10;
+/// Answer bytes queued for a connection that does not read them before it
+/// is closed.
+pub const MAX_ANSWER_BACKLOG: usize = 64 << 20;
 
 /// Shared by every connection of one MetaService.
 pub struct Server {
@@ -154,7 +158,7 @@ impl Server {
     async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
         let (rd, wr) = sock.into_split();
         let mut rd = self.bounded_reader(rd);
-        let (tx, flusher) = FrameWriter::new(wr);
+        let (tx, flusher) = FrameWriter::bounded(wr, MAX_ANSWER_BACKLOG);
         let _guard = AbortOnDrop(flusher);
         let sink = Sink::Tcp(tx.clone());
         // Poll for the next request only after a data-path one: heartbeats,
@@ -178,6 +182,12 @@ impl Server {
             }
             let asked = self.serve_frame(f, &sink)?;
             spin = if self.tcp_polling { asked } else { Duration::ZERO };
+            if tx.is_failed() {
+                // Its answers cannot be written (or it does not read them).
+                return Err(FrameError::Io(std::io::Error::other(format!(
+                    "answers not written: the peer went away or left over {MAX_ANSWER_BACKLOG} bytes unread"
+                ))));
+            }
         }
         Ok(())
     }
