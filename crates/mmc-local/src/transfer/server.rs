@@ -68,10 +68,9 @@ pub async fn serve(
 
 /// Serves one transfer connection until the peer closes it or sends a bad header.
 pub(super) async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &AtomicU32) -> std::io::Result<()> {
-    let limit = TRANSFER_TIMEOUT.try_with(|t| *t).unwrap_or(DEFAULT_TRANSFER_TIMEOUT);
     loop {
         let mut hb = [0u8; HEADER_LEN];
-        if !read_header(&sock, &mut hb, limit).await? {
+        if !read_header(&sock, &mut hb, transfer_limit()).await? {
             return Ok(());
         }
         let h = match Header::decode(&hb) {
@@ -98,6 +97,7 @@ pub(super) async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &Atomi
             )
             .await;
         };
+        let limit = transfer_limit();
         let what = match h.op {
             Op::Read => "read",
             Op::Write => "write",
@@ -138,6 +138,11 @@ pub(super) async fn connection(mut sock: TcpStream, seg: &Segment, my_id: &Atomi
             sock.write_all(&encode_reply(code::OK)).await?;
         }
     }
+}
+
+/// The bound on one transfer of the connection this task serves.
+fn transfer_limit() -> Duration {
+    TRANSFER_TIMEOUT.try_with(|t| *t).unwrap_or(DEFAULT_TRANSFER_TIMEOUT)
 }
 
 /// Reads one header into `hb`. Waiting for its first byte is not bounded
