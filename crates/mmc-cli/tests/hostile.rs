@@ -485,7 +485,7 @@ fn a_client_that_never_reads_its_answers_is_closed() {
             }
             peak = peak.max(rss(pid));
             std::thread::sleep(Duration::from_millis(50));
-        } else if sent % 100 == 0 {
+        } else if sent.is_multiple_of(100) {
             peak = peak.max(rss(pid));
         }
     };
