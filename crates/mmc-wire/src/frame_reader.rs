@@ -169,7 +169,7 @@ impl<S: ReadSource> FrameReader<S> {
             self.start = 0;
             self.end = 0;
             self.frame_started = None;
-            if self.buf.len() > 4 * self.initial {
+            if self.buf.len() > 4 * INITIAL_BUF.max(self.initial) {
                 // Do not keep a large frame's buffer for the connection's life.
                 self.buf = vec![0; self.initial];
             }
