@@ -503,3 +503,46 @@ fn a_client_that_never_reads_its_answers_is_closed() {
     round_trip(&s, "after", 1000);
     s.close();
 }
+
+#[test]
+fn transfer_connections_beyond_the_limit_are_refused() {
+    let mut c = Cluster::start(Opts {
+        locals: 1,
+        local_extra: "max_transfer_connections = 8\n",
+        ..Opts::default()
+    });
+    let seg = c.stat().unwrap().segments[0].clone();
+    let idle: Vec<TcpStream> = (0..20).map(|_| raw(&seg.transfer_addr, &[])).collect();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let refused = idle.iter().filter(|x| !still_open(x)).count();
+        if refused >= 12 || Instant::now() > deadline {
+            break refused;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(refused, 12, "20 idle connections against a limit of 8");
+    assert!(
+        matches!(c.locals[0].child.try_wait(), Ok(None)),
+        "the localservice is still running"
+    );
+    // Slots come back as connections close.
+    drop(idle);
+    let tcp = c.client(Protocol::Tcp, 0);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let v = pattern("after-limit", 1 << 20);
+        match tcp.put("after-limit", &v, &PutOptions::default()) {
+            Ok(()) => {
+                assert_eq!(tcp.get("after-limit").unwrap(), v);
+                break;
+            }
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("not yet: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => panic!("no transfer once the idle connections left: {e}"),
+        }
+    }
+    tcp.close();
+}
