@@ -192,9 +192,9 @@ impl Server {
         Ok(())
     }
 
-    /// A reader of one control connection: frames bounded in time, and a
-    /// small buffer while idle.
-    fn bounded_reader(&self, rd: tokio::net::tcp::OwnedReadHalf) -> FrameReader {
+    /// A reader of one control connection (socket or ring): frames
+    /// bounded in time, and a small buffer while idle.
+    fn bounded_reader<S: mmc_wire::frame_reader::ReadSource>(&self, rd: S) -> FrameReader<S> {
         FrameReader::new(rd)
             .frame_timeout(self.frame_timeout)
             .release_when_idle(IDLE_READ_BUF)
@@ -241,7 +241,7 @@ impl Server {
     ) -> Result<(), FrameError> {
         let (sink, flusher) = RingSink::new(RingTx::new(region.clone(), shm_ring::TO_CLIENT), bell);
         let _flusher = AbortOnDrop(flusher);
-        let mut rd = FrameReader::new(RingRequests {
+        let mut rd = self.bounded_reader(RingRequests {
             rx: RingRx::new(region, shm_ring::TO_META),
             sock,
             sink: sink.clone(),
