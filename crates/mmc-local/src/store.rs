@@ -564,7 +564,9 @@ impl ObjectStore {
             }
             other => return Err(crate::meta_client::unexpected(other)),
         };
-        let deadline = sent + Duration::from_millis(lease_ms);
+        // A lease is at most the longest `meta.lease_ms` accepted: a larger
+        // number would overflow the deadline.
+        let deadline = sent + Duration::from_millis(lease_ms.min(MAX_LEASE_MS));
         let mut found = Vec::with_capacity(items.len());
         for (item, (i, room)) in items.into_iter().zip(which.iter().copied()) {
             match item.and_then(|loc| check_placements(&peers, &loc.replicas, loc.size).map(|()| loc)) {
@@ -801,6 +803,9 @@ impl ObjectStore {
         }
     }
 }
+
+/// Longest read lease honoured (the largest `meta.lease_ms`).
+const MAX_LEASE_MS: u64 = 3_600_000;
 
 /// Largest value a get into a new buffer allocates: beyond it, use
 /// `get_into` with buffers of the caller's own.

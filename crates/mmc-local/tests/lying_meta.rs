@@ -77,7 +77,8 @@ async fn answer(req: Request) -> Response {
                     segment: None,
                 },
             ],
-            lease_ms: 2000,
+            // A lease no deadline can hold.
+            lease_ms: u64::MAX,
             items: keys
                 .iter()
                 .map(|k| {
