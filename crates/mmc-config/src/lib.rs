@@ -85,6 +85,11 @@ impl ConfigFile {
     }
 }
 
+/// Default `meta.max_connections` and `local.max_transfer_connections`.
+pub const DEFAULT_MAX_CONNECTIONS: u64 = 4096;
+/// Largest connection limit accepted.
+pub const MAX_CONNECTIONS_LIMIT: u64 = 1_000_000;
+
 /// Largest `spin_wait_us` accepted: 10 ms.
 pub const MAX_SPIN_WAIT_US: u64 = 10_000;
 
@@ -166,6 +171,13 @@ pub struct MetaConfig {
     /// holds a CPU; on a 2-CPU host that also runs memory providers it took
     /// the CPU their transfers needed (docs/benchmarks.md).
     pub tcp_polling: TcpPolling,
+    /// Most control connections served at once; more are accepted and
+    /// closed at once (counted in `mmc_connections_refused_total`).
+    pub max_connections: u64,
+    /// Once a control frame's first byte has arrived, the whole frame must
+    /// arrive within this many milliseconds or the connection is closed.
+    /// Idle time between frames is not bounded (clients pool connections).
+    pub frame_timeout_ms: u64,
     pub log_level: String,
     pub ha: HaConfig,
     /// Cluster token and TLS (`[meta.security]`, or `[cluster]` for both services).
@@ -184,6 +196,8 @@ impl Default for MetaConfig {
             heartbeat_timeout_ms: 5000,
             spin_wait_us: 200,
             tcp_polling: TcpPolling::Auto,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            frame_timeout_ms: 10_000,
             log_level: "info".into(),
             ha: HaConfig::default(),
             security: SecurityConfig::default(),
@@ -245,6 +259,8 @@ impl MetaConfig {
         check_range("meta.put_timeout_ms", self.put_timeout_ms, 10, 86_400_000)?;
         check_range("meta.heartbeat_timeout_ms", self.heartbeat_timeout_ms, 100, 3_600_000)?;
         check_range("meta.spin_wait_us", self.spin_wait_us, 0, MAX_SPIN_WAIT_US)?;
+        check_range("meta.max_connections", self.max_connections, 1, MAX_CONNECTIONS_LIMIT)?;
+        check_range("meta.frame_timeout_ms", self.frame_timeout_ms, 10, 3_600_000)?;
         check_log_level("meta.log_level", &self.log_level)?;
         if self.ha.enable && self.ha.etcd_endpoints.is_empty() {
             return Err(invalid(
@@ -361,6 +377,9 @@ pub struct LocalConfig {
     /// take, an object (or a chunk of a large one) or the share of a batch's
     /// objects one connection carries to a peer.
     pub transfer_timeout_ms: u64,
+    /// Most transfer connections (from peers' LocalServices) served at
+    /// once; more are accepted and closed at once.
+    pub max_transfer_connections: u64,
     pub heartbeat_interval_ms: u64,
     pub log_level: String,
     /// Cluster token and TLS (`[local.security]`, or `[cluster]` for both services).
@@ -384,6 +403,7 @@ impl Default for LocalConfig {
             transfer_congestion: "cubic".into(),
             rpc_timeout_ms: 10_000,
             transfer_timeout_ms: 30_000,
+            max_transfer_connections: DEFAULT_MAX_CONNECTIONS,
             heartbeat_interval_ms: 1000,
             log_level: "info".into(),
             security: SecurityConfig::default(),
@@ -415,6 +435,12 @@ impl LocalConfig {
         check_congestion("local.transfer_congestion", &self.transfer_congestion)?;
         check_range("local.rpc_timeout_ms", self.rpc_timeout_ms, 10, 3_600_000)?;
         check_range("local.transfer_timeout_ms", self.transfer_timeout_ms, 10, 3_600_000)?;
+        check_range(
+            "local.max_transfer_connections",
+            self.max_transfer_connections,
+            1,
+            MAX_CONNECTIONS_LIMIT,
+        )?;
         check_range("local.heartbeat_interval_ms", self.heartbeat_interval_ms, 10, 60_000)?;
         check_log_level("local.log_level", &self.log_level)?;
         self.security.validate("local.security")?;
@@ -425,6 +451,31 @@ impl LocalConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn connection_limits_and_frame_timeout_are_validated() {
+        let m = MetaConfig {
+            max_connections: 0,
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().to_string().contains("meta.max_connections"));
+        let m = MetaConfig {
+            frame_timeout_ms: 5,
+            ..Default::default()
+        };
+        assert!(m.validate().unwrap_err().to_string().contains("meta.frame_timeout_ms"));
+        let l = LocalConfig {
+            max_transfer_connections: MAX_CONNECTIONS_LIMIT + 1,
+            ..Default::default()
+        };
+        assert!(l
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("local.max_transfer_connections"));
+        let f = ConfigFile::from_toml("[meta]\nmax_connections = 8\nframe_timeout_ms = 500\n").unwrap();
+        assert_eq!((f.meta.max_connections, f.meta.frame_timeout_ms), (8, 500));
+    }
 
     #[test]
     fn defaults_are_valid() {

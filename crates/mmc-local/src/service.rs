@@ -68,6 +68,11 @@ impl LocalService {
             }
         }
         let token = ClusterToken::from_option(token);
+        // Peers' transfer connections and this process's own connections
+        // need descriptors: use all the hard limit allows.
+        if let Err(e) = mmc_wire::listen::raise_nofile_limit() {
+            tracing::warn!(error = %e, "cannot raise the descriptor limit (RLIMIT_NOFILE)");
+        }
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
         // Measure the copy method now, not in the first get.
         crate::copy::method();
@@ -112,6 +117,8 @@ impl LocalService {
                 seg.clone(),
                 id.clone(),
                 token.clone(),
+                Duration::from_millis(cfg.transfer_timeout_ms),
+                usize::try_from(cfg.max_transfer_connections).unwrap_or(usize::MAX),
             )));
             (Some(seg), advertised)
         } else {

@@ -10,6 +10,11 @@
 //! check, and an asynchronous batched lease release.
 //! Per-key results keep the batch order; a whole-batch failure (bad batch
 //! length, MetaService unreachable) is the outer `Err`.
+//!
+//! Nothing in a MetaService reply is trusted: a reply whose item count
+//! differs from the request's is a whole-batch error, and a placement whose
+//! peer index is out of the reply's peer table, or whose range does not fit
+//! that peer's segment, fails its key ([`malformed`]), never a panic.
 
 use crate::buffer::{gather, scatter, total_len, Piece};
 use crate::segment::Segment;
@@ -73,6 +78,58 @@ struct PeerMaps {
     /// is logged once, and the open is not retried unless they register a
     /// different segment.
     refused: HashMap<ServiceId, (String, u64)>,
+}
+
+/// The error of a MetaService reply that does not have the shape its
+/// request calls for.
+fn malformed(what: impl std::fmt::Display) -> Error {
+    Error::Other(format!("malformed reply from metaservice: {what}"))
+}
+
+/// The one result of a one-key batch.
+fn only<T>(results: Vec<Result<T>>) -> Result<T> {
+    let n = results.len();
+    let mut it = results.into_iter();
+    match (it.next(), it.next()) {
+        (Some(r), None) => r,
+        _ => Err(malformed(format!("{n} results for one key"))),
+    }
+}
+
+/// Checks a reply's answer to a batch of `asked` keys: one item per key.
+fn check_count<T>(what: &str, items: Vec<T>, asked: usize) -> Result<Vec<T>> {
+    if items.len() == asked {
+        Ok(items)
+    } else {
+        Err(malformed(format!(
+            "{what} answered {} items for {asked} keys",
+            items.len()
+        )))
+    }
+}
+
+/// Checks that every replica of an object of `size` bytes names a peer of
+/// the reply's peer table and, when that peer describes its segment, lies
+/// inside it.
+fn check_placements(peers: &[PeerInfo], replicas: &[Placement], size: u64) -> Result<()> {
+    for p in replicas {
+        let peer = peers.get(p.peer as usize).ok_or_else(|| {
+            malformed(format!(
+                "replica on peer index {} of a {}-peer table",
+                p.peer,
+                peers.len()
+            ))
+        })?;
+        if let Some(seg) = &peer.segment {
+            if p.offset.checked_add(size).is_none_or(|end| end > seg.size) {
+                return Err(malformed(format!(
+                    "replica at {}+{size} is outside the {}-byte segment of service {}",
+                    p.offset, seg.size, peer.service_id
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn put_ok(r: Result<()>) -> Result<()> {
@@ -159,7 +216,7 @@ impl ObjectStore {
     pub async fn put(&self, key: &str, value: &[u8], opts: &PutOptions) -> Result<()> {
         // SAFETY: the borrow keeps `value` alive and unmodified for the call.
         let r = unsafe { self.put_raw_batch(&[key], &[vec![Piece::of(value)]], opts).await? };
-        put_ok(r.into_iter().next().expect("one result"))
+        put_ok(only(r))
     }
 
     /// Stores the concatenation of `layers` as one object.
@@ -167,7 +224,7 @@ impl ObjectStore {
         let pieces: Vec<Piece> = layers.iter().map(|l| Piece::of(l)).collect();
         // SAFETY: the borrows keep the layers alive for the call.
         let r = unsafe { self.put_raw_batch(&[key], &[pieces], opts).await? };
-        put_ok(r.into_iter().next().expect("one result"))
+        put_ok(only(r))
     }
 
     pub async fn put_batch(&self, keys: &[&str], values: &[&[u8]], opts: &PutOptions) -> BatchResult {
@@ -232,13 +289,21 @@ impl ObjectStore {
             .call_fast(&Request::Alloc { writer: me, items })
             .await?
         {
-            Response::Alloc { peers, items } if items.len() == which.len() => (peers, items),
+            Response::Alloc { peers, items } => (peers, check_count("alloc", items, which.len())?),
             other => return Err(crate::meta_client::unexpected(other)),
         };
         let placed: Vec<(usize, Result<Vec<Placement>>, u64)> = placed
             .into_iter()
             .zip(which.iter().copied())
-            .map(|(p, (i, size))| (i, p, size))
+            .map(|(p, (i, size))| {
+                let p = p.and_then(|reps| {
+                    if reps.is_empty() {
+                        return Err(malformed("alloc placed no replica"));
+                    }
+                    check_placements(&peers, &reps, size).map(|()| reps)
+                });
+                (i, p, size)
+            })
             .collect();
         let copied = self.write_placed(&peers, placed, values).await;
         let mut commit = Vec::new();
@@ -284,7 +349,8 @@ impl ObjectStore {
             })
             .await?
         {
-            Response::Finish { commit } if commit.len() == commit_idx.len() => {
+            Response::Finish { commit } => {
+                let commit = check_count("finish", commit, commit_idx.len())?;
                 for (r, i) in commit.into_iter().zip(commit_idx) {
                     results[i] = r;
                 }
@@ -320,7 +386,7 @@ impl ObjectStore {
             out.push((i, Ok(())));
             for rep in reps {
                 let Some(peer) = peers.get(rep.peer as usize) else {
-                    out[slot].1 = Err(Error::Other("bad peer index".into()));
+                    out[slot].1 = Err(malformed(format!("replica on peer index {}", rep.peer)));
                     continue;
                 };
                 match self.local_view(peer) {
@@ -457,12 +523,14 @@ impl ObjectStore {
     // ---- gets -------------------------------------------------------------
 
     pub async fn get(&self, key: &str) -> Result<Vec<u8>> {
-        self.get_batch(&[key]).await?.into_iter().next().expect("one result")
+        only(self.get_batch(&[key]).await?)
     }
 
     pub async fn get_batch(&self, keys: &[&str]) -> BatchResult<Vec<u8>> {
         let r = self.get_impl(keys, None).await?;
-        Ok(r.into_iter().map(|r| r.map(|v| v.expect("allocated"))).collect())
+        Ok(r.into_iter()
+            .map(|r| r.and_then(|v| v.ok_or_else(|| Error::Other("get produced no value buffer".into()))))
+            .collect())
     }
 
     /// Copies the object into `buf`, whose length must equal the object size.
@@ -470,7 +538,7 @@ impl ObjectStore {
         let dest = [vec![Piece::of_mut(buf)]];
         // SAFETY: the borrow keeps `buf` alive and exclusive for the call.
         let r = unsafe { self.get_into_raw_batch(&[key], &dest).await? };
-        r.into_iter().next().expect("one result")
+        only(r)
     }
 
     /// Scatters the object into `bufs` in order; their lengths must sum to
@@ -479,7 +547,7 @@ impl ObjectStore {
         let dest = [bufs.iter_mut().map(|b| Piece::of_mut(b)).collect::<Vec<_>>()];
         // SAFETY: the borrows keep the buffers alive and exclusive for the call.
         let r = unsafe { self.get_into_raw_batch(&[key], &dest).await? };
-        r.into_iter().next().expect("one result")
+        only(r)
     }
 
     pub async fn get_into_batch(&self, keys: &[&str], bufs: &mut [&mut [u8]]) -> BatchResult {
@@ -540,13 +608,17 @@ impl ObjectStore {
             .call_fast(&Request::Lookup { reader, keys: ask })
             .await?
         {
-            Response::Lookup { peers, lease_ms, items } if items.len() == which.len() => (peers, lease_ms, items),
+            Response::Lookup { peers, lease_ms, items } => {
+                (peers, lease_ms, check_count("lookup", items, which.len())?)
+            }
             other => return Err(crate::meta_client::unexpected(other)),
         };
-        let deadline = sent + Duration::from_millis(lease_ms);
+        // A lease is at most the longest `meta.lease_ms` accepted: a larger
+        // number would overflow the deadline.
+        let deadline = sent + Duration::from_millis(lease_ms.min(MAX_LEASE_MS));
         let mut found = Vec::with_capacity(items.len());
         for (item, (i, room)) in items.into_iter().zip(which.iter().copied()) {
-            match item {
+            match item.and_then(|loc| check_placements(&peers, &loc.replicas, loc.size).map(|()| loc)) {
                 Ok(loc) => found.push((i, room, loc)),
                 Err(e) => results[i] = Err(e),
             }
@@ -675,7 +747,7 @@ impl ObjectStore {
                 d
             }
             None => {
-                let mut v = Vec::with_capacity(loc.size as usize);
+                let mut v = new_value_buffer(loc.size)?;
                 let p = Piece {
                     addr: v.as_mut_ptr() as usize,
                     len: loc.size as usize,
@@ -735,45 +807,48 @@ impl ObjectStore {
 
     pub async fn exist(&self, key: &str) -> Result<bool> {
         validate_key(key)?;
-        Ok(self.exist_batch(&[key]).await?[0])
+        self.exist_batch(&[key])
+            .await?
+            .first()
+            .copied()
+            .ok_or_else(|| malformed("exist answered no item for one key"))
     }
 
     /// One bool per key (an invalid key reads as absent).
     pub async fn exist_batch(&self, keys: &[&str]) -> Result<Vec<bool>> {
         validate_batch_len(keys.len())?;
+        let asked = keys.len();
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
         match self.inner.svc.meta.call_fast(&Request::Exist { keys }).await? {
-            Response::Exist(v) => Ok(v),
+            Response::Exist(v) => check_count("exist", v, asked),
             other => Err(crate::meta_client::unexpected(other)),
         }
     }
 
     pub async fn key_info(&self, key: &str) -> Result<KeyInfo> {
-        self.key_info_batch(&[key])
-            .await?
-            .into_iter()
-            .next()
-            .expect("one result")
+        only(self.key_info_batch(&[key]).await?)
     }
 
     pub async fn key_info_batch(&self, keys: &[&str]) -> BatchResult<KeyInfo> {
         validate_batch_len(keys.len())?;
+        let asked = keys.len();
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
         match self.inner.svc.meta.call_fast(&Request::KeyInfo { keys }).await? {
-            Response::KeyInfo(v) => Ok(v),
+            Response::KeyInfo(v) => check_count("key info", v, asked),
             other => Err(crate::meta_client::unexpected(other)),
         }
     }
 
     pub async fn remove(&self, key: &str) -> Result<()> {
-        self.remove_batch(&[key]).await?.into_iter().next().expect("one result")
+        only(self.remove_batch(&[key]).await?)
     }
 
     pub async fn remove_batch(&self, keys: &[&str]) -> BatchResult {
         validate_batch_len(keys.len())?;
+        let asked = keys.len();
         let keys = keys.iter().map(|k| (*k).to_owned()).collect();
         match self.inner.svc.meta.call_fast(&Request::Remove { keys }).await? {
-            Response::Remove(v) => Ok(v),
+            Response::Remove(v) => check_count("remove", v, asked),
             other => Err(crate::meta_client::unexpected(other)),
         }
     }
@@ -785,6 +860,27 @@ impl ObjectStore {
             other => Err(crate::meta_client::unexpected(other)),
         }
     }
+}
+
+/// Longest read lease honoured (the largest `meta.lease_ms`).
+const MAX_LEASE_MS: u64 = 3_600_000;
+
+/// Largest value a get into a new buffer allocates: beyond it, use
+/// `get_into` with buffers of the caller's own.
+pub const MAX_GET_ALLOC: u64 = 1 << 40;
+
+/// An empty buffer with room for a value of `size` bytes, as the MetaService
+/// recorded it: refused beyond [`MAX_GET_ALLOC`], and allocated fallibly.
+fn new_value_buffer(size: u64) -> Result<Vec<u8>> {
+    if size > MAX_GET_ALLOC {
+        return Err(Error::invalid(format!(
+            "object of {size} bytes exceeds the {MAX_GET_ALLOC} bytes a get allocates (use get_into with your own buffers)"
+        )));
+    }
+    let mut v = Vec::new();
+    v.try_reserve_exact(size as usize)
+        .map_err(|e| Error::Other(format!("cannot allocate {size} bytes for the object: {e}")))?;
+    Ok(v)
 }
 
 /// Drops mappings of segments whose owners left the cluster (so their
@@ -958,5 +1054,61 @@ impl BlockingObjectStore {
 
     pub fn remove_all(&self) -> Result<u64> {
         self.run(self.store.remove_all())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mmc_wire::message::SegmentDesc;
+    use mmc_wire::Medium;
+
+    fn peer(id: ServiceId, size: Option<u64>) -> PeerInfo {
+        PeerInfo {
+            service_id: id,
+            host_id: 1,
+            transfer_addr: "127.0.0.1:1".into(),
+            segment: size.map(|size| SegmentDesc {
+                name: "s".into(),
+                medium: Medium::Dram,
+                size,
+                nonce: 1,
+            }),
+        }
+    }
+
+    #[test]
+    fn reply_shapes_are_checked_not_trusted() {
+        assert_eq!(only(vec![Ok::<u8, Error>(3)]), Ok(3));
+        let e = only::<u8>(vec![]).unwrap_err().to_string();
+        assert!(e.contains("malformed reply from metaservice: 0 results"), "{e}");
+        assert!(only(vec![Ok::<u8, Error>(1), Ok(2)]).is_err());
+        assert!(check_count("exist", vec![true], 1).is_ok());
+        let e = check_count("exist", vec![true, false], 1).unwrap_err().to_string();
+        assert!(e.contains("exist answered 2 items for 1 keys"), "{e}");
+
+        let peers = [peer(1, Some(1 << 20)), peer(2, None)];
+        let at = |peer, offset| Placement { peer, offset };
+        assert!(check_placements(&peers, &[at(0, 0), at(1, 77)], 1 << 20).is_ok());
+        let e = check_placements(&peers, &[at(2, 0)], 10).unwrap_err().to_string();
+        assert!(e.contains("peer index 2 of a 2-peer table"), "{e}");
+        let e = check_placements(&peers, &[at(0, 4096)], 1 << 20)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside the 1048576-byte segment"), "{e}");
+        assert!(
+            check_placements(&peers, &[at(0, u64::MAX)], 2).is_err(),
+            "offset + size overflows"
+        );
+        assert!(check_placements(&peers, &[at(0, 0)], u64::MAX).is_err());
+    }
+
+    #[test]
+    fn a_huge_recorded_size_is_an_error_not_a_panic() {
+        for size in [u64::MAX, MAX_GET_ALLOC + 1] {
+            let e = new_value_buffer(size).unwrap_err().to_string();
+            assert!(e.contains(&size.to_string()), "{e}");
+        }
+        assert_eq!(new_value_buffer(10).unwrap().capacity(), 10);
     }
 }

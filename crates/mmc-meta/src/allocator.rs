@@ -11,8 +11,17 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Allocation granularity and alignment, in bytes.
 pub const ALIGN: u64 = 4096;
 
+/// `n` rounded up to [`ALIGN`]; `None` when that does not fit in a u64
+/// (sizes from the network can be anything).
+pub fn checked_align_up(n: u64) -> Option<u64> {
+    n.checked_next_multiple_of(ALIGN)
+}
+
+/// `n` rounded up to [`ALIGN`], saturating at the largest multiple: for
+/// sizes already admitted (an object that was allocated), which are far
+/// below that.
 pub fn align_up(n: u64) -> u64 {
-    n.div_ceil(ALIGN) * ALIGN
+    checked_align_up(n).unwrap_or(u64::MAX / ALIGN * ALIGN)
 }
 
 #[derive(Debug, Clone)]
@@ -66,12 +75,16 @@ impl SegmentAllocator {
         self.by_size.remove(&(len, off));
     }
 
-    /// Allocates `size` bytes (rounded up); returns the offset.
+    /// Allocates `size` bytes (rounded up); returns the offset. `None`
+    /// when `size` is 0 or no free range holds it.
     pub fn alloc(&mut self, size: u64) -> Option<u64> {
         if size == 0 {
             return None;
         }
-        let need = align_up(size);
+        let need = checked_align_up(size)?;
+        if need > self.capacity {
+            return None;
+        }
         let &(len, off) = self.by_size.range((need, 0)..).next()?;
         self.remove_free(off, len);
         if len > need {
@@ -87,7 +100,9 @@ impl SegmentAllocator {
         if size == 0 || !off.is_multiple_of(ALIGN) {
             return false;
         }
-        let need = align_up(size);
+        let Some(need) = checked_align_up(size) else {
+            return false;
+        };
         let Some(end) = off.checked_add(need) else { return false };
         if end > self.capacity {
             return false;
@@ -111,9 +126,15 @@ impl SegmentAllocator {
 
     /// Returns a range obtained from [`alloc`](Self::alloc) or
     /// [`reserve`](Self::reserve) with the same `size`.
+    /// A range that was never handed out (out of the segment) is ignored.
     pub fn free(&mut self, off: u64, size: u64) {
-        let len = align_up(size);
-        debug_assert!(off + len <= self.capacity);
+        let len = match checked_align_up(size) {
+            Some(len) if len > 0 && off.checked_add(len).is_some_and(|end| end <= self.capacity) => len,
+            _ => {
+                debug_assert!(false, "free of {size} bytes at {off} outside the segment");
+                return;
+            }
+        };
         let mut start = off;
         let mut total = len;
         if let Some((&poff, &plen)) = self.by_offset.range(..off).next_back() {
@@ -129,7 +150,7 @@ impl SegmentAllocator {
             total += nlen;
         }
         self.insert_free(start, total);
-        self.used -= len;
+        self.used = self.used.saturating_sub(len);
     }
 
     /// Number of disjoint free ranges (fragmentation indicator).
@@ -160,6 +181,31 @@ mod tests {
         assert!(!a.reserve(4 * ALIGN, 1));
         assert!(!a.reserve(15 * ALIGN, 2 * ALIGN));
         assert_eq!(a.largest_free(), 11 * ALIGN);
+    }
+
+    #[test]
+    fn sizes_near_the_top_of_u64_do_not_wrap() {
+        // 2^64-1 and 2^64-4095 used to round up to 0.
+        assert_eq!(checked_align_up(u64::MAX), None);
+        assert_eq!(checked_align_up(u64::MAX - 4094), None);
+        assert_eq!(checked_align_up(u64::MAX - 4095), Some(u64::MAX - 4095));
+        assert_eq!(checked_align_up(0), Some(0));
+        let mut a = SegmentAllocator::new(16 * ALIGN);
+        for size in [u64::MAX, u64::MAX - 4094, u64::MAX - 4095, u64::MAX - 8190, 17 * ALIGN] {
+            assert_eq!(a.alloc(size), None, "size {size}");
+        }
+        assert_eq!(a.used(), 0, "nothing allocated by refused sizes");
+        assert_eq!(a.alloc(1), Some(0), "offset 0 still free");
+        for (off, size) in [
+            (0, u64::MAX),
+            (ALIGN, u64::MAX - 4095),
+            (u64::MAX - 4095, ALIGN),
+            (15 * ALIGN, 2 * ALIGN),
+        ] {
+            assert!(!a.reserve(off, size), "reserve {off}+{size}");
+        }
+        assert_eq!(a.used(), ALIGN);
+        assert_eq!(a.free_ranges(), 1);
     }
 
     #[derive(Debug, Clone)]

@@ -72,5 +72,5 @@ pub fn bytes_on(o: &Object, on: &dyn Fn(mmc_wire::ServiceId) -> bool) -> u64 {
         .iter()
         .filter(|r| on(r.service))
         .map(|_| align_up(o.size))
-        .sum()
+        .fold(0u64, u64::saturating_add)
 }

@@ -48,6 +48,11 @@ pub const MAX_KEYS_LIMIT: u32 = 100_000;
 const READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long writing one response may take.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the 503 answer of a connection beyond [`MAX_CONNECTIONS`] may take.
+const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Pauses after a failed accept (out of descriptors): doubling within these.
+const ACCEPT_BACKOFF_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How long, and for how many bytes, input is drained before closing.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_MAX_BYTES: usize = 256 * 1024;
@@ -64,24 +69,31 @@ pub async fn serve_http(
     role: Arc<dyn Fn() -> &'static str + Send + Sync>,
 ) -> std::io::Result<()> {
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let accept_log = mmc_wire::listen::RateLimitedLog::default();
+    let mut backoff = ACCEPT_BACKOFF_MIN;
     loop {
         let (sock, peer) = match listener.accept().await {
             Ok(x) => x,
             Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                if let Some(suppressed) = accept_log.admit() {
+                    tracing::warn!(error = %e, suppressed, "http accept failed; retrying in {backoff:?}");
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
                 continue;
             }
         };
+        backoff = ACCEPT_BACKOFF_MIN;
         let _ = sock.set_nodelay(true);
         let server = server.clone();
         let role = role.clone();
         let slots = slots.clone();
         tokio::spawn(async move {
             let Ok(_permit) = slots.try_acquire_owned() else {
+                // Answered briefly: refused connections must not pile up.
                 let mut sock = sock;
                 let resp = Resp::error(503, "too many connections").closing();
-                let _ = tokio::time::timeout(WRITE_TIMEOUT, sock.write_all(&resp.encode())).await;
+                let _ = tokio::time::timeout(REFUSE_TIMEOUT, sock.write_all(&resp.encode())).await;
                 return;
             };
             if let Err(e) = connection(server, role, sock).await {
@@ -935,6 +947,8 @@ mod tests {
             Duration::ZERO,
             false,
             Some(mmc_wire::auth::ClusterToken::new(TOKEN)),
+            64,
+            Duration::from_secs(10),
         );
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");

@@ -38,6 +38,7 @@ impl MetaService {
         if cfg.ha.enable {
             return Err("meta.ha.enable: HA mode is not available in this build yet".into());
         }
+        raise_nofile(cfg.max_connections);
         let listener = TcpListener::bind(&cfg.listen)
             .await
             .map_err(|e| format!("cannot listen on {} (meta.listen): {e}", cfg.listen))?;
@@ -58,6 +59,8 @@ impl MetaService {
                 cfg.tcp_polling
                     .enabled(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
                 token,
+                cfg.max_connections as usize,
+                std::time::Duration::from_millis(cfg.frame_timeout_ms),
             ),
             listener,
             http,
@@ -87,5 +90,25 @@ impl MetaService {
             t.abort();
         }
         r
+    }
+}
+
+/// Raises the soft descriptor limit to the hard limit, so that
+/// `max_connections` connections (plus the HTTP port's and the process's own
+/// descriptors) fit; warns when they still do not.
+fn raise_nofile(max_connections: u64) {
+    match mmc_wire::listen::raise_nofile_limit() {
+        Ok(limit) => {
+            let need = max_connections + crate::http::MAX_CONNECTIONS as u64 + 64;
+            if limit < need {
+                tracing::warn!(
+                    limit,
+                    "the descriptor limit (RLIMIT_NOFILE) is below meta.max_connections ({max_connections}) plus \
+                     the HTTP port's connections: connections beyond it are refused by accept errors (survived, \
+                     retried) rather than by the limit"
+                );
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "cannot raise the descriptor limit (RLIMIT_NOFILE)"),
     }
 }

@@ -81,7 +81,7 @@ impl Ledger {
         self.waiting_frees
             .iter()
             .map(|&(_, _, s)| crate::allocator::align_up(s))
-            .sum()
+            .fold(0u64, u64::saturating_add)
     }
 }
 

@@ -48,6 +48,8 @@ pub struct Metrics {
     pub auth_failures: AtomicU64,
     /// HTTP requests answered 401 (missing or wrong bearer token).
     pub http_unauthorized: AtomicU64,
+    /// The control port's connection limit (open, refused, accept errors).
+    pub control_limit: Option<std::sync::Arc<mmc_wire::listen::ConnLimit>>,
 }
 
 impl Metrics {
@@ -145,5 +147,13 @@ impl Metrics {
             "mmc_auth_failures_total{{port=\"http\"}} {}",
             self.http_unauthorized.load(Ordering::Relaxed)
         );
+        if let Some(l) = &self.control_limit {
+            let _ = writeln!(out, "# TYPE mmc_connections_open gauge");
+            let _ = writeln!(out, "mmc_connections_open {}", l.open());
+            let _ = writeln!(out, "# TYPE mmc_connections_refused_total counter");
+            let _ = writeln!(out, "mmc_connections_refused_total {}", l.refused());
+            let _ = writeln!(out, "# TYPE mmc_accept_errors_total counter");
+            let _ = writeln!(out, "mmc_accept_errors_total {}", l.accept_errors());
+        }
     }
 }

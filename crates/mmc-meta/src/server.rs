@@ -13,6 +13,13 @@
 //! only where `meta.tcp_polling` says (by default on machines of 4 CPUs or
 //! more); same-host shared-memory rings always do.
 //! A background task runs [`MetaState::tick`] every 100 ms.
+//!
+//! Hostile clients are bounded: at most `meta.max_connections` connections
+//! (the excess is closed at once and counted), accept errors such as running
+//! out of descriptors are retried with backoff, a frame must complete within
+//! `meta.frame_timeout_ms` of its first byte, an idle connection holds at
+//! most [`IDLE_READ_BUF`] bytes of read buffer, and a connection that does
+//! not read its answers is closed once [`MAX_ANSWER_BACKLOG`] bytes wait.
 
 use crate::metrics::Metrics;
 use crate::ring_conn::{RingRequests, RingSink};
@@ -21,6 +28,7 @@ use mmc_wire::auth::{self, ClusterToken, Domain};
 use mmc_wire::frame::{self, FrameError, FrameKind};
 use mmc_wire::frame_reader::FrameReader;
 use mmc_wire::frame_writer::FrameWriter;
+use mmc_wire::listen::ConnLimit;
 use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
@@ -39,6 +47,12 @@ const LEDGER_POLL_HOLD: Duration = Duration::from_millis(1000);
 /// How long a ledger poll holding only additions waits for more.
 const LEDGER_COALESCE: Duration = Duration::from_millis(5);
 const TICK: Duration = Duration::from_millis(100);
+/// Read buffer an idle control connection keeps (it grows while a larger
+/// frame arrives, and shrinks back when the connection falls idle).
+pub const IDLE_READ_BUF: usize = 16 << 10;
+/// Answer bytes queued for a connection that does not read them before it
+/// is closed.
+pub const MAX_ANSWER_BACKLOG: usize = 64 << 20;
 
 /// Shared by every connection of one MetaService.
 pub struct Server {
@@ -57,6 +71,10 @@ pub struct Server {
     /// The cluster token every control connection must prove (and HTTP
     /// requests carry); `None` runs the handshake in open mode.
     token: Option<ClusterToken>,
+    /// Bounds the control connections (`meta.max_connections`).
+    conn_limit: Arc<ConnLimit>,
+    /// Longest a frame may take once begun (`meta.frame_timeout_ms`).
+    frame_timeout: Duration,
 }
 
 impl Server {
@@ -68,25 +86,43 @@ impl Server {
     /// follow the client) after a data-path request, and TCP connections
     /// for `spin_wait` when `tcp_polling`.
     pub fn with_polling(state: Arc<MetaState>, spin_wait: Duration, tcp_polling: bool) -> Arc<Self> {
-        Self::with_options(state, spin_wait, tcp_polling, None)
+        let defaults = mmc_config::MetaConfig::default();
+        Self::with_options(
+            state,
+            spin_wait,
+            tcp_polling,
+            None,
+            defaults.max_connections as usize,
+            Duration::from_millis(defaults.frame_timeout_ms),
+        )
     }
 
     /// [`Server::with_polling`] that also requires `token` on every
-    /// connection (control handshake, HTTP bearer).
+    /// connection (control handshake, HTTP bearer), serves at most
+    /// `max_connections` connections at once, each frame within
+    /// `frame_timeout` of its first byte.
     pub fn with_options(
         state: Arc<MetaState>,
         spin_wait: Duration,
         tcp_polling: bool,
         token: Option<ClusterToken>,
+        max_connections: usize,
+        frame_timeout: Duration,
     ) -> Arc<Self> {
+        let conn_limit = ConnLimit::new("control", max_connections);
         Arc::new(Server {
             state,
-            metrics: Metrics::default(),
+            metrics: Metrics {
+                control_limit: Some(conn_limit.clone()),
+                ..Metrics::default()
+            },
             ledger_changed: Notify::new(),
             space_returned: Notify::new(),
             spin_wait,
             tcp_polling,
             token,
+            conn_limit,
+            frame_timeout,
         })
     }
 
@@ -113,8 +149,9 @@ impl Server {
         }
     }
 
-    /// Accepts connections until the listener fails or the task is dropped;
-    /// also runs the periodic housekeeping.
+    /// Accepts connections until the task is dropped (accept errors are
+    /// logged and retried, never returned); also runs the periodic
+    /// housekeeping.
     pub async fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
         let ticker = {
             let this = self.clone();
@@ -130,13 +167,15 @@ impl Server {
         };
         let _guard = AbortOnDrop(ticker);
         loop {
-            let (sock, peer) = listener.accept().await?;
+            let (sock, peer, permit) = self.conn_limit.accept(&listener).await;
             let _ = sock.set_nodelay(true);
             self.metrics
                 .connections
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             let this = self.clone();
             tokio::spawn(async move {
+                // Held until the connection ends: its slot under the limit.
+                let _permit = permit;
                 if let Err(e) = this.clone().connection(sock).await {
                     this.metrics
                         .bad_frames
@@ -152,8 +191,8 @@ impl Server {
             return Ok(());
         }
         let (rd, wr) = sock.into_split();
-        let mut rd = FrameReader::new(rd);
-        let (tx, flusher) = FrameWriter::new(wr);
+        let mut rd = self.bounded_reader(rd);
+        let (tx, flusher) = FrameWriter::bounded(wr, MAX_ANSWER_BACKLOG);
         let _guard = AbortOnDrop(flusher);
         let sink = Sink::Tcp(tx.clone());
         // Poll for the next request only after a data-path one: heartbeats,
@@ -177,8 +216,22 @@ impl Server {
             }
             let asked = self.serve_frame(f, &sink)?;
             spin = if self.tcp_polling { asked } else { Duration::ZERO };
+            if tx.is_failed() {
+                // Its answers cannot be written (or it does not read them).
+                return Err(FrameError::Io(std::io::Error::other(format!(
+                    "answers not written: the peer went away or left over {MAX_ANSWER_BACKLOG} bytes unread"
+                ))));
+            }
         }
         Ok(())
+    }
+
+    /// A reader of one control connection (socket or ring): frames
+    /// bounded in time, and a small buffer while idle.
+    fn bounded_reader<S: mmc_wire::frame_reader::ReadSource>(&self, rd: S) -> FrameReader<S> {
+        FrameReader::new(rd)
+            .frame_timeout(self.frame_timeout)
+            .release_when_idle(IDLE_READ_BUF)
     }
 
     /// Answers a ring offer (request `id`) on the socket: accepted when
@@ -222,7 +275,7 @@ impl Server {
     ) -> Result<(), FrameError> {
         let (sink, flusher) = RingSink::new(RingTx::new(region.clone(), shm_ring::TO_CLIENT), bell);
         let _flusher = AbortOnDrop(flusher);
-        let mut rd = FrameReader::new(RingRequests {
+        let mut rd = self.bounded_reader(RingRequests {
             rx: RingRx::new(region, shm_ring::TO_META),
             sock,
             sink: sink.clone(),

@@ -6,7 +6,7 @@
 //! reverse. The server (`server.rs`) adds the network, the periodic
 //! [`MetaState::tick`] and the waiting that alloc and ledger polls need.
 
-use crate::allocator::align_up;
+use crate::allocator::{align_up, checked_align_up};
 use crate::clock::Clock;
 use crate::eviction::{bytes_on, take_victims};
 use crate::index::{Index, Key};
@@ -403,12 +403,18 @@ impl MetaState {
         if it.size == 0 {
             return Err(AllocErr::Fail(Error::invalid("object size is 0")));
         }
-        if largest.is_some_and(|c| align_up(it.size) > c) {
-            return Err(AllocErr::Fail(Error::invalid(format!(
-                "object size {} exceeds the largest segment ({} bytes)",
-                it.size,
-                largest.unwrap_or(0)
-            ))));
+        // Checked before any arithmetic: a size near 2^64 would wrap when
+        // rounded up and allocate nothing at offset 0.
+        match (checked_align_up(it.size), largest) {
+            (Some(need), Some(cap)) if need <= cap => {}
+            (Some(_), None) => {} // no segment at all: placement says so
+            (_, cap) => {
+                return Err(AllocErr::Fail(Error::invalid(format!(
+                    "object size {} exceeds the largest segment ({} bytes)",
+                    it.size,
+                    cap.unwrap_or(0)
+                ))));
+            }
         }
         let mut evicted_any = false;
         for _attempt in 0..4 {
@@ -448,7 +454,7 @@ impl MetaState {
                         .sum();
                     drop(m);
                     drop(shard);
-                    let want = align_up(it.size) * it.replicas as u64;
+                    let want = align_up(it.size).saturating_mul(it.replicas as u64);
                     // Space already on its way back (Dels awaiting the
                     // owner's ack) counts: evicting for it again would drop
                     // more objects than this alloc needs.

@@ -329,6 +329,76 @@ fn alloc_rejects_bad_requests() {
     assert!(matches!(&out[2], AllocOutcome::Done(Err(Error::DuplicatedObject))));
 }
 
+#[test]
+fn sizes_near_u64_max_are_refused_and_harm_no_real_object() {
+    let (_clock, st) = new_state(params());
+    let a = reg(&st, 1, MIB);
+    // These used to round up to 0 bytes at offset 0, which the next real
+    // object received too; removing the bogus key then queued a ledger
+    // delete that erased the real object's entry.
+    for size in [u64::MAX, u64::MAX - 4094, u64::MAX - 4095, 1 << 63] {
+        match alloc(&st, a, item("bogus", size, 1, &[])) {
+            Err(Error::InvalidParam(msg)) => {
+                assert!(msg.contains(&size.to_string()), "names the size: {msg}");
+                assert!(msg.contains(&MIB.to_string()), "names the cap: {msg}");
+            }
+            other => panic!("size {size}: {other:?}"),
+        }
+        // Several replicas of a huge size must not overflow either.
+        assert!(
+            is_invalid(&alloc(&st, a, item("bogus", size, 8, &[]))),
+            "size {size} x 8"
+        );
+    }
+    assert_eq!(used(&st, a), 0);
+    assert!(!present(&st, "bogus"));
+    let reps = put(&st, a, item("real", 10, 1, &[]));
+    assert_eq!(reps[0].offset, 0);
+    assert_eq!(st.remove(&k("bogus")), vec![Err(Error::UnmatchedKey)]);
+    let ops = ack(&st, a);
+    assert!(
+        ops.iter().all(|op| !matches!(op, LedgerOp::Del { .. })),
+        "no ledger delete: {ops:?}"
+    );
+    assert!(present(&st, "real"));
+    assert_eq!(used(&st, a), PAGE);
+
+    // A pure client alone (no segment anywhere): refused without overflow.
+    let (_clock, st) = new_state(params());
+    let c = reg_client(&st, 2);
+    for size in [u64::MAX, u64::MAX - 4094] {
+        assert!(is_invalid(&alloc(&st, c, item("bogus", size, 1, &[]))), "size {size}");
+    }
+}
+
+#[test]
+fn recovery_entries_that_overflow_are_rejected() {
+    let (_clock, st) = new_state(params());
+    let cap = 16 * PAGE;
+    let (a, _) = st.register(&recovering_req(1, cap, 5)).unwrap();
+    let e = |key: &str, offset: u64, size: u64| LedgerEntry {
+        key: key.into(),
+        offset,
+        size,
+    };
+    let entries = vec![
+        e("huge", 0, u64::MAX),
+        e("wraps", 2 * PAGE, u64::MAX - 4094),
+        e("end", u64::MAX - 4095, PAGE),
+        e("far", 1 << 62, PAGE),
+        e("ok", 4 * PAGE, PAGE),
+    ];
+    assert_eq!(st.recover(a, entries, true), Ok(1));
+    assert_eq!(used(&st, a), PAGE);
+    assert_eq!(
+        st.exist(&keys(&["huge", "wraps", "end", "far", "ok"])),
+        vec![false, false, false, false, true]
+    );
+    let ops = ack(&st, a);
+    assert_eq!(ops.len(), 4, "the owner is told to forget each rejected entry");
+    assert_eq!(used(&st, a), PAGE, "and acknowledging frees nothing");
+}
+
 // ---- placement --------------------------------------------------------------
 
 #[test]

@@ -24,6 +24,8 @@ pub const FRAME_VERSION: u8 = 1;
 pub const MAX_FRAME: usize = 64 << 20;
 /// Bytes of header after the length field: version, kind, request id.
 pub const HEADER_AFTER_LEN: usize = 10;
+/// Most payload bytes [`read_frame`] reserves before they arrive.
+const READ_CHUNK: usize = 64 << 10;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FrameKind {
@@ -43,6 +45,8 @@ pub enum FrameError {
     BadPayload(String),
     #[error("i/o: {0}")]
     Io(#[from] std::io::Error),
+    #[error("frame not completed within {0:?} of its first byte")]
+    Timeout(std::time::Duration),
 }
 
 /// One decoded frame with its payload still encoded.
@@ -102,8 +106,18 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
     let mut head = [0u8; HEADER_AFTER_LEN];
     r.read_exact(&mut head).await?;
     let (kind, id) = parse_head(&head)?;
-    let mut payload = vec![0u8; len - HEADER_AFTER_LEN];
-    r.read_exact(&mut payload).await?;
+    // The buffer grows with the bytes that actually arrive, never with the
+    // announced length alone: a peer announcing 64 MiB and then falling
+    // silent costs one chunk, not 64 MiB.
+    let want = len - HEADER_AFTER_LEN;
+    let mut payload = Vec::with_capacity(want.min(READ_CHUNK));
+    let got = r.take(want as u64).read_to_end(&mut payload).await?;
+    if got < want {
+        return Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("end of stream after {got} of {want} payload bytes"),
+        )));
+    }
     Ok(Some(Frame { kind, id, payload }))
 }
 
@@ -137,6 +151,19 @@ mod tests {
         bytes[5] = 7;
         let mut cur = std::io::Cursor::new(bytes);
         assert!(matches!(read_frame(&mut cur).await, Err(FrameError::BadKind(7))));
+    }
+
+    #[tokio::test]
+    async fn announced_length_alone_allocates_one_chunk() {
+        let mut bytes = ((MAX_FRAME) as u32).to_le_bytes().to_vec();
+        bytes.extend([FRAME_VERSION, 0]);
+        bytes.extend(7u64.to_le_bytes());
+        bytes.extend([1, 2, 3]);
+        let (mut w, mut r) = tokio::io::duplex(1 << 16);
+        tokio::io::AsyncWriteExt::write_all(&mut w, &bytes).await.unwrap();
+        drop(w);
+        let e = read_frame(&mut r).await.unwrap_err();
+        assert!(e.to_string().contains("after 3 of"), "{e}");
     }
 
     #[tokio::test]

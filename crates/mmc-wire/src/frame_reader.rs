@@ -8,6 +8,14 @@
 //! a bounded time instead of sleeping: on a virtual machine, waking a
 //! sleeping thread costs tens of microseconds, more than a control request
 //! takes to serve.
+//!
+//! The buffer grows with the bytes that actually arrive (doubling, from
+//! [`INITIAL_BUF`]), never with the length a frame announces, and shrinks
+//! back after a large frame: a peer that announces 64 MiB and falls silent
+//! costs one initial buffer. A reader can also bound how long a frame may
+//! take once its first byte arrived ([`FrameReader::frame_timeout`]) and
+//! hand its buffer back while the connection is idle
+//! ([`FrameReader::release_when_idle`]).
 
 use crate::frame::{parse_head, Frame, FrameError, HEADER_AFTER_LEN, MAX_FRAME};
 use std::io;
@@ -15,8 +23,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::tcp::OwnedReadHalf;
 
-/// Initial buffer size; it grows to hold the largest frame seen.
-const INITIAL_BUF: usize = 64 << 10;
+/// Buffer size allocated at the first read; it doubles while a frame's
+/// bytes keep arriving, up to the frame's size.
+pub const INITIAL_BUF: usize = 64 << 10;
 
 /// What one nonblocking read found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +79,16 @@ pub struct FrameReader<S = OwnedReadHalf> {
     /// Unparsed bytes are `buf[start..end]`.
     start: usize,
     end: usize,
+    /// Longest a frame may take from its first byte to its last.
+    frame_timeout: Option<Duration>,
+    /// When the first byte of the frame in progress arrived (kept only
+    /// with a `frame_timeout`).
+    frame_started: Option<Instant>,
+    /// Buffer allocated at the first read (and after an idle release).
+    initial: usize,
+    /// Shrink the buffer to `initial` whenever the reader goes to sleep
+    /// between frames.
+    release_idle: bool,
 }
 
 impl<S: ReadSource> FrameReader<S> {
@@ -81,10 +100,41 @@ impl<S: ReadSource> FrameReader<S> {
     pub fn with_shared(half: Arc<S>) -> Self {
         FrameReader {
             half,
-            buf: vec![0; INITIAL_BUF],
+            // Allocated at the first read: a connection that never sends
+            // anything costs no buffer.
+            buf: Vec::new(),
             start: 0,
             end: 0,
+            frame_timeout: None,
+            frame_started: None,
+            initial: INITIAL_BUF,
+            release_idle: false,
         }
+    }
+
+    /// Bounds the time a frame may take once its first byte has arrived:
+    /// [`next_frame`](FrameReader::next_frame) then fails with
+    /// [`FrameError::Timeout`]. The time between frames stays unbounded.
+    pub fn frame_timeout(mut self, limit: Duration) -> Self {
+        self.frame_timeout = Some(limit);
+        self
+    }
+
+    /// Starts with a buffer of `keep` bytes (at least 64) instead of
+    /// [`INITIAL_BUF`], and shrinks back to it whenever
+    /// [`next_frame`](FrameReader::next_frame) goes to sleep with no frame
+    /// in progress: an idle connection holds at most `keep` bytes (a server
+    /// with thousands of pooled client connections), a connection that
+    /// never sent a byte none.
+    pub fn release_when_idle(mut self, keep: usize) -> Self {
+        self.initial = keep.max(64);
+        self.release_idle = true;
+        self
+    }
+
+    /// Bytes of buffer this reader holds now.
+    pub fn buffer_len(&self) -> usize {
+        self.buf.len()
     }
 
     /// The socket half, for awaiting readiness without holding the reader.
@@ -118,10 +168,14 @@ impl<S: ReadSource> FrameReader<S> {
         if self.start == self.end {
             self.start = 0;
             self.end = 0;
-            if self.buf.len() > 4 * INITIAL_BUF {
+            self.frame_started = None;
+            if self.buf.len() > 4 * INITIAL_BUF.max(self.initial) {
                 // Do not keep a large frame's buffer for the connection's life.
-                self.buf = vec![0; INITIAL_BUF];
+                self.buf = vec![0; self.initial];
             }
+        } else if self.frame_timeout.is_some() {
+            // The next frame's first bytes came with this one.
+            self.frame_started = Some(Instant::now());
         }
         Ok(Some(Frame { kind, id, payload }))
     }
@@ -132,6 +186,9 @@ impl<S: ReadSource> FrameReader<S> {
         match self.half.try_read_now(&mut self.buf[self.end..]) {
             Ok(0) => Ok(Fill::Closed),
             Ok(n) => {
+                if self.end == self.start && self.frame_timeout.is_some() {
+                    self.frame_started = Some(Instant::now());
+                }
                 self.end += n;
                 Ok(Fill::Data)
             }
@@ -142,11 +199,17 @@ impl<S: ReadSource> FrameReader<S> {
     }
 
     /// Makes room after `end` for at least one more read: moves unparsed
-    /// bytes to the front and grows the buffer to hold the frame in progress.
+    /// bytes to the front, and when the buffer is full of them doubles it
+    /// (at most to the size of the frame in progress). Growth follows the
+    /// bytes received: the announced length only caps it.
     fn make_room(&mut self) {
+        if self.buf.is_empty() {
+            self.buf = vec![0; self.initial];
+            return;
+        }
         let avail = &self.buf[self.start..self.end];
         let frame_total = if avail.len() >= 4 {
-            4 + (u32::from_le_bytes(avail[0..4].try_into().expect("4 bytes")) as usize).min(MAX_FRAME)
+            4 + (u32::from_le_bytes([avail[0], avail[1], avail[2], avail[3]]) as usize).min(MAX_FRAME)
         } else {
             0
         };
@@ -155,9 +218,20 @@ impl<S: ReadSource> FrameReader<S> {
             self.end -= self.start;
             self.start = 0;
         }
-        if self.end == self.buf.len() || frame_total > self.buf.len() {
-            let grown = frame_total.max(self.buf.len() * 2).min(4 + MAX_FRAME);
+        if self.end == self.buf.len() {
+            // Full of one incomplete frame (anything complete was parsed
+            // before this read): room for as many bytes again as arrived.
+            let cap = if frame_total > 0 { frame_total } else { 4 + MAX_FRAME };
+            let grown = (self.buf.len() * 2).min(cap.max(self.end + 1));
             self.buf.resize(grown, 0);
+        }
+    }
+
+    /// When the frame in progress must be complete, if it is bounded.
+    fn deadline(&self) -> Option<Instant> {
+        match (self.frame_timeout, self.frame_started) {
+            (Some(limit), Some(start)) if self.has_partial() => Some(start + limit),
+            _ => None,
         }
     }
 }
@@ -187,7 +261,20 @@ impl<S: WaitSource + Send + Sync> FrameReader<S> {
                         }
                     }
                     spin_until = None;
-                    !self.half.wait_readable().await?
+                    if self.release_idle && !self.has_partial() && self.buf.len() > self.initial {
+                        self.buf = vec![0; self.initial];
+                        self.start = 0;
+                        self.end = 0;
+                    }
+                    match (self.deadline(), self.frame_timeout) {
+                        (Some(deadline), Some(limit)) => {
+                            match tokio::time::timeout_at(deadline.into(), self.half.wait_readable()).await {
+                                Ok(r) => !r?,
+                                Err(_) => return Err(FrameError::Timeout(limit)),
+                            }
+                        }
+                        _ => !self.half.wait_readable().await?,
+                    }
                 }
             };
             if closed {
@@ -249,6 +336,72 @@ mod tests {
         assert_eq!(f.decode::<Vec<u8>>().unwrap().len(), 300 << 10);
         drop(writer.await.unwrap());
         assert!(r.next_frame(Duration::ZERO).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn buffer_grows_with_arrivals_not_announcements() {
+        let (mut w, mut r) = pair().await;
+        // A head announcing the largest frame, then a few bytes.
+        let mut head = (MAX_FRAME as u32).to_le_bytes().to_vec();
+        head.extend([crate::frame::FRAME_VERSION, 0]);
+        head.extend(1u64.to_le_bytes());
+        w.write_all(&head).await.unwrap();
+        w.write_all(&[0u8; 100]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(200), r.next_frame(Duration::ZERO)).await;
+        assert!(got.is_err(), "the frame is incomplete");
+        assert_eq!(
+            r.buffer_len(),
+            INITIAL_BUF,
+            "one initial buffer, not the announced 64 MiB"
+        );
+        // 1 MiB more arrives: the buffer follows it, within a doubling.
+        w.write_all(&vec![0u8; 1 << 20]).await.unwrap();
+        let got = tokio::time::timeout(Duration::from_millis(500), r.next_frame(Duration::ZERO)).await;
+        assert!(got.is_err(), "still incomplete");
+        assert!(r.buffer_len() <= 4 << 20, "{} bytes for 1 MiB received", r.buffer_len());
+    }
+
+    #[tokio::test]
+    async fn a_frame_must_complete_within_the_timeout() {
+        let (mut w, r) = pair().await;
+        let mut r = r.frame_timeout(Duration::from_millis(300));
+        // Idle time between frames is not bounded.
+        let bytes = encode(FrameKind::Request, 5, &String::from("hello")).unwrap();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            w.write_all(&bytes).await.unwrap();
+            // Then half a frame, and silence.
+            w.write_all(&bytes[..7]).await.unwrap();
+            w
+        });
+        let f = r.next_frame(Duration::ZERO).await.unwrap().unwrap();
+        assert_eq!(f.id, 5);
+        let e = r.next_frame(Duration::ZERO).await.unwrap_err();
+        assert!(matches!(e, FrameError::Timeout(_)), "{e}");
+        drop(writer.await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn an_idle_reader_can_release_its_buffer() {
+        let (mut w, r) = pair().await;
+        let mut r = r.release_when_idle(4096);
+        assert_eq!(r.buffer_len(), 0, "nothing allocated before the first byte");
+        w.write_all(&encode(FrameKind::Request, 1, &vec![1u8; 100_000]).unwrap())
+            .await
+            .unwrap();
+        r.next_frame(Duration::ZERO).await.unwrap().unwrap();
+        w.write_all(&encode(FrameKind::Request, 1, &vec![1u8; 10_000]).unwrap())
+            .await
+            .unwrap();
+        r.next_frame(Duration::ZERO).await.unwrap().unwrap();
+        assert!(r.buffer_len() > 4096, "grown for the frame");
+        let got = tokio::time::timeout(Duration::from_millis(100), r.next_frame(Duration::ZERO)).await;
+        assert!(got.is_err());
+        assert_eq!(r.buffer_len(), 4096, "shrunk while waiting");
+        w.write_all(&encode(FrameKind::Request, 2, &2u8).unwrap())
+            .await
+            .unwrap();
+        assert_eq!(r.next_frame(Duration::ZERO).await.unwrap().unwrap().id, 2);
     }
 
     #[tokio::test]

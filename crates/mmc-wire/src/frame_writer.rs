@@ -5,6 +5,10 @@
 //! saving a hand-off to another task. Whatever does not fit is queued, in
 //! order, and a flusher task writes it when the socket becomes writable. One
 //! lock keeps frames from interleaving.
+//!
+//! A server's writer bounds its queue ([`FrameWriter::bounded`]): a peer
+//! that sends requests but never reads the answers fails its connection
+//! once that many bytes are queued, instead of growing the queue forever.
 
 use std::collections::VecDeque;
 use std::io;
@@ -16,6 +20,8 @@ pub struct FrameWriter {
     half: OwnedWriteHalf,
     state: Mutex<State>,
     wake: Notify,
+    /// Most bytes queued before the connection is failed.
+    max_backlog: usize,
 }
 
 #[derive(Default)]
@@ -23,16 +29,25 @@ struct State {
     backlog: VecDeque<Vec<u8>>,
     /// Bytes of `backlog[0]` already written.
     head_off: usize,
+    /// Bytes in `backlog`, written or not.
+    queued: usize,
     failed: bool,
 }
 
 impl FrameWriter {
     /// Wraps `half`; spawns the flusher on the current runtime.
     pub fn new(half: OwnedWriteHalf) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
+        Self::bounded(half, usize::MAX)
+    }
+
+    /// [`new`](Self::new), failing the connection (every send then fails)
+    /// when a frame is sent while `max_backlog` bytes or more are queued.
+    pub fn bounded(half: OwnedWriteHalf, max_backlog: usize) -> (Arc<Self>, tokio::task::JoinHandle<()>) {
         let w = Arc::new(FrameWriter {
             half,
             state: Mutex::new(State::default()),
             wake: Notify::new(),
+            max_backlog,
         });
         let flusher = tokio::spawn(w.clone().flush_loop());
         (w, flusher)
@@ -45,6 +60,14 @@ impl FrameWriter {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "connection failed"));
         }
         if !st.backlog.is_empty() {
+            if st.queued >= self.max_backlog {
+                st.failed = true;
+                return Err(io::Error::other(format!(
+                    "peer not reading: {} bytes of frames already queued",
+                    st.queued
+                )));
+            }
+            st.queued += buf.len();
             st.backlog.push_back(buf);
             return Ok(());
         }
@@ -64,6 +87,7 @@ impl FrameWriter {
             }
         }
         if off < buf.len() {
+            st.queued += buf.len();
             st.backlog.push_back(buf);
             st.head_off = off;
             drop(st);
@@ -95,7 +119,8 @@ impl FrameWriter {
                         Ok(n) => {
                             st.head_off += n;
                             if st.head_off == st.backlog.front().map_or(0, Vec::len) {
-                                st.backlog.pop_front();
+                                let done = st.backlog.pop_front().map_or(0, |b| b.len());
+                                st.queued -= done;
                                 st.head_off = 0;
                             }
                         }
@@ -118,6 +143,27 @@ impl FrameWriter {
 mod tests {
     use super::*;
     use tokio::io::AsyncReadExt;
+
+    #[tokio::test]
+    async fn a_peer_that_never_reads_fails_a_bounded_writer() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let _cli = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let (srv, _) = l.accept().await.unwrap();
+        let (_, wr) = srv.into_split();
+        let (w, _flusher) = FrameWriter::bounded(wr, 4 << 20);
+        let mut sent = 0usize;
+        let err = loop {
+            match w.send(vec![0u8; 1 << 20]) {
+                Ok(()) => sent += 1 << 20,
+                Err(e) => break e,
+            }
+            assert!(sent < 256 << 20, "the queue kept growing");
+        };
+        assert!(err.to_string().contains("peer not reading"), "{err}");
+        assert!(w.is_failed());
+        assert!(w.send(vec![1]).is_err());
+    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_and_many_frames_arrive_in_order() {

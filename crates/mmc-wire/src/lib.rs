@@ -4,13 +4,16 @@
 //! all services ([`ServiceId`], [`Gva`], [`Medium`]), the limits on keys and
 //! batches, the control-RPC messages and the frame codec that carries them,
 //! and the cluster-token handshake every connection starts with ([`auth`]).
-//! It never does I/O policy (retries, timeouts): that belongs to the callers.
+//! Request I/O policy (retries, timeouts) belongs to the callers; the one
+//! exception is [`listen`], the accept loop guard every server port shares
+//! (connection limit, accept errors survived, descriptor limit raised).
 
 pub mod auth;
 pub mod error;
 pub mod frame;
 pub mod frame_reader;
 pub mod frame_writer;
+pub mod listen;
 pub mod message;
 pub mod shm_ring;
 pub mod transfer;

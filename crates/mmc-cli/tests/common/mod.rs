@@ -32,6 +32,13 @@ pub struct Opts {
     pub token: Option<String>,
     /// Serve the MetaService's HTTP endpoint (on a free loopback port).
     pub http: bool,
+    /// More `[meta]` lines for the config file (`key = value\n` each).
+    pub meta_extra: &'static str,
+    /// More `[local]` lines for the config file.
+    pub local_extra: &'static str,
+    /// Soft and hard descriptor limit (`RLIMIT_NOFILE`) of the MetaService
+    /// process, when set.
+    pub meta_nofile: Option<u64>,
 }
 
 impl Default for Opts {
@@ -44,6 +51,9 @@ impl Default for Opts {
             lease_ms: 2000,
             token: None,
             http: false,
+            meta_extra: "",
+            local_extra: "",
+            meta_nofile: None,
         }
     }
 }
@@ -103,12 +113,14 @@ impl Cluster {
         std::fs::write(
             &config,
             format!(
-                "{cluster}[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"{}\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n",
+                "{cluster}[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"{}\"\nheartbeat_timeout_ms = {}\nput_timeout_ms = {}\nlease_ms = {}\nlog_level = \"info\"\n{}\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"{}\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n{}",
                 http_addr.as_deref().unwrap_or(""),
                 opts.heartbeat_timeout_ms,
                 opts.put_timeout_ms,
                 opts.lease_ms,
-                opts.segment
+                opts.meta_extra,
+                opts.segment,
+                opts.local_extra
             ),
         )
         .unwrap();
@@ -138,14 +150,30 @@ impl Cluster {
     }
 
     pub fn start_meta(&mut self) {
-        let child = Command::new(MMC)
-            .args(["meta", "--config"])
+        let mut cmd = Command::new(MMC);
+        cmd.args(["meta", "--config"])
             .arg(&self.config)
             .stdin(Stdio::null())
             .stdout(self.log("meta"))
-            .stderr(self.log("meta"))
-            .spawn()
-            .expect("spawn mmc meta");
+            .stderr(self.log("meta"));
+        if let Some(n) = self.opts.meta_nofile {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: the closure runs in the child between fork and exec
+            // and only calls setrlimit, which is async-signal-safe.
+            unsafe {
+                cmd.pre_exec(move || {
+                    let lim = libc::rlimit {
+                        rlim_cur: n,
+                        rlim_max: n,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let child = cmd.spawn().expect("spawn mmc meta");
         self.meta = Some(Proc { child, service_id: 0 });
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(&self.meta_addr).is_err() {

@@ -480,7 +480,7 @@ mod tests {
             while let Ok((sock, _)) = l.accept().await {
                 n.fetch_add(1, Ordering::SeqCst);
                 let (s, id, token) = (s.clone(), id.clone(), token.clone());
-                tokio::spawn(async move { super::super::server::connection(sock, &s, &id, token.as_ref()).await });
+                tokio::spawn(async move { super::super::server::connection(sock, &s, &id, token.as_ref(), Duration::from_secs(30)).await });
             }
         });
         (seg, addr, accepted)

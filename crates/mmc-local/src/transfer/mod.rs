@@ -9,7 +9,7 @@ pub mod server;
 
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 
 /// Most bytes a reader asks the kernel to gather before waking it.
@@ -24,14 +24,46 @@ const LOWAT_MAX: usize = 1 << 20;
 /// with the mark). Every read of a transfer socket goes through here, so
 /// the mark always matches the read in progress.
 pub(crate) async fn read_full(sock: &TcpStream, buf: &mut [u8]) -> std::io::Result<()> {
+    // SAFETY: `buf` is borrowed exclusively for the whole call, so its
+    // bytes are valid for writes and nobody else reads or writes them.
+    unsafe { read_full_raw(sock, buf.as_mut_ptr() as usize, buf.len()).await }
+}
+
+/// [`read_full`] into raw memory: the bytes go from the kernel straight to
+/// `[dst, dst + len)` without a Rust reference to them ever existing, as
+/// memory others may access at the same time (a shared segment) requires.
+/// The address travels as a `usize` so the future stays `Send`.
+///
+/// # Safety
+///
+/// `[dst, dst + len)` must stay valid for writes (mapped, writable) until
+/// the returned future completes or is dropped.
+pub(crate) async unsafe fn read_full_raw(sock: &TcpStream, dst: usize, len: usize) -> std::io::Result<()> {
+    let fd = sock.as_raw_fd();
     let mut off = 0;
     let mut lowat = 0usize;
-    while off < buf.len() {
-        match sock.try_read(&mut buf[off..]) {
-            Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+    while off < len {
+        let r = sock.try_io(Interest::READABLE, || {
+            // SAFETY: `dst + off .. dst + len` lies inside the range the
+            // caller guarantees writable; recv writes at most `len - off`
+            // bytes there and creates no reference to them.
+            let n = unsafe { libc::recv(fd, (dst as *mut u8).add(off) as *mut libc::c_void, len - off, 0) };
+            if n < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(n as usize)
+            }
+        });
+        match r {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("connection closed after {off} of {len} bytes"),
+                ))
+            }
             Ok(n) => off += n,
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let want = (buf.len() - off).min(LOWAT_MAX);
+                let want = (len - off).min(LOWAT_MAX);
                 if want != lowat {
                     set_rcvlowat(sock, want)?;
                     lowat = want;
@@ -45,7 +77,71 @@ pub(crate) async fn read_full(sock: &TcpStream, buf: &mut [u8]) -> std::io::Resu
     Ok(())
 }
 
-fn set_rcvlowat(sock: &TcpStream, n: usize) -> std::io::Result<()> {
+/// Sends `head` then the raw bytes `[src, src + len)` with vectored sends
+/// (one segment carries the head and the first bytes, as in
+/// [`write_all_bufs`]), without a Rust reference to the raw bytes ever
+/// existing. `MSG_NOSIGNAL`: a peer that went away is an error, not a
+/// SIGPIPE in a process embedding the client. The address travels as a
+/// `usize` so the future stays `Send`.
+///
+/// # Safety
+///
+/// `[src, src + len)` must stay valid for reads (mapped) until the
+/// returned future completes or is dropped.
+pub(crate) async unsafe fn send_with_raw(sock: &TcpStream, head: &[u8], src: usize, len: usize) -> std::io::Result<()> {
+    let fd = sock.as_raw_fd();
+    let total = head.len() + len;
+    let mut sent = 0;
+    while sent < total {
+        let r = sock.try_io(Interest::WRITABLE, || {
+            let mut iov = [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2];
+            let mut n = 0;
+            if sent < head.len() {
+                iov[0] = libc::iovec {
+                    iov_base: head[sent..].as_ptr() as *mut libc::c_void,
+                    iov_len: head.len() - sent,
+                };
+                n = 1;
+            }
+            let done = sent.saturating_sub(head.len());
+            if done < len {
+                iov[n] = libc::iovec {
+                    // SAFETY: `done < len`: inside the range the caller
+                    // guarantees readable.
+                    iov_base: unsafe { (src as *const u8).add(done) } as *mut libc::c_void,
+                    iov_len: len - done,
+                };
+                n += 1;
+            }
+            // SAFETY: an all-zero msghdr is valid (no name, no control).
+            let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+            msg.msg_iov = iov.as_mut_ptr();
+            msg.msg_iovlen = n as _;
+            // SAFETY: every iovec points into `head` (borrowed for the
+            // call) or into the caller's readable range; sendmsg only reads
+            // them.
+            let r = unsafe { libc::sendmsg(fd, &msg, libc::MSG_NOSIGNAL) };
+            if r < 0 {
+                Err(std::io::Error::last_os_error())
+            } else {
+                Ok(r as usize)
+            }
+        });
+        match r {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => sent += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => sock.writable().await?,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn set_rcvlowat(sock: &TcpStream, n: usize) -> std::io::Result<()> {
     let v = n as libc::c_int;
     // SAFETY: setsockopt on a socket we own, with a valid int option value.
     let r = unsafe {
@@ -244,6 +340,36 @@ mod tests {
         // A name the kernel does not have leaves the system default.
         let c = connect(&addr, &Congestion::from_config("nosuchcc")).await.unwrap();
         assert_eq!(congestion_of(&c), system);
+    }
+
+    #[tokio::test]
+    async fn raw_send_and_receive_move_head_and_bytes() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let src: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+        let expected = src.clone();
+        let writer = tokio::spawn(async move {
+            let s = TcpStream::connect(addr).await.unwrap();
+            // SAFETY: `src` lives until the send completes.
+            unsafe { send_with_raw(&s, b"head", src.as_ptr() as usize, src.len()) }
+                .await
+                .unwrap();
+            s
+        });
+        let (r, _) = l.accept().await.unwrap();
+        let mut head = [0u8; 4];
+        read_full(&r, &mut head).await.unwrap();
+        assert_eq!(&head, b"head");
+        let mut dst = vec![0u8; expected.len()];
+        // SAFETY: `dst` is ours and outlives the call.
+        unsafe { read_full_raw(&r, dst.as_mut_ptr() as usize, dst.len()) }
+            .await
+            .unwrap();
+        assert_eq!(dst, expected);
+        drop(writer.await.unwrap());
+        let mut more = [0u8; 1];
+        let e = read_full(&r, &mut more).await.unwrap_err();
+        assert_eq!(e.kind(), std::io::ErrorKind::UnexpectedEof);
     }
 
     #[tokio::test]
