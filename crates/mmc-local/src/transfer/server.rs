@@ -119,11 +119,11 @@ pub(super) async fn connection(
         let moved = match h.op {
             Op::Read => {
                 // The reply and the bytes in one vectored send.
+                let reply = encode_reply(code::OK);
                 // SAFETY: `[addr, addr + len)` was checked against the
                 // mapping, which `seg` keeps alive for this whole call; the
                 // bytes are only read, through raw pointers, never as a
                 // Rust reference (others may write them concurrently).
-                let reply = encode_reply(code::OK);
                 let send = unsafe { super::send_with_raw(&sock, &reply, addr, len) };
                 tokio::time::timeout(limit, send).await
             }
