@@ -53,6 +53,9 @@ pub struct Server {
     /// Whether TCP connections poll too (`meta.tcp_polling`); ring
     /// connections always do.
     tcp_polling: bool,
+    /// Set when the control port (and the HTTP endpoint) speak TLS
+    /// (`meta.security.tls.enable`); see [`crate::tls_conn`].
+    pub(crate) tls: std::sync::OnceLock<mmc_tls::TlsAcceptor>,
 }
 
 impl Server {
@@ -71,6 +74,7 @@ impl Server {
             space_returned: Notify::new(),
             spin_wait,
             tcp_polling,
+            tls: std::sync::OnceLock::new(),
         })
     }
 
@@ -109,6 +113,10 @@ impl Server {
     }
 
     async fn connection(self: Arc<Self>, sock: TcpStream) -> Result<(), FrameError> {
+        if let Some(acceptor) = self.tls.get() {
+            let acceptor = acceptor.clone();
+            return self.tls_connection(acceptor, sock).await;
+        }
         let (rd, wr) = sock.into_split();
         let mut rd = FrameReader::new(rd);
         let (tx, flusher) = FrameWriter::new(wr);
@@ -200,7 +208,7 @@ impl Server {
 
     /// Starts serving one request frame; returns how long to poll for the
     /// next one.
-    fn serve_frame(self: &Arc<Self>, f: frame::Frame, sink: &Sink) -> Result<Duration, FrameError> {
+    pub(crate) fn serve_frame(self: &Arc<Self>, f: frame::Frame, sink: &Sink) -> Result<Duration, FrameError> {
         if f.kind != FrameKind::Request {
             return Err(FrameError::BadKind(f.kind as u8));
         }
@@ -477,9 +485,11 @@ fn is_data_path(r: &Request) -> bool {
 
 /// Where a connection's answers go.
 #[derive(Clone)]
-enum Sink {
+pub(crate) enum Sink {
     Tcp(Arc<FrameWriter>),
     Ring(Arc<RingSink>),
+    /// A TLS connection's writer task.
+    Stream(mmc_wire::stream_writer::StreamWriter),
 }
 
 impl Sink {
@@ -490,6 +500,9 @@ impl Sink {
                 let _ = w.send(buf);
             }
             Sink::Ring(r) => r.send(buf),
+            Sink::Stream(w) => {
+                let _ = w.send(buf);
+            }
         }
     }
 }
@@ -512,7 +525,7 @@ fn ring_poll(base: Duration, gap: Duration) -> Duration {
 }
 
 /// The ring a frame offers, if it is an offer.
-fn ring_offer(f: &frame::Frame) -> Option<(String, u64)> {
+pub(crate) fn ring_offer(f: &frame::Frame) -> Option<(String, u64)> {
     if f.kind != FrameKind::Request {
         return None;
     }
@@ -537,7 +550,7 @@ fn same_netns(name: &str) -> Result<(), String> {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

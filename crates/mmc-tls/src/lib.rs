@@ -326,7 +326,9 @@ mod tests {
         wrong.ca = pki.other_ca.display().to_string();
         assert!(exchange(&pki.server_config(false), &wrong).await.is_err());
         // Mutual server, client without a certificate.
-        assert!(exchange(&pki.server_config(true), &pki.client_config(false)).await.is_err());
+        assert!(exchange(&pki.server_config(true), &pki.client_config(false))
+            .await
+            .is_err());
         // Mutual server, client certificate from another CA.
         let mut foreign = pki.client_config(true);
         foreign.cert = pki.other_client_cert.display().to_string();
@@ -337,6 +339,8 @@ mod tests {
         named.server_name = Some("elsewhere.example".into());
         assert!(exchange(&pki.server_config(false), &named).await.is_err());
         named.server_name = Some("localhost".into());
-        exchange(&pki.server_config(false), &named).await.expect("localhost is in the cert");
+        exchange(&pki.server_config(false), &named)
+            .await
+            .expect("localhost is in the cert");
     }
 }

@@ -11,6 +11,7 @@ pub mod frame_reader;
 pub mod frame_writer;
 pub mod message;
 pub mod shm_ring;
+pub mod stream_writer;
 pub mod transfer;
 pub mod types;
 
