@@ -55,6 +55,13 @@ impl LocalService {
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
         // Measure the copy method now, not in the first get.
         crate::copy::method();
+        let tls = if cfg.security.tls.enable {
+            let t = mmc_tls::ClientTls::new(&cfg.security.tls)
+                .map_err(|e| Error::invalid(format!("local.security.tls: {e}")))?;
+            Some(t)
+        } else {
+            None
+        };
         let meta = Arc::new(
             MetaClient::new(
                 cfg.meta_addr.clone(),
@@ -63,7 +70,8 @@ impl LocalService {
                 handle.clone(),
             )
             // Forced TCP keeps the control path off shared memory too.
-            .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto),
+            .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto)
+            .with_tls(tls),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
