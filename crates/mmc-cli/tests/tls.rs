@@ -5,7 +5,9 @@
 //! memory on the same host, forced TCP transfers); a client trusting
 //! another CA, one without a client certificate, and a plain-TCP client
 //! get nothing from the control port; HTTP over TLS answers /health and
-//! plain HTTP to that port gets no HTTP answer.
+//! plain HTTP to that port gets no HTTP answer. With `tls.transfer`,
+//! providers serve TCP transfers over TLS only: a TLS client moves bytes,
+//! a client without transfer TLS cannot.
 //!
 //! Certificates are generated per test (rcgen) into the cluster's temp
 //! folder and passed through `--config` TOML files.
@@ -31,6 +33,7 @@ struct TlsCluster {
     http_addr: String,
     config: PathBuf,
     mutual: bool,
+    transfer: bool,
     // Dropped (killed) in this order: providers first.
     locals: Vec<Proc>,
     meta: Option<Proc>,
@@ -38,15 +41,34 @@ struct TlsCluster {
 
 fn tls_section(section: &str, t: &mmc_config::TlsConfig) -> String {
     format!(
-        "[{section}.security.tls]\nenable = true\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nmutual = {}\n",
-        t.cert, t.key, t.ca, t.mutual
+        "[{section}.security.tls]\nenable = true\ncert = \"{}\"\nkey = \"{}\"\nca = \"{}\"\nmutual = {}\ntransfer = {}\n",
+        t.cert, t.key, t.ca, t.mutual, t.transfer
     )
+}
+
+/// LocalService TLS settings. With `transfer` they present the server
+/// certificate (for 127.0.0.1, no key-usage restriction), which serves both
+/// as the transfer server's certificate and as the client certificate.
+fn local_tls(pki: &TestPki, mutual: bool, transfer: bool) -> mmc_config::TlsConfig {
+    let mut t = pki.client_config(mutual);
+    if transfer {
+        t.cert = pki.server_cert.display().to_string();
+        t.key = pki.server_key.display().to_string();
+        t.transfer = true;
+    }
+    t
 }
 
 impl TlsCluster {
     /// A TLS MetaService (control port mutual TLS when `mutual`) and
     /// `locals` providers connecting over TLS.
     fn start(tag: &str, mutual: bool, locals: usize) -> TlsCluster {
+        Self::start_with(tag, mutual, false, locals)
+    }
+
+    /// As [`start`](Self::start); with `transfer`, providers and clients
+    /// also encrypt TCP transfers.
+    fn start_with(tag: &str, mutual: bool, transfer: bool, locals: usize) -> TlsCluster {
         let pki = TestPki::new(tag);
         let dir = pki.dir.clone();
         let meta_addr = format!("127.0.0.1:{}", free_port());
@@ -55,7 +77,7 @@ impl TlsCluster {
         let text = format!(
             "[meta]\nlisten = \"{meta_addr}\"\nhttp_listen = \"{http_addr}\"\nheartbeat_timeout_ms = 1500\nlog_level = \"info\"\n\n{}\n[local]\nmeta_addr = \"{meta_addr}\"\ndram_size = \"64MB\"\nheartbeat_interval_ms = 200\nlog_level = \"info\"\n\n{}",
             tls_section("meta", &pki.server_config(mutual)),
-            tls_section("local", &pki.client_config(mutual)),
+            tls_section("local", &local_tls(&pki, mutual, transfer)),
         );
         std::fs::write(&config, text).unwrap();
         let mut c = TlsCluster {
@@ -65,6 +87,7 @@ impl TlsCluster {
             http_addr,
             config,
             mutual,
+            transfer,
             locals: Vec::new(),
             meta: None,
         };
@@ -124,7 +147,7 @@ impl TlsCluster {
 
     /// Client settings: this cluster's CA, client certificate when mutual.
     fn client_tls(&self) -> mmc_config::TlsConfig {
-        self.pki.client_config(self.mutual)
+        local_tls(&self.pki, self.mutual, self.transfer)
     }
 
     fn client_config(&self, protocol: Protocol, tls: mmc_config::TlsConfig) -> LocalConfig {
@@ -327,4 +350,28 @@ fn http_over_tls_answers_health_and_refuses_plain_http() {
         assert!(o.status.success(), "curl: {}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "ok");
     }
+}
+
+#[test]
+fn tls_transfers_carry_tcp_puts_and_gets() {
+    let c = TlsCluster::start_with("transfer", true, true, 2);
+    let tcp = c.client(Protocol::Tcp);
+    put_get(&tcp, "tcp");
+    let shm = c.client(Protocol::Auto);
+    put_get(&shm, "shm");
+    assert_eq!(tcp.get("shm-1").unwrap(), pattern("shm-1", 300_000));
+    // Control TLS but plain transfers: the providers refuse the transfer.
+    let mut plain_xfer = c.client_tls();
+    plain_xfer.transfer = false;
+    let s = ObjectStore::connect(c.client_config(Protocol::Tcp, plain_xfer))
+        .expect("control connection is TLS as required")
+        .blocking();
+    let e = s.get("tcp-1");
+    assert!(e.is_err(), "a plain transfer read from a TLS provider: {e:?}");
+    let e = s.put("plain", &[1u8; 4096], &PutOptions::default());
+    assert!(e.is_err(), "a plain transfer write to a TLS provider: {e:?}");
+    assert!(tcp.get("tcp-1").is_ok(), "TLS transfers still work");
+    s.close();
+    tcp.close();
+    shm.close();
 }

@@ -98,7 +98,13 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            if cfg.security.tls.transfer {
+                let acceptor = mmc_tls::acceptor(&cfg.security.tls)
+                    .map_err(|e| Error::invalid(format!("local.security.tls (transfer): {e}")))?;
+                tasks.push(handle.spawn(crate::transfer::tls::serve(listener, seg.clone(), id.clone(), acceptor)));
+            } else {
+                tasks.push(handle.spawn(crate::transfer::server::serve(listener, seg.clone(), id.clone())));
+            }
             (Some(seg), advertised)
         } else {
             (None, String::new())

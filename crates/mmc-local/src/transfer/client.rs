@@ -11,8 +11,10 @@
 //! after, so a batch streams instead of paying a round trip per object. At
 //! most [`MAX_PER_PEER`] transfers run to one peer at a time (more wait for
 //! a connection), so a large batch reuses its pooled connections rather than
-//! opening more.
+//! opening more. With [`with_tls`](TransferClient::with_tls) every
+//! connection runs a TLS handshake first ([`super::tls`]).
 
+use super::tls::Stream;
 use crate::buffer::{sub_pieces, Piece};
 use mmc_wire::error::code;
 use mmc_wire::transfer::{decode_reply, Header, Op, HEADER_LEN, REPLY_LEN};
@@ -21,7 +23,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -46,7 +47,7 @@ pub struct Job<'a> {
 
 /// Connections to one peer.
 struct Peer {
-    idle: Vec<TcpStream>,
+    idle: Vec<Stream>,
     /// Transfers in flight (connections taken from or beside `idle`).
     busy: usize,
     slots: Arc<Semaphore>,
@@ -58,6 +59,7 @@ pub struct TransferClient {
     per_peer: usize,
     timeout: Duration,
     congestion: super::Congestion,
+    tls: Option<mmc_tls::ClientTls>,
     handle: Handle,
 }
 
@@ -65,7 +67,7 @@ pub struct TransferClient {
 struct Taken<'a> {
     client: &'a TransferClient,
     addr: &'a str,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -92,8 +94,16 @@ impl TransferClient {
             per_peer: connections.max(MAX_PER_PEER),
             timeout,
             congestion,
+            tls: None,
             handle,
         }
+    }
+
+    /// Every connection this client opens runs a TLS handshake with these
+    /// settings (`local.security.tls.transfer`).
+    pub fn with_tls(mut self, tls: Option<mmc_tls::ClientTls>) -> Self {
+        self.tls = tls;
+        self
     }
 
     fn peer<'m>(&self, peers: &'m mut HashMap<String, Peer>, addr: &str) -> &'m mut Peer {
@@ -134,12 +144,15 @@ impl TransferClient {
         }
         let a = addr.to_owned();
         let cc = self.congestion.clone();
+        let tls = self.tls.clone();
         // Connect on our runtime so the socket is driven whatever the caller's context.
-        let r = self
-            .handle
-            .spawn(async move { tokio::time::timeout(Duration::from_secs(3), super::connect(&a, &cc)).await })
-            .await
-            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
+        let r =
+            self.handle
+                .spawn(async move {
+                    tokio::time::timeout(Duration::from_secs(3), Stream::connect(&a, &cc, tls.as_ref())).await
+                })
+                .await
+                .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
         match r {
             Ok(Ok(s)) => {
                 taken.stream = Some(s);
@@ -274,9 +287,9 @@ impl TransferClient {
                                 .map(|p| unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }),
                         );
                     }
-                    super::write_all_bufs(s, &bufs).await?;
+                    s.write_all_bufs(&bufs).await?;
                     for _ in jobs {
-                        super::read_full(s, &mut reply).await?;
+                        s.read_full(&mut reply).await?;
                         if decode_reply(&reply) != code::OK {
                             break;
                         }
@@ -284,16 +297,16 @@ impl TransferClient {
                 }
                 Op::Read => {
                     let bufs: Vec<&[u8]> = heads.iter().map(|h| h.as_slice()).collect();
-                    super::write_all_bufs(s, &bufs).await?;
+                    s.write_all_bufs(&bufs).await?;
                     for j in jobs {
-                        super::read_full(s, &mut reply).await?;
+                        s.read_full(&mut reply).await?;
                         if decode_reply(&reply) != code::OK {
                             break;
                         }
                         for p in j.pieces {
                             // SAFETY: the caller guarantees the pieces are writable for the call.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
-                            super::read_full(s, dst).await?;
+                            s.read_full(dst).await?;
                         }
                     }
                 }

@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod server;
+pub mod tls;
 
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
@@ -137,7 +138,10 @@ pub async fn connect(addr: &str, cc: &Congestion) -> std::io::Result<TcpStream> 
 /// costs tens of microseconds on a virtual machine (a 1 MiB raw
 /// request/reply between two network namespaces took 792-846 us p50 with
 /// the header written first, 598-636 us without, docs/benchmarks.md).
-pub(crate) async fn write_all_bufs(sock: &mut TcpStream, bufs: &[&[u8]]) -> std::io::Result<()> {
+pub(crate) async fn write_all_bufs<W: tokio::io::AsyncWrite + Unpin>(
+    sock: &mut W,
+    bufs: &[&[u8]],
+) -> std::io::Result<()> {
     let mut first = 0;
     let mut off = 0;
     loop {
