@@ -111,13 +111,21 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // TLS settings come from the LocalService config ($MMC_LOCAL_CONFIG_PATH).
+    let cfg = crate::local_config(None, Some(&a.conn.meta), Some("0"), None)?;
+    let tls = if cfg.security.tls.enable {
+        Some(mmc_tls::ClientTls::new(&cfg.security.tls).map_err(|e| format!("local.security.tls: {e}"))?)
+    } else {
+        None
+    };
     let st = rt.block_on(async {
         let mc = mmc_local::meta_client::MetaClient::new(
             a.conn.meta.clone(),
             std::time::Duration::from_secs(5),
             std::time::Duration::ZERO,
             tokio::runtime::Handle::current(),
-        );
+        )
+        .with_tls(tls);
         match mc.call(&Request::Stat).await {
             Ok(Response::Stat(s)) => Ok(s),
             Ok(other) => Err(format!("unexpected reply {other:?}")),

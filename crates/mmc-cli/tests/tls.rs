@@ -253,6 +253,22 @@ fn tls_cluster_serves_tls_clients_over_both_data_paths() {
     assert_eq!(shm.get(k).unwrap(), pattern(k, 300_000));
     let k = "shm-2";
     assert_eq!(tcp.get(k).unwrap(), pattern(k, 4 << 20));
+    // The command-line tool takes its TLS settings from the config file.
+    let out = Command::new(MMC)
+        .args(["stat", "--meta", &c.meta_addr])
+        .env("MMC_LOCAL_CONFIG_PATH", &c.config)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text} {}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("total capacity 134217728 bytes"), "{text}");
+    let out = Command::new(MMC)
+        .args(["get", "--meta", &c.meta_addr, "tcp-1"])
+        .env("MMC_LOCAL_CONFIG_PATH", &c.config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.stdout, pattern("tcp-1", 300_000));
     shm.close();
     tcp.close();
 }
