@@ -391,3 +391,40 @@ fn tls_transfers_carry_tcp_puts_and_gets() {
     tcp.close();
     shm.close();
 }
+
+#[test]
+fn unusable_tls_files_stop_start_up_naming_the_file() {
+    let pki = TestPki::new("badfiles");
+    let junk = pki.dir.join("junk.pem");
+    std::fs::write(&junk, "not pem\n").unwrap();
+    let mut meta = pki.server_config(false);
+    meta.cert = pki.dir.join("missing-cert.pem").display().to_string();
+    let mut local = pki.client_config(false);
+    local.ca = junk.display().to_string();
+    let config = pki.dir.join("bad.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[meta]\nlisten = \"127.0.0.1:{}\"\nhttp_listen = \"\"\n\n{}\n[local]\nmeta_addr = \"127.0.0.1:1\"\ndram_size = \"16MB\"\n\n{}",
+            free_port(),
+            tls_section("meta", &meta),
+            tls_section("local", &local)
+        ),
+    )
+    .unwrap();
+    for (cmd, file, key) in [
+        ("meta", "missing-cert.pem", "tls.cert"),
+        ("local", "junk.pem", "tls.ca"),
+    ] {
+        let out = Command::new(MMC)
+            .args([cmd, "--config"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "mmc {cmd} started with a bad TLS file");
+        assert!(err.contains(file) && err.contains(key), "mmc {cmd}: {err}");
+    }
+    let _ = std::fs::remove_dir_all(&pki.dir);
+}
