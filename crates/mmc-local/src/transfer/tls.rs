@@ -28,10 +28,17 @@ use tokio::net::{TcpListener, TcpStream};
 /// Longest a server-side TLS handshake may take.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// Read buffer under the TLS layer. rustls reads the socket 4 KiB at a
+/// time; this lets one system call take a large part of a transfer.
+const SOCKET_BUFFER: usize = 256 << 10;
+
+/// A TCP stream with a read buffer, under TLS.
+type Buffered = tokio::io::BufReader<TcpStream>;
+
 /// A client transfer connection.
 pub(crate) enum Stream {
     Tcp(TcpStream),
-    Tls(Box<mmc_tls::ClientTlsStream<TcpStream>>),
+    Tls(Box<mmc_tls::ClientTlsStream<Buffered>>),
 }
 
 impl Stream {
@@ -41,7 +48,7 @@ impl Stream {
         let sock = super::connect(addr, cc).await?;
         match tls {
             None => Ok(Stream::Tcp(sock)),
-            Some(t) => match t.connect(addr, sock).await {
+            Some(t) => match t.connect(addr, Buffered::with_capacity(SOCKET_BUFFER, sock)).await {
                 Ok(s) => Ok(Stream::Tls(Box::new(s))),
                 Err(e) => Err(io::Error::new(e.kind(), format!("TLS handshake: {e}"))),
             },
@@ -82,6 +89,7 @@ pub async fn serve(listener: TcpListener, segment: Arc<Segment>, service_id: Arc
         let id = service_id.clone();
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
+            let sock = Buffered::with_capacity(SOCKET_BUFFER, sock);
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(sock)).await {
                 Ok(Ok(s)) => s,
                 Ok(Err(e)) => {
