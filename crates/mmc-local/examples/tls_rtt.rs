@@ -3,7 +3,9 @@
 //! on, on the control connection (`call`) and on the data-path connection
 //! (`call_fast`; without TLS: polled TCP, and the shared-memory ring a
 //! same-host client uses by default). Configurations alternate over
-//! several rounds; each line reports the median round. Defaults of
+//! several rounds; each line reports the median round. Then the cost of
+//! a new control connection: connect (and handshake) plus a first call,
+//! median of fresh clients. Defaults of
 //! `meta.spin_wait_us`, `meta.tcp_polling` and `local.spin_wait_us` apply.
 //!
 //! `cargo run --release -p mmc-local --example tls_rtt [calls] [rounds]`
@@ -144,6 +146,27 @@ fn main() {
             c.rounds_us[0],
             c.rounds_us[c.rounds_us.len() - 1]
         );
+    }
+    // Connection set-up: a fresh client's first call.
+    let setups = (calls / 50).max(20);
+    let fresh = [
+        ("plain", &plain_addr, None),
+        ("TLS  ", &tls_addr, Some(pki.client_config(false))),
+        ("mTLS ", &mtls_addr, Some(pki.client_config(true))),
+    ];
+    println!("new control connection + first call, median of {setups}:");
+    for (name, addr, tls) in fresh {
+        let mut us: Vec<f64> = (0..setups)
+            .map(|_| {
+                let c = mk(addr, false, tls.clone());
+                let start = Instant::now();
+                let r = rt.block_on(c.call(&req));
+                assert!(matches!(r, Ok(Response::Exist(_))), "{name}: {r:?}");
+                start.elapsed().as_secs_f64() * 1e6
+            })
+            .collect();
+        us.sort_by(|a, b| a.total_cmp(b));
+        println!("{name} {:8.1} us", us[us.len() / 2]);
     }
     let _ = std::fs::remove_dir_all(&pki.dir);
 }
