@@ -125,6 +125,13 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
         .build()
         .map_err(|e| e.to_string())?;
     let token = a.conn.config()?.security.resolve_token().map_err(|e| e.to_string())?;
+    // TLS settings come from the LocalService config ($MMC_LOCAL_CONFIG_PATH).
+    let cfg = crate::local_config(None, Some(&a.conn.meta), Some("0"), None)?;
+    let tls = if cfg.security.tls.enable {
+        Some(mmc_tls::ClientTls::new(&cfg.security.tls).map_err(|e| format!("local.security.tls: {e}"))?)
+    } else {
+        None
+    };
     let st = rt.block_on(async {
         let mc = mmc_local::meta_client::MetaClient::new(
             a.conn.meta.clone(),
@@ -132,7 +139,8 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
             std::time::Duration::ZERO,
             tokio::runtime::Handle::current(),
         )
-        .with_token(mmc_wire::auth::ClusterToken::from_option(token));
+        .with_token(mmc_wire::auth::ClusterToken::from_option(token))
+        .with_tls(tls);
         match mc.call(&Request::Stat).await {
             Ok(Response::Stat(s)) => Ok(s),
             Ok(other) => Err(format!("unexpected reply {other:?}")),

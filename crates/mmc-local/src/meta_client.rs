@@ -16,18 +16,29 @@
 //! Every new connection runs the cluster-token handshake
 //! ([`mmc_wire::auth`], control domain) before its first frame; a failed
 //! handshake is NOT_CONNECTED_META with the reason.
+//!
+//! With TLS (`local.security.tls.enable`, see [`with_tls`](MetaClient::with_tls))
+//! both connections run the TLS handshake after connecting, then the
+//! cluster-token handshake inside TLS, and the data-path connection is a
+//! second pipelined [`Conn`] over its TLS stream instead of a polled
+//! [`SpinConn`] (which reads a raw socket): its callers sleep until the
+//! answer comes, and requests on it still reach the MetaService in the order
+//! they are sent.
 
 use crate::spin_conn::{answer, SpinConn, Waiter};
+use mmc_tls::ClientTls;
 use mmc_wire::auth::{self, ClusterToken, Domain};
 use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
+use mmc_wire::stream_writer::StreamWriter;
 use mmc_wire::{Error, Result};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::oneshot;
@@ -35,22 +46,50 @@ use tokio::sync::oneshot;
 enum ConnectError {
     Io(std::io::Error),
     ConnectTimeout,
+    Tls(std::io::Error),
     Auth(auth::AuthError),
     AuthTimeout,
+}
+
+/// A connection opened and authenticated: plain TCP, or TLS over TCP.
+enum Opened {
+    Tcp(TcpStream),
+    Tls(Box<mmc_tls::ClientTlsStream<TcpStream>>),
 }
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Response>>>>;
 
 struct Conn {
-    writer: Arc<FrameWriter>,
+    writer: ConnWriter,
     pending: Pending,
     alive: Arc<AtomicBool>,
     flusher: tokio::task::JoinHandle<()>,
+    /// Routes answers; stopped with the connection (a TLS stream stays
+    /// open while its read half lives).
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         self.flusher.abort();
+        self.reader.abort();
+    }
+}
+
+/// How a [`Conn`] writes frames.
+enum ConnWriter {
+    /// Straight into the socket when it can take them.
+    Tcp(Arc<FrameWriter>),
+    /// Through a writer task (TLS).
+    Stream(StreamWriter),
+}
+
+impl ConnWriter {
+    fn send(&self, buf: Vec<u8>) -> std::io::Result<()> {
+        match self {
+            ConnWriter::Tcp(w) => w.send(buf),
+            ConnWriter::Stream(w) => w.send(buf),
+        }
     }
 }
 
@@ -60,6 +99,10 @@ pub struct MetaClient {
     fast: Mutex<Option<Arc<SpinConn>>>,
     /// Serialises reopening the data-path connection.
     fast_open: tokio::sync::Mutex<()>,
+    /// TLS settings; `None`: plain TCP.
+    tls: Option<ClientTls>,
+    /// The data-path connection when TLS is on (`fast` is unused then).
+    fast_tls: Mutex<Option<Arc<Conn>>>,
     next_id: AtomicU64,
     timeout: Duration,
     /// How long [`call_fast`](Self::call_fast) polls for its answer.
@@ -81,6 +124,8 @@ impl MetaClient {
             conn: tokio::sync::Mutex::new(None),
             fast: Mutex::new(None),
             fast_open: tokio::sync::Mutex::new(()),
+            tls: None,
+            fast_tls: Mutex::new(None),
             next_id: AtomicU64::new(1),
             timeout,
             spin_wait,
@@ -103,9 +148,19 @@ impl MetaClient {
         self
     }
 
+    /// Both connections speak TLS with these settings (`None`: plain
+    /// TCP). Shared-memory rings are then never offered.
+    pub fn with_tls(mut self, tls: Option<ClientTls>) -> Self {
+        self.tls = tls;
+        self
+    }
+
     /// Whether the current data-path connection runs over a shared-memory
     /// ring (`None`: not connected).
     pub fn data_path_uses_ring(&self) -> Option<bool> {
+        if self.tls.is_some() {
+            return self.live_fast_tls().map(|_| false);
+        }
         self.live_fast().map(|c| c.uses_ring())
     }
 
@@ -120,15 +175,37 @@ impl MetaClient {
                 return Ok(c.clone());
             }
         }
-        let sock = self.connect().await?;
-        let (mut rd, wr) = sock.into_split();
+        let c = self.open_conn().await?;
+        *guard = Some(c.clone());
+        Ok(c)
+    }
+
+    /// Opens a pipelined connection: TLS when configured, else plain TCP.
+    async fn open_conn(&self) -> Result<Arc<Conn>> {
+        if let Some(tls) = &self.tls {
+            let (rd, wr) = tokio::io::split(self.connect_tls(tls).await?);
+            let (writer, flusher) = {
+                let _rt = self.handle.enter();
+                StreamWriter::spawn(wr)
+            };
+            return Ok(self.start_conn(rd, ConnWriter::Stream(writer), flusher));
+        }
+        let (rd, wr) = self.connect().await?.into_split();
         let (writer, flusher) = {
             let _rt = self.handle.enter();
             FrameWriter::new(wr)
         };
+        Ok(self.start_conn(rd, ConnWriter::Tcp(writer), flusher))
+    }
+
+    /// Starts the task routing answers read from `rd`.
+    fn start_conn<R>(&self, mut rd: R, writer: ConnWriter, flusher: tokio::task::JoinHandle<()>) -> Arc<Conn>
+    where
+        R: AsyncRead + Unpin + Send + 'static,
+    {
         let pending: Pending = Arc::default();
         let alive = Arc::new(AtomicBool::new(true));
-        {
+        let reader = {
             let alive = alive.clone();
             let pending = pending.clone();
             self.handle.spawn(async move {
@@ -156,16 +233,15 @@ impl MetaClient {
                 alive.store(false, Ordering::Release);
                 // Dropping the senders fails every waiting call.
                 pending.lock().clear();
-            });
-        }
-        let c = Arc::new(Conn {
+            })
+        };
+        Arc::new(Conn {
             writer,
             pending,
             alive,
             flusher,
-        });
-        *guard = Some(c.clone());
-        Ok(c)
+            reader,
+        })
     }
 
     /// Opens a TCP connection to the MetaService on our own runtime, so the
@@ -175,33 +251,69 @@ impl MetaClient {
     /// service that accepts but does not complete the handshake in time is
     /// TIMEOUT (as a request it never answered would be).
     async fn connect(&self) -> Result<TcpStream> {
+        self.open_authenticated(None).await.map(|s| match s {
+            Opened::Tcp(s) => s,
+            Opened::Tls(_) => unreachable!("no TLS requested"),
+        })
+    }
+
+    /// Opens a TCP connection, runs the TLS handshake on it, then the
+    /// cluster-token handshake inside TLS (on our own runtime, within the
+    /// connect timeout).
+    async fn connect_tls(&self, tls: &ClientTls) -> Result<mmc_tls::ClientTlsStream<TcpStream>> {
+        self.open_authenticated(Some(tls.clone())).await.map(|s| match s {
+            Opened::Tls(s) => *s,
+            Opened::Tcp(_) => unreachable!("TLS requested"),
+        })
+    }
+
+    /// TCP connect, TLS handshake when `tls`, then the cluster-token
+    /// handshake over the resulting stream, all within one timeout.
+    async fn open_authenticated(&self, tls: Option<ClientTls>) -> Result<Opened> {
         let addr = self.addr();
         let timeout = self.timeout.min(Duration::from_secs(3));
         let token = self.token.clone();
+        let at = addr.clone();
         let r = self
             .handle
             .spawn(async move {
                 let deadline = tokio::time::Instant::now() + timeout;
-                let mut sock = match tokio::time::timeout_at(deadline, TcpStream::connect(addr)).await {
+                let sock = match tokio::time::timeout_at(deadline, TcpStream::connect(&at)).await {
                     Ok(Ok(s)) => s,
                     Ok(Err(e)) => return Err(ConnectError::Io(e)),
                     Err(_) => return Err(ConnectError::ConnectTimeout),
                 };
                 let _ = sock.set_nodelay(true);
                 let token = token.as_ref().map(ClusterToken::as_bytes);
-                match tokio::time::timeout_at(deadline, auth::client_handshake(&mut sock, token, Domain::Control)).await
-                {
-                    Ok(Ok(())) => Ok(sock),
+                let mut opened = match tls {
+                    None => Opened::Tcp(sock),
+                    Some(tls) => match tokio::time::timeout_at(deadline, tls.connect(&at, sock)).await {
+                        Ok(Ok(s)) => Opened::Tls(Box::new(s)),
+                        Ok(Err(e)) => return Err(ConnectError::Tls(e)),
+                        Err(_) => return Err(ConnectError::ConnectTimeout),
+                    },
+                };
+                let handshake = match &mut opened {
+                    Opened::Tcp(s) => {
+                        tokio::time::timeout_at(deadline, auth::client_handshake(s, token, Domain::Control)).await
+                    }
+                    Opened::Tls(s) => {
+                        tokio::time::timeout_at(deadline, auth::client_handshake(&mut **s, token, Domain::Control))
+                            .await
+                    }
+                };
+                match handshake {
+                    Ok(Ok(())) => Ok(opened),
                     Ok(Err(e)) => Err(ConnectError::Auth(e)),
                     Err(_) => Err(ConnectError::AuthTimeout),
                 }
             })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
-        let addr = self.addr();
         r.map_err(|e| match e {
             ConnectError::Io(e) => Error::NotConnectedMeta(format!("connect to {addr}: {e}")),
             ConnectError::ConnectTimeout => Error::NotConnectedMeta(format!("connect to {addr} timed out")),
+            ConnectError::Tls(e) => Error::NotConnectedMeta(format!("TLS handshake with {addr}: {e}")),
             ConnectError::Auth(e) => {
                 Error::NotConnectedMeta(format!("authentication with the metaservice at {addr} failed: {e}"))
             }
@@ -209,6 +321,28 @@ impl MetaClient {
                 "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?}"
             )),
         })
+    }
+
+    fn live_fast_tls(&self) -> Option<Arc<Conn>> {
+        self.fast_tls
+            .lock()
+            .as_ref()
+            .filter(|c| c.alive.load(Ordering::Acquire))
+            .cloned()
+    }
+
+    /// The TLS data-path connection, opened if needed.
+    async fn fast_tls_connection(&self) -> Result<Arc<Conn>> {
+        if let Some(c) = self.live_fast_tls() {
+            return Ok(c);
+        }
+        let _g = self.fast_open.lock().await;
+        if let Some(c) = self.live_fast_tls() {
+            return Ok(c);
+        }
+        let c = self.open_conn().await?;
+        *self.fast_tls.lock() = Some(c.clone());
+        Ok(c)
     }
 
     fn live_fast(&self) -> Option<Arc<SpinConn>> {
@@ -260,6 +394,10 @@ impl MetaClient {
     /// for the answer: the calling thread polls the connection for up to
     /// `local.spin_wait_us`, then sleeps until it comes.
     pub async fn call_fast(&self, req: &Request) -> Result<Response> {
+        if self.tls.is_some() {
+            let (conn, id, rx) = self.send_on(self.fast_tls_connection().await?, req)?;
+            return wait_on(&conn, id, rx, self.timeout).await;
+        }
         let (tx, rx) = oneshot::channel();
         let (conn, id) = self.send_fast(req, Waiter::Call(tx)).await?;
         conn.wait(id, rx, self.spin_wait, self.timeout).await
@@ -269,6 +407,15 @@ impl MetaClient {
     /// the connection (ordered before any later data-path request of this
     /// client) when this returns; a failure in the answer is logged.
     pub async fn send_only(&self, req: &Request, what: &'static str) -> Result<()> {
+        if self.tls.is_some() {
+            let (_, _, rx) = self.send_on(self.fast_tls_connection().await?, req)?;
+            self.handle.spawn(async move {
+                if let Ok(Response::Failed(e)) = rx.await {
+                    tracing::warn!(what, error = %e, "request failed");
+                }
+            });
+            return Ok(());
+        }
         self.send_fast(req, Waiter::Log(what)).await.map(|_| ())
     }
 
@@ -280,7 +427,11 @@ impl MetaClient {
 
     /// Registers and sends a request; returns the receiver of its answer.
     async fn start(&self, req: &Request) -> Result<(Arc<Conn>, u64, oneshot::Receiver<Response>)> {
-        let conn = self.connection().await?;
+        self.send_on(self.connection().await?, req)
+    }
+
+    /// Registers and sends a request on `conn`.
+    fn send_on(&self, conn: Arc<Conn>, req: &Request) -> Result<(Arc<Conn>, u64, oneshot::Receiver<Response>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = frame::encode(FrameKind::Request, id, req)
             .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
@@ -291,18 +442,17 @@ impl MetaClient {
             conn.alive.store(false, Ordering::Release);
             return Err(Error::NotConnectedMeta("connection closed".into()));
         }
+        // The reader may have ended (and failed every pending call) before
+        // this one was registered: nobody would answer it.
+        if !conn.alive.load(Ordering::Acquire) && conn.pending.lock().remove(&id).is_some() {
+            return Err(Error::NotConnectedMeta("connection to the metaservice was lost".into()));
+        }
         Ok((conn, id, rx))
     }
 
     pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
         let (conn, id, rx) = self.start(req).await?;
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(r) => answer(r.map_err(|_| ())),
-            Err(_) => {
-                conn.pending.lock().remove(&id);
-                Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
-            }
-        }
+        wait_on(&conn, id, rx, timeout).await
     }
 
     /// Drops the current connection (the next call reconnects).
@@ -312,6 +462,20 @@ impl MetaClient {
         }
         if let Some(c) = self.fast.lock().take() {
             c.close();
+        }
+        if let Some(c) = self.fast_tls.lock().take() {
+            c.alive.store(false, Ordering::Release);
+        }
+    }
+}
+
+/// Waits up to `timeout` for the answer to request `id` on `conn`.
+async fn wait_on(conn: &Conn, id: u64, rx: oneshot::Receiver<Response>, timeout: Duration) -> Result<Response> {
+    match tokio::time::timeout(timeout, rx).await {
+        Ok(r) => answer(r.map_err(|_| ())),
+        Err(_) => {
+            conn.pending.lock().remove(&id);
+            Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
         }
     }
 }

@@ -76,6 +76,13 @@ impl LocalService {
         let host_id = crate::hostid::host_id(cfg.host_id.as_deref());
         // Measure the copy method now, not in the first get.
         crate::copy::method();
+        let tls = if cfg.security.tls.enable {
+            let t = mmc_tls::ClientTls::new(&cfg.security.tls)
+                .map_err(|e| Error::invalid(format!("local.security.tls: {e}")))?;
+            Some(t)
+        } else {
+            None
+        };
         let meta = Arc::new(
             MetaClient::new(
                 cfg.meta_addr.clone(),
@@ -85,7 +92,8 @@ impl LocalService {
             )
             // Forced TCP keeps the control path off shared memory too.
             .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto)
-            .with_token(token.clone()),
+            .with_token(token.clone())
+            .with_tls(tls),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
@@ -112,14 +120,30 @@ impl LocalService {
                 }
                 _ => bound.to_string(),
             };
-            tasks.push(handle.spawn(crate::transfer::server::serve(
-                listener,
-                seg.clone(),
-                id.clone(),
-                token.clone(),
-                Duration::from_millis(cfg.transfer_timeout_ms),
-                usize::try_from(cfg.max_transfer_connections).unwrap_or(usize::MAX),
-            )));
+            let timeout = Duration::from_millis(cfg.transfer_timeout_ms);
+            let max = usize::try_from(cfg.max_transfer_connections).unwrap_or(usize::MAX);
+            if cfg.security.tls.transfer {
+                let acceptor = mmc_tls::acceptor(&cfg.security.tls)
+                    .map_err(|e| Error::invalid(format!("local.security.tls (transfer): {e}")))?;
+                tasks.push(handle.spawn(crate::transfer::tls::serve(
+                    listener,
+                    seg.clone(),
+                    id.clone(),
+                    acceptor,
+                    token.clone(),
+                    timeout,
+                    max,
+                )));
+            } else {
+                tasks.push(handle.spawn(crate::transfer::server::serve(
+                    listener,
+                    seg.clone(),
+                    id.clone(),
+                    token.clone(),
+                    timeout,
+                    max,
+                )));
+            }
             (Some(seg), advertised)
         } else {
             (None, String::new())

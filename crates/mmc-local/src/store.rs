@@ -166,6 +166,13 @@ impl ObjectStore {
     }
 
     async fn start(cfg: LocalConfig, handle: Handle) -> Result<Self> {
+        let xfer_tls = if cfg.security.tls.transfer {
+            let t = mmc_tls::ClientTls::new(&cfg.security.tls)
+                .map_err(|e| Error::invalid(format!("local.security.tls (transfer): {e}")))?;
+            Some(t)
+        } else {
+            None
+        };
         let svc = LocalService::start(&cfg, handle.clone()).await?;
         let (lease_tx, lease_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -176,7 +183,8 @@ impl ObjectStore {
                 crate::transfer::Congestion::from_config(&cfg.transfer_congestion),
                 handle.clone(),
             )
-            .with_token(svc.token.clone()),
+            .with_token(svc.token.clone())
+            .with_tls(xfer_tls),
             handle: handle.clone(),
             svc: svc.clone(),
             protocol: cfg.protocol,

@@ -30,8 +30,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
 /// Largest request head (request line plus headers) accepted, in bytes.
@@ -89,22 +89,44 @@ pub async fn serve_http(
         let role = role.clone();
         let slots = slots.clone();
         tokio::spawn(async move {
-            let Ok(_permit) = slots.try_acquire_owned() else {
+            let Ok(permit) = slots.try_acquire_owned() else {
                 // Answered briefly: refused connections must not pile up.
                 let mut sock = sock;
                 let resp = Resp::error(503, "too many connections").closing();
                 let _ = tokio::time::timeout(REFUSE_TIMEOUT, sock.write_all(&resp.encode())).await;
                 return;
             };
-            if let Err(e) = connection(server, role, sock).await {
-                tracing::debug!(%peer, error = %e, "http connection ended");
+            // TLS when the control port speaks it (same acceptor).
+            match server.tls_acceptor() {
+                None => admit(server, role, permit, sock, peer).await,
+                Some(acceptor) => match crate::tls_conn::handshake(&acceptor, sock).await {
+                    Ok(tls) => admit(server, role, permit, tls, peer).await,
+                    Err(e) => tracing::debug!(%peer, error = %e, "http TLS handshake failed; closing"),
+                },
             }
         });
     }
 }
 
+/// Serves a connection that holds a slot; answers 503 and closes otherwise.
+async fn admit<S: AsyncRead + AsyncWrite + Unpin>(
+    server: Arc<Server>,
+    role: RoleFn,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+    sock: S,
+    peer: std::net::SocketAddr,
+) {
+    if let Err(e) = connection(server, role, sock).await {
+        tracing::debug!(%peer, error = %e, "http connection ended");
+    }
+}
+
 /// Serves one connection: reads request heads, answers each in order.
-async fn connection(server: Arc<Server>, role: RoleFn, mut sock: TcpStream) -> std::io::Result<()> {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(
+    server: Arc<Server>,
+    role: RoleFn,
+    mut sock: S,
+) -> std::io::Result<()> {
     let mut buf: Vec<u8> = Vec::with_capacity(1024);
     loop {
         let resp = match read_head(&mut sock, &mut buf).await? {
@@ -141,7 +163,7 @@ async fn connection(server: Arc<Server>, role: RoleFn, mut sock: TcpStream) -> s
 /// rest of an oversized head): closing with unread input would reset the
 /// connection and could destroy the answer before the peer reads it, so
 /// the write side is shut and input drained for a little while first.
-async fn linger_close(sock: &mut TcpStream) {
+async fn linger_close<S: AsyncRead + AsyncWrite + Unpin>(sock: &mut S) {
     let _ = sock.shutdown().await;
     let deadline = tokio::time::Instant::now() + LINGER;
     let mut chunk = [0u8; 4096];
@@ -167,7 +189,7 @@ enum HeadRead {
 
 /// Reads until `buf` holds a complete request head (ending in an empty
 /// line), at most [`MAX_HEAD`] bytes, within [`READ_TIMEOUT`].
-async fn read_head(sock: &mut TcpStream, buf: &mut Vec<u8>) -> std::io::Result<HeadRead> {
+async fn read_head<S: AsyncRead + Unpin>(sock: &mut S, buf: &mut Vec<u8>) -> std::io::Result<HeadRead> {
     let deadline = tokio::time::Instant::now() + READ_TIMEOUT;
     let mut scanned = 0;
     let mut chunk = [0u8; 4096];
@@ -791,6 +813,7 @@ mod tests {
     use mmc_wire::Medium;
     use std::net::SocketAddr;
     use tokio::io::AsyncReadExt;
+    use tokio::net::TcpStream;
 
     const SEG_SIZE: u64 = 64 << 20;
     const KEY1: &str = "hello world/ü";

@@ -52,19 +52,20 @@ impl MetaService {
             )
         };
         let state = Arc::new(MetaState::new(MetaParams::from(cfg), Arc::new(SystemClock::default())));
-        Ok(MetaService {
-            server: Server::with_options(
-                state,
-                std::time::Duration::from_micros(cfg.spin_wait_us),
-                cfg.tcp_polling
-                    .enabled(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
-                token,
-                cfg.max_connections as usize,
-                std::time::Duration::from_millis(cfg.frame_timeout_ms),
-            ),
-            listener,
-            http,
-        })
+        let server = Server::with_options(
+            state,
+            std::time::Duration::from_micros(cfg.spin_wait_us),
+            cfg.tcp_polling
+                .enabled(std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)),
+            token,
+            cfg.max_connections as usize,
+            std::time::Duration::from_millis(cfg.frame_timeout_ms),
+        );
+        if cfg.security.tls.enable {
+            let acceptor = mmc_tls::acceptor(&cfg.security.tls).map_err(|e| format!("meta.security.tls: {e}"))?;
+            server.set_tls(acceptor);
+        }
+        Ok(MetaService { server, listener, http })
     }
 
     pub fn local_addr(&self) -> SocketAddr {

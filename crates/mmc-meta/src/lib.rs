@@ -11,6 +11,7 @@
 //! - [`state`]: the request handlers tying the above together;
 //! - [`server`]: the control-RPC server and periodic tasks;
 //! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
+//! - `tls_conn`: control connections over TLS;
 //! - [`http`]: health, metrics and query endpoints.
 
 pub mod allocator;
@@ -27,6 +28,7 @@ pub mod placement;
 pub mod ring_conn;
 pub mod server;
 pub mod state;
+mod tls_conn;
 
 pub use launch::MetaService;
 pub use state::{MetaParams, MetaState};

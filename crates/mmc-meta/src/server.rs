@@ -75,6 +75,9 @@ pub struct Server {
     conn_limit: Arc<ConnLimit>,
     /// Longest a frame may take once begun (`meta.frame_timeout_ms`).
     frame_timeout: Duration,
+    /// Set when the control port (and the HTTP endpoint) speak TLS
+    /// (`meta.security.tls.enable`); see [`crate::tls_conn`].
+    pub(crate) tls: std::sync::OnceLock<mmc_tls::TlsAcceptor>,
 }
 
 impl Server {
@@ -123,6 +126,7 @@ impl Server {
             token,
             conn_limit,
             frame_timeout,
+            tls: std::sync::OnceLock::new(),
         })
     }
 
@@ -134,7 +138,10 @@ impl Server {
     /// Runs the cluster-token handshake on a new control connection within
     /// [`auth::AUTH_TIMEOUT`]; on failure logs the peer and the reason and
     /// counts it. No frame is read before this succeeds.
-    async fn authenticate(&self, sock: &mut TcpStream) -> bool {
+    pub(crate) async fn authenticate<S>(&self, sock: &mut S) -> bool
+    where
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + PeerAddr,
+    {
         let token = self.token.as_ref().map(ClusterToken::as_bytes);
         match auth::server_handshake_within(sock, token, Domain::Control, auth::AUTH_TIMEOUT).await {
             Ok(()) => true,
@@ -142,7 +149,7 @@ impl Server {
                 self.metrics
                     .auth_failures
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let peer = sock.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string());
+                let peer = sock.peer();
                 tracing::warn!(%peer, error = %e, "control connection failed authentication; closing it");
                 false
             }
@@ -187,6 +194,11 @@ impl Server {
     }
 
     async fn connection(self: Arc<Self>, mut sock: TcpStream) -> Result<(), FrameError> {
+        if let Some(acceptor) = self.tls.get() {
+            // TLS first; the cluster-token handshake runs inside it.
+            let acceptor = acceptor.clone();
+            return self.tls_connection(acceptor, sock).await;
+        }
         if !self.authenticate(&mut sock).await {
             return Ok(());
         }
@@ -295,7 +307,7 @@ impl Server {
 
     /// Starts serving one request frame; returns how long to poll for the
     /// next one.
-    fn serve_frame(self: &Arc<Self>, f: frame::Frame, sink: &Sink) -> Result<Duration, FrameError> {
+    pub(crate) fn serve_frame(self: &Arc<Self>, f: frame::Frame, sink: &Sink) -> Result<Duration, FrameError> {
         if f.kind != FrameKind::Request {
             return Err(FrameError::BadKind(f.kind as u8));
         }
@@ -572,9 +584,11 @@ fn is_data_path(r: &Request) -> bool {
 
 /// Where a connection's answers go.
 #[derive(Clone)]
-enum Sink {
+pub(crate) enum Sink {
     Tcp(Arc<FrameWriter>),
     Ring(Arc<RingSink>),
+    /// A TLS connection's writer task.
+    Stream(mmc_wire::stream_writer::StreamWriter),
 }
 
 impl Sink {
@@ -585,6 +599,9 @@ impl Sink {
                 let _ = w.send(buf);
             }
             Sink::Ring(r) => r.send(buf),
+            Sink::Stream(w) => {
+                let _ = w.send(buf);
+            }
         }
     }
 }
@@ -607,7 +624,7 @@ fn ring_poll(base: Duration, gap: Duration) -> Duration {
 }
 
 /// The ring a frame offers, if it is an offer.
-fn ring_offer(f: &frame::Frame) -> Option<(String, u64)> {
+pub(crate) fn ring_offer(f: &frame::Frame) -> Option<(String, u64)> {
     if f.kind != FrameKind::Request {
         return None;
     }
@@ -632,7 +649,24 @@ fn same_netns(name: &str) -> Result<(), String> {
     }
 }
 
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
+/// The peer of a control connection, for log lines.
+pub(crate) trait PeerAddr {
+    fn peer(&self) -> String;
+}
+
+impl PeerAddr for TcpStream {
+    fn peer(&self) -> String {
+        self.peer_addr().map_or_else(|_| "?".to_string(), |a| a.to_string())
+    }
+}
+
+impl PeerAddr for mmc_tls::ServerTlsStream<TcpStream> {
+    fn peer(&self) -> String {
+        self.get_ref().0.peer()
+    }
+}
+
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {

@@ -16,6 +16,7 @@ pub mod frame_writer;
 pub mod listen;
 pub mod message;
 pub mod shm_ring;
+pub mod stream_writer;
 pub mod transfer;
 pub mod types;
 

@@ -11,8 +11,10 @@
 //! after, so a batch streams instead of paying a round trip per object. At
 //! most [`MAX_PER_PEER`] transfers run to one peer at a time (more wait for
 //! a connection), so a large batch reuses its pooled connections rather than
-//! opening more.
+//! opening more. With [`with_tls`](TransferClient::with_tls) every
+//! connection runs a TLS handshake first ([`super::tls`]).
 
+use super::tls::Stream;
 use crate::buffer::{sub_pieces, Piece};
 use mmc_wire::error::code;
 use mmc_wire::transfer::{decode_reply, Header, Op, HEADER_LEN, REPLY_LEN};
@@ -21,7 +23,6 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
 use tokio::runtime::Handle;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -47,7 +48,7 @@ pub struct Job<'a> {
 
 /// Connections to one peer.
 struct Peer {
-    idle: Vec<TcpStream>,
+    idle: Vec<Stream>,
     /// Transfers in flight (connections taken from or beside `idle`).
     busy: usize,
     slots: Arc<Semaphore>,
@@ -61,6 +62,7 @@ pub struct TransferClient {
     congestion: super::Congestion,
     /// The cluster token proved on every new connection.
     token: Option<mmc_wire::auth::ClusterToken>,
+    tls: Option<mmc_tls::ClientTls>,
     handle: Handle,
 }
 
@@ -68,7 +70,7 @@ pub struct TransferClient {
 struct Taken<'a> {
     client: &'a TransferClient,
     addr: &'a str,
-    stream: Option<TcpStream>,
+    stream: Option<Stream>,
     _slot: OwnedSemaphorePermit,
 }
 
@@ -96,6 +98,7 @@ impl TransferClient {
             timeout,
             congestion,
             token: None,
+            tls: None,
             handle,
         }
     }
@@ -103,6 +106,13 @@ impl TransferClient {
     /// The cluster token to prove on every new connection.
     pub fn with_token(mut self, token: Option<mmc_wire::auth::ClusterToken>) -> Self {
         self.token = token;
+        self
+    }
+
+    /// Every connection this client opens runs a TLS handshake with these
+    /// settings (`local.security.tls.transfer`).
+    pub fn with_tls(mut self, tls: Option<mmc_tls::ClientTls>) -> Self {
+        self.tls = tls;
         self
     }
 
@@ -158,13 +168,15 @@ impl TransferClient {
         let a = addr.to_owned();
         let cc = self.congestion.clone();
         let token = self.token.clone();
-        // Connect (and authenticate, once per pooled connection) on our
-        // runtime so the socket is driven whatever the caller's context.
+        let tls = self.tls.clone();
+        // Connect (TLS, then the cluster-token handshake, once per pooled
+        // connection) on our runtime so the socket is driven whatever the
+        // caller's context.
         let r = self
             .handle
             .spawn(async move {
                 let token = token.as_ref().map(mmc_wire::auth::ClusterToken::as_bytes);
-                tokio::time::timeout(Duration::from_secs(3), super::connect_authenticated(&a, &cc, token)).await
+                tokio::time::timeout(Duration::from_secs(3), Stream::connect(&a, &cc, tls.as_ref(), token)).await
             })
             .await
             .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
@@ -403,9 +415,9 @@ impl TransferClient {
                             unsafe { std::slice::from_raw_parts(p.ptr() as *const u8, p.len) }
                         }));
                     }
-                    super::write_all_bufs(s, &bufs).await?;
+                    s.write_all_bufs(&bufs).await?;
                     for _ in jobs {
-                        super::read_full(s, &mut reply).await?;
+                        s.read_full(&mut reply).await?;
                         if decode_reply(&reply) != code::OK {
                             break;
                         }
@@ -413,9 +425,9 @@ impl TransferClient {
                 }
                 Op::Read => {
                     let bufs: Vec<&[u8]> = heads.iter().map(|h| h.as_slice()).collect();
-                    super::write_all_bufs(s, &bufs).await?;
+                    s.write_all_bufs(&bufs).await?;
                     for j in jobs {
-                        super::read_full(s, &mut reply).await?;
+                        s.read_full(&mut reply).await?;
                         if decode_reply(&reply) != code::OK {
                             break;
                         }
@@ -423,7 +435,7 @@ impl TransferClient {
                             // SAFETY: the caller guarantees each piece is valid
                             // for writes and not otherwise accessed until we finish.
                             let dst = unsafe { std::slice::from_raw_parts_mut(p.ptr(), p.len) };
-                            super::read_full(s, dst).await?;
+                            s.read_full(dst).await?;
                         }
                     }
                 }

@@ -6,6 +6,7 @@
 
 pub mod client;
 pub mod server;
+pub mod tls;
 
 use std::io::IoSlice;
 use std::os::fd::AsRawFd;
@@ -221,20 +222,6 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
-/// [`connect`], then the cluster-token handshake (transfer domain) proving
-/// `token` (`None`: the server must be open).
-pub async fn connect_authenticated(
-    addr: &str,
-    cc: &Congestion,
-    token: Option<&[u8]>,
-) -> Result<TcpStream, ConnectError> {
-    let mut s = connect(addr, cc).await.map_err(ConnectError::Io)?;
-    mmc_wire::auth::client_handshake(&mut s, token, mmc_wire::auth::Domain::Transfer)
-        .await
-        .map_err(ConnectError::Auth)?;
-    Ok(s)
-}
-
 /// Connects to `addr` with congestion control `cc` set before the
 /// handshake (see [`Congestion::apply`]) and `TCP_NODELAY`.
 pub async fn connect(addr: &str, cc: &Congestion) -> std::io::Result<TcpStream> {
@@ -264,7 +251,10 @@ pub async fn connect(addr: &str, cc: &Congestion) -> std::io::Result<TcpStream> 
 /// costs tens of microseconds on a virtual machine (a 1 MiB raw
 /// request/reply between two network namespaces took 792-846 us p50 with
 /// the header written first, 598-636 us without, docs/benchmarks.md).
-pub(crate) async fn write_all_bufs(sock: &mut TcpStream, bufs: &[&[u8]]) -> std::io::Result<()> {
+pub(crate) async fn write_all_bufs<W: tokio::io::AsyncWrite + Unpin>(
+    sock: &mut W,
+    bufs: &[&[u8]],
+) -> std::io::Result<()> {
     let mut first = 0;
     let mut off = 0;
     loop {
