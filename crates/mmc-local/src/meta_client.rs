@@ -318,7 +318,8 @@ impl MetaClient {
                 Error::NotConnectedMeta(format!("authentication with the metaservice at {addr} failed: {e}"))
             }
             ConnectError::AuthTimeout => Error::Timeout(format!(
-                "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?}"
+                "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?} \
+                 (a TLS port waits for a TLS client: see local.security.tls)"
             )),
         })
     }

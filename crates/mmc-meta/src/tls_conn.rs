@@ -132,16 +132,27 @@ mod tests {
         (addrs.0, addrs.1, server)
     }
 
-    async fn tls_client(
-        pki: &TestPki,
-        mutual: bool,
-        addr: &str,
-    ) -> std::io::Result<mmc_tls::ClientTlsStream<TcpStream>> {
+    /// A TLS connection (no cluster-token handshake: HTTP).
+    async fn tls_only(pki: &TestPki, mutual: bool, addr: &str) -> std::io::Result<mmc_tls::ClientTlsStream<TcpStream>> {
         let sock = TcpStream::connect(addr).await?;
         ClientTls::new(&pki.client_config(mutual))
             .unwrap()
             .connect(addr, sock)
             .await
+    }
+
+    /// A control connection: TLS, then the cluster-token handshake.
+    async fn tls_client(
+        pki: &TestPki,
+        mutual: bool,
+        addr: &str,
+    ) -> std::io::Result<mmc_tls::ClientTlsStream<TcpStream>> {
+        let mut s = tls_only(pki, mutual, addr).await?;
+        // The cluster-token handshake (open mode) runs inside TLS.
+        mmc_wire::auth::client_handshake(&mut s, None, mmc_wire::auth::Domain::Control)
+            .await
+            .map_err(std::io::Error::other)?;
+        Ok(s)
     }
 
     async fn call<S: AsyncRead + AsyncWrite + Unpin>(s: &mut S, id: u64, req: &Request) -> Option<Response> {
@@ -223,7 +234,7 @@ mod tests {
     async fn http_over_tls() {
         let pki = TestPki::new("meta-http");
         let (_, http, _server) = start(&pki, false).await;
-        let mut s = tls_client(&pki, false, &http).await.unwrap();
+        let mut s = tls_only(&pki, false, &http).await.unwrap();
         s.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
             .await
             .unwrap();
