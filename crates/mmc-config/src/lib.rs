@@ -6,6 +6,8 @@
 //! name the offending key and its allowed range. Sizes accept `128MB`, `2.5G`,
 //! `1TB`, `4096` (bytes; powers of 1024).
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod security;
 mod size;
 

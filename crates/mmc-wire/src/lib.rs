@@ -9,6 +9,8 @@ pub mod error;
 pub mod frame;
 pub mod frame_reader;
 pub mod frame_writer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod message;
 pub mod shm_ring;
 pub mod transfer;

@@ -217,6 +217,43 @@ impl ShmRegion {
     }
 }
 
+/// Stand-ins for a peer process writing the shared memory, for
+/// [`crate::fuzzing`]: a peer may store anything in the indices, flags and
+/// ring bytes at any time, and reads must stay inside the ring regardless.
+impl ShmRegion {
+    /// Stores `value` in ring `ring`'s shared producer (`head`) or
+    /// consumer (`tail`) index, as a misbehaving peer could.
+    pub(crate) fn peer_store_index(&self, ring: usize, head: bool, value: u64) {
+        let ctl = self.ctl(ring);
+        let index = if head { &ctl.head.0 } else { &ctl.tail.0 };
+        index.store(value, Ordering::Release);
+    }
+
+    /// Stores `value` in ring `ring`'s shared sleeping flag.
+    pub(crate) fn peer_store_sleeping(&self, ring: usize, value: u32) {
+        self.ctl(ring).sleeping.0.store(value, Ordering::Relaxed);
+    }
+
+    /// Copies `bytes` into ring `ring` from byte `at` on, wrapping at the
+    /// end of the ring (at most one ring's worth).
+    pub(crate) fn peer_write_bytes(&self, ring: usize, at: usize, bytes: &[u8]) {
+        let at = at % RING_CAP;
+        let n = bytes.len().min(RING_CAP);
+        let first = n.min(RING_CAP - at);
+        let data = self.data(ring);
+        // SAFETY: `at < RING_CAP`, `first <= RING_CAP - at` and
+        // `n - first <= RING_CAP`, so both destination ranges lie inside
+        // ring `ring` of the mapping; `bytes` is a separate Rust slice, so
+        // source and destination do not overlap. A consumer reading these
+        // bytes concurrently copies them with `ptr::copy_nonoverlapping`
+        // too and never forms a reference to ring memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(at), first);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), data, n - first);
+        }
+    }
+}
+
 impl Drop for ShmRegion {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; closing our own fd.
