@@ -307,7 +307,10 @@ impl RingTx {
             std::ptr::copy_nonoverlapping(buf.as_ptr(), data.add(at), first);
             std::ptr::copy_nonoverlapping(buf.as_ptr().add(first), data, n - first);
         }
-        let head = head + n as u64;
+        // Indices count bytes modulo 2^64 (a multiple of RING_CAP, so ring
+        // positions stay consistent across the wrap); the starting value
+        // came from shared memory, so it may be anything.
+        let head = head.wrapping_add(n as u64);
         self.head.store(head, Ordering::Relaxed);
         ctl.head.0.store(head, Ordering::Release);
         Ok(n)
@@ -368,7 +371,9 @@ impl RingRx {
             std::ptr::copy_nonoverlapping(data.add(at), buf.as_mut_ptr(), first);
             std::ptr::copy_nonoverlapping(data, buf.as_mut_ptr().add(first), n - first);
         }
-        let tail = tail + n as u64;
+        // Modulo 2^64 like the producer's index: `tail` started from the
+        // shared copy, which a peer may have set near u64::MAX.
+        let tail = tail.wrapping_add(n as u64);
         self.tail.store(tail, Ordering::Relaxed);
         self.region.ctl(self.ring).tail.0.store(tail, Ordering::Release);
         Ok(n)
@@ -511,6 +516,26 @@ mod tests {
         // The peer moves the tail ahead of anything written.
         a.ctl(TO_META).tail.0.store(5, Ordering::Release);
         assert_eq!(tx.write(b"abc").unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn indices_near_u64_max_wrap_instead_of_overflowing() {
+        // Found by the ring_frames fuzz target: a peer stores indices near
+        // u64::MAX before an end attaches; reads and writes past the wrap
+        // must carry on (the ring position is the index modulo RING_CAP).
+        let (a, b) = pair();
+        let start = u64::MAX - 2;
+        a.ctl(TO_META).head.0.store(start, Ordering::Release);
+        a.ctl(TO_META).tail.0.store(start, Ordering::Release);
+        let tx = RingTx::new(a, TO_META);
+        let rx = RingRx::new(b, TO_META);
+        assert_eq!(tx.write(b"0123456789").unwrap(), 10);
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.read(&mut buf).unwrap(), 10);
+        assert_eq!(&buf[..10], b"0123456789");
+        assert_eq!(tx.write(b"ab").unwrap(), 2);
+        assert_eq!(rx.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"ab");
     }
 
     #[test]
