@@ -5,6 +5,9 @@
 //! 127.0.0.1:5000 unless `--meta` says otherwise, and exit non-zero on any
 //! failure, a missing key included.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod bench;
 mod client;
 

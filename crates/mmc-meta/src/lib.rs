@@ -13,6 +13,9 @@
 //! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
 //! - [`http`]: health, metrics and query endpoints.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod allocator;
 pub mod clock;
 pub mod eviction;

@@ -5,6 +5,9 @@
 //! batches, the control-RPC messages and the frame codec that carries them.
 //! It never does I/O policy (retries, timeouts): that belongs to the callers.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod error;
 pub mod frame;
 pub mod frame_reader;

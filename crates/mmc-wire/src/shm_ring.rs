@@ -67,10 +67,16 @@ pub struct ShmRegion {
     nonce: u64,
 }
 
-// SAFETY: the region is plain shared memory; every shared field is atomic
-// and each ring's bytes are accessed by its one producer and one consumer
-// under the index protocol.
+// SAFETY: `ptr` is a process-wide shared mapping, valid until `Drop`
+// unmaps it, not tied to the creating thread; `fd` and `name` are plain
+// values. Moving the owner to another thread changes nothing.
 unsafe impl Send for ShmRegion {}
+// SAFETY: `&ShmRegion` only gives access to the header through atomics
+// (`header`, `ctl`) and to ring bytes through raw pointers (`data`) that
+// RingTx / RingRx copy with `ptr::copy_nonoverlapping` under the index
+// protocol (one producer and one consumer per ring, each serialised by its
+// owner); no `&`/`&mut` to ring bytes is ever formed, so concurrent use
+// from several threads is no different from the peer process's.
 unsafe impl Sync for ShmRegion {}
 
 fn os_err(what: &str) -> io::Error {
@@ -83,15 +89,24 @@ fn bad(msg: String) -> io::Error {
 }
 
 /// Maps `fd` shared, read-write, `REGION_LEN` bytes.
+///
+/// # Safety
+/// `fd` is an open file of at least `REGION_LEN` bytes that cannot shrink
+/// while mapped (else touching the mapping could fault with SIGBUS).
 unsafe fn map(fd: libc::c_int) -> io::Result<NonNull<u8>> {
-    let p = libc::mmap(
-        std::ptr::null_mut(),
-        REGION_LEN,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
-        fd,
-        0,
-    );
+    // SAFETY: a fresh mapping at an address the kernel picks (NULL hint, no
+    // MAP_FIXED) cannot alias existing Rust memory; failure is checked
+    // below. The size precondition is the caller's.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            REGION_LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(os_err("mmap"));
     }
