@@ -18,7 +18,11 @@ pub fn config(data: &[u8]) {
     };
 
     if let Ok(n) = parse_size(text) {
-        assert_eq!(parse_size(&format_size(n)), Ok(n), "format_size({n}) does not parse back");
+        assert_eq!(
+            parse_size(&format_size(n)),
+            Ok(n),
+            "format_size({n}) does not parse back"
+        );
         // A plain integer means bytes.
         if let Ok(exact) = text.trim().parse::<u64>() {
             assert_eq!(n, exact);
@@ -36,7 +40,10 @@ pub fn config(data: &[u8]) {
     let cfg2 = ConfigFile::from_toml(&again).unwrap_or_else(|e| panic!("re-serialized config fails: {e}\n{again}"));
     assert_eq!(cfg2.meta, cfg.meta, "meta section changed in a round trip:\n{again}");
     assert_eq!(cfg2.local, cfg.local, "local section changed in a round trip:\n{again}");
-    assert_eq!(cfg2.cluster, cfg.cluster, "cluster section changed in a round trip:\n{again}");
+    assert_eq!(
+        cfg2.cluster, cfg.cluster,
+        "cluster section changed in a round trip:\n{again}"
+    );
     assert_eq!(cfg2.meta.validate().is_ok(), meta_ok);
     assert_eq!(cfg2.local.validate().is_ok(), local_ok);
 }

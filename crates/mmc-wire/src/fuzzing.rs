@@ -26,7 +26,10 @@ struct Lcg(u64);
 
 impl Lcg {
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         self.0 >> 33
     }
 }
@@ -143,7 +146,10 @@ fn frames_by_reader<S: ReadSource>(reader: &mut FrameReader<S>) -> Vec<Frame> {
 }
 
 fn same_frames(a: &[Frame], b: &[Frame]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.kind == y.kind && x.id == y.id && x.payload == y.payload)
+    a.len() == b.len()
+        && a.iter()
+            .zip(b)
+            .all(|(x, y)| x.kind == y.kind && x.id == y.id && x.payload == y.payload)
 }
 
 /// Control connection bytes: `data[0]` seeds the chunking, `data[1]`
@@ -357,7 +363,11 @@ pub fn ring_frames(data: &[u8]) {
                 if let Some(f) = reader.next_buffered().expect("an intact frame") {
                     break f;
                 }
-                assert_eq!(reader.try_fill().expect("an intact ring"), Fill::Data, "frame {id} lost");
+                assert_eq!(
+                    reader.try_fill().expect("an intact ring"),
+                    Fill::Data,
+                    "frame {id} lost"
+                );
             };
             assert_eq!((f.id, &f.payload), (id, &payload), "a frame changed in the ring");
         }
