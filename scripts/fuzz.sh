@@ -50,12 +50,17 @@ run() {
   fi
   echo "== minimizing $t's corpus"
   # Named inputs (seed-*, regression-*) stay as they are, whatever their
-  # coverage; cmin merges the rest with the new inputs, keeping the
-  # smallest set that covers the same edges.
+  # coverage; cmin reduces the rest plus the new inputs to the smallest
+  # set that covers the same edges. (cargo fuzz cmin puts extra libFuzzer
+  # arguments before its own directories, so the new inputs are copied in
+  # first rather than passed as a second directory.)
   local keep
   keep=$(mktemp -d)
   find "$corpus" -maxdepth 1 -type f \( -name 'regression-*' -o -name 'seed-*' \) -exec mv {} "$keep/" \;
-  (cd fuzz && cargo +nightly fuzz cmin "$t" "../$corpus" -- "$scratch" "$keep" -max_len="$(max_len "$t")") >/dev/null 2>&1
+  # Named inputs take part (under their own names) so that what they cover
+  # is not kept twice; their hash-named copies are dropped below.
+  cp -n "$scratch"/* "$keep"/* "$corpus/" 2>/dev/null || true
+  (cd fuzz && cargo +nightly fuzz cmin "$t" "../$corpus" -- -max_len="$(max_len "$t")") >/dev/null 2>&1
   for f in "$keep"/*; do
     [ -e "$f" ] || continue
     # cmin names files by their SHA-1: drop its copy of a named input.
