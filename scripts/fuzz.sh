@@ -60,7 +60,8 @@ run() {
   # Named inputs take part (under their own names) so that what they cover
   # is not kept twice; their hash-named copies are dropped below.
   cp -n "$scratch"/* "$keep"/* "$corpus/" 2>/dev/null || true
-  (cd fuzz && cargo +nightly fuzz cmin "$t" "../$corpus" -- -max_len="$(max_len "$t")") >/dev/null 2>&1
+  # -use_counters=0: keep inputs for new edges, not for new hit counts.
+  (cd fuzz && cargo +nightly fuzz cmin "$t" "../$corpus" -- -max_len="$(max_len "$t")" -use_counters=0) >/dev/null 2>&1
   for f in "$keep"/*; do
     [ -e "$f" ] || continue
     # cmin names files by their SHA-1: drop its copy of a named input.
