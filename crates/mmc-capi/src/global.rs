@@ -171,33 +171,36 @@ pub(crate) fn note_key_errors<T>(name: &str, results: &[Result<T>]) {
 mod tests {
     use super::*;
 
+    /// This thread's last error message, copied out.
+    fn last_error() -> String {
+        // SAFETY: `last_error_ptr` is never NULL and points to this thread's
+        // NUL-terminated message buffer, which lives as long as the thread;
+        // the text is copied before anything else can change it.
+        let msg = unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) };
+        msg.to_str().unwrap().to_owned()
+    }
+
     #[test]
     fn guard_turns_panics_and_errors_into_codes() {
         assert_eq!(guard("t", || Ok(7)), 7);
         assert_eq!(guard("t", || Err(Error::UnmatchedKey)), code::UNMATCHED_KEY);
-        let msg = unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let msg = last_error();
         assert!(msg.contains("key not found"), "{msg}");
         assert_eq!(guard("t", || panic!("boom {}", 1)), code::ERROR);
-        let msg = unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }
-            .to_str()
-            .unwrap()
-            .to_owned();
+        let msg = last_error();
         assert!(msg.contains("panic") && msg.contains("boom 1"), "{msg}");
         assert_eq!(guard("t", || Ok(0)), 0);
-        assert_eq!(unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"");
+        assert_eq!(last_error(), "");
     }
 
     #[test]
     fn last_error_is_truncated_at_a_char_boundary() {
         let p = last_error_ptr();
         set_last_error(&"é".repeat(2000));
-        let msg = unsafe { std::ffi::CStr::from_ptr(p) }.to_str().unwrap().to_owned();
+        let msg = last_error();
         assert_eq!(msg.len(), LAST_ERROR_CAP - 2);
         set_last_error("a\0b");
-        assert_eq!(unsafe { std::ffi::CStr::from_ptr(last_error_ptr()) }.to_bytes(), b"a b");
+        assert_eq!(last_error(), "a b");
         assert_eq!(p, last_error_ptr()); // the pointer never changes
     }
 

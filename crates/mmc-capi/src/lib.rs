@@ -27,6 +27,8 @@
 //! - no panic crosses the boundary: an internal panic returns `MMC_ERROR`.
 
 #![allow(non_camel_case_types)]
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
 
 mod global;
 
@@ -183,13 +185,21 @@ fn check_flags(flags: u32) -> Result<()> {
 
 /// A NUL-terminated key: not NULL, UTF-8, 1..=256 bytes. Reads at most
 /// `MMC_MAX_KEY_LEN + 1` bytes.
+///
+/// # Safety
+/// `key` is NULL or readable up to and including its NUL terminator or
+/// for `MMC_MAX_KEY_LEN + 1` bytes, whichever comes first, and those bytes
+/// stay unchanged for `'a`.
 unsafe fn key_arg<'a>(key: *const c_char) -> Result<&'a str> {
     if key.is_null() {
         return Err(Error::invalid("key is a null pointer"));
     }
     let mut len = None;
     for i in 0..=MMC_MAX_KEY_LEN {
-        if *key.add(i) == 0 {
+        // SAFETY: `key` is not NULL and no byte before `i` was the NUL, so
+        // byte `i` (at most `MMC_MAX_KEY_LEN`) is within the readable prefix
+        // the caller guarantees.
+        if unsafe { *key.add(i) } == 0 {
             len = Some(i);
             break;
         }
@@ -197,18 +207,27 @@ unsafe fn key_arg<'a>(key: *const c_char) -> Result<&'a str> {
     let Some(len) = len else {
         return Err(Error::invalid(format!("key is longer than {MMC_MAX_KEY_LEN} bytes")));
     };
-    let bytes = std::slice::from_raw_parts(key as *const u8, len);
+    // SAFETY: the `len` bytes before the NUL were just read one by one (so
+    // they are readable and `len` fits in isize), `c_char` and `u8` have
+    // the same layout, and the caller keeps them unchanged for `'a`.
+    let bytes = unsafe { std::slice::from_raw_parts(key as *const u8, len) };
     let k = std::str::from_utf8(bytes).map_err(|_| Error::invalid("key is not valid UTF-8"))?;
     validate_key(k)?;
     Ok(k)
 }
 
 /// An optional NUL-terminated UTF-8 string (NULL = absent).
+///
+/// # Safety
+/// `s` is NULL or points to a NUL-terminated string that stays readable
+/// and unchanged for `'a`.
 unsafe fn opt_str<'a>(s: *const c_char, what: &str) -> Result<Option<&'a str>> {
     if s.is_null() {
         return Ok(None);
     }
-    CStr::from_ptr(s)
+    // SAFETY: `s` is not NULL, and the caller guarantees a NUL-terminated
+    // string valid and unchanged for `'a`.
+    unsafe { CStr::from_ptr(s) }
         .to_str()
         .map(Some)
         .map_err(|_| Error::invalid(format!("{what} is not valid UTF-8")))
@@ -237,13 +256,19 @@ fn piece(b: &mmc_buffer) -> Result<Piece> {
     })
 }
 
+/// # Safety
+/// `buf` is NULL or points to a readable, initialised `mmc_buffer`.
 unsafe fn buffer_arg(buf: *const mmc_buffer) -> Result<Vec<Piece>> {
     if buf.is_null() {
         return Err(Error::invalid("buffer descriptor is a null pointer"));
     }
-    Ok(vec![piece(&*buf)?])
+    // SAFETY: `buf` is not NULL and, by the caller's contract, points to a
+    // valid descriptor; it is only read while this call runs.
+    Ok(vec![piece(unsafe { &*buf })?])
 }
 
+/// # Safety
+/// `bufs` is NULL or points to `count` readable, initialised `mmc_buffer`s.
 unsafe fn layers_arg(bufs: *const mmc_buffer, count: u32) -> Result<Vec<Piece>> {
     if bufs.is_null() {
         return Err(Error::invalid("layer descriptors are a null pointer"));
@@ -251,7 +276,10 @@ unsafe fn layers_arg(bufs: *const mmc_buffer, count: u32) -> Result<Vec<Piece>> 
     if count == 0 {
         return Err(Error::invalid("layer count is 0"));
     }
-    std::slice::from_raw_parts(bufs, count as usize)
+    // SAFETY: `bufs` is not NULL and points to `count` descriptors (the
+    // caller's contract); `count` is a u32, so the slice is at most
+    // 2^32 * 24 bytes, far below isize::MAX; it is only read here.
+    unsafe { std::slice::from_raw_parts(bufs, count as usize) }
         .iter()
         .enumerate()
         .map(|(i, b)| piece(b).map_err(|e| Error::invalid(format!("layer {i}: {}", strip_invalid(&e)))))
@@ -266,11 +294,15 @@ fn strip_invalid(e: &Error) -> String {
     }
 }
 
+/// # Safety
+/// `options` is NULL or points to a readable, initialised `mmc_put_options`.
 unsafe fn options_arg(options: *const mmc_put_options) -> Result<PutOptions> {
     let o = if options.is_null() {
         mmc_put_options::default()
     } else {
-        *options
+        // SAFETY: not NULL, and valid by the caller's contract; the struct
+        // is `Copy` plain data, copied out at once.
+        unsafe { *options }
     };
     let replicas = if o.replica_num == 0 { 1 } else { o.replica_num };
     mmc_wire::validate_replicas(replicas)?;
@@ -288,14 +320,22 @@ unsafe fn options_arg(options: *const mmc_put_options) -> Result<PutOptions> {
 
 /// The keys of a batch: the outer error rejects the whole batch (count out of
 /// range, `keys` NULL); an inner error rejects one key.
+///
+/// # Safety
+/// `keys` is NULL or points to `count` pointers, each of which satisfies
+/// [`key_arg`]'s contract for `'a`.
 unsafe fn batch_keys<'a>(keys: *const *const c_char, count: u32) -> Result<Vec<Result<&'a str>>> {
     validate_batch_len(count as usize)?;
     if keys.is_null() {
         return Err(Error::invalid("keys is a null pointer"));
     }
-    Ok(std::slice::from_raw_parts(keys, count as usize)
+    // SAFETY: `keys` is not NULL and points to `count` (at most
+    // MMC_MAX_BATCH) key pointers by the caller's contract.
+    let keys = unsafe { std::slice::from_raw_parts(keys, count as usize) };
+    Ok(keys
         .iter()
-        .map(|&k| key_arg(k))
+        // SAFETY: each key pointer satisfies `key_arg`'s contract (ours).
+        .map(|&k| unsafe { key_arg(k) })
         .collect())
 }
 
@@ -326,15 +366,25 @@ impl Results {
     }
 
     /// Fills every slot with `c` (a whole-batch failure).
+    ///
+    /// # Safety
+    /// The `results` pointer given to [`Results::new`] is NULL or points to
+    /// `count` writable `int32_t`s that nothing else accesses meanwhile.
     unsafe fn fill(&self, c: i32) {
         if !self.ptr.is_null() {
-            std::slice::from_raw_parts_mut(self.ptr, self.n).fill(c);
+            // SAFETY: `ptr` is only kept non-NULL when `n` is a valid batch
+            // length (1..=MMC_MAX_BATCH); it then points to `n` writable,
+            // unshared i32s by the caller's contract.
+            unsafe { std::slice::from_raw_parts_mut(self.ptr, self.n) }.fill(c);
         }
     }
 
+    /// # Safety
+    /// As [`Results::fill`].
     unsafe fn write(&self, codes: impl IntoIterator<Item = i32>) {
         if !self.ptr.is_null() {
-            let out = std::slice::from_raw_parts_mut(self.ptr, self.n);
+            // SAFETY: as in `fill`.
+            let out = unsafe { std::slice::from_raw_parts_mut(self.ptr, self.n) };
             for (slot, c) in out.iter_mut().zip(codes) {
                 *slot = c;
             }
@@ -344,10 +394,14 @@ impl Results {
 
 /// Runs a batch body; a whole-batch failure (an `Err`, or a panic turned
 /// into `MMC_ERROR`) is copied into every result slot.
+///
+/// # Safety
+/// As [`Results::fill`] for `results`.
 unsafe fn batch_guard(name: &str, results: &Results, f: impl FnOnce() -> Result<i32>) -> i32 {
     let rc = guard(name, f);
     if rc < 0 {
-        results.fill(rc);
+        // SAFETY: `results` satisfies `fill`'s contract (ours).
+        unsafe { results.fill(rc) };
     }
     rc
 }
@@ -399,14 +453,24 @@ fn fill_info(info: &KeyInfo) -> mmc_data_info {
 }
 
 /// One put of raw pieces; a duplicate key is reported (`MMC_DUPLICATED_OBJECT`).
+///
+/// # Safety
+/// Every piece is valid for reads for the whole call.
 unsafe fn put_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>, opts: &PutOptions) -> Result<i32> {
-    let r = c.put_raw_batch(&[key], &[pieces], opts)?;
+    // SAFETY: the pieces are readable for the call (our contract), which
+    // is what `put_raw_batch` requires.
+    let r = unsafe { c.put_raw_batch(&[key], &[pieces], opts) }?;
     r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
     Ok(MMC_OK)
 }
 
+/// # Safety
+/// Every piece is valid for writes, and not otherwise accessed, for the
+/// whole call.
 unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> Result<i32> {
-    let r = c.get_into_raw_batch(&[key], &[pieces])?;
+    // SAFETY: the pieces are writable and unshared for the call (our
+    // contract), which is what `get_into_raw_batch` requires.
+    let r = unsafe { c.get_into_raw_batch(&[key], &[pieces]) }?;
     r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
     Ok(MMC_OK)
 }
@@ -429,13 +493,17 @@ unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> 
 #[no_mangle]
 pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const mmc_setup_options) -> i32 {
     guard("mmc_setup", || {
-        let path = opt_str(config_path, "config_path")?;
+        // SAFETY: `config_path` is NULL or NUL-terminated (this function's
+        // contract) and only read during the call.
+        let path = unsafe { opt_str(config_path, "config_path") }?;
         let mut cfg = ConfigFile::load_or_env(path.map(Path::new), LOCAL_CONFIG_ENV)
             .map_err(|e| Error::invalid(e.to_string()))?
             .local;
         let mut level = None;
         if !options.is_null() {
-            level = apply_options(&mut cfg, &*options)?;
+            // SAFETY: `options` is not NULL and points to a valid struct whose
+            // strings are NULL or NUL-terminated (this function's contract).
+            level = unsafe { apply_options(&mut cfg, &*options) }?;
         }
         cfg.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let level = match level {
@@ -457,31 +525,43 @@ pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const m
 
 /// Applies the overrides; returns the log level when `log_level` is given
 /// (which may be `off`, a level the configuration file cannot express).
+///
+/// # Safety
+/// Every string pointer of `o` is NULL or NUL-terminated, readable for the
+/// call.
 unsafe fn apply_options(cfg: &mut LocalConfig, o: &mmc_setup_options) -> Result<Option<LevelFilter>> {
-    if let Some(v) = opt_str(o.meta_addr, "meta_addr")? {
+    // SAFETY: the string fields of `o` are NULL or NUL-terminated by our
+    // contract (this holds for every `opt_str` below), and the borrowed
+    // text is copied out before returning.
+    if let Some(v) = unsafe { opt_str(o.meta_addr, "meta_addr") }? {
         cfg.meta_addr = v.to_owned();
     }
-    if let Some(v) = opt_str(o.dram_size, "dram_size")? {
+    // SAFETY: as above.
+    if let Some(v) = unsafe { opt_str(o.dram_size, "dram_size") }? {
         let n = mmc_config::parse_size(v).map_err(|e| Error::invalid(format!("dram_size: {e}")))?;
         cfg.dram_size = mmc_config::ByteSize(n);
     }
-    if let Some(v) = opt_str(o.protocol, "protocol")? {
+    // SAFETY: as above.
+    if let Some(v) = unsafe { opt_str(o.protocol, "protocol") }? {
         cfg.protocol = match v {
             "auto" => Protocol::Auto,
             "tcp" => Protocol::Tcp,
             _ => return Err(Error::invalid(format!("protocol `{v}` is not auto or tcp"))),
         };
     }
-    if let Some(v) = opt_str(o.transfer_listen, "transfer_listen")? {
+    // SAFETY: as above.
+    if let Some(v) = unsafe { opt_str(o.transfer_listen, "transfer_listen") }? {
         cfg.transfer_listen = v.to_owned();
     }
-    if let Some(v) = opt_str(o.host_id, "host_id")? {
+    // SAFETY: as above.
+    if let Some(v) = unsafe { opt_str(o.host_id, "host_id") }? {
         cfg.host_id = Some(v.to_owned());
     }
     if o.worker_threads != 0 {
         cfg.worker_threads = o.worker_threads;
     }
-    match opt_str(o.log_level, "log_level")? {
+    // SAFETY: as above.
+    match unsafe { opt_str(o.log_level, "log_level") }? {
         Some(v) => Ok(Some(global::parse_level(v)?)),
         None => Ok(None),
     }
@@ -546,7 +626,8 @@ pub extern "C" fn mmc_uninit() -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn mmc_set_log_level(level: *const c_char) -> i32 {
     guard("mmc_set_log_level", || {
-        let level = opt_str(level, "level")?.ok_or_else(|| Error::invalid("level is a null pointer"))?;
+        // SAFETY: `level` is NULL or NUL-terminated (this function's contract).
+        let level = unsafe { opt_str(level, "level") }?.ok_or_else(|| Error::invalid("level is a null pointer"))?;
         global::set_log_level(global::parse_level(level)?);
         Ok(MMC_OK)
     })
@@ -574,7 +655,8 @@ pub unsafe extern "C" fn mmcc_local_service_id(service_id: *mut u32) -> i32 {
         if service_id.is_null() {
             return Err(Error::invalid("service_id is a null pointer"));
         }
-        *service_id = c.service_id();
+        // SAFETY: not NULL, and valid for writes by this function's contract.
+        unsafe { *service_id = c.service_id() };
         Ok(MMC_OK)
     })
 }
@@ -598,10 +680,15 @@ pub unsafe extern "C" fn mmcc_put(
     guard("mmcc_put", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
-        let pieces = buffer_arg(buf)?;
-        let opts = options_arg(options)?;
-        put_pieces(&c, key, pieces, &opts)
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
+        // SAFETY: `buf` is NULL or a valid descriptor (this function's contract).
+        let pieces = unsafe { buffer_arg(buf) }?;
+        // SAFETY: `options` is NULL or valid (this function's contract).
+        let opts = unsafe { options_arg(options) }?;
+        // SAFETY: the buffer memory is readable for `len` bytes during the
+        // call (this function's contract).
+        unsafe { put_pieces(&c, key, pieces, &opts) }
     })
 }
 
@@ -616,9 +703,14 @@ pub unsafe extern "C" fn mmcc_get(key: *const c_char, buf: *const mmc_buffer, fl
     guard("mmcc_get", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
-        let pieces = buffer_arg(buf)?;
-        get_pieces(&c, key, pieces)
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
+        // SAFETY: `buf` is NULL or a valid descriptor (this function's contract).
+        let pieces = unsafe { buffer_arg(buf) }?;
+        // SAFETY: the buffer memory is writable for `len` bytes during the
+        // call (this function's contract), and the caller does not touch it
+        // until we return.
+        unsafe { get_pieces(&c, key, pieces) }
     })
 }
 
@@ -638,10 +730,16 @@ pub unsafe extern "C" fn mmcc_put_layers(
     guard("mmcc_put_layers", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
-        let pieces = layers_arg(layers, layer_count)?;
-        let opts = options_arg(options)?;
-        put_pieces(&c, key, pieces, &opts)
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
+        // SAFETY: `layers` is NULL or points to `layer_count` valid
+        // descriptors (this function's contract).
+        let pieces = unsafe { layers_arg(layers, layer_count) }?;
+        // SAFETY: `options` is NULL or valid (this function's contract).
+        let opts = unsafe { options_arg(options) }?;
+        // SAFETY: the buffer memory is readable for `len` bytes during the
+        // call (this function's contract).
+        unsafe { put_pieces(&c, key, pieces, &opts) }
     })
 }
 
@@ -660,9 +758,15 @@ pub unsafe extern "C" fn mmcc_get_layers(
     guard("mmcc_get_layers", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
-        let pieces = layers_arg(layers, layer_count)?;
-        get_pieces(&c, key, pieces)
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
+        // SAFETY: `layers` is NULL or points to `layer_count` valid
+        // descriptors (this function's contract).
+        let pieces = unsafe { layers_arg(layers, layer_count) }?;
+        // SAFETY: the buffer memory is writable for `len` bytes during the
+        // call (this function's contract), and the caller does not touch it
+        // until we return.
+        unsafe { get_pieces(&c, key, pieces) }
     })
 }
 
@@ -676,7 +780,8 @@ pub unsafe extern "C" fn mmcc_exist(key: *const c_char, flags: u32) -> i32 {
     guard("mmcc_exist", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
         Ok(c.exist(key)? as i32)
     })
 }
@@ -691,12 +796,17 @@ pub unsafe extern "C" fn mmcc_query(key: *const c_char, info: *mut mmc_data_info
     guard("mmcc_query", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
         if info.is_null() {
             return Err(Error::invalid("info is a null pointer"));
         }
-        *info = mmc_data_info::default();
-        *info = fill_info(&c.key_info(key)?);
+        // SAFETY: not NULL, and valid for writes by this function's
+        // contract (this and the write below).
+        unsafe { *info = mmc_data_info::default() };
+        let filled = fill_info(&c.key_info(key)?);
+        // SAFETY: as above.
+        unsafe { *info = filled };
         Ok(MMC_OK)
     })
 }
@@ -711,7 +821,8 @@ pub unsafe extern "C" fn mmcc_remove(key: *const c_char, flags: u32) -> i32 {
     guard("mmcc_remove", || {
         let c = client()?;
         check_flags(flags)?;
-        let key = key_arg(key)?;
+        // SAFETY: `key` is NULL or NUL-terminated (this function's contract).
+        let key = unsafe { key_arg(key) }?;
         c.remove(key)?;
         Ok(MMC_OK)
     })
@@ -729,7 +840,8 @@ pub unsafe extern "C" fn mmcc_remove_all(flags: u32, removed_count: *mut u64) ->
         check_flags(flags)?;
         let n = c.remove_all()?;
         if !removed_count.is_null() {
-            *removed_count = n;
+            // SAFETY: not NULL, and valid for writes by this function's contract.
+            unsafe { *removed_count = n };
         }
         Ok(MMC_OK)
     })
@@ -755,15 +867,25 @@ pub unsafe extern "C" fn mmcc_batch_put(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_put", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
-        let opts = options_arg(options)?;
-        let items = per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?]))?;
-        batch_put_items(&c, "mmcc_batch_put", items, &opts, &res)
-    })
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        // SAFETY: `options` is NULL or valid (this function's contract).
+        let opts = unsafe { options_arg(options) }?;
+        // SAFETY: `bufs` is NULL or an array of `keys_count` descriptors
+        // (this function's contract).
+        let items = unsafe { per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?])) }?;
+        // SAFETY: buffer memory is readable during the call (this
+        // function's contract); `res` is as above.
+        unsafe { batch_put_items(&c, "mmcc_batch_put", items, &opts, &res) }
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_put", &res, body) }
 }
 
 /// Batch get into caller buffers: `bufs[i].len` must equal the size of
@@ -780,14 +902,23 @@ pub unsafe extern "C" fn mmcc_batch_get(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_get", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
-        let items = per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?]))?;
-        batch_get_items(&c, "mmcc_batch_get", items, &res)
-    })
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        // SAFETY: `bufs` is NULL or an array of `keys_count` descriptors
+        // (this function's contract).
+        let items = unsafe { per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?])) }?;
+        // SAFETY: buffer memory is writable and untouched by the caller
+        // during the call (this function's contract); `res` is as above.
+        unsafe { batch_get_items(&c, "mmcc_batch_get", items, &res) }
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_get", &res, body) }
 }
 
 /// Batch layered put: `values[i]` lists the layers of `keys[i]`.
@@ -805,15 +936,25 @@ pub unsafe extern "C" fn mmcc_batch_put_layers(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_put_layers", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
-        let opts = options_arg(options)?;
-        let items = per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count))?;
-        batch_put_items(&c, "mmcc_batch_put_layers", items, &opts, &res)
-    })
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        // SAFETY: `options` is NULL or valid (this function's contract).
+        let opts = unsafe { options_arg(options) }?;
+        // SAFETY: `values` is NULL or an array of `keys_count` entries, each
+        // listing `count` valid descriptors (this function's contract).
+        let items = unsafe { per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count)) }?;
+        // SAFETY: layer memory is readable during the call (this
+        // function's contract); `res` is as above.
+        unsafe { batch_put_items(&c, "mmcc_batch_put_layers", items, &opts, &res) }
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_put_layers", &res, body) }
 }
 
 /// Batch layered get: scatters `keys[i]` into the layers of `values[i]`.
@@ -829,14 +970,23 @@ pub unsafe extern "C" fn mmcc_batch_get_layers(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_get_layers", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
-        let items = per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count))?;
-        batch_get_items(&c, "mmcc_batch_get_layers", items, &res)
-    })
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        // SAFETY: `values` is NULL or an array of `keys_count` entries, each
+        // listing `count` valid descriptors (this function's contract).
+        let items = unsafe { per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count)) }?;
+        // SAFETY: layer memory is writable and untouched by the caller
+        // during the call (this function's contract); `res` is as above.
+        unsafe { batch_get_items(&c, "mmcc_batch_get_layers", items, &res) }
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_get_layers", &res, body) }
 }
 
 /// One key of a batch with its value's buffer pieces.
@@ -845,6 +995,9 @@ type Item<'a> = (&'a str, Vec<Piece>);
 /// Pairs each key with its entry of the per-key array `arr` (of as many
 /// entries as keys), turned into buffer pieces by `f`; a bad key or entry
 /// fails only its own item.
+///
+/// # Safety
+/// `arr` is NULL or points to `keys.len()` readable, initialised `T`s.
 unsafe fn per_key_items<'a, T>(
     keys: Vec<Result<&'a str>>,
     arr: *const T,
@@ -854,10 +1007,15 @@ unsafe fn per_key_items<'a, T>(
     if arr.is_null() {
         return Err(Error::invalid(format!("{what} is a null pointer")));
     }
-    let arr = std::slice::from_raw_parts(arr, keys.len());
+    // SAFETY: `arr` is not NULL and holds `keys.len()` (a valid batch
+    // length) entries by our contract; they are only read here.
+    let arr = unsafe { std::slice::from_raw_parts(arr, keys.len()) };
     Ok(keys.into_iter().zip(arr).map(|(k, x)| Ok((k?, f(x)?))).collect())
 }
 
+/// # Safety
+/// Every piece of `items` is valid for reads for the whole call; `res` as
+/// for [`Results::fill`].
 unsafe fn batch_put_items(
     c: &BlockingObjectStore,
     name: &str,
@@ -867,13 +1025,18 @@ unsafe fn batch_put_items(
 ) -> Result<i32> {
     let rs = run_valid(items, |valid| {
         let (ks, vs): (Vec<&str>, Vec<Vec<Piece>>) = valid.into_iter().unzip();
-        c.put_raw_batch(&ks, &vs, opts)
+        // SAFETY: every piece is readable for the call (our contract).
+        unsafe { c.put_raw_batch(&ks, &vs, opts) }
     })?;
-    res.write(codes(&rs));
+    // SAFETY: `res` satisfies `Results::write`'s contract (ours).
+    unsafe { res.write(codes(&rs)) };
     note_key_errors(name, &rs);
     Ok(MMC_OK)
 }
 
+/// # Safety
+/// Every piece of `items` is valid for writes, and not otherwise accessed,
+/// for the whole call; `res` as for [`Results::fill`].
 unsafe fn batch_get_items(
     c: &BlockingObjectStore,
     name: &str,
@@ -882,9 +1045,12 @@ unsafe fn batch_get_items(
 ) -> Result<i32> {
     let rs = run_valid(items, |valid| {
         let (ks, vs): (Vec<&str>, Vec<Vec<Piece>>) = valid.into_iter().unzip();
-        c.get_into_raw_batch(&ks, &vs)
+        // SAFETY: every piece is writable and unshared for the call (our
+        // contract).
+        unsafe { c.get_into_raw_batch(&ks, &vs) }
     })?;
-    res.write(codes(&rs));
+    // SAFETY: `res` satisfies `Results::write`'s contract (ours).
+    unsafe { res.write(codes(&rs)) };
     note_key_errors(name, &rs);
     Ok(MMC_OK)
 }
@@ -902,19 +1068,27 @@ pub unsafe extern "C" fn mmcc_batch_exist(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_exist", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
         let rs = run_valid(ks, |valid| Ok(c.exist_batch(&valid)?.into_iter().map(Ok).collect()))?;
-        res.write(rs.iter().map(|r| match r {
-            Ok(b) => *b as i32,
-            Err(e) => e.code(),
-        }));
+        // SAFETY: `res` wraps `results` as above.
+        unsafe {
+            res.write(rs.iter().map(|r| match r {
+                Ok(b) => *b as i32,
+                Err(e) => e.code(),
+            }))
+        };
         note_key_errors("mmcc_batch_exist", &rs);
         Ok(MMC_OK)
-    })
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_exist", &res, body) }
 }
 
 /// Batch query: fills `infos[i]` for `keys[i]` (zeroed when `results[i]` is
@@ -931,15 +1105,20 @@ pub unsafe extern "C" fn mmcc_batch_query(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_query", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
         if infos.is_null() {
             return Err(Error::invalid("infos is a null pointer"));
         }
-        let out = std::slice::from_raw_parts_mut(infos, keys_count as usize);
+        // SAFETY: `infos` is not NULL and, by this function's contract, an
+        // array of `keys_count` structs (a valid batch length, checked by
+        // `batch_keys`) that the caller does not access during the call.
+        let out = unsafe { std::slice::from_raw_parts_mut(infos, keys_count as usize) };
         out.fill(mmc_data_info::default());
         let rs = run_valid(ks, |valid| c.key_info_batch(&valid))?;
         for (slot, r) in out.iter_mut().zip(&rs) {
@@ -947,10 +1126,14 @@ pub unsafe extern "C" fn mmcc_batch_query(
                 *slot = fill_info(info);
             }
         }
-        res.write(codes(&rs));
+        // SAFETY: `res` wraps `results` as above.
+        unsafe { res.write(codes(&rs)) };
         note_key_errors("mmcc_batch_query", &rs);
         Ok(MMC_OK)
-    })
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_query", &res, body) }
 }
 
 /// Batch remove. Per key: `MMC_OK` or `MMC_UNMATCHED_KEY`, ...
@@ -965,16 +1148,22 @@ pub unsafe extern "C" fn mmcc_batch_remove(
     results: *mut i32,
 ) -> i32 {
     let res = Results::new(results, keys_count);
-    batch_guard("mmcc_batch_remove", &res, || {
+    let body = || {
         let c = client()?;
         check_flags(flags)?;
         res.check("results")?;
-        let ks = batch_keys(keys, keys_count)?;
+        // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
+        // keys (this function's contract).
+        let ks = unsafe { batch_keys(keys, keys_count) }?;
         let rs = run_valid(ks, |valid| c.remove_batch(&valid))?;
-        res.write(codes(&rs));
+        // SAFETY: `res` wraps `results` as above.
+        unsafe { res.write(codes(&rs)) };
         note_key_errors("mmcc_batch_remove", &rs);
         Ok(MMC_OK)
-    })
+    };
+    // SAFETY: `results` is NULL or an array of `keys_count` int32_t (this
+    // function's contract), which is what `Results` writes to.
+    unsafe { batch_guard("mmcc_batch_remove", &res, body) }
 }
 
 #[cfg(test)]
@@ -1019,6 +1208,7 @@ mod tests {
 
     #[test]
     fn keys_are_checked() {
+        // SAFETY: every pointer is NULL or a live CString's, NUL-terminated.
         unsafe {
             assert!(key_arg(std::ptr::null()).is_err());
             let k = CString::new("abc").unwrap();
@@ -1036,6 +1226,7 @@ mod tests {
 
     #[test]
     fn options_and_buffers_are_checked() {
+        // SAFETY: every pointer is NULL or a live local's.
         unsafe {
             assert_eq!(options_arg(std::ptr::null()).unwrap(), PutOptions::default());
             let mut o = mmc_put_options {
@@ -1074,6 +1265,7 @@ mod tests {
             ..ok
         })
         .is_err());
+        // SAFETY: `&ok` is one valid descriptor (and a count of 0 reads none).
         unsafe {
             assert!(layers_arg(&ok, 0).is_err());
             assert!(layers_arg(std::ptr::null(), 1).is_err());

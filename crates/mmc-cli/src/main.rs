@@ -10,6 +10,9 @@
 //! connection. Service commands also take `--insecure`, which allows a
 //! non-loopback listen address without a token.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod bench;
 mod client;
 

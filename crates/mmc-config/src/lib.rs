@@ -6,6 +6,11 @@
 //! name the offending key and its allowed range. Sizes accept `128MB`, `2.5G`,
 //! `1TB`, `4096` (bytes; powers of 1024).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
+#[doc(hidden)]
+pub mod fuzzing;
 mod security;
 mod size;
 

@@ -803,6 +803,9 @@ pub fn render_metrics(server: &Server) -> String {
     out
 }
 
+#[doc(hidden)]
+pub mod fuzzing;
+
 #[cfg(test)]
 mod tests {
     use super::*;

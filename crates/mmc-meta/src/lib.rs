@@ -14,6 +14,9 @@
 //! - `tls_conn`: control connections over TLS;
 //! - [`http`]: health, metrics and query endpoints.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod allocator;
 pub mod clock;
 pub mod eviction;

@@ -12,6 +12,9 @@
 //! `KeyInfo`), [`args`] (argument rules: `TypeError` for wrong types,
 //! INVALID_PARAM for bad values), [`pybuf`] (zero-copy buffer protocol).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod args;
 mod config;
 mod meta;

@@ -8,11 +8,16 @@
 //! exception is [`listen`], the accept loop guard every server port shares
 //! (connection limit, accept errors survived, descriptor limit raised).
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 pub mod auth;
 pub mod error;
 pub mod frame;
 pub mod frame_reader;
 pub mod frame_writer;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod listen;
 pub mod message;
 pub mod shm_ring;

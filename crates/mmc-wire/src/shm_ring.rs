@@ -67,10 +67,16 @@ pub struct ShmRegion {
     nonce: u64,
 }
 
-// SAFETY: the region is plain shared memory; every shared field is atomic
-// and each ring's bytes are accessed by its one producer and one consumer
-// under the index protocol.
+// SAFETY: `ptr` is a process-wide shared mapping, valid until `Drop`
+// unmaps it, not tied to the creating thread; `fd` and `name` are plain
+// values. Moving the owner to another thread changes nothing.
 unsafe impl Send for ShmRegion {}
+// SAFETY: `&ShmRegion` only gives access to the header through atomics
+// (`header`, `ctl`) and to ring bytes through raw pointers (`data`) that
+// RingTx / RingRx copy with `ptr::copy_nonoverlapping` under the index
+// protocol (one producer and one consumer per ring, each serialised by its
+// owner); no `&`/`&mut` to ring bytes is ever formed, so concurrent use
+// from several threads is no different from the peer process's.
 unsafe impl Sync for ShmRegion {}
 
 fn os_err(what: &str) -> io::Error {
@@ -83,15 +89,24 @@ fn bad(msg: String) -> io::Error {
 }
 
 /// Maps `fd` shared, read-write, `REGION_LEN` bytes.
+///
+/// # Safety
+/// `fd` is an open file of at least `REGION_LEN` bytes that cannot shrink
+/// while mapped (else touching the mapping could fault with SIGBUS).
 unsafe fn map(fd: libc::c_int) -> io::Result<NonNull<u8>> {
-    let p = libc::mmap(
-        std::ptr::null_mut(),
-        REGION_LEN,
-        libc::PROT_READ | libc::PROT_WRITE,
-        libc::MAP_SHARED,
-        fd,
-        0,
-    );
+    // SAFETY: a fresh mapping at an address the kernel picks (NULL hint, no
+    // MAP_FIXED) cannot alias existing Rust memory; failure is checked
+    // below. The size precondition is the caller's.
+    let p = unsafe {
+        libc::mmap(
+            std::ptr::null_mut(),
+            REGION_LEN,
+            libc::PROT_READ | libc::PROT_WRITE,
+            libc::MAP_SHARED,
+            fd,
+            0,
+        )
+    };
     if p == libc::MAP_FAILED {
         return Err(os_err("mmap"));
     }
@@ -217,6 +232,43 @@ impl ShmRegion {
     }
 }
 
+/// Stand-ins for a peer process writing the shared memory, for
+/// [`crate::fuzzing`]: a peer may store anything in the indices, flags and
+/// ring bytes at any time, and reads must stay inside the ring regardless.
+impl ShmRegion {
+    /// Stores `value` in ring `ring`'s shared producer (`head`) or
+    /// consumer (`tail`) index, as a misbehaving peer could.
+    pub(crate) fn peer_store_index(&self, ring: usize, head: bool, value: u64) {
+        let ctl = self.ctl(ring);
+        let index = if head { &ctl.head.0 } else { &ctl.tail.0 };
+        index.store(value, Ordering::Release);
+    }
+
+    /// Stores `value` in ring `ring`'s shared sleeping flag.
+    pub(crate) fn peer_store_sleeping(&self, ring: usize, value: u32) {
+        self.ctl(ring).sleeping.0.store(value, Ordering::Relaxed);
+    }
+
+    /// Copies `bytes` into ring `ring` from byte `at` on, wrapping at the
+    /// end of the ring (at most one ring's worth).
+    pub(crate) fn peer_write_bytes(&self, ring: usize, at: usize, bytes: &[u8]) {
+        let at = at % RING_CAP;
+        let n = bytes.len().min(RING_CAP);
+        let first = n.min(RING_CAP - at);
+        let data = self.data(ring);
+        // SAFETY: `at < RING_CAP`, `first <= RING_CAP - at` and
+        // `n - first <= RING_CAP`, so both destination ranges lie inside
+        // ring `ring` of the mapping; `bytes` is a separate Rust slice, so
+        // source and destination do not overlap. A consumer reading these
+        // bytes concurrently copies them with `ptr::copy_nonoverlapping`
+        // too and never forms a reference to ring memory.
+        unsafe {
+            std::ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(at), first);
+            std::ptr::copy_nonoverlapping(bytes.as_ptr().add(first), data, n - first);
+        }
+    }
+}
+
 impl Drop for ShmRegion {
     fn drop(&mut self) {
         // SAFETY: unmapping our own mapping; closing our own fd.
@@ -270,7 +322,10 @@ impl RingTx {
             std::ptr::copy_nonoverlapping(buf.as_ptr(), data.add(at), first);
             std::ptr::copy_nonoverlapping(buf.as_ptr().add(first), data, n - first);
         }
-        let head = head + n as u64;
+        // Indices count bytes modulo 2^64 (a multiple of RING_CAP, so ring
+        // positions stay consistent across the wrap); the starting value
+        // came from shared memory, so it may be anything.
+        let head = head.wrapping_add(n as u64);
         self.head.store(head, Ordering::Relaxed);
         ctl.head.0.store(head, Ordering::Release);
         Ok(n)
@@ -331,7 +386,9 @@ impl RingRx {
             std::ptr::copy_nonoverlapping(data.add(at), buf.as_mut_ptr(), first);
             std::ptr::copy_nonoverlapping(data, buf.as_mut_ptr().add(first), n - first);
         }
-        let tail = tail + n as u64;
+        // Modulo 2^64 like the producer's index: `tail` started from the
+        // shared copy, which a peer may have set near u64::MAX.
+        let tail = tail.wrapping_add(n as u64);
         self.tail.store(tail, Ordering::Relaxed);
         self.region.ctl(self.ring).tail.0.store(tail, Ordering::Release);
         Ok(n)
@@ -474,6 +531,26 @@ mod tests {
         // The peer moves the tail ahead of anything written.
         a.ctl(TO_META).tail.0.store(5, Ordering::Release);
         assert_eq!(tx.write(b"abc").unwrap_err().kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[test]
+    fn indices_near_u64_max_wrap_instead_of_overflowing() {
+        // Found by the ring_frames fuzz target: a peer stores indices near
+        // u64::MAX before an end attaches; reads and writes past the wrap
+        // must carry on (the ring position is the index modulo RING_CAP).
+        let (a, b) = pair();
+        let start = u64::MAX - 2;
+        a.ctl(TO_META).head.0.store(start, Ordering::Release);
+        a.ctl(TO_META).tail.0.store(start, Ordering::Release);
+        let tx = RingTx::new(a, TO_META);
+        let rx = RingRx::new(b, TO_META);
+        assert_eq!(tx.write(b"0123456789").unwrap(), 10);
+        let mut buf = [0u8; 16];
+        assert_eq!(rx.read(&mut buf).unwrap(), 10);
+        assert_eq!(&buf[..10], b"0123456789");
+        assert_eq!(tx.write(b"ab").unwrap(), 2);
+        assert_eq!(rx.read(&mut buf).unwrap(), 2);
+        assert_eq!(&buf[..2], b"ab");
     }
 
     #[test]

@@ -1,0 +1,38 @@
+//! Replays the committed fuzz corpora of the MetaService's HTTP parser (under
+//! `fuzz/corpus/<target>/` at the repository root) through the same
+//! `mmc_meta::http::fuzzing` function the fuzz targets call, so inputs that once
+//! crashed a target stay fixed. See docs/fuzzing.md.
+
+use std::path::{Path, PathBuf};
+
+/// Runs `f` on every file of `fuzz/corpus/<target>`; fails when fewer than
+/// `min` files are there (a moved or deleted corpus must not pass silently).
+fn replay(target: &str, min: usize, f: fn(&[u8])) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("corpus {}: {e}", dir.display()))
+        .map(|e| e.expect("corpus entry").path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    for p in &files {
+        let data = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+        if let Err(panic) = std::panic::catch_unwind(|| f(&data)) {
+            eprintln!("corpus input {} fails", p.display());
+            std::panic::resume_unwind(panic);
+        }
+    }
+    assert!(
+        files.len() >= min,
+        "only {} files replayed from {} (expected at least {min})",
+        files.len(),
+        dir.display()
+    );
+}
+
+#[test]
+fn http_request_corpus() {
+    replay("http_request", 15, mmc_meta::http::fuzzing::http_request);
+}
