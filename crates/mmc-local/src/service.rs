@@ -26,8 +26,10 @@ const RECOVER_CHUNK: usize = 8192;
 
 #[derive(Default)]
 struct OwnerLedger {
-    /// offset -> (key, size) of each committed replica in our segment.
-    entries: HashMap<u64, (std::sync::Arc<str>, u64)>,
+    /// offset -> entry (key, size, object id) of each committed replica in
+    /// our segment. The object id goes back with the entry at
+    /// re-registration, so the MetaService merges it only into that object.
+    entries: HashMap<u64, LedgerEntry>,
     /// Last ledger op applied (in the current MetaService's numbering).
     acked: u64,
 }
@@ -202,12 +204,8 @@ impl LocalService {
             .ledger
             .lock()
             .entries
-            .iter()
-            .map(|(&offset, (key, size))| LedgerEntry {
-                key: key.clone(),
-                offset,
-                size: *size,
-            })
+            .values()
+            .cloned()
             .collect();
         let prev = self.id();
         let req = RegisterReq {
@@ -317,7 +315,7 @@ impl LocalService {
                     for op in ops {
                         match op {
                             LedgerOp::Add(e) => {
-                                l.entries.insert(e.offset, (e.key, e.size));
+                                l.entries.insert(e.offset, e);
                             }
                             LedgerOp::Del { offset } => {
                                 l.entries.remove(&offset);

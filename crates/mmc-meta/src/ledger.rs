@@ -29,8 +29,13 @@ pub struct Ledger {
 }
 
 impl Ledger {
-    pub fn add(&mut self, key: Arc<str>, offset: u64, size: u64) {
-        self.push(LedgerOp::Add(LedgerEntry { key, offset, size }));
+    pub fn add(&mut self, key: Arc<str>, offset: u64, size: u64, object_id: u64) {
+        self.push(LedgerOp::Add(LedgerEntry {
+            key,
+            offset,
+            size,
+            object_id,
+        }));
     }
 
     /// Queues the deletion of a replica; its range becomes free once acked.
@@ -92,9 +97,9 @@ mod tests {
     #[test]
     fn frees_only_after_ack() {
         let mut l = Ledger::default();
-        l.add("a".into(), 0, 10);
+        l.add("a".into(), 0, 10, 1);
         l.del(0, 10);
-        l.add("b".into(), 4096, 10);
+        l.add("b".into(), 4096, 10, 2);
         let (last, ops) = l.pending();
         assert_eq!((last, ops.len()), (3, 3));
         assert!(l.ack(1).is_empty());

@@ -7,6 +7,7 @@
 
 use mmc_wire::ServiceId;
 use smallvec::SmallVec;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Replica list, inline for the common single-replica case.
 pub type Replicas = SmallVec<[Replica; 1]>;
@@ -24,9 +25,56 @@ pub struct Replica {
     pub offset: u64,
 }
 
+/// Object ids are never 0 and stay below this bound; a ledger entry whose id
+/// is outside `1..MAX_OBJECT_ID` is refused at recovery.
+pub const MAX_OBJECT_ID: u64 = 1 << 63;
+
+/// Low bits of an object id counted within one MetaService start.
+const ID_COUNTER_BITS: u32 = 20;
+
+/// Base of the last id space handed out in this process (see [`first_object_id`]).
+static LAST_ID_BASE: AtomicU64 = AtomicU64::new(0);
+
+/// The first object id of a MetaService start.
+///
+/// Ids outlive the MetaService that made them: ledgers carry them across
+/// restarts and failovers, and recovery merges replicas only into the object
+/// with the very same id. So a new start must never hand out an id that an
+/// older start gave to a different object. An id is `(start_ms << 20) + n`:
+/// the high bits are the wall-clock milliseconds (since the Unix epoch) at
+/// which this start began, the low 20 bits (carrying over into the high ones)
+/// count the objects it created. A later start collides with an earlier one
+/// only if the earlier one created more than 2^20 objects per millisecond of
+/// its whole life (a billion a second), or if the wall clock went back across
+/// the restart; against the latter, recovery also raises the counter above
+/// every id it recovers. Within one process (tests build several states)
+/// each start also begins at least 2^32 ids above the previous one. Ids grow
+/// with time within a start and stay below [`MAX_OBJECT_ID`] until the year
+/// 2248.
+pub fn first_object_id() -> u64 {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let wall = (now_ms << ID_COUNTER_BITS).clamp(1, MAX_OBJECT_ID / 2);
+    let mut prev = LAST_ID_BASE.load(Ordering::Relaxed);
+    loop {
+        let base = if prev == 0 { wall } else { wall.max(prev + (1 << 32)) };
+        match LAST_ID_BASE.compare_exchange_weak(prev, base, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return base,
+            Err(p) => prev = p,
+        }
+    }
+}
+
+/// Whether `id` can name an object (ledger entries come off the network).
+pub fn valid_object_id(id: u64) -> bool {
+    (1..MAX_OBJECT_ID).contains(&id)
+}
+
 #[derive(Debug, Clone)]
 pub struct Object {
-    /// Unique per object instance (a re-put after remove gets a new id).
+    /// Unique per object instance (a re-put after remove gets a new id),
+    /// also across MetaService restarts: see [`first_object_id`].
     pub id: u64,
     pub size: u64,
     pub state: ObjState,

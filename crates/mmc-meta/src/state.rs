@@ -11,7 +11,7 @@ use crate::clock::Clock;
 use crate::eviction::{bytes_on, take_victims};
 use crate::index::{Index, Key};
 use crate::membership::Membership;
-use crate::object::{Lease, ObjState, Object, Replica};
+use crate::object::{first_object_id, valid_object_id, Lease, ObjState, Object, Replica};
 use crate::placement::{self, PlaceFailure};
 use hashlink::linked_hash_map::RawEntryMut;
 use mmc_wire::message::{
@@ -125,7 +125,7 @@ impl MetaState {
             clock,
             index: Index::default(),
             members: Mutex::new(Membership::default()),
-            next_object_id: AtomicU64::new(1),
+            next_object_id: AtomicU64::new(first_object_id()),
             writing: Mutex::new(BTreeMap::new()),
             zombies: Mutex::new(Vec::new()),
             counters: Counters::default(),
@@ -151,48 +151,103 @@ impl MetaState {
     }
 
     /// Rebuilds index entries and allocator occupancy from a chunk of the
-    /// owner's ledger. Entries that conflict (out of range, overlapping, or a
-    /// key already stored with another size) are dropped and a `Del` is
-    /// queued so the owner forgets them too.
+    /// owner's ledger.
+    ///
+    /// Object identity decides (see docs/architecture.md, "Ledgers and
+    /// recovery"): an entry whose key is unknown restores the object under
+    /// the entry's id; an entry whose key holds the object with the same id
+    /// adds a replica (same size, committed object, one replica per
+    /// segment); an entry naming an older object than the one stored is
+    /// stale and rejected; one naming a newer object than a stored committed
+    /// one (only after a restart, when ledgers arrive in any order) replaces
+    /// it. Entries that are rejected (stale, invalid, out of range,
+    /// overlapping, or meeting a WRITING object) get a `Del` queued so the
+    /// owner forgets them; a range that could be reserved stays occupied
+    /// until the owner acknowledges that `Del`, so no new object is written
+    /// over bytes a stale ledger entry still names.
     pub fn recover(&self, service: ServiceId, entries: Vec<LedgerEntry>, done: bool) -> Result<u64> {
         let mut accepted = 0u64;
         for e in entries {
-            let ok = validate_key(&e.key).is_ok() && e.size > 0;
+            let valid = validate_key(&e.key).is_ok() && e.size > 0 && valid_object_id(e.object_id);
             let mut shard = self.index.lock_key(&e.key);
             let mut m = self.members.lock();
             let Some(seg) = m.segment_mut(service) else {
                 return Err(Error::invalid(format!("service {service} has no segment")));
             };
-            let existing = shard.get(&*e.key);
-            let compatible = match existing {
-                None => true,
-                Some(o) => o.is_readable() && o.size == e.size && o.replicas.iter().all(|r| r.service != service),
+            let verdict = match shard.get(&*e.key) {
+                _ if !valid => Verdict::Reject("invalid entry"),
+                None => Verdict::Restore,
+                Some(o) if o.id == e.object_id => {
+                    if !o.is_readable() {
+                        Verdict::Reject("object is being written")
+                    } else if o.size != e.size {
+                        Verdict::Reject("same object id with another size")
+                    } else if o.replicas.iter().any(|r| r.service == service) {
+                        Verdict::Reject("second replica of one object in one segment")
+                    } else {
+                        Verdict::Merge
+                    }
+                }
+                Some(o) if o.is_readable() && e.object_id > o.id => Verdict::Replace,
+                Some(o) if o.is_readable() => Verdict::Reject("stale: the key holds a newer object"),
+                Some(_) => Verdict::Reject("stale: the key is being written again"),
             };
-            if !(ok && compatible && seg.alloc.reserve(e.offset, e.size)) {
-                // Not ours to keep: tell the owner to drop it (nothing to free).
-                seg.ledger.del(e.offset, 0);
+            let reserved = e.size > 0 && seg.alloc.reserve(e.offset, e.size);
+            let verdict = if reserved {
+                verdict
+            } else {
+                Verdict::Reject("range out of the segment or overlapping another replica")
+            };
+            if let Verdict::Reject(why) = verdict {
+                // Not ours to keep: the owner drops it; a reserved range
+                // returns to the allocator once the owner acknowledges.
+                seg.ledger.del(e.offset, if reserved { e.size } else { 0 });
+                if valid && reserved {
+                    tracing::warn!(
+                        service,
+                        key = &*e.key,
+                        object_id = e.object_id,
+                        why,
+                        "recovery: ledger entry rejected, the owner is told to drop it"
+                    );
+                }
                 continue;
             }
             seg.objects += 1;
             drop(m);
             accepted += 1;
+            // New ids stay above every recovered one (a wall clock that went
+            // back across a restart must not reuse them).
+            self.next_object_id.fetch_max(e.object_id + 1, Ordering::Relaxed);
             let replica = Replica {
                 service,
                 offset: e.offset,
             };
-            match shard.get_mut(&*e.key) {
-                Some(o) => o.replicas.push(replica),
-                None => {
-                    let o = Object {
-                        id: self.next_object_id.fetch_add(1, Ordering::Relaxed),
-                        size: e.size,
-                        state: ObjState::Readable,
-                        replicas: smallvec::smallvec![replica],
-                        last_access: self.index.next_tick(),
-                        lease: Lease::default(),
-                    };
-                    shard.insert(e.key.clone(), o);
+            if let Verdict::Merge = verdict {
+                if let Some(o) = shard.get_mut(&*e.key) {
+                    o.replicas.push(replica);
                 }
+                continue;
+            }
+            let o = Object {
+                id: e.object_id,
+                size: e.size,
+                state: ObjState::Readable,
+                replicas: smallvec::smallvec![replica],
+                last_access: self.index.next_tick(),
+                lease: Lease::default(),
+            };
+            let older = shard.insert(e.key.clone(), o);
+            drop(shard);
+            if let Some(older) = older {
+                tracing::warn!(
+                    service,
+                    key = &*e.key,
+                    object_id = e.object_id,
+                    older = older.id,
+                    "recovery: a newer object replaces an older one recovered from another ledger"
+                );
+                self.retire(older);
             }
         }
         if done {
@@ -531,6 +586,7 @@ impl MetaState {
                     ObjState::Writing { writer: w, .. } if w == writer => {
                         o.state = ObjState::Readable;
                         done_ids.push(o.id);
+                        let id = o.id;
                         // The object joined the back of the LRU order at
                         // alloc; a commit moments later need not move it.
                         let (size, replicas) = (o.size, o.replicas.clone());
@@ -538,7 +594,7 @@ impl MetaState {
                         for r in replicas {
                             if let Some(seg) = m.segment_mut(r.service) {
                                 seg.objects += 1;
-                                seg.ledger.add(k.clone(), r.offset, size);
+                                seg.ledger.add(k.clone(), r.offset, size, id);
                             }
                         }
                         Ok(())
@@ -859,4 +915,17 @@ fn vanished_peer() -> PeerInfo {
 enum AllocErr {
     Fail(Error),
     Wait,
+}
+
+/// What recovery does with one ledger entry.
+enum Verdict {
+    /// The key is unknown: the entry restores the object.
+    Restore,
+    /// The key holds the same object: the entry adds a replica.
+    Merge,
+    /// The key holds an older committed object, recovered from another
+    /// ledger: the entry's object replaces it.
+    Replace,
+    /// Dropped, for this reason.
+    Reject(&'static str),
 }

@@ -236,7 +236,8 @@ fn put_lifecycle_alloc_writing_commit_readable() {
         vec![LedgerOp::Add(LedgerEntry {
             key: "k".into(),
             offset: 0,
-            size: 10_000
+            size: 10_000,
+            object_id: id,
         })],
         "commit records the replica in the owner's ledger"
     );
@@ -380,6 +381,7 @@ fn recovery_entries_that_overflow_are_rejected() {
         key: key.into(),
         offset,
         size,
+        object_id: id_of(key),
     };
     let entries = vec![
         e("huge", 0, u64::MAX),
@@ -1017,6 +1019,11 @@ fn sync_ledger(st: &MetaState, id: ServiceId, ledger: &mut BTreeMap<u64, LedgerE
     }
 }
 
+/// A made-up object id for hand-written ledger entries: one per key.
+fn id_of(key: &str) -> u64 {
+    key.bytes().fold(1u64, |h, b| h.wrapping_mul(31).wrapping_add(b as u64)) % (1 << 40) + 1
+}
+
 fn recovering_req(host: u64, size: u64, prev: ServiceId) -> RegisterReq {
     RegisterReq {
         prev_service_id: Some(prev),
@@ -1135,6 +1142,7 @@ fn recovery_rejects_conflicting_entries() {
         key: key.into(),
         offset,
         size,
+        object_id: id_of(key),
     };
     let entries = vec![
         e("k1", 0, 2 * PAGE),
@@ -1148,7 +1156,9 @@ fn recovery_rejects_conflicting_entries() {
         e("k2", 10 * PAGE, 1),
     ];
     assert_eq!(st.recover(a, entries, true), Ok(2));
-    assert_eq!(used(&st, a), 3 * PAGE);
+    // Rejected ranges that could be reserved ("" and the second "k1") stay
+    // occupied until the owner acknowledges their Del.
+    assert_eq!(used(&st, a), 6 * PAGE);
     assert_eq!(objects(&st, a), 2);
     assert_eq!(
         st.exist(&keys(&[
@@ -1178,12 +1188,12 @@ fn recovery_rejects_conflicting_entries() {
         BTreeSet::from([PAGE, cap, cap - PAGE, 4 * PAGE, 5 * PAGE, 8 * PAGE, 6 * PAGE + 1])
     );
     assert_eq!(ops.len(), 7);
-    // ...and acknowledging that frees nothing.
+    // ...and acknowledging that frees what rejected entries held.
     assert_eq!(used(&st, a), 3 * PAGE);
 
     // Another service's replica of a known key: accepted only with the same size.
     let (b, _) = st.register(&recovering_req(2, cap, 6)).unwrap();
-    assert_eq!(st.recover(b, vec![e("k1", 0, PAGE), e("k2", 0, 1)], true), Ok(1));
+    assert_eq!(st.recover(b, vec![e("k1", 4 * PAGE, PAGE), e("k2", 0, 1)], true), Ok(1));
     assert_eq!(
         st.key_info(&k("k1")).pop().unwrap().unwrap().replicas,
         vec![(a, Medium::Dram)]
@@ -1192,6 +1202,11 @@ fn recovery_rejects_conflicting_entries() {
     assert_eq!(
         k2.replicas.iter().map(|r| r.0).collect::<BTreeSet<_>>(),
         BTreeSet::from([a, b])
+    );
+    assert_eq!(
+        ack(&st, b),
+        vec![LedgerOp::Del { offset: 4 * PAGE }],
+        "b's k1 is dropped"
     );
     assert_eq!(used(&st, b), PAGE);
 
@@ -1251,18 +1266,246 @@ fn recovery_does_not_clash_with_a_key_written_meanwhile() {
             vec![LedgerEntry {
                 key: "k".into(),
                 offset: 0,
-                size: PAGE
+                size: PAGE,
+                object_id: 1,
             }],
             true
         ),
         Ok(0)
     );
+    assert_eq!(used(&st, b), PAGE, "held until the owner drops the entry");
+    assert_eq!(ack(&st, b), vec![LedgerOp::Del { offset: 0 }]);
     assert_eq!(used(&st, b), 0);
     assert_eq!(st.finish(a, &k("k"), &[]), vec![Ok(())]);
     assert_eq!(
         st.key_info(&k("k")).pop().unwrap().unwrap().replicas,
         vec![(a, Medium::Dram)]
     );
+}
+
+// ---- object identity in recovery --------------------------------------------------
+
+/// The fault test's scenario: k1 (V1) on b; b is declared dead (k1 has no
+/// replica left and disappears); k1 is put again (V2) on a; b comes back
+/// with its ledger. b's replica of the old put must not join the new object,
+/// and once a dies too, nothing of V1 may be served.
+#[test]
+fn stale_replica_of_a_rejoining_provider_is_not_merged_into_a_newer_put() {
+    let p = MetaParams {
+        heartbeat_timeout_ms: 3_000,
+        ..params()
+    };
+    let (clock, st) = new_state(p);
+    let a = reg(&st, 1, MIB);
+    let b = reg(&st, 2, MIB);
+    let reader = reg_client(&st, 9);
+    assert_eq!(services(&put(&st, b, item("k1", 5_000, 1, &[b]))), vec![b]);
+    let v1 = lookup1(&st, reader, "k1").unwrap().0;
+    let mut lb = BTreeMap::new();
+    sync_ledger(&st, b, &mut lb);
+    assert_eq!(lb.values().map(|e| e.object_id).collect::<Vec<_>>(), vec![v1]);
+
+    // b stops answering and is declared dead: k1 is gone.
+    clock.advance(3_001);
+    st.heartbeat(a);
+    st.heartbeat(reader);
+    st.tick();
+    assert!(!st.is_member(b));
+    assert!(!present(&st, "k1"));
+
+    // k1 = V2 lands on a.
+    assert_eq!(services(&put(&st, a, item("k1", 5_000, 1, &[a]))), vec![a]);
+    let v2 = lookup1(&st, reader, "k1").unwrap().0;
+    assert!(v2 > v1, "ids grow: {v2} after {v1}");
+
+    // b resumes, registers again and sends its ledger: the entry is refused.
+    let (again, _) = st.register(&recovering_req(2, MIB, b)).unwrap();
+    assert_eq!(again, b);
+    assert_eq!(st.recover(b, lb.values().cloned().collect(), true), Ok(0));
+    let (id, _, locs) = lookup1(&st, reader, "k1").unwrap();
+    assert_eq!((id, locs.iter().map(|l| l.0).collect::<Vec<_>>()), (v2, vec![a]));
+    assert_eq!(objects(&st, b), 0);
+    assert_eq!(used(&st, b), 5_000u64.div_ceil(PAGE) * PAGE, "held until b drops it");
+    // b is told to drop it, its ledger forgets it, the space comes back.
+    sync_ledger(&st, b, &mut lb);
+    assert!(lb.is_empty(), "b's ledger forgot the stale replica");
+    assert_eq!(used(&st, b), 0);
+
+    // a dies: k1 is gone, never served from b's stale bytes.
+    clock.advance(3_001);
+    st.heartbeat(b);
+    st.heartbeat(reader);
+    st.tick();
+    assert!(!st.is_member(a));
+    assert_eq!(lookup1(&st, reader, "k1"), Err(Error::ObjectNotExists));
+}
+
+/// After a restart, replicas of one object (same id) from several ledgers
+/// become one object again; a replica with the same id but another size is
+/// refused.
+#[test]
+fn replicas_with_the_same_object_id_merge_after_a_restart() {
+    let (_c1, st1) = new_state(params());
+    let a = reg(&st1, 1, MIB);
+    let b = reg(&st1, 2, MIB);
+    let c = reg(&st1, 3, MIB);
+    let reader = reg_client(&st1, 9);
+    put(&st1, a, item("k", 3 * PAGE, 2, &[a, b]));
+    let (id, _, before) = lookup1(&st1, reader, "k").unwrap();
+    let (mut la, mut lb) = (BTreeMap::new(), BTreeMap::new());
+    sync_ledger(&st1, a, &mut la);
+    sync_ledger(&st1, b, &mut lb);
+    assert!(la.values().chain(lb.values()).all(|e| e.object_id == id));
+
+    let (_c2, st2) = new_state(params());
+    st2.register(&recovering_req(1, MIB, a)).unwrap();
+    st2.register(&recovering_req(2, MIB, b)).unwrap();
+    st2.register(&recovering_req(3, MIB, c)).unwrap();
+    let reader2 = reg_client(&st2, 9);
+    assert_eq!(st2.recover(a, la.values().cloned().collect(), true), Ok(1));
+    assert_eq!(st2.recover(b, lb.values().cloned().collect(), true), Ok(1));
+    // c claims a replica of the same object with another size: refused.
+    let forged = LedgerEntry {
+        key: "k".into(),
+        offset: 0,
+        size: PAGE,
+        object_id: id,
+    };
+    assert_eq!(st2.recover(c, vec![forged], true), Ok(0));
+    assert_eq!(ack(&st2, c), vec![LedgerOp::Del { offset: 0 }]);
+
+    let (id2, size, after) = lookup1(&st2, reader2, "k").unwrap();
+    assert_eq!(id2, id, "the object keeps its id across the restart");
+    assert_eq!(size, 3 * PAGE);
+    assert_eq!(
+        after.into_iter().collect::<BTreeSet<_>>(),
+        before.into_iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(st2.stat().keys, 1);
+    // New objects get ids above every recovered one.
+    put(&st2, a, item("fresh", PAGE, 1, &[]));
+    assert!(lookup1(&st2, reader2, "fresh").unwrap().0 > id);
+}
+
+/// Same key, different ids, in a running MetaService: the object it knows
+/// (the newer put) stays; the owner of the stale replica gets a Del and its
+/// range returns to the allocator once it acknowledges.
+#[test]
+fn same_key_with_another_id_keeps_the_known_object_and_the_stale_owner_drops_its_replica() {
+    let (_clock, st) = new_state(params());
+    let a = reg(&st, 1, MIB);
+    let b = reg(&st, 2, MIB);
+    let reader = reg_client(&st, 9);
+    put(&st, b, item("k", PAGE, 1, &[b]));
+    let mut lb = BTreeMap::new();
+    sync_ledger(&st, b, &mut lb);
+    let stale: Vec<LedgerEntry> = lb.values().cloned().collect();
+    // The key is removed and put again on a: a newer object.
+    assert_eq!(st.remove(&k("k")), vec![Ok(())]);
+    sync_ledger(&st, b, &mut lb);
+    put(&st, a, item("k", PAGE, 1, &[a]));
+    let known = lookup1(&st, reader, "k").unwrap();
+    assert!(known.0 > stale[0].object_id);
+
+    // b comes back (a new registration) with the old ledger.
+    st.unregister(b);
+    let (b2, _) = st.register(&recovering_req(2, MIB, b)).unwrap();
+    assert_eq!(st.recover(b2, stale.clone(), true), Ok(0));
+    assert_eq!(
+        lookup1(&st, reader, "k").unwrap(),
+        known,
+        "the known object is untouched"
+    );
+    assert_eq!(used(&st, b2), PAGE);
+    assert_eq!(
+        ack(&st, b2),
+        vec![LedgerOp::Del {
+            offset: stale[0].offset
+        }]
+    );
+    assert_eq!(used(&st, b2), 0, "released once acknowledged");
+    assert_eq!(objects(&st, b2), 0);
+}
+
+/// A restarted MetaService gets two ledgers that disagree about one key
+/// (b holds a replica of an older put, a of the newer one). Whatever the
+/// order they arrive in, exactly one object remains: the newer one, with
+/// all its replicas of that id; the stale owner is told to drop its copy.
+#[test]
+fn restart_with_conflicting_ledgers_keeps_exactly_one_object() {
+    let (_c1, st1) = new_state(params());
+    let a = reg(&st1, 1, MIB);
+    let b = reg(&st1, 2, MIB);
+    let c = reg(&st1, 3, MIB);
+    let reader = reg_client(&st1, 9);
+    put(&st1, b, item("k", 2 * PAGE, 1, &[b]));
+    let mut lb = BTreeMap::new();
+    sync_ledger(&st1, b, &mut lb);
+    let old = lookup1(&st1, reader, "k").unwrap().0;
+    // b's ledger keeps the entry (say b missed the Del before the restart).
+    st1.remove(&k("k"));
+    put(&st1, a, item("k", 2 * PAGE, 2, &[a, c]));
+    let new = lookup1(&st1, reader, "k").unwrap().0;
+    assert!(new > old);
+    let (mut la, mut lc) = (BTreeMap::new(), BTreeMap::new());
+    sync_ledger(&st1, a, &mut la);
+    sync_ledger(&st1, c, &mut lc);
+
+    for stale_first in [true, false] {
+        let (_c2, st2) = new_state(params());
+        for (host, id) in [(1, a), (2, b), (3, c)] {
+            st2.register(&recovering_req(host, MIB, id)).unwrap();
+        }
+        let reader2 = reg_client(&st2, 9);
+        let send = |id: ServiceId, l: &BTreeMap<u64, LedgerEntry>| st2.recover(id, l.values().cloned().collect(), true);
+        if stale_first {
+            assert_eq!(send(b, &lb), Ok(1), "unknown key: restored for now");
+            assert_eq!(send(a, &la), Ok(1), "newer object replaces it");
+            assert_eq!(send(c, &lc), Ok(1));
+        } else {
+            assert_eq!(send(a, &la), Ok(1));
+            assert_eq!(send(b, &lb), Ok(0), "stale entry refused");
+            assert_eq!(send(c, &lc), Ok(1));
+        }
+        assert_eq!(st2.stat().keys, 1, "stale_first={stale_first}");
+        let (id, size, locs) = lookup1(&st2, reader2, "k").unwrap();
+        assert_eq!((id, size), (new, 2 * PAGE), "stale_first={stale_first}");
+        assert_eq!(
+            locs.iter().map(|l| l.0).collect::<BTreeSet<_>>(),
+            BTreeSet::from([a, c]),
+            "stale_first={stale_first}: every replica belongs to object {new}"
+        );
+        let dropped = ack(&st2, b);
+        assert_eq!(dropped.len(), 1, "stale_first={stale_first}: {dropped:?}");
+        assert!(matches!(dropped[0], LedgerOp::Del { .. }));
+        assert_eq!((used(&st2, b), objects(&st2, b)), (0, 0), "stale_first={stale_first}");
+        assert_eq!(objects(&st2, a), 1);
+        assert_eq!(objects(&st2, c), 1);
+    }
+}
+
+/// Entries with an id no MetaService hands out are refused.
+#[test]
+fn recovery_refuses_impossible_object_ids() {
+    let (_clock, st) = new_state(params());
+    let (a, _) = st.register(&recovering_req(1, MIB, 5)).unwrap();
+    let e = |key: &str, offset: u64, object_id: u64| LedgerEntry {
+        key: key.into(),
+        offset,
+        size: PAGE,
+        object_id,
+    };
+    assert_eq!(
+        st.recover(
+            a,
+            vec![e("zero", 0, 0), e("max", PAGE, u64::MAX), e("ok", 2 * PAGE, 7)],
+            true
+        ),
+        Ok(1)
+    );
+    assert_eq!(st.exist(&keys(&["zero", "max", "ok"])), vec![false, false, true]);
+    assert_eq!(ack(&st, a).len(), 2);
+    assert_eq!(used(&st, a), PAGE);
 }
 
 // ---- listing, remove_all, stat --------------------------------------------------

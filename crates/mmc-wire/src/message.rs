@@ -39,6 +39,10 @@ pub struct LedgerEntry {
     pub key: std::sync::Arc<str>,
     pub offset: u64,
     pub size: u64,
+    /// The object instance this replica belongs to (the MetaService's
+    /// object id, unique across restarts). Recovery merges replicas only
+    /// into the object with this very id, never into another put of the key.
+    pub object_id: u64,
 }
 
 /// A change to a segment owner's ledger, pushed by the MetaService.
