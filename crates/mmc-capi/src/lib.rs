@@ -440,7 +440,7 @@ pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const m
         cfg.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let level = match level {
             Some(l) => l,
-            None => global::parse_level(&cfg.log_level)?,
+            None => global::parse_level(cfg.log_level_or("warn"))?,
         };
         let mut g = lock();
         if g.client.is_some() {
