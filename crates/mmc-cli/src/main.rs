@@ -51,7 +51,8 @@ enum Cmd {
     /// of the MetaService follow meta.log_level, those of the LocalService
     /// local.log_level.
     Up(UpArgs),
-    /// Store a file (or stdin with `-`) under KEY.
+    /// Store a file (or stdin with `-`) under KEY; an existing KEY keeps its
+    /// first value (objects are immutable: `mmc rm KEY` first to replace).
     Put(client::PutArgs),
     /// Print the value of KEY to stdout (or to a file with -o).
     Get(client::GetArgs),

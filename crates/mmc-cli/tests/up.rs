@@ -89,6 +89,26 @@ fn up_honours_the_config_files_local_section_and_flags_win() {
             st.contains(&format!("total capacity {} bytes", 64u64 << 20)),
             "capacity is not the file's 64MB:\n{st}"
         );
+        // Objects are immutable: a second put exits 0, keeps the first
+        // value and says so on stderr.
+        let put = |v: &str| {
+            let mut c = Command::new(MMC)
+                .args(["put", "--meta", &meta, "k", "-"])
+                .stdin(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            std::io::Write::write_all(&mut c.stdin.take().unwrap(), v.as_bytes()).unwrap();
+            c.wait_with_output().unwrap()
+        };
+        let first = put("one");
+        assert!(first.status.success() && first.stderr.is_empty(), "{first:?}");
+        let second = put("two");
+        assert!(second.status.success(), "{second:?}");
+        let note = String::from_utf8_lossy(&second.stderr);
+        assert!(note.contains("already existed") && note.contains("immutable"), "{note}");
+        let got = Command::new(MMC).args(["get", "--meta", &meta, "k"]).output().unwrap();
+        assert_eq!(got.stdout, b"one");
         std::thread::sleep(Duration::from_millis(300));
     }
     // Both sections say warn: nothing was logged at INFO.
@@ -111,4 +131,9 @@ fn up_help_says_what_it_starts() {
     let help = String::from_utf8(out.stdout).unwrap();
     assert!(help.contains("MetaService") && help.contains("LocalService"), "{help}");
     assert!(help.contains("[local]"), "{help}");
+    for cmd in ["put", "get", "rm"] {
+        let out = Command::new(MMC).args([cmd, "--help"]).output().unwrap();
+        let help = String::from_utf8(out.stdout).unwrap();
+        assert!(help.contains("Key to"), "{cmd} --help has no KEY description: {help}");
+    }
 }
