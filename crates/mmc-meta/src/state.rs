@@ -440,7 +440,7 @@ impl MetaState {
                     return Ok((id, h, replicas));
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
-                    return Err(AllocErr::Fail(Error::invalid(format!(
+                    return Err(AllocErr::Fail(Error::NoProvider(format!(
                         "{} replicas requested but only {have} LocalServices with free memory segments are alive",
                         it.replicas
                     ))));

@@ -180,6 +180,11 @@ fn is_invalid(r: &Result<Vec<Replica>>) -> bool {
     matches!(r, Err(Error::InvalidParam(_)))
 }
 
+/// Too few live, allocatable segments: the retryable NO_PROVIDER.
+fn is_no_provider(r: &Result<Vec<Replica>>) -> bool {
+    matches!(r, Err(e @ Error::NoProvider(_)) if e.is_retryable())
+}
+
 // ---- put lifecycle -------------------------------------------------------------
 
 #[test]
@@ -436,11 +441,13 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
 
     let before: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
     match alloc(&st, a, item("four", PAGE, 4, &[])) {
-        Err(Error::InvalidParam(msg)) => {
+        Err(e @ Error::NoProvider(_)) => {
+            let msg = e.to_string();
             assert!(msg.contains("4 replicas requested"), "{msg}");
             assert!(msg.contains("only 3"), "{msg}");
+            assert_eq!(e.code(), mmc_wire::error::code::NO_PROVIDER);
         }
-        other => panic!("expected InvalidParam, got {other:?}"),
+        other => panic!("expected NoProvider (retryable, not InvalidParam), got {other:?}"),
     }
     let after: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
     assert_eq!(before, after, "a refused placement leaves nothing allocated");
@@ -979,7 +986,7 @@ fn silent_service_is_declared_dead() {
     ));
     let r = alloc(&st, b, item("z", 1, 2, &[a])).unwrap();
     assert_eq!(services(&r), vec![b, c]);
-    assert!(is_invalid(&alloc(&st, b, item("z3", 1, 3, &[]))));
+    assert!(is_no_provider(&alloc(&st, b, item("z3", 1, 3, &[]))));
     assert!(
         alloc(&st, b, item("a_writes", PAGE, 1, &[])).is_ok(),
         "the dropped key is free"
@@ -1066,7 +1073,7 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
     assert_ne!(reader2, a);
     assert_ne!(reader2, b);
     assert!(
-        is_invalid(&alloc(&st2, a, item("n", 1, 1, &[]))),
+        is_no_provider(&alloc(&st2, a, item("n", 1, 1, &[]))),
         "recovering segments are not allocatable"
     );
 
@@ -1074,7 +1081,7 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
     let eb: Vec<LedgerEntry> = lb.values().cloned().collect();
     assert_eq!(st2.recover(a, ea[..2].to_vec(), false), Ok(2));
     assert!(
-        is_invalid(&alloc(&st2, a, item("n", 1, 1, &[]))),
+        is_no_provider(&alloc(&st2, a, item("n", 1, 1, &[]))),
         "still recovering until done"
     );
     assert_eq!(st2.recover(a, ea[2..].to_vec(), true), Ok(2));
