@@ -6,6 +6,10 @@
 //! reverse. The server (`server.rs`) adds the network, the periodic
 //! [`MetaState::tick`] and the waiting that alloc and ledger polls need.
 
+/// Target of the audit log: one INFO line per membership change (join,
+/// leave, declared dead) with the service id, host and transfer address.
+pub const AUDIT_TARGET: &str = "mmc_meta::audit";
+
 use crate::allocator::{align_up, checked_align_up};
 use crate::clock::Clock;
 use crate::eviction::{bytes_on, take_victims};
@@ -145,8 +149,9 @@ impl MetaState {
     pub fn register(&self, req: &RegisterReq) -> Result<(ServiceId, u64)> {
         let mut m = self.members.lock();
         let id = m.register(req, self.now())?;
-        tracing::info!(service = id, host = req.host_id, addr = %req.transfer_addr,
-            segment = ?req.segment.as_ref().map(|s| s.size), recovering = req.recovering, "localservice registered");
+        tracing::info!(target: AUDIT_TARGET, event = "join", service = id, host = %req.host_id,
+            transfer = %req.transfer_addr, segment = ?req.segment.as_ref().map(|s| s.size),
+            recovering = req.recovering, "membership: service joined");
         Ok((id, m.epoch))
     }
 
@@ -252,9 +257,14 @@ impl MetaState {
     /// replica disappear), its in-flight writes and its leases.
     pub fn declare_dead(&self, service: ServiceId, why: &str) {
         let removed = self.members.lock().remove(service);
-        if removed.is_none() {
+        let Some(gone_member) = &removed else {
             return;
-        }
+        };
+        tracing::info!(target: AUDIT_TARGET,
+            event = if why == "unregistered" { "leave" } else { "dead" },
+            service, host = %gone_member.info.host_id, transfer = %gone_member.info.transfer_addr,
+            provider = gone_member.segment.is_some(), why,
+            "membership: service {}", if why == "unregistered" { "left" } else { "declared dead" });
         self.counters.dead_services.fetch_add(1, Ordering::Relaxed);
         if removed.as_ref().is_some_and(|m| m.segment.is_none()) {
             // A pure client holds no replicas: reclaim its in-flight writes,
