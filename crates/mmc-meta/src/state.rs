@@ -825,28 +825,35 @@ impl MetaState {
             .sum()
     }
 
-    /// Readable keys in a stable order (shard, then LRU position), paged.
-    pub fn list_keys(&self, cursor: u64, limit: u32) -> (Vec<String>, Option<u64>) {
-        let mut out = Vec::new();
-        let mut pos = 0u64;
+    /// Readable keys after `after` (all when `None`) in byte order, at
+    /// most `limit`; the second value is the last key returned when more
+    /// may follow. The order does not depend on LRU position or shard, so
+    /// paging by the last key neither skips nor repeats a key that exists
+    /// during the whole scan. Each page costs one pass over the index.
+    pub fn list_keys(&self, after: Option<&str>, limit: u32) -> (Vec<String>, Option<String>) {
+        let limit = limit.max(1) as usize;
+        // The `limit + 1` smallest keys after the cursor (one more tells
+        // whether another page follows), a max-heap of the kept ones.
+        let mut best: std::collections::BinaryHeap<Key> = std::collections::BinaryHeap::new();
         for s in 0..self.index.shard_count() {
             let shard = self.index.lock(s);
-            let n = shard.len() as u64;
-            if pos + n <= cursor {
-                pos += n;
-                continue;
-            }
             for (k, o) in shard.iter() {
-                if pos >= cursor && o.is_readable() {
-                    if out.len() == limit as usize {
-                        return (out, Some(pos));
-                    }
-                    out.push(k.to_string());
+                if !o.is_readable() || after.is_some_and(|a| &**k <= a) {
+                    continue;
                 }
-                pos += 1;
+                if best.len() <= limit {
+                    best.push(k.clone());
+                } else if best.peek().is_some_and(|top| k < top) {
+                    best.pop();
+                    best.push(k.clone());
+                }
             }
         }
-        (out, None)
+        let mut keys: Vec<String> = best.into_sorted_vec().iter().map(|k| k.to_string()).collect();
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next = if more { keys.last().cloned() } else { None };
+        (keys, next)
     }
 
     /// Usage per medium: medium -> (capacity, used).
