@@ -680,7 +680,7 @@ fn get_all_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
 
 /// The key a hex `next_cursor` encodes.
 fn hex_key(c: &str) -> Option<String> {
-    if c.len() % 2 != 0 || !c.is_ascii() {
+    if !c.len().is_multiple_of(2) || !c.is_ascii() {
         return None;
     }
     let bytes: Option<Vec<u8>> = (0..c.len())
