@@ -177,8 +177,8 @@ fn replicas_and_placement() {
         preferred: vec![],
     };
     match s.put("r4", b"x", &four) {
-        Err(Error::InvalidParam(m)) => assert!(m.contains("4 replicas"), "{m}"),
-        other => panic!("expected InvalidParam, got {other:?}"),
+        Err(Error::NoProvider(m)) => assert!(m.contains("4 replicas"), "{m}"),
+        other => panic!("expected NoProvider (3 providers alive), got {other:?}"),
     }
     let three = PutOptions {
         replicas: 3,
