@@ -113,6 +113,11 @@ enum mmc_result
      */
     MMC_NOT_CONNECTED_LOCAL = -3018,
     /**
+     * Too few live memory providers for the replicas requested (a put
+     * while LocalServices are missing): retry once more have joined.
+     */
+    MMC_NO_PROVIDER = -3019,
+    /**
      * Remove of an absent key.
      */
     MMC_UNMATCHED_KEY = -3102,

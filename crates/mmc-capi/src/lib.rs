@@ -69,6 +69,9 @@ pub enum mmc_result {
     MMC_NOT_CONNECTED_META = -3017,
     /// The LocalService holding a replica is unreachable.
     MMC_NOT_CONNECTED_LOCAL = -3018,
+    /// Too few live memory providers for the replicas requested (a put
+    /// while LocalServices are missing): retry once more have joined.
+    MMC_NO_PROVIDER = -3019,
     /// Remove of an absent key.
     MMC_UNMATCHED_KEY = -3102,
     /// A read outlived its lease; the read may be retried.
@@ -508,7 +511,7 @@ pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const m
         cfg.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let level = match level {
             Some(l) => l,
-            None => global::parse_level(&cfg.log_level)?,
+            None => global::parse_level(cfg.log_level_or("warn"))?,
         };
         let mut g = lock();
         if g.client.is_some() {
@@ -1187,6 +1190,7 @@ mod tests {
             (MMC_NOT_ENOUGH_MEMORY, code::NOT_ENOUGH_MEMORY),
             (MMC_NOT_CONNECTED_META, code::NOT_CONNECTED_META),
             (MMC_NOT_CONNECTED_LOCAL, code::NOT_CONNECTED_LOCAL),
+            (MMC_NO_PROVIDER, code::NO_PROVIDER),
             (MMC_UNMATCHED_KEY, code::UNMATCHED_KEY),
             (MMC_LEASE_EXPIRED, code::LEASE_EXPIRED),
         ];

@@ -30,6 +30,9 @@ impl Conn {
 pub struct PutArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Key to store the value under. Objects are immutable: a put of an
+    /// existing key keeps the first value (a note says so on stderr);
+    /// `mmc rm KEY` first to replace it.
     key: String,
     /// File to store, or `-` for stdin.
     file: String,
@@ -42,6 +45,7 @@ pub struct PutArgs {
 pub struct GetArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Key to read; a missing key exits non-zero.
     key: String,
     /// Write the value to this file instead of stdout.
     #[arg(short, long)]
@@ -52,6 +56,7 @@ pub struct GetArgs {
 pub struct RmArgs {
     #[command(flatten)]
     conn: Conn,
+    /// Key to remove; a missing key exits non-zero.
     key: String,
 }
 
@@ -84,10 +89,19 @@ pub fn put(a: PutArgs) -> Result<(), String> {
         replicas: a.replicas,
         preferred: vec![],
     };
+    // The put of an existing key succeeds and keeps the first value; ask
+    // first so the user hears of it (a key put meanwhile goes unnoticed).
+    let existed = c.exist(&a.key).unwrap_or(false);
     let r = c
         .put(&a.key, &data, &opts)
         .map_err(|e| format!("put {}: {e} (code {})", a.key, e.code()));
     c.close();
+    if r.is_ok() && existed {
+        eprintln!(
+            "mmc: note: {} already existed and keeps its first value (objects are immutable; `mmc rm {}` first to replace it)",
+            a.key, a.key
+        );
+    }
     r
 }
 

@@ -17,7 +17,9 @@ mod bench;
 mod client;
 
 use clap::{Args, Parser, Subcommand};
-use mmc_config::{ConfigFile, LocalConfig, MetaConfig, Protocol, SecurityConfig, LOCAL_CONFIG_ENV, META_CONFIG_ENV};
+use mmc_config::{
+    ConfigFile, LocalConfig, LogFormat, MetaConfig, Protocol, SecurityConfig, LOCAL_CONFIG_ENV, META_CONFIG_ENV,
+};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -40,9 +42,20 @@ enum Cmd {
     Meta(MetaArgs),
     /// Run a memory-provider LocalService (no application).
     Local(LocalArgs),
-    /// Run a single-node cluster: a MetaService plus one LocalService.
+    /// Run a single-node cluster: a MetaService plus one memory-provider
+    /// LocalService, in this process.
+    ///
+    /// `--config FILE` (default: $MMC_META_CONFIG_PATH for the MetaService,
+    /// $MMC_LOCAL_CONFIG_PATH for the LocalService) supplies both services:
+    /// its [meta] section configures the MetaService and its [local] section
+    /// the LocalService (segment size, log level and format, transfer
+    /// settings, ...), except `local.meta_addr`, which is always this
+    /// MetaService. Flags given on the command line override the file. Logs
+    /// of the MetaService follow meta.log_level, those of the LocalService
+    /// local.log_level.
     Up(UpArgs),
-    /// Store a file (or stdin with `-`) under KEY.
+    /// Store a file (or stdin with `-`) under KEY; an existing KEY keeps its
+    /// first value (objects are immutable: `mmc rm KEY` first to replace).
     Put(client::PutArgs),
     /// Print the value of KEY to stdout (or to a file with -o).
     Get(client::GetArgs),
@@ -147,18 +160,35 @@ struct LocalArgs {
 struct UpArgs {
     #[command(flatten)]
     meta: MetaArgs,
-    /// Segment size of the LocalService.
-    #[arg(long, default_value = "1GB")]
-    dram_size: String,
+    /// Segment size of the LocalService, e.g. 512MB (overrides
+    /// local.dram_size, whose default is 1GB).
+    #[arg(long)]
+    dram_size: Option<String>,
 }
 
+/// Logs of a client command: warnings and errors as text.
 pub fn init_logging(level: &str) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let _ = tracing_subscriber::fmt()
+    init_logging_as(level, LogFormat::Text);
+}
+
+/// Installs this process's logger on stderr: `filter` is an `EnvFilter`
+/// directive (`MMC_LOG`, else `RUST_LOG`, overrides it); text is coloured
+/// only when stderr is a terminal, so a log file carries no ANSI codes.
+pub fn init_logging_as(filter: &str, format: LogFormat) {
+    use std::io::IsTerminal;
+    let filter = ["MMC_LOG", "RUST_LOG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find_map(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter));
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::stderr().is_terminal());
+    let _ = match format {
+        LogFormat::Text => fmt.try_init(),
+        LogFormat::Json => fmt.json().with_ansi(false).try_init(),
+    };
 }
 
 fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
@@ -227,7 +257,7 @@ async fn shutdown_signal() {
 
 fn run_meta(a: MetaArgs) -> Result<(), String> {
     let cfg = meta_config(&a)?;
-    init_logging(&cfg.log_level);
+    init_logging_as(&cfg.log_level, cfg.log_format);
     runtime().block_on(async {
         let svc = mmc_meta::MetaService::bind(&cfg).await?;
         tracing::info!(listen = %svc.local_addr(), http = ?svc.http_addr(), "metaservice ready");
@@ -253,7 +283,7 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     if cfg.dram_size.0 == 0 {
         return Err("local.dram_size is 0: a memory-provider LocalService needs a segment".into());
     }
-    init_logging(&cfg.log_level);
+    init_logging_as(cfg.log_level_or("info"), cfg.log_format);
     let store = mmc_local::ObjectStore::connect(cfg).map_err(|e| e.to_string())?;
     let svc = store.local_service().clone();
     tracing::info!(service = svc.id(), transfer = %svc.transfer_addr, "localservice ready");
@@ -264,25 +294,73 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The log filter of `mmc up`: each service's crate at its own level, the
+/// rest (this binary, the wire layer) at the more verbose of the two.
+fn up_log_filter(meta: &str, local: &str) -> String {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let rank = |l: &str| LEVELS.iter().position(|x| *x == l).unwrap_or(2);
+    let rest = if rank(meta) >= rank(local) { meta } else { local };
+    format!("{rest},mmc_meta={meta},mmc_local={local}")
+}
+
+/// `s`, quoted for a POSIX shell when it holds anything but plain characters.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:+=@%,".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
 fn run_up(a: UpArgs) -> Result<(), String> {
     let mcfg = meta_config(&a.meta)?;
-    init_logging(&mcfg.log_level);
+    // The file's [local] section (meta_addr is replaced once bound).
+    let mut lcfg = local_config(a.meta.config.as_deref(), None, a.dram_size.as_deref(), None)?;
+    // One cluster: the LocalService proves the MetaService's token, unless
+    // the file gives it security settings of its own.
+    if lcfg.security == SecurityConfig::default() {
+        lcfg.security = mcfg.security.clone();
+    } else {
+        a.meta.security.apply(&mut lcfg.security);
+    }
+    if lcfg.dram_size.0 == 0 {
+        return Err("local.dram_size is 0: `mmc up` runs a memory-provider LocalService, which needs a segment".into());
+    }
+    let format = if lcfg.log_format == LogFormat::Json {
+        LogFormat::Json
+    } else {
+        mcfg.log_format
+    };
+    init_logging_as(&up_log_filter(&mcfg.log_level, lcfg.log_level_or("info")), format);
     let rt = runtime();
     let svc = rt.block_on(mmc_meta::MetaService::bind(&mcfg))?;
     let addr = svc.local_addr();
     let http = svc.http_addr();
     let meta_task = rt.spawn(svc.run(shutdown_signal()));
-    let mut lcfg = local_config(None, Some(&addr.to_string()), Some(&a.dram_size), None)?;
-    // One cluster: the LocalService proves the MetaService's token.
-    lcfg.security = mcfg.security.clone();
+    lcfg.meta_addr = addr.to_string();
+    lcfg.validate().map_err(|e| e.to_string())?;
+    let segment = mmc_config::format_size(lcfg.dram_size.0);
+    let token_file = lcfg.security.token_file.clone();
     let store = mmc_local::ObjectStore::connect(lcfg).map_err(|e| e.to_string())?;
     println!(
-        "memcache up: metaservice {addr}{}, localservice {} with a {} segment",
+        "memcache up: metaservice {addr}{}, localservice {} with a {segment} segment",
         http.map(|h| format!(" (http {h})")).unwrap_or_default(),
         store.service_id(),
-        a.dram_size
     );
-    println!("try: mmc put hello - <<< world; mmc get hello; mmc stat   (Ctrl-C stops)");
+    let exe = std::env::current_exe()
+        .map(|p| shell_word(&p.display().to_string()))
+        .unwrap_or_else(|_| "mmc".into());
+    let mut flags = String::new();
+    if addr.to_string() != LocalConfig::default().meta_addr {
+        flags += &format!(" --meta {addr}");
+    }
+    if let Some(f) = token_file {
+        flags += &format!(" --token-file {}", shell_word(&f));
+    }
+    println!("try: {exe} put{flags} hello - <<< world; {exe} get{flags} hello; {exe} stat{flags}   (Ctrl-C stops)");
     rt.block_on(meta_task)
         .map_err(|e| e.to_string())?
         .map_err(|e| e.to_string())?;

@@ -177,8 +177,8 @@ fn replicas_and_placement() {
         preferred: vec![],
     };
     match s.put("r4", b"x", &four) {
-        Err(Error::InvalidParam(m)) => assert!(m.contains("4 replicas"), "{m}"),
-        other => panic!("expected InvalidParam, got {other:?}"),
+        Err(Error::NoProvider(m)) => assert!(m.contains("4 replicas"), "{m}"),
+        other => panic!("expected NoProvider (3 providers alive), got {other:?}"),
     }
     let three = PutOptions {
         replicas: 3,
@@ -233,4 +233,43 @@ fn cli_output_into_a_closed_pipe_ends_quietly() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(!err.contains("panicked"), "{err}");
+}
+
+/// More replicas than live memory providers is the retryable NO_PROVIDER
+/// (not INVALID_PARAM); it succeeds once another provider joins.
+#[test]
+fn too_few_providers_is_retryable_no_provider() {
+    let mut cluster = Cluster::start(Opts {
+        locals: 1,
+        ..Opts::default()
+    });
+    let c = cluster.client(Protocol::Tcp, 0);
+    let two = PutOptions {
+        replicas: 2,
+        preferred: vec![],
+    };
+    let data = pattern("np", 4096);
+    match c.put("np", &data, &two) {
+        Err(e @ Error::NoProvider(_)) => {
+            assert_eq!(e.code(), mmc_wire::error::code::NO_PROVIDER);
+            assert!(e.is_retryable());
+            assert!(e.to_string().contains("2 replicas requested"), "{e}");
+        }
+        other => panic!("expected NoProvider, got {other:?}"),
+    }
+    cluster.add_local();
+    // Retried as the code invites, the put succeeds once the new provider
+    // has joined.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        match c.put("np", &data, &two) {
+            Ok(()) => break,
+            Err(e) if e.is_retryable() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50))
+            }
+            Err(e) => panic!("put after a second provider joined: {e:?}"),
+        }
+    }
+    assert_eq!(c.get("np").unwrap(), data);
+    c.close();
 }

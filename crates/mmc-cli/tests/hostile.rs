@@ -475,7 +475,7 @@ fn a_client_that_never_reads_its_answers_is_closed() {
     let list = request(
         1,
         &Request::ListKeys {
-            cursor: 0,
+            after: None,
             limit: 100_000,
         },
     );

@@ -183,7 +183,12 @@ pub struct MetaConfig {
     /// arrive within this many milliseconds or the connection is closed.
     /// Idle time between frames is not bounded (clients pool connections).
     pub frame_timeout_ms: u64,
+    /// `error`, `warn`, `info`, `debug` or `trace`; `MMC_LOG` / `RUST_LOG`
+    /// override it.
     pub log_level: String,
+    /// `text` (coloured only when stderr is a terminal) or `json` (one JSON
+    /// object per line).
+    pub log_format: LogFormat,
     pub ha: HaConfig,
     /// Cluster token and TLS (`[meta.security]`, or `[cluster]` for both services).
     pub security: SecurityConfig,
@@ -204,6 +209,7 @@ impl Default for MetaConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             frame_timeout_ms: 10_000,
             log_level: "info".into(),
+            log_format: LogFormat::Text,
             ha: HaConfig::default(),
             security: SecurityConfig::default(),
         }
@@ -244,6 +250,37 @@ fn check_log_level(key: &'static str, v: &str) -> Result<(), ConfigError> {
             key,
             format!("`{v}` is not one of error, warn, info, debug, trace"),
         )),
+    }
+}
+
+/// `meta.log_format` / `local.log_format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines; ANSI colours only when the output is a terminal.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields).
+    Json,
+}
+
+impl std::str::FromStr for LogFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(format!("`{s}` is not text or json")),
+        }
+    }
+}
+
+impl LocalConfig {
+    /// `log_level`, else `default` (`info` for a service, `warn` for a
+    /// library client).
+    pub fn log_level_or<'a>(&'a self, default: &'a str) -> &'a str {
+        self.log_level.as_deref().unwrap_or(default)
     }
 }
 
@@ -386,7 +423,12 @@ pub struct LocalConfig {
     /// once; more are accepted and closed at once.
     pub max_transfer_connections: u64,
     pub heartbeat_interval_ms: u64,
-    pub log_level: String,
+    /// `error`, `warn`, `info`, `debug` or `trace`. Unset, a service
+    /// (`mmc local`, `mmc up`) logs at `info` and a library client (Python,
+    /// C) at `warn`; `MMC_LOG` / `RUST_LOG` override it.
+    pub log_level: Option<String>,
+    /// `text` or `json`, as `meta.log_format`.
+    pub log_format: LogFormat,
     /// Cluster token and TLS (`[local.security]`, or `[cluster]` for both services).
     pub security: SecurityConfig,
 }
@@ -410,7 +452,8 @@ impl Default for LocalConfig {
             transfer_timeout_ms: 30_000,
             max_transfer_connections: DEFAULT_MAX_CONNECTIONS,
             heartbeat_interval_ms: 1000,
-            log_level: "info".into(),
+            log_level: None,
+            log_format: LogFormat::Text,
             security: SecurityConfig::default(),
         }
     }
@@ -447,7 +490,9 @@ impl LocalConfig {
             MAX_CONNECTIONS_LIMIT,
         )?;
         check_range("local.heartbeat_interval_ms", self.heartbeat_interval_ms, 10, 60_000)?;
-        check_log_level("local.log_level", &self.log_level)?;
+        if let Some(l) = &self.log_level {
+            check_log_level("local.log_level", l)?;
+        }
         self.security.validate("local.security")?;
         Ok(())
     }
@@ -513,6 +558,30 @@ mod tests {
         assert!(e.contains("tcp_polling") && e.contains("sometimes"), "{e}");
         let c = ConfigFile::from_toml("[local]\ndram_size = 67108864\n").unwrap();
         assert_eq!(c.local.dram_size.0, 64 << 20);
+        assert_eq!(
+            (c.local.log_level.as_deref(), c.local.log_format),
+            (None, LogFormat::Text)
+        );
+        let c = ConfigFile::from_toml(
+            "[meta]\nlog_format = \"json\"\n[local]\nlog_level = \"warn\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.meta.log_format, c.local.log_format),
+            (LogFormat::Json, LogFormat::Json)
+        );
+        assert_eq!(c.local.log_level_or("info"), "warn");
+        let e = ConfigFile::from_toml("[meta]\nlog_format = \"xml\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("xml"), "{e}");
+        let e = ConfigFile::from_toml("[local]\nlog_level = \"loud\"\n")
+            .unwrap()
+            .local
+            .validate()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("local.log_level"), "{e}");
     }
 
     #[test]

@@ -83,7 +83,7 @@ fn run_with(meta: &str, cc: &str) -> Vec<(&'static str, String)> {
         dram_size: ByteSize(64 << 20),
         protocol: Protocol::Tcp,
         transfer_congestion: cc.into(),
-        log_level: "warn".into(),
+        log_level: Some("warn".into()),
         ..LocalConfig::default()
     })
     .unwrap();
@@ -92,7 +92,7 @@ fn run_with(meta: &str, cc: &str) -> Vec<(&'static str, String)> {
         dram_size: ByteSize(0),
         protocol: Protocol::Tcp,
         transfer_congestion: cc.into(),
-        log_level: "warn".into(),
+        log_level: Some("warn".into()),
         ..LocalConfig::default()
     })
     .unwrap();

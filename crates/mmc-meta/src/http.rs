@@ -652,8 +652,19 @@ fn batch_query_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
     Ok(Resp::json(200, &Value::Array(items)))
 }
 
+/// `cursor` is the `next_cursor` of the previous page: the last key
+/// returned, hex-encoded (absent, empty or the former first-page `0`
+/// starts from the first key).
 fn get_all_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
-    let cursor = u64_param(q, "cursor")?.unwrap_or(0);
+    let after = match param(q, "cursor")?.as_deref() {
+        None | Some("") | Some("0") => None,
+        Some(c) => Some(hex_key(c).ok_or_else(|| {
+            Resp::error(
+                400,
+                "query parameter 'cursor' is not a next_cursor of /get_all_keys (hex-encoded key)",
+            )
+        })?),
+    };
     let limit = u64_param(q, "limit")?.unwrap_or(DEFAULT_KEYS_LIMIT as u64);
     if limit == 0 {
         return Err(Resp::error(
@@ -662,8 +673,21 @@ fn get_all_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
         ));
     }
     let limit = limit.min(MAX_KEYS_LIMIT as u64) as u32;
-    let (keys, next) = st.list_keys(cursor, limit);
+    let (keys, next) = st.list_keys(after.as_deref(), limit);
+    let next = next.map(|k| k.bytes().map(|b| format!("{b:02x}")).collect::<String>());
     Ok(Resp::json(200, &json!({ "keys": keys, "next_cursor": next })))
+}
+
+/// The key a hex `next_cursor` encodes.
+fn hex_key(c: &str) -> Option<String> {
+    if !c.len().is_multiple_of(2) || !c.is_ascii() {
+        return None;
+    }
+    let bytes: Option<Vec<u8>> = (0..c.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&c[i..i + 2], 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
 }
 
 fn segment_json(s: &SegmentStat) -> Value {
@@ -1149,7 +1173,7 @@ mod tests {
 
         // Page one key at a time.
         let mut seen = Vec::new();
-        let mut cursor = 0u64;
+        let mut cursor = String::new();
         for _ in 0..10 {
             let v = get(addr, &format!("/get_all_keys?cursor={cursor}&limit=1"))
                 .await
@@ -1157,8 +1181,8 @@ mod tests {
             let page: Vec<String> = serde_json::from_value(v["keys"].clone()).expect("keys");
             assert!(page.len() <= 1);
             seen.extend(page);
-            match v["next_cursor"].as_u64() {
-                Some(c) => cursor = c,
+            match v["next_cursor"].as_str() {
+                Some(c) => cursor = c.to_owned(),
                 None => break,
             }
         }

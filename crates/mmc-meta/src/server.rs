@@ -459,8 +459,8 @@ impl Server {
             Request::AttachRing { .. } => Response::Failed(Error::invalid(
                 "a control ring can only be offered as the first request of a connection",
             )),
-            Request::ListKeys { cursor, limit } => {
-                let (keys, next_cursor) = st.list_keys(cursor, limit.min(100_000));
+            Request::ListKeys { after, limit } => {
+                let (keys, next_cursor) = st.list_keys(after.as_deref(), limit.min(100_000));
                 Response::Keys { keys, next_cursor }
             }
         }

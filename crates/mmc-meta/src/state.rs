@@ -6,6 +6,10 @@
 //! reverse. The server (`server.rs`) adds the network, the periodic
 //! [`MetaState::tick`] and the waiting that alloc and ledger polls need.
 
+/// Target of the audit log: one INFO line per membership change (join,
+/// leave, declared dead) with the service id, host and transfer address.
+pub const AUDIT_TARGET: &str = "mmc_meta::audit";
+
 use crate::allocator::{align_up, checked_align_up};
 use crate::clock::Clock;
 use crate::eviction::{bytes_on, take_victims};
@@ -145,8 +149,9 @@ impl MetaState {
     pub fn register(&self, req: &RegisterReq) -> Result<(ServiceId, u64)> {
         let mut m = self.members.lock();
         let id = m.register(req, self.now())?;
-        tracing::info!(service = id, host = req.host_id, addr = %req.transfer_addr,
-            segment = ?req.segment.as_ref().map(|s| s.size), recovering = req.recovering, "localservice registered");
+        tracing::info!(target: AUDIT_TARGET, event = "join", service = id, host = %req.host_id,
+            transfer = %req.transfer_addr, segment = ?req.segment.as_ref().map(|s| s.size),
+            recovering = req.recovering, "membership: service joined");
         Ok((id, m.epoch))
     }
 
@@ -307,9 +312,14 @@ impl MetaState {
     /// replica disappear), its in-flight writes and its leases.
     pub fn declare_dead(&self, service: ServiceId, why: &str) {
         let removed = self.members.lock().remove(service);
-        if removed.is_none() {
+        let Some(gone_member) = &removed else {
             return;
-        }
+        };
+        tracing::info!(target: AUDIT_TARGET,
+            event = if why == "unregistered" { "leave" } else { "dead" },
+            service, host = %gone_member.info.host_id, transfer = %gone_member.info.transfer_addr,
+            provider = gone_member.segment.is_some(), why,
+            "membership: service {}", if why == "unregistered" { "left" } else { "declared dead" });
         self.counters.dead_services.fetch_add(1, Ordering::Relaxed);
         if removed.as_ref().is_some_and(|m| m.segment.is_none()) {
             // A pure client holds no replicas: reclaim its in-flight writes,
@@ -495,7 +505,7 @@ impl MetaState {
                     return Ok((id, h, replicas));
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
-                    return Err(AllocErr::Fail(Error::invalid(format!(
+                    return Err(AllocErr::Fail(Error::NoProvider(format!(
                         "{} replicas requested but only {have} LocalServices with free memory segments are alive",
                         it.replicas
                     ))));
@@ -871,28 +881,35 @@ impl MetaState {
             .sum()
     }
 
-    /// Readable keys in a stable order (shard, then LRU position), paged.
-    pub fn list_keys(&self, cursor: u64, limit: u32) -> (Vec<String>, Option<u64>) {
-        let mut out = Vec::new();
-        let mut pos = 0u64;
+    /// Readable keys after `after` (all when `None`) in byte order, at
+    /// most `limit`; the second value is the last key returned when more
+    /// may follow. The order does not depend on LRU position or shard, so
+    /// paging by the last key neither skips nor repeats a key that exists
+    /// during the whole scan. Each page costs one pass over the index.
+    pub fn list_keys(&self, after: Option<&str>, limit: u32) -> (Vec<String>, Option<String>) {
+        let limit = limit.max(1) as usize;
+        // The `limit + 1` smallest keys after the cursor (one more tells
+        // whether another page follows), a max-heap of the kept ones.
+        let mut best: std::collections::BinaryHeap<Key> = std::collections::BinaryHeap::new();
         for s in 0..self.index.shard_count() {
             let shard = self.index.lock(s);
-            let n = shard.len() as u64;
-            if pos + n <= cursor {
-                pos += n;
-                continue;
-            }
             for (k, o) in shard.iter() {
-                if pos >= cursor && o.is_readable() {
-                    if out.len() == limit as usize {
-                        return (out, Some(pos));
-                    }
-                    out.push(k.to_string());
+                if !o.is_readable() || after.is_some_and(|a| &**k <= a) {
+                    continue;
                 }
-                pos += 1;
+                if best.len() <= limit {
+                    best.push(k.clone());
+                } else if best.peek().is_some_and(|top| k < top) {
+                    best.pop();
+                    best.push(k.clone());
+                }
             }
         }
-        (out, None)
+        let mut keys: Vec<String> = best.into_sorted_vec().iter().map(|k| k.to_string()).collect();
+        let more = keys.len() > limit;
+        keys.truncate(limit);
+        let next = if more { keys.last().cloned() } else { None };
+        (keys, next)
     }
 
     /// Usage per medium: medium -> (capacity, used).

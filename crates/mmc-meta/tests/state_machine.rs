@@ -180,6 +180,11 @@ fn is_invalid(r: &Result<Vec<Replica>>) -> bool {
     matches!(r, Err(Error::InvalidParam(_)))
 }
 
+/// Too few live, allocatable segments: the retryable NO_PROVIDER.
+fn is_no_provider(r: &Result<Vec<Replica>>) -> bool {
+    matches!(r, Err(e @ Error::NoProvider(_)) if e.is_retryable())
+}
+
 // ---- put lifecycle -------------------------------------------------------------
 
 #[test]
@@ -198,7 +203,7 @@ fn put_lifecycle_alloc_writing_commit_readable() {
     assert_eq!(st.key_info(&k("k")).pop().unwrap().unwrap_err(), Error::ObjectNotExists);
     assert_eq!(st.remove(&k("k")), vec![Err(Error::UnmatchedKey)]);
     assert_eq!(st.stat().keys, 0);
-    assert_eq!(st.list_keys(0, 10), (vec![], None));
+    assert_eq!(st.list_keys(None, 10), (vec![], None));
     assert_eq!(st.stat().leases_active, 0, "a failed lookup grants no lease");
     // Duplicate while being written.
     assert_eq!(
@@ -438,11 +443,13 @@ fn placement_distinct_services_writer_first_preferred_honoured() {
 
     let before: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
     match alloc(&st, a, item("four", PAGE, 4, &[])) {
-        Err(Error::InvalidParam(msg)) => {
+        Err(e @ Error::NoProvider(_)) => {
+            let msg = e.to_string();
             assert!(msg.contains("4 replicas requested"), "{msg}");
             assert!(msg.contains("only 3"), "{msg}");
+            assert_eq!(e.code(), mmc_wire::error::code::NO_PROVIDER);
         }
-        other => panic!("expected InvalidParam, got {other:?}"),
+        other => panic!("expected NoProvider (retryable, not InvalidParam), got {other:?}"),
     }
     let after: Vec<u64> = [a, b, c].iter().map(|&s| used(&st, s)).collect();
     assert_eq!(before, after, "a refused placement leaves nothing allocated");
@@ -981,7 +988,7 @@ fn silent_service_is_declared_dead() {
     ));
     let r = alloc(&st, b, item("z", 1, 2, &[a])).unwrap();
     assert_eq!(services(&r), vec![b, c]);
-    assert!(is_invalid(&alloc(&st, b, item("z3", 1, 3, &[]))));
+    assert!(is_no_provider(&alloc(&st, b, item("z3", 1, 3, &[]))));
     assert!(
         alloc(&st, b, item("a_writes", PAGE, 1, &[])).is_ok(),
         "the dropped key is free"
@@ -1073,7 +1080,7 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
     assert_ne!(reader2, a);
     assert_ne!(reader2, b);
     assert!(
-        is_invalid(&alloc(&st2, a, item("n", 1, 1, &[]))),
+        is_no_provider(&alloc(&st2, a, item("n", 1, 1, &[]))),
         "recovering segments are not allocatable"
     );
 
@@ -1081,7 +1088,7 @@ fn restart_recovers_index_and_allocator_from_ledgers() {
     let eb: Vec<LedgerEntry> = lb.values().cloned().collect();
     assert_eq!(st2.recover(a, ea[..2].to_vec(), false), Ok(2));
     assert!(
-        is_invalid(&alloc(&st2, a, item("n", 1, 1, &[]))),
+        is_no_provider(&alloc(&st2, a, item("n", 1, 1, &[]))),
         "still recovering until done"
     );
     assert_eq!(st2.recover(a, ea[2..].to_vec(), true), Ok(2));
@@ -1521,15 +1528,15 @@ fn list_keys_pages_through_readable_keys() {
 
     let mut got = Vec::new();
     let mut sizes = Vec::new();
-    let mut cursor = 0;
+    let mut cursor: Option<String> = None;
     loop {
-        let (page, next) = st.list_keys(cursor, 10);
+        let (page, next) = st.list_keys(cursor.as_deref(), 10);
         sizes.push(page.len());
         got.extend(page);
         match next {
             Some(c) => {
-                assert!(c > cursor, "cursor advances");
-                cursor = c;
+                assert!(Some(&c) > cursor.as_ref(), "cursor advances");
+                cursor = Some(c);
             }
             None => break,
         }
@@ -1540,16 +1547,49 @@ fn list_keys_pages_through_readable_keys() {
     assert_eq!(set.len(), got.len(), "no key listed twice");
     assert_eq!(set, names, "every readable key once, no WRITING key");
 
-    let (all, next) = st.list_keys(0, 1000);
+    let (all, next) = st.list_keys(None, 1000);
     assert_eq!((all.len(), next), (25, None));
-    let (exact, next) = st.list_keys(0, 25);
+    let mut sorted = all.clone();
+    sorted.sort();
+    assert_eq!(all, sorted, "keys come in byte order");
+    let (exact, next) = st.list_keys(None, 25);
     assert_eq!(
         (exact.len(), next),
         (25, None),
         "a page that holds the rest ends the listing"
     );
-    let (none, next) = st.list_keys(10_000, 10);
+    let (none, next) = st.list_keys(Some("\u{10ffff}"), 10);
     assert_eq!((none.len(), next), (0, None));
+}
+
+/// Reads reorder the LRU between pages; the key-ordered cursor still lists
+/// every key exactly once.
+#[test]
+fn list_keys_is_stable_under_reads() {
+    let (_clock, st) = new_state(params());
+    let a = reg(&st, 1, 64 * MIB);
+    let names: Vec<String> = fill(&st, a, "k", 3001);
+    for pass in 0..2 {
+        let mut got = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut n = 0usize;
+        loop {
+            let (page, next) = st.list_keys(cursor.as_deref(), 97);
+            got.extend(page);
+            // A reader touches keys all over the index meanwhile.
+            for i in 0..50 {
+                let _ = lookup1(&st, a, &names[(n * 131 + i * 17 + pass) % names.len()]);
+            }
+            n += 1;
+            match next {
+                Some(c) => cursor = Some(c),
+                None => break,
+            }
+        }
+        let set: BTreeSet<String> = got.iter().cloned().collect();
+        assert_eq!(set.len(), got.len(), "a key listed twice");
+        assert_eq!(set, names.iter().cloned().collect::<BTreeSet<_>>(), "a key missed");
+    }
 }
 
 #[test]
@@ -1582,7 +1622,7 @@ fn remove_all_and_stat_counts() {
 
     assert_eq!(st.remove_all(), 11);
     assert_eq!(st.stat().keys, 0);
-    assert_eq!(st.list_keys(0, 100), (vec![], None));
+    assert_eq!(st.list_keys(None, 100), (vec![], None));
     assert_eq!(st.exist(&keys(&["x2", "rep"])), vec![false, false]);
     // Unleased objects wait only for the ack; leased ones for their leases too.
     ack_everyone(&st);

@@ -9,6 +9,8 @@ straight from the pool (`batch_put_from`, zero-copy), and later loads pages
 back into free pool slots (`batch_get_into`). Keys follow the
 `{page_hash}_{tp_rank}_k` / `_v` layout connectors use.
 
+Needs numpy (`pip install numpy`) besides memcache_rs.
+
 Run against a cluster:   python sglang_flow.py --meta 127.0.0.1:5000
 Or self-contained:       python sglang_flow.py
 (starts a MetaService in this process through the Python API, and the

@@ -297,14 +297,15 @@ impl LocalConfig {
         self.inner.heartbeat_interval_ms = v;
     }
 
-    /// Log level: error, warn, info, debug, trace.
+    /// Log level: error, warn, info, debug, trace (unset: warn, a library
+    /// client stays quiet).
     #[getter]
     fn log_level(&self) -> String {
-        self.inner.log_level.clone()
+        self.inner.log_level_or("warn").to_owned()
     }
     #[setter]
     fn set_log_level(&mut self, v: String) {
-        self.inner.log_level = v;
+        self.inner.log_level = Some(v);
     }
 
     /// Cluster token (at least 16 bytes) proved on every connection; also
@@ -365,7 +366,7 @@ impl LocalConfig {
             c.rpc_timeout_ms,
             c.transfer_timeout_ms,
             c.heartbeat_interval_ms,
-            c.log_level,
+            c.log_level_or("warn"),
             redacted(&c.security.token),
             c.security.token_file,
             c.security.insecure

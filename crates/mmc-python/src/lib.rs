@@ -47,9 +47,9 @@ pub(crate) fn log_info(py: Python<'_>, msg: &str) {
     log_to_python(py, "info", msg);
 }
 
-/// Sends the services' own logs (tracing) to stderr at `level`, once per
-/// process; `MMC_LOG` or `RUST_LOG` override the filter.
-pub(crate) fn init_logging(level: &str) {
+/// Sends the services' own logs (tracing) to stderr at `level` in
+/// `format`, once per process; `MMC_LOG` or `RUST_LOG` override the filter.
+pub(crate) fn init_logging(level: &str, format: mmc_config::LogFormat) {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         let filter = std::env::var("MMC_LOG")
@@ -57,11 +57,14 @@ pub(crate) fn init_logging(level: &str) {
             .or_else(|| std::env::var("RUST_LOG").ok())
             .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
             .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
-        let _ = tracing_subscriber::fmt()
+        let fmt = tracing_subscriber::fmt()
             .with_env_filter(filter)
             .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr)
-            .try_init();
+            .with_writer(std::io::stderr);
+        let _ = match format {
+            mmc_config::LogFormat::Text => fmt.try_init(),
+            mmc_config::LogFormat::Json => fmt.json().with_ansi(false).try_init(),
+        };
     });
 }
 

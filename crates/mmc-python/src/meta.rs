@@ -131,7 +131,7 @@ impl MetaService {
             crate::log_error(py, &format!("MetaService.main: {e}"));
             return Ok(code::INVALID_PARAM);
         }
-        crate::init_logging(&cfg.log_level);
+        crate::init_logging(&cfg.log_level, cfg.log_format);
         let (stop_tx, stop_rx) = watch::channel(false);
         {
             let mut r = RUNNING.lock();

@@ -312,7 +312,7 @@ impl DistributedObjectStore {
         if !init_bm {
             cfg.dram_size = mmc_config::ByteSize(0);
         }
-        crate::init_logging(&cfg.log_level);
+        crate::init_logging(cfg.log_level_or("warn"), cfg.log_format);
         // No lock is held while detached: another thread waiting on it with
         // the GIL would deadlock with this one re-attaching.
         match blocking(py, move || ObjectStore::connect(cfg)) {

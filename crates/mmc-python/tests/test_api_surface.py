@@ -62,6 +62,7 @@ def test_module_names():
         assert hasattr(mc, name), name
     assert mc.__version__
     assert (mc.OK, mc.ERROR, mc.INVALID_PARAM, mc.NOT_ENOUGH_MEMORY, mc.LEASE_EXPIRED) == (0, -1, -3000, -3016, -3106)
+    assert mc.NO_PROVIDER == -3019 and "NO_PROVIDER" in mc.__all__
     assert int(mc.MmcCopyDirect.SMEMB_COPY_H2G) == 3 and int(mc.MmcCopyDirect.SMEMB_COPY_G2H) == 2
     for name in mc.__all__:
         assert hasattr(mc, name), name

@@ -18,6 +18,9 @@ pub mod code {
     pub const NOT_ENOUGH_MEMORY: i32 = -3016;
     pub const NOT_CONNECTED_META: i32 = -3017;
     pub const NOT_CONNECTED_LOCAL: i32 = -3018;
+    /// Too few live memory providers (LocalServices with a segment that can
+    /// take a new object) for the replicas requested: retry once more join.
+    pub const NO_PROVIDER: i32 = -3019;
     pub const UNMATCHED_KEY: i32 = -3102;
     pub const LEASE_EXPIRED: i32 = -3106;
 }
@@ -46,6 +49,8 @@ pub enum Error {
     NotConnectedMeta(String),
     #[error("localservice unreachable: {0}")]
     NotConnectedLocal(String),
+    #[error("no memory provider can take this now: {0}")]
+    NoProvider(String),
     #[error("key not found")]
     UnmatchedKey,
     #[error("read lease expired before the copy finished")]
@@ -68,6 +73,7 @@ impl Error {
             Error::NotEnoughMemory(_) => code::NOT_ENOUGH_MEMORY,
             Error::NotConnectedMeta(_) => code::NOT_CONNECTED_META,
             Error::NotConnectedLocal(_) => code::NOT_CONNECTED_LOCAL,
+            Error::NoProvider(_) => code::NO_PROVIDER,
             Error::UnmatchedKey => code::UNMATCHED_KEY,
             Error::LeaseExpired => code::LEASE_EXPIRED,
         }
@@ -77,11 +83,16 @@ impl Error {
         Error::InvalidParam(msg.into())
     }
 
-    /// True for failures worth retrying as they are (transport, lease).
+    /// True for failures worth retrying as they are (transport, lease, too
+    /// few memory providers alive).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Error::Timeout(_) | Error::NotConnectedMeta(_) | Error::NotConnectedLocal(_) | Error::LeaseExpired
+            Error::Timeout(_)
+                | Error::NotConnectedMeta(_)
+                | Error::NotConnectedLocal(_)
+                | Error::NoProvider(_)
+                | Error::LeaseExpired
         )
     }
 }
@@ -111,6 +122,7 @@ mod tests {
             Error::NotEnoughMemory(String::new()),
             Error::NotConnectedMeta(String::new()),
             Error::NotConnectedLocal(String::new()),
+            Error::NoProvider(String::new()),
             Error::UnmatchedKey,
             Error::LeaseExpired,
         ];
@@ -121,6 +133,7 @@ mod tests {
         assert_eq!(dedup.len(), codes.len());
         assert_eq!(Error::NotEnoughMemory(String::new()).code(), -3016);
         assert_eq!(Error::LeaseExpired.code(), -3106);
+        assert_eq!(Error::NoProvider(String::new()).code(), -3019);
         assert_eq!(to_code::<()>(&Ok(())), 0);
     }
 }

@@ -165,9 +165,12 @@ pub enum Request {
     RemoveAll,
     Members,
     Stat,
-    /// Lists keys in index order, `limit` from `cursor` (for HTTP and CLI).
+    /// Lists readable keys in byte order, up to `limit` of those after the
+    /// key `after` (from the first key when `None`). Paging with the last
+    /// key returned never skips nor repeats a key that exists during the
+    /// whole scan, whatever reads and writes happen meanwhile.
     ListKeys {
-        cursor: u64,
+        after: Option<String>,
         limit: u32,
     },
     /// Offers a shared-memory ring pair ([`crate::shm_ring`]) for this
@@ -227,6 +230,8 @@ pub enum Response {
     Stat(ClusterStat),
     Keys {
         keys: Vec<String>,
-        next_cursor: Option<u64>,
+        /// The last key returned when more may follow (the next page's
+        /// `after`); `None` at the end.
+        next_cursor: Option<String>,
     },
 }

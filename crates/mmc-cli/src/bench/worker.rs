@@ -1164,7 +1164,7 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 meta_addr: a.meta.clone(),
                 dram_size: mmc_config::ByteSize(0),
                 protocol,
-                log_level: "warn".into(),
+                log_level: Some("warn".into()),
                 spin_wait_us: a.spin_us.unwrap_or(mmc_config::LocalConfig::default().spin_wait_us),
                 transfer_congestion: congestion,
                 ..mmc_config::LocalConfig::default()

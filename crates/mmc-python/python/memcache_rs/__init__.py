@@ -45,6 +45,7 @@ NOT_INITIALIZED = -3008
 NOT_ENOUGH_MEMORY = -3016
 NOT_CONNECTED_META = -3017
 NOT_CONNECTED_LOCAL = -3018
+NO_PROVIDER = -3019  # too few live memory providers for the replicas: retry
 UNMATCHED_KEY = -3102
 LEASE_EXPIRED = -3106
 
@@ -90,5 +91,6 @@ __all__ = [
     "NOT_CONNECTED_LOCAL",
     "UNMATCHED_KEY",
     "LEASE_EXPIRED",
+    "NO_PROVIDER",
     "__version__",
 ]

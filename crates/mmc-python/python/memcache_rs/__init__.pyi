@@ -39,6 +39,7 @@ NOT_CONNECTED_META: int
 NOT_CONNECTED_LOCAL: int
 UNMATCHED_KEY: int
 LEASE_EXPIRED: int
+NO_PROVIDER: int
 
 class MmcCopyDirect(enum.IntEnum):
     """Values of ``direct``. Without an accelerator backend every address is host memory."""
