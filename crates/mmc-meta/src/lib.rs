@@ -12,7 +12,8 @@
 //! - [`server`]: the control-RPC server and periodic tasks;
 //! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
 //! - `tls_conn`: control connections over TLS;
-//! - [`http`]: health, metrics and query endpoints.
+//! - [`http`]: health, metrics and query endpoints;
+//! - [`status`]: the status page and its JSON document.
 
 pub mod allocator;
 pub mod clock;
@@ -28,6 +29,7 @@ pub mod placement;
 pub mod ring_conn;
 pub mod server;
 pub mod state;
+pub mod status;
 mod tls_conn;
 
 pub use launch::MetaService;
