@@ -1268,6 +1268,7 @@ mod tests {
             json!([{
                 "service_id": 1,
                 "host_id": 7,
+                "host_id_hex": "0000000000000007",
                 "transfer_addr": "127.0.0.1:7000",
                 "segments": [{ "medium": "dram", "capacity": SEG_SIZE, "used": used, "percent": pct, "objects": 2 }],
             }])

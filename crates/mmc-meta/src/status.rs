@@ -90,6 +90,8 @@ pub fn status_json(server: &Server, role: &str) -> Value {
             json!({
                 "service_id": p.service_id,
                 "host_id": p.host_id,
+                // Exact also where JSON numbers are doubles (JavaScript).
+                "host_id_hex": format!("{:016x}", p.host_id),
                 "transfer_addr": p.transfer_addr,
                 "segments": segments,
             })
