@@ -134,6 +134,11 @@ def test_status_page_shows_the_cluster_and_updates_live(http_cluster, browser, t
         shot = ROOT / "docs" / "status-page.png" if os.environ.get("MMC_STATUS_SCREENSHOT") == "1" else tmp_path / "status-page.png"
         page.screenshot(path=str(shot), full_page=True)
         assert Path(shot).stat().st_size > 10_000
+
+        # Readable on a phone: nothing wider than a 390 px screen.
+        page.set_viewport_size({"width": 390, "height": 844})
+        page.wait_for_timeout(300)
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390
         page.close()
     finally:
         assert s.close() == 0
