@@ -79,7 +79,9 @@ fn bar(used: u64, capacity: u64, width: usize) -> String {
     let filled = if capacity == 0 {
         0
     } else {
-        ((used as f64 / capacity as f64) * width as f64).round().min(width as f64) as usize
+        ((used as f64 / capacity as f64) * width as f64)
+            .round()
+            .min(width as f64) as usize
     };
     format!("[{}{}]", "#".repeat(filled), ".".repeat(width - filled))
 }
@@ -142,7 +144,12 @@ fn frame(meta: &str, st: &ClusterStat, prev: Option<(&ClusterStat, Duration)>) -
     if st.segments.is_empty() {
         out += "(no segments registered)\n";
     }
-    out += &format!("\ntotal {} of {} used {}\n", bytes(used), bytes(cap), bar(used, cap, 30));
+    out += &format!(
+        "\ntotal {} of {} used {}\n",
+        bytes(used),
+        bytes(cap),
+        bar(used, cap, 30)
+    );
     out
 }
 

@@ -513,7 +513,10 @@ fn stat_json_and_top_match_the_status_document() {
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.matches("mmc top - ").count(), 2, "{text}");
     assert!(text.contains("keys 5") && text.contains("rates: keys +0.0/s"), "{text}");
-    assert!(!text.contains('\x1b'), "no escapes when stdout is not a terminal: {text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no escapes when stdout is not a terminal: {text}"
+    );
 
     // Without the token: refused, and the error says so.
     let out = Command::new(MMC)

@@ -553,7 +553,8 @@ async fn respond(server: &Arc<Server>, role: &RoleFn, req: Request) -> Resp {
         "/" => Resp::new(200, HTML, crate::status::PAGE),
         "/api/v1/status" => {
             let (server, role) = (server.clone(), role());
-            match tokio::task::spawn_blocking(move || Resp::json(200, &crate::status::status_json(&server, role))).await {
+            match tokio::task::spawn_blocking(move || Resp::json(200, &crate::status::status_json(&server, role))).await
+            {
                 Ok(resp) => resp,
                 Err(e) => {
                     tracing::error!(error = %e, "http status handler failed");
@@ -1230,7 +1231,14 @@ mod tests {
     #[tokio::test]
     async fn unknown_paths_are_404() {
         let (addr, _) = start().await;
-        for t in ["/nope", "/index.html", "/api/v1/status/x", "/health/", "/api/v1/capacity", "/query_key/x?key=a"] {
+        for t in [
+            "/nope",
+            "/index.html",
+            "/api/v1/status/x",
+            "/health/",
+            "/api/v1/capacity",
+            "/query_key/x?key=a",
+        ] {
             let r = get(addr, t).await;
             assert_eq!(r.status, 404, "{t}");
             assert!(r.json()["error"].is_string());
@@ -1257,7 +1265,13 @@ mod tests {
         assert!(v["time_ms"].as_u64().expect("time_ms") > 1_600_000_000_000);
         assert!(v["membership_epoch"].is_u64());
         assert_eq!(v["keys"], 2);
-        for zero in ["leases_active", "evictions", "evicted_bytes", "put_timeouts", "dead_services"] {
+        for zero in [
+            "leases_active",
+            "evictions",
+            "evicted_bytes",
+            "put_timeouts",
+            "dead_services",
+        ] {
             assert_eq!(v[zero], 0, "{zero}");
         }
         let used = server.state.stat().segments[0].used;
@@ -1277,7 +1291,10 @@ mod tests {
             v["capacity"]["dram"],
             json!({ "capacity": SEG_SIZE, "used": used, "percent": pct })
         );
-        assert_eq!(v["capacity"]["hbm"], json!({ "capacity": 0, "used": 0, "percent": 0.0 }));
+        assert_eq!(
+            v["capacity"]["hbm"],
+            json!({ "capacity": 0, "used": 0, "percent": 0.0 })
+        );
         let ops = v["ops"].as_array().expect("ops");
         assert_eq!(ops.len(), crate::metrics::OPS.len());
         let alloc = ops.iter().find(|o| o["op"] == "alloc").expect("alloc");
