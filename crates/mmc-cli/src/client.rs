@@ -1,8 +1,8 @@
-//! Client subcommands: put, get, rm, stat.
+//! Client subcommands: put, get, rm, stat (text or `--json`).
 
 use clap::Args;
 use mmc_local::{ObjectStore, PutOptions};
-use mmc_wire::message::{Request, Response};
+use mmc_wire::message::{ClusterStat, Request, Response};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -63,7 +63,10 @@ pub struct RmArgs {
 #[derive(Args)]
 pub struct StatArgs {
     #[command(flatten)]
-    conn: Conn,
+    pub conn: Conn,
+    /// Print the cluster state as one JSON document (see docs/operations.md).
+    #[arg(long)]
+    json: bool,
 }
 
 /// A pure client (no segment) attached to `conn`'s MetaService.
@@ -118,7 +121,7 @@ pub fn get(a: GetArgs) -> Result<(), String> {
 
 /// Writes `bytes` to stdout; a reader that went away (`mmc stat | head`)
 /// ends the output quietly instead of failing.
-fn to_stdout(bytes: &[u8]) -> Result<(), String> {
+pub fn to_stdout(bytes: &[u8]) -> Result<(), String> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|_| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(format!("writing to stdout: {e}")),
@@ -133,34 +136,88 @@ pub fn rm(a: RmArgs) -> Result<(), String> {
     r.map_err(|e| format!("rm {}: {e} (code {})", a.key, e.code()))
 }
 
-pub fn stat(a: StatArgs) -> Result<(), String> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .map_err(|e| e.to_string())?;
-    let token = a.conn.config()?.security.resolve_token().map_err(|e| e.to_string())?;
-    // TLS settings come from the LocalService config ($MMC_LOCAL_CONFIG_PATH).
-    let cfg = crate::local_config(None, Some(&a.conn.meta), Some("0"), None)?;
+/// A control-RPC client of `conn`'s MetaService: its token, and TLS as the
+/// LocalService config ($MMC_LOCAL_CONFIG_PATH) says. Call inside a runtime.
+pub fn meta_client(conn: &Conn) -> Result<mmc_local::meta_client::MetaClient, String> {
+    let cfg = conn.config()?;
+    let token = cfg.security.resolve_token().map_err(|e| e.to_string())?;
     let tls = if cfg.security.tls.enable {
         Some(mmc_tls::ClientTls::new(&cfg.security.tls).map_err(|e| format!("local.security.tls: {e}"))?)
     } else {
         None
     };
+    Ok(mmc_local::meta_client::MetaClient::new(
+        conn.meta.clone(),
+        std::time::Duration::from_secs(5),
+        std::time::Duration::ZERO,
+        tokio::runtime::Handle::current(),
+    )
+    .with_token(mmc_wire::auth::ClusterToken::from_option(token))
+    .with_tls(tls))
+}
+
+/// One `Stat` call: the cluster state as the MetaService sees it now.
+pub async fn fetch_stat(mc: &mmc_local::meta_client::MetaClient, meta: &str) -> Result<ClusterStat, String> {
+    match mc.call(&Request::Stat).await {
+        Ok(Response::Stat(s)) => Ok(s),
+        Ok(other) => Err(format!("stat from {meta}: unexpected reply {other:?}")),
+        Err(e) => Err(format!("stat from {meta}: {e}")),
+    }
+}
+
+fn pct(used: u64, capacity: u64) -> f64 {
+    if capacity == 0 {
+        0.0
+    } else {
+        (used as f64 * 10_000.0 / capacity as f64).round() / 100.0
+    }
+}
+
+/// The JSON document of `mmc stat --json`.
+pub fn stat_json(st: &ClusterStat) -> serde_json::Value {
+    let segments: Vec<serde_json::Value> = st
+        .segments
+        .iter()
+        .map(|s| {
+            serde_json::json!({
+                "service_id": s.service_id,
+                "host_id": s.host_id,
+                "transfer_addr": s.transfer_addr,
+                "medium": s.medium.name(),
+                "capacity": s.capacity,
+                "used": s.used,
+                "percent": pct(s.used, s.capacity),
+                "objects": s.objects,
+            })
+        })
+        .collect();
+    let capacity: u64 = st.segments.iter().map(|s| s.capacity).sum();
+    let used: u64 = st.segments.iter().map(|s| s.used).sum();
+    serde_json::json!({
+        "members": st.members,
+        "keys": st.keys,
+        "evictions": st.evictions,
+        "leases_active": st.leases_active,
+        "segments": segments,
+        "total": { "capacity": capacity, "used": used, "percent": pct(used, capacity) },
+    })
+}
+
+pub fn stat(a: StatArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    crate::init_logging("warn");
     let st = rt.block_on(async {
-        let mc = mmc_local::meta_client::MetaClient::new(
-            a.conn.meta.clone(),
-            std::time::Duration::from_secs(5),
-            std::time::Duration::ZERO,
-            tokio::runtime::Handle::current(),
-        )
-        .with_token(mmc_wire::auth::ClusterToken::from_option(token))
-        .with_tls(tls);
-        match mc.call(&Request::Stat).await {
-            Ok(Response::Stat(s)) => Ok(s),
-            Ok(other) => Err(format!("unexpected reply {other:?}")),
-            Err(e) => Err(format!("stat: {e}")),
-        }
+        let mc = meta_client(&a.conn)?;
+        fetch_stat(&mc, &a.conn.meta).await
     })?;
+    if a.json {
+        let mut text = stat_json(&st).to_string();
+        text.push('\n');
+        return to_stdout(text.as_bytes());
+    }
     let mut text = String::new();
     text += &format!(
         "members: {}  keys: {}  evictions: {}  active leases: {}\n",

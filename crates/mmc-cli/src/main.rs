@@ -15,6 +15,7 @@
 
 mod bench;
 mod client;
+mod top;
 
 use clap::{Args, Parser, Subcommand};
 use mmc_config::{
@@ -63,6 +64,8 @@ enum Cmd {
     Rm(client::RmArgs),
     /// Show members, capacity, usage and key count.
     Stat(client::StatArgs),
+    /// Live view of the cluster in the terminal, refreshed every second (q quits).
+    Top(top::TopArgs),
     /// Measure put/get throughput against baselines measured in the same run.
     Bench(Box<bench::BenchArgs>),
     /// A client process of `mmc bench` (JSON commands on stdin, results on stdout).
@@ -378,6 +381,7 @@ fn main() -> ExitCode {
         Cmd::Get(a) => client::get(a),
         Cmd::Rm(a) => client::rm(a),
         Cmd::Stat(a) => client::stat(a),
+        Cmd::Top(a) => top::run(a),
         Cmd::Bench(a) => bench::run(*a),
         Cmd::BenchClient(a) => bench::client_main(a),
     };

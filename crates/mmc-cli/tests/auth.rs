@@ -439,3 +439,93 @@ fn exposed_addresses_need_a_token_or_insecure() {
     let _ = std::fs::remove_file(&file);
     assert!(matches!(r, Run::Ready), "mmc meta --token-file serves: {r:?}");
 }
+
+/// `mmc stat --json` and `mmc top` (with the token file) show what the
+/// MetaService holds, and agree with `/api/v1/status`.
+#[test]
+fn stat_json_and_top_match_the_status_document() {
+    let c = Cluster::start(Opts {
+        locals: 2,
+        segment: "16MB",
+        token: Some(TOKEN.into()),
+        http: true,
+        ..Opts::default()
+    });
+    let s = c.client(Protocol::Tcp, 0);
+    for i in 0..5 {
+        let k = format!("stat-json-{i}");
+        s.put(&k, &pattern(&k, 10_000), &PutOptions::default()).unwrap();
+    }
+    s.close();
+    let file = c.dir.join("token");
+    let mmc = |args: &[&str]| {
+        Command::new(MMC)
+            .args(args)
+            .args(["--meta", &c.meta_addr, "--token-file"])
+            .arg(&file)
+            .env_remove("MMC_LOCAL_CONFIG_PATH")
+            .env_remove("MMC_TOKEN_FILE")
+            .output()
+            .unwrap()
+    };
+    let out = mmc(&["stat", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    let st = c.stat().unwrap();
+    assert_eq!(v["keys"], 5);
+    assert_eq!(v["members"], st.members);
+    assert_eq!(v["evictions"], 0);
+    assert_eq!(v["leases_active"], st.leases_active);
+    let segs = v["segments"].as_array().expect("segments");
+    assert_eq!(segs.len(), 2);
+    let mut total = 0;
+    for (j, s) in segs.iter().zip(&st.segments) {
+        assert_eq!(j["service_id"], s.service_id);
+        assert_eq!(j["medium"], "dram");
+        assert_eq!(j["capacity"], 16 << 20);
+        assert_eq!(j["used"], s.used);
+        assert_eq!(j["objects"], s.objects);
+        total += s.used;
+    }
+    assert_eq!(v["total"]["capacity"], 32 << 20);
+    assert_eq!(v["total"]["used"], total);
+
+    // The HTTP status document says the same.
+    let (status, body) = http_get(c.http_addr.as_deref().unwrap(), "/api/v1/status", Some(TOKEN));
+    assert_eq!(status, 200, "{body}");
+    let d: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(d["keys"], 5);
+    assert_eq!(d["role"], "leader");
+    let with_segment: Vec<_> = d["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| !m["segments"].as_array().unwrap().is_empty())
+        .collect();
+    assert_eq!(with_segment.len(), 2);
+    for m in with_segment {
+        assert_eq!(m["segments"][0]["capacity"], 16 << 20);
+    }
+
+    // `mmc top`, two frames, no terminal: plain text with the members.
+    let out = mmc(&["top", "--iterations", "2", "--interval-ms", "100"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.matches("mmc top - ").count(), 2, "{text}");
+    assert!(text.contains("keys 5") && text.contains("rates: keys +0.0/s"), "{text}");
+    assert!(
+        !text.contains('\x1b'),
+        "no escapes when stdout is not a terminal: {text}"
+    );
+
+    // Without the token: refused, and the error says so.
+    let out = Command::new(MMC)
+        .args(["stat", "--json", "--meta", &c.meta_addr])
+        .env_remove("MMC_LOCAL_CONFIG_PATH")
+        .env_remove("MMC_TOKEN_FILE")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("stat from"), "{err}");
+}

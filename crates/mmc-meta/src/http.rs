@@ -9,6 +9,7 @@
 //!
 //! | path | answer |
 //! |---|---|
+//! | `/` | the status page (HTML; see [`crate::status`]) |
 //! | `/health` | `ok` (text) |
 //! | `/role` | `{"role": "leader"}` |
 //! | `/metrics` | Prometheus text |
@@ -17,6 +18,10 @@
 //! | `/get_all_keys?cursor=C&limit=L` | `{"keys":[...],"next_cursor":N or null}` |
 //! | `/get_all_segments` | `[{"service_id","host_id","transfer_addr","medium","capacity","used","objects"}]` |
 //! | `/api/v1/capacity/usage` | `{"dram":{"capacity","used","percent"}, ...}` |
+//! | `/api/v1/status` | everything the status page shows (docs/operations.md) |
+//!
+//! With a cluster token, every path but `/health` and `/` (the page holds no
+//! data; it asks for the token) needs `Authorization: Bearer <token>`.
 //!
 //! Query values are percent-decoded (`+` is a space). In `keys=` the literal
 //! commas separate keys and each piece is decoded on its own, so `%2C`
@@ -460,6 +465,7 @@ struct Resp {
 
 const JSON: &str = "application/json";
 const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 impl Resp {
@@ -536,7 +542,7 @@ fn reason(status: u16) -> &'static str {
 /// Answers one parsed request. Endpoints that walk the whole index run on
 /// the blocking pool so they never stall the runtime's workers.
 async fn respond(server: &Arc<Server>, role: &RoleFn, req: Request) -> Resp {
-    if req.path != "/health" {
+    if req.path != "/health" && req.path != "/" {
         if let Some(resp) = unauthorized(server, &req) {
             return resp;
         }
@@ -544,6 +550,18 @@ async fn respond(server: &Arc<Server>, role: &RoleFn, req: Request) -> Resp {
     match req.path.as_str() {
         "/health" => Resp::new(200, TEXT, "ok"),
         "/role" => Resp::json(200, &json!({ "role": role() })),
+        "/" => Resp::new(200, HTML, crate::status::PAGE),
+        "/api/v1/status" => {
+            let (server, role) = (server.clone(), role());
+            match tokio::task::spawn_blocking(move || Resp::json(200, &crate::status::status_json(&server, role))).await
+            {
+                Ok(resp) => resp,
+                Err(e) => {
+                    tracing::error!(error = %e, "http status handler failed");
+                    Resp::error(500, "internal error").closing()
+                }
+            }
+        }
         _ => {
             let server = server.clone();
             match tokio::task::spawn_blocking(move || route(&server, &req)).await {
@@ -1240,11 +1258,114 @@ mod tests {
     #[tokio::test]
     async fn unknown_paths_are_404() {
         let (addr, _) = start().await;
-        for t in ["/", "/nope", "/health/", "/api/v1/capacity", "/query_key/x?key=a"] {
+        for t in [
+            "/nope",
+            "/index.html",
+            "/api/v1/status/x",
+            "/health/",
+            "/api/v1/capacity",
+            "/query_key/x?key=a",
+        ] {
             let r = get(addr, t).await;
             assert_eq!(r.status, 404, "{t}");
             assert!(r.json()["error"].is_string());
         }
+    }
+
+    #[tokio::test]
+    async fn status_page_and_document() {
+        let (addr, server) = start().await;
+        server
+            .metrics
+            .record(Metrics::op_index("alloc"), 2, false, Duration::from_micros(30));
+        let r = get(addr, "/").await;
+        assert_eq!(r.status, 200);
+        assert!(r.head.contains("Content-Type: text/html; charset=utf-8"), "{}", r.head);
+        assert!(r.body.contains("/api/v1/status") && r.body.contains("<title>MemCache status</title>"));
+
+        let r = get(addr, "/api/v1/status").await;
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert!(r.head.contains("Content-Type: application/json"));
+        let v = r.json();
+        assert_eq!(v["role"], "leader");
+        assert_eq!(v["version"], env!("CARGO_PKG_VERSION"));
+        assert!(v["time_ms"].as_u64().expect("time_ms") > 1_600_000_000_000);
+        assert!(v["membership_epoch"].is_u64());
+        assert_eq!(v["keys"], 2);
+        for zero in [
+            "leases_active",
+            "evictions",
+            "evicted_bytes",
+            "put_timeouts",
+            "dead_services",
+        ] {
+            assert_eq!(v[zero], 0, "{zero}");
+        }
+        let used = server.state.stat().segments[0].used;
+        assert!(used >= 4096 + 100);
+        let pct = (used as f64 * 10_000.0 / SEG_SIZE as f64).round() / 100.0;
+        assert_eq!(
+            v["members"],
+            json!([{
+                "service_id": 1,
+                "host_id": 7,
+                "host_id_hex": "0000000000000007",
+                "transfer_addr": "127.0.0.1:7000",
+                "segments": [{ "medium": "dram", "capacity": SEG_SIZE, "used": used, "percent": pct, "objects": 2 }],
+            }])
+        );
+        assert_eq!(
+            v["capacity"]["dram"],
+            json!({ "capacity": SEG_SIZE, "used": used, "percent": pct })
+        );
+        assert_eq!(
+            v["capacity"]["hbm"],
+            json!({ "capacity": 0, "used": 0, "percent": 0.0 })
+        );
+        let ops = v["ops"].as_array().expect("ops");
+        assert_eq!(ops.len(), crate::metrics::OPS.len());
+        let alloc = ops.iter().find(|o| o["op"] == "alloc").expect("alloc");
+        assert_eq!(
+            *alloc,
+            json!({
+                "op": "alloc", "requests": 1, "failures": 0, "keys": 2, "latency_sum_us": 30,
+                "latency_mean_us": 30.0, "latency_p50_le_us": 50, "latency_p99_le_us": 50,
+            })
+        );
+        let idle = ops.iter().find(|o| o["op"] == "remove").expect("remove");
+        assert_eq!(idle["requests"], 0);
+        assert_eq!(idle["latency_p99_le_us"], Value::Null);
+    }
+
+    #[tokio::test]
+    async fn status_document_needs_the_token_but_the_page_does_not() {
+        const TOKEN: &str = "0123456789abcdef-status";
+        let state = Arc::new(MetaState::new(MetaParams::default(), Arc::new(SystemClock::default())));
+        let server = Server::with_options(
+            state,
+            Duration::ZERO,
+            false,
+            Some(mmc_wire::auth::ClusterToken::new(TOKEN)),
+            64,
+            Duration::from_secs(10),
+        );
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        // The role comes from the function given to serve_http.
+        tokio::spawn(serve_http(server.clone(), listener, Arc::new(|| "standby")));
+        let r = get(addr, "/").await;
+        assert_eq!(r.status, 200);
+        assert!(r.body.contains("sessionStorage"));
+        let r = get(addr, "/api/v1/status").await;
+        assert_eq!(r.status, 401);
+        assert!(r.head.contains("WWW-Authenticate: Bearer"));
+        let req = format!("GET /api/v1/status HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\r\n");
+        let r = raw(addr, req.as_bytes()).await.expect("reply");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let v = r.json();
+        assert_eq!(v["role"], "standby");
+        assert_eq!(v["keys"], 0);
+        assert_eq!(v["members"], json!([]));
     }
 
     #[tokio::test]

@@ -12,7 +12,8 @@
 //! - [`server`]: the control-RPC server and periodic tasks;
 //! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
 //! - `tls_conn`: control connections over TLS;
-//! - [`http`]: health, metrics and query endpoints.
+//! - [`http`]: health, metrics and query endpoints;
+//! - [`status`]: the status page and its JSON document.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
@@ -31,6 +32,7 @@ pub mod placement;
 pub mod ring_conn;
 pub mod server;
 pub mod state;
+pub mod status;
 mod tls_conn;
 
 pub use launch::MetaService;

@@ -83,6 +83,7 @@ class Cluster:
         self.procs = []
         self.meta_proc = None
         self.meta_addr = ""
+        self.http_addr = ""  # the MetaService's HTTP endpoint, when started with http=True
         self.local_ids = []  # service ids of the memory-providing LocalServices
         self.local_procs = []
         self.config = workdir / "cluster.toml"
@@ -91,11 +92,13 @@ class Cluster:
     def _log(self, name: str):
         return open(self.workdir / f"{name}.log", "ab")
 
-    def start_meta(self) -> None:
+    def start_meta(self, http: bool = False) -> None:
+        """Starts `mmc meta`; with `http`, also its HTTP endpoint at `http_addr`."""
         port = free_port()
         self.meta_addr = f"127.0.0.1:{port}"
+        self.http_addr = f"127.0.0.1:{free_port()}" if http else ""
         p = subprocess.Popen(
-            [mmc_bin(), "meta", "--config", str(self.config), "--listen", self.meta_addr, "--http", ""],
+            [mmc_bin(), "meta", "--config", str(self.config), "--listen", self.meta_addr, "--http", self.http_addr],
             stdout=self._log("meta"),
             stderr=subprocess.STDOUT,
         )
