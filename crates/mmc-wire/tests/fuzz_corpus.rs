@@ -46,3 +46,8 @@ fn transfer_header_corpus() {
 fn ring_frames_corpus() {
     replay("ring_frames", 5, mmc_wire::fuzzing::ring_frames);
 }
+
+#[test]
+fn auth_handshake_corpus() {
+    replay("auth_handshake", 3, mmc_wire::fuzzing::auth_handshake);
+}

@@ -289,7 +289,7 @@ static uint8_t *test_replicas(size_t size, uint32_t me, uint32_t others[2])
     CHECK(info.replica_num == 2 && !contains(info.service_ids, 2, me));
 
     o = replicas(4); /* only three LocalServices provide memory */
-    CHECK_RC(mmcc_put("c/rep4", &b, &o, 0), MMC_INVALID_PARAM);
+    CHECK_RC(mmcc_put("c/rep4", &b, &o, 0), MMC_NO_PROVIDER); /* retryable */
     CHECK_RC(mmcc_exist("c/rep4", 0), 0);
     o = replicas(9);
     CHECK_RC(mmcc_put("c/rep9", &b, &o, 0), MMC_INVALID_PARAM);
