@@ -635,12 +635,14 @@ pub fn run(a: BenchArgs) -> Result<(), String> {
         })
     });
     if let Some(path) = &plot_path {
-        let svg = plot::bandwidth_svg(
-            &rows,
-            &format!("{} CPUs, {}", mach["nproc"], mach["cpu_model"].as_str().unwrap_or("?")),
-        );
-        std::fs::write(path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
-        println!("- plot written to {}", path.display());
+        let machine = format!("{} CPUs, {}", mach["nproc"], mach["cpu_model"].as_str().unwrap_or("?"));
+        match plot::bandwidth_svg(&rows, &machine) {
+            Some(svg) => {
+                std::fs::write(path, svg).map_err(|e| format!("writing {}: {e}", path.display()))?;
+                println!("- plot written to {}", path.display());
+            }
+            None => println!("- no plot: this run measured no bandwidth series"),
+        }
     }
     if let Some(path) = &a.json {
         let doc = json!({

@@ -184,7 +184,9 @@ fn legend(out: &mut String, x: f64, y: f64, ss: &[Series]) {
     }
 }
 
-pub fn bandwidth_svg(rows: &[Row], machine: &str) -> String {
+/// The bandwidth-versus-size plot of the rows, or `None` when the run
+/// measured no bandwidth series (the batch or scale workloads alone).
+pub fn bandwidth_svg(rows: &[Row], machine: &str) -> Option<String> {
     let by: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
     let same = series(
         &by,
@@ -215,6 +217,11 @@ pub fn bandwidth_svg(rows: &[Row], machine: &str) -> String {
         ],
     );
     let all: Vec<&(f64, f64)> = same.iter().chain(&cross).flat_map(|s| s.pts.iter()).collect();
+    // Without a finite positive point there is no axis to draw (and the
+    // decade grid below would never reach an infinite end).
+    if !all.iter().any(|p| p.0.is_finite() && p.1.is_finite() && p.1 > 0.0) {
+        return None;
+    }
     let xmin = all.iter().map(|p| p.0).fold(f64::INFINITY, f64::min).min(4096.0);
     let xmax = all.iter().map(|p| p.0).fold(0.0, f64::max).max(1048576.0);
     let ymin = all.iter().map(|p| p.1).fold(f64::INFINITY, f64::min).max(1e-4);
@@ -272,7 +279,7 @@ pub fn bandwidth_svg(rows: &[Row], machine: &str) -> String {
         legend(&mut out, lx, ly, &cross);
     }
     out.push_str("</svg>\n");
-    out
+    Some(out)
 }
 
 #[cfg(test)]
@@ -296,12 +303,28 @@ mod tests {
             Row::new("shm.put.1MiB".into(), "shm", "put", 1 << 20, 1, m(1000)),
             Row::new("cross.put.n2".into(), "cross", "put", 1 << 20, 1, m(10)),
         ];
-        let svg = bandwidth_svg(&rows, "test");
+        let svg = bandwidth_svg(&rows, "test").expect("bandwidth rows give a plot");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
         assert!(svg.contains("MemCache put_from (shm)"));
         assert!(
             svg.contains("cross-host workload not in this run"),
             "n2 rows are not sizes"
         );
+    }
+
+    #[test]
+    fn rows_without_bandwidth_give_no_plot() {
+        let m = Measured {
+            ops: 1000,
+            busy_s: 1.0,
+            wall_s: 1.0,
+            p50_us: None,
+            p99_us: None,
+            faults: 0,
+            cpu_pct: None,
+        };
+        let rows = vec![Row::new("batch.put.32x4KiB".into(), "batch", "put", 4096, 32, m)];
+        assert!(bandwidth_svg(&rows, "test").is_none());
+        assert!(bandwidth_svg(&[], "test").is_none());
     }
 }
