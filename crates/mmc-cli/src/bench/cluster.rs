@@ -1,7 +1,9 @@
 //! The cluster `mmc bench` measures: a MetaService in this process, one
 //! memory-provider LocalService as a child process (`mmc local`), and pure
 //! clients (no segment) in this process, so every shm put/get is a memcpy
-//! into or out of the child's segment mapped here.
+//! into or out of the child's segment mapped here. The cluster runs with a
+//! cluster token, as a production cluster does: every connection the
+//! measurements open proves it (one handshake per connection).
 
 use mmc_config::{ByteSize, LocalConfig, MetaConfig, Protocol};
 use mmc_local::BlockingObjectStore;
@@ -112,11 +114,21 @@ pub fn mmc_command(netns: Option<&str>) -> Result<Command, String> {
     })
 }
 
-impl Provider {
-    fn spawn(meta: &str, segment: u64) -> Result<Provider, String> {
-        Self::spawn_in(None, meta, segment, None, None)
-    }
+/// Writes `text` to a new file at `path` readable by its owner only.
+pub fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let _ = std::fs::remove_file(path);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(text.as_bytes()))
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
 
+impl Provider {
     /// A memory-provider `mmc local` child, in network namespace `netns`
     /// and with its transfer server on `transfer_listen` and the cluster
     /// token of `token_file` when given.
@@ -226,6 +238,9 @@ pub struct Cluster {
     pub high_watermark: u8,
     pub low_watermark: u8,
     providers: Vec<Provider>,
+    /// The cluster token and the private file holding it (for children).
+    token: String,
+    token_file: std::path::PathBuf,
 }
 
 impl Cluster {
@@ -243,7 +258,15 @@ impl Cluster {
             .enable_all()
             .build()
             .map_err(|e| format!("cannot start the MetaService runtime: {e}"))?;
-        let cfg = MetaConfig {
+        static CLUSTERS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
+        let token_file = std::env::temp_dir().join(format!(
+            "mmc-bench-token-{}-{}",
+            std::process::id(),
+            CLUSTERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        ));
+        write_private(&token_file, &token)?;
+        let mut cfg = MetaConfig {
             listen: "127.0.0.1:0".into(),
             http_listen: String::new(),
             log_level: "warn".into(),
@@ -251,6 +274,7 @@ impl Cluster {
             tcp_polling: tcp_polling(),
             ..MetaConfig::default()
         };
+        cfg.security.token = Some(token.clone());
         let svc = rt.block_on(mmc_meta::MetaService::bind(&cfg))?;
         let meta_addr = svc.local_addr();
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -272,10 +296,13 @@ impl Cluster {
             high_watermark: cfg.evict_high_watermark,
             low_watermark: cfg.evict_low_watermark,
             providers: Vec::new(),
+            token,
+            token_file,
         };
         // On error `c` is dropped here, which stops the MetaService.
         for _ in 0..providers.max(1) {
-            c.providers.push(Provider::spawn(&meta_addr.to_string(), segment)?);
+            let p = Provider::spawn_in(None, &meta_addr.to_string(), segment, None, Some(&c.token_file))?;
+            c.providers.push(p);
         }
         Ok(c)
     }
@@ -288,9 +315,14 @@ impl Cluster {
         &self.providers
     }
 
-    /// A pure client (no segment) of this cluster.
-    pub fn client(&self, protocol: Protocol) -> Result<BlockingObjectStore, String> {
-        let cfg = LocalConfig {
+    /// The file holding this cluster's token (for client processes).
+    pub fn token_file(&self) -> &std::path::Path {
+        &self.token_file
+    }
+
+    /// The configuration of a pure client (no segment) of this cluster.
+    pub fn client_config(&self, protocol: Protocol) -> LocalConfig {
+        let mut cfg = LocalConfig {
             meta_addr: self.meta_addr.to_string(),
             dram_size: ByteSize(0),
             protocol,
@@ -298,19 +330,22 @@ impl Cluster {
             transfer_congestion: congestion(),
             ..LocalConfig::default()
         };
-        BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
+        cfg.security.token = Some(self.token.clone());
+        cfg
+    }
+
+    /// A pure client (no segment) of this cluster.
+    pub fn client(&self, protocol: Protocol) -> Result<BlockingObjectStore, String> {
+        BlockingObjectStore::connect(self.client_config(protocol))
+            .map_err(|e| format!("cannot connect a {protocol:?} client: {e}"))
     }
 
     /// A pure shm client with `async_commit` on: a put returns once its
     /// commit is sent (one control round trip instead of two).
     pub fn client_async_commit(&self) -> Result<BlockingObjectStore, String> {
         let cfg = LocalConfig {
-            meta_addr: self.meta_addr.to_string(),
-            dram_size: ByteSize(0),
             async_commit: true,
-            spin_wait_us: local_spin_us(),
-            transfer_congestion: congestion(),
-            ..LocalConfig::default()
+            ..self.client_config(Protocol::Auto)
         };
         BlockingObjectStore::connect(cfg).map_err(|e| format!("cannot connect an async-commit client: {e}"))
     }
@@ -377,5 +412,6 @@ impl Drop for Cluster {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_timeout(Duration::from_secs(2));
         }
+        let _ = std::fs::remove_file(&self.token_file);
     }
 }

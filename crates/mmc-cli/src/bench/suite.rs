@@ -3,7 +3,7 @@
 //! against M memory providers, the cross-host path between two network
 //! namespaces, and Mooncake Store through its Python client.
 
-use super::cluster::{mmc_command, Cluster, Provider};
+use super::cluster::{mmc_command, write_private, Cluster, Provider};
 use super::measure::{Budget, Measured};
 use super::netns::{in_netns, Pair};
 use super::procs::{aggregate, measure_all, run_all, Proc};
@@ -360,11 +360,21 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
     let cluster = Cluster::start_with(shape.segment, shape.providers)?;
     let meta = cluster.meta_addr.to_string();
     let spin = super::cluster::local_spin_us().to_string();
+    let token_arg = cluster.token_file().display().to_string();
     let mut mmc = client_procs(
         shape,
         nmax,
         None,
-        &["--target", "mmc", "--meta", &meta, "--spin-us", &spin],
+        &[
+            "--target",
+            "mmc",
+            "--meta",
+            &meta,
+            "--spin-us",
+            &spin,
+            "--token-file",
+            &token_arg,
+        ],
         "scale-mmc",
     )?;
     let mut rows = Vec::new();
@@ -478,20 +488,6 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
 }
 
 // ---- cross-host -----------------------------------------------------------------
-
-/// Writes `text` to a new file at `path` readable by its owner only.
-fn write_private(path: &std::path::Path, text: &str) -> Result<(), String> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let _ = std::fs::remove_file(path);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .and_then(|mut f| f.write_all(text.as_bytes()))
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))
-}
 
 /// Waits until something accepts TCP connections on `addr` inside `netns`.
 pub fn wait_port(netns: &str, addr: &str, timeout: Duration) -> Result<(), String> {

@@ -1004,9 +1004,9 @@ fn exist_async(cluster: &Cluster, peer: u32, keys: &[String], budget: Budget) ->
         .map_err(|e| e.to_string())?;
     rt.block_on(async {
         let cfg = mmc_config::LocalConfig {
-            meta_addr: cluster.meta_addr.to_string(),
-            dram_size: mmc_config::ByteSize(0),
-            ..mmc_config::LocalConfig::default()
+            spin_wait_us: mmc_config::LocalConfig::default().spin_wait_us,
+            transfer_congestion: mmc_config::LocalConfig::default().transfer_congestion,
+            ..cluster.client_config(mmc_config::Protocol::Auto)
         };
         let s = mmc_local::ObjectStore::connect_async(cfg)
             .await
