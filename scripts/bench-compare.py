@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Compares two builds from `mmc bench --json` files of interleaved runs.
+"""Compares two builds from `mmc-bench --json` files of interleaved runs.
 
 Each figure is normalised by a baseline measured in the same run (memcpy
 bandwidth, raw TCP stream bandwidth, raw TCP ping-pong), so runs taken while
@@ -11,7 +11,7 @@ Usage:
   scripts/bench-compare.py --old a1.json a2.json ... --new b1.json b2.json ...
 
 Typical runs (alternate the builds, same flags):
-  OLD/mmc bench --workload shm,batch,cross --sizes 1MB,4MB --cross-sizes 1MB,4MB \\
+  OLD/mmc-bench --workload shm,batch,cross --sizes 1MB,4MB --cross-sizes 1MB,4MB \\
       --clients 1 --seconds 1 --no-redis --no-mooncake --json old-1/r.json
 """
 

@@ -2,10 +2,10 @@
 # The full benchmark comparison in one command: installs what the baselines
 # need when missing (Debian redis-server; Mooncake Store's Python client,
 # mooncake-transfer-engine-non-cuda, with numpy into .venv, and the shared
-# libraries it loads), builds `mmc` (release) and runs `mmc bench`, which
+# libraries it loads), builds `mmc` and `mmc-bench` (release) and runs `mmc-bench`, which
 # measures MemCache beside memcpy, raw TCP, Redis and Mooncake in the same run.
 #
-# Usage: scripts/bench.sh [mmc bench options]      e.g. scripts/bench.sh --quick
+# Usage: scripts/bench.sh [mmc-bench options]      e.g. scripts/bench.sh --quick
 #
 # Writes bench-out/results.json, bench-out/bench-bandwidth.svg,
 # bench-out/output.txt (the printed report) and bench-out/logs/ (child
@@ -38,12 +38,12 @@ if ! ldconfig -p | grep -q libibverbs.so.1 || ! ldconfig -p | grep -q librdmacm.
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libibverbs1 librdmacm1 libnuma1 >/dev/null
 fi
 
-echo "== building mmc (release)"
-cargo build --release -p mmc-cli
+echo "== building mmc and mmc-bench (release)"
+cargo build --release -p mmc-cli -p mmc-bench
 
 OUT="$ROOT/bench-out"
 mkdir -p "$OUT"
-echo "== mmc bench $*"
-"$ROOT/target/release/mmc" bench --mooncake-python "$VENV/bin/python" --json "$OUT/results.json" "$@" |
+echo "== mmc-bench $*"
+"$ROOT/target/release/mmc-bench" --mooncake-python "$VENV/bin/python" --json "$OUT/results.json" "$@" |
   tee "$OUT/output.txt"
 echo "== results in $OUT (results.json, bench-bandwidth.svg, output.txt, logs/)"

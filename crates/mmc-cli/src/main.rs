@@ -13,7 +13,6 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
-mod bench;
 mod client;
 mod top;
 
@@ -66,11 +65,14 @@ enum Cmd {
     Stat(client::StatArgs),
     /// Live view of the cluster in the terminal, refreshed every second (q quits).
     Top(top::TopArgs),
-    /// Measure put/get throughput against baselines measured in the same run.
-    Bench(Box<bench::BenchArgs>),
-    /// A client process of `mmc bench` (JSON commands on stdin, results on stdout).
-    #[command(hide = true)]
-    BenchClient(bench::ClientArgs),
+    /// Measure put/get throughput against same-run baselines: runs the
+    /// `mmc-bench` binary beside this one with the same arguments
+    /// (`mmc-bench --help` lists them).
+    #[command(disable_help_flag = true)]
+    Bench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 #[derive(Args, Clone)]
@@ -96,7 +98,7 @@ struct MetaArgs {
 
 /// Environment variable naming the cluster token file, used when neither
 /// `--token-file` nor the configuration names a token.
-pub const TOKEN_FILE_ENV: &str = "MMC_TOKEN_FILE";
+pub use mmc_config::TOKEN_FILE_ENV;
 
 /// Security flags of the service commands.
 #[derive(Args, Clone, Default)]
@@ -371,6 +373,22 @@ fn run_up(a: UpArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// `mmc bench ARGS`: replaces this process with `mmc-bench ARGS` (the
+/// benchmark lives in its own binary, built beside this one).
+fn run_bench(args: Vec<std::ffi::OsString>) -> Result<(), String> {
+    use std::os::unix::process::CommandExt;
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let bench = exe.with_file_name("mmc-bench");
+    if !bench.is_file() {
+        return Err(format!(
+            "the benchmark is a separate binary, not found at {}: build it with cargo build --release -p mmc-bench",
+            bench.display()
+        ));
+    }
+    let e = std::process::Command::new(&bench).args(args).exec();
+    Err(format!("cannot run {}: {e}", bench.display()))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
@@ -382,8 +400,7 @@ fn main() -> ExitCode {
         Cmd::Rm(a) => client::rm(a),
         Cmd::Stat(a) => client::stat(a),
         Cmd::Top(a) => top::run(a),
-        Cmd::Bench(a) => bench::run(*a),
-        Cmd::BenchClient(a) => bench::client_main(a),
+        Cmd::Bench { args } => run_bench(args),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,

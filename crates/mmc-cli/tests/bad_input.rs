@@ -248,28 +248,3 @@ fn malformed_transfer_requests_close_only_that_connection() {
     assert_eq!(tcp.get("over-tcp-2").unwrap(), b"fine");
     tcp.close();
 }
-
-#[test]
-fn bad_bench_flags_are_refused_before_anything_starts() {
-    for (args, says) in [
-        (
-            &["--cross-batch-keys", "99999"][..],
-            "--cross-batch-keys: must be 0..=16384",
-        ),
-        (&["--batch-keys", "0"][..], "--batch-keys: must be 1..=16384"),
-        (&["--working-set", "900MB"][..], "above 40% of --segment-size"),
-        (
-            &["--cross-batch-keys", "x"][..],
-            "invalid value 'x' for '--cross-batch-keys",
-        ),
-    ] {
-        let out = std::process::Command::new(common::MMC)
-            .args(["bench", "--workload", "cross", "--no-redis", "--no-mooncake"])
-            .args(args)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "{args:?} accepted");
-        assert!(err.contains(says), "{args:?}: {err}");
-    }
-}

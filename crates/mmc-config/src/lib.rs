@@ -24,6 +24,9 @@ use std::path::Path;
 pub const META_CONFIG_ENV: &str = "MMC_META_CONFIG_PATH";
 /// Environment variable naming the LocalService configuration file.
 pub const LOCAL_CONFIG_ENV: &str = "MMC_LOCAL_CONFIG_PATH";
+/// Environment variable naming the cluster token file, used by the command
+/// line tools when neither a flag nor the configuration names a token.
+pub const TOKEN_FILE_ENV: &str = "MMC_TOKEN_FILE";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {

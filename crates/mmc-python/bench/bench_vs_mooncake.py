@@ -20,10 +20,10 @@ Layouts:
 scripts/bench-python.sh starts both clusters (in a private network namespace),
 runs this for both layouts and stops everything.
 
---serve turns this into a client process of `mmc bench` (crates/mmc-cli/src/bench/worker.rs):
+--serve turns this into a client process of `mmc-bench` (crates/mmc-bench/src/worker.rs):
 it connects to Mooncake (or MemCache with --system memcache) as a pure client, prints a ready
 line, then reads one JSON command per line on stdin and answers one JSON result per line on
-stdout, running the same loops as `mmc bench-client` (see worker.rs for their semantics).
+stdout, running the same loops as `mmc-bench bench-client` (see worker.rs for their semantics).
 """
 
 import argparse

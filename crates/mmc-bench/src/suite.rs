@@ -3,7 +3,7 @@
 //! against M memory providers, the cross-host path between two network
 //! namespaces, and Mooncake Store through its Python client.
 
-use super::cluster::{mmc_command, write_private, Cluster, Provider};
+use super::cluster::{bench_command, mmc_command, write_private, Cluster, Provider};
 use super::measure::{Budget, Measured};
 use super::netns::{in_netns, Pair};
 use super::procs::{aggregate, measure_all, run_all, Proc};
@@ -244,11 +244,11 @@ pub fn layers(
 fn client_procs(shape: &Shape, n: usize, netns: Option<&str>, args: &[&str], what: &str) -> Result<Vec<Proc>, String> {
     (0..n)
         .map(|i| {
-            let mut c = mmc_command(netns)?;
+            let mut c = bench_command(netns)?;
             c.arg("bench-client")
                 .args(args)
                 .args(["--congestion", &super::cluster::congestion()])
-                .env_remove(crate::TOKEN_FILE_ENV)
+                .env_remove(mmc_config::TOKEN_FILE_ENV)
                 .env("RUST_LOG", "warn");
             Proc::spawn(
                 c,
@@ -577,7 +577,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         "cross-mmc",
     )?;
     let server = {
-        let mut c = mmc_command(Some(&ns.a))?;
+        let mut c = bench_command(Some(&ns.a))?;
         c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
             .args(["--ws", &shape.ws.to_string()])
             .args(["--congestion", &super::cluster::congestion()]);
@@ -892,7 +892,7 @@ impl MooncakeSetup {
         let roots: Vec<PathBuf> = {
             let mut v = vec![std::env::current_dir().unwrap_or_default()];
             if let Ok(exe) = std::env::current_exe() {
-                // target/release/mmc -> the repository
+                // target/release/mmc-bench -> the repository
                 if let Some(r) = exe.ancestors().nth(3) {
                     v.push(r.to_path_buf());
                 }

@@ -1169,7 +1169,10 @@ pub fn client_main(a: ClientArgs) -> Result<(), String> {
                 transfer_congestion: congestion,
                 ..mmc_config::LocalConfig::default()
             };
-            crate::apply_token_file(&mut cfg.security, a.token_file.as_deref());
+            if let Some(t) = &a.token_file {
+                cfg.security.token = None;
+                cfg.security.token_file = Some(t.display().to_string());
+            }
             let c = BlockingObjectStore::connect(cfg).map_err(|e| format!("connect to {}: {e}", a.meta))?;
             let r = serve(Some(Worker::new(Mmc(c.clone()), None)));
             c.close();

@@ -1,6 +1,8 @@
-//! `mmc bench`: data-path throughput and latency, each beside baselines
-//! measured in the same run (the machine may be shared, so only ratios
-//! measured together are comparable).
+//! `mmc-bench` (also reached as `mmc bench`): data-path throughput and
+//! latency, each beside baselines measured in the same run (the machine may
+//! be shared, so only ratios measured together are comparable). The
+//! services it starts run from the `mmc` binary beside it (or `$MMC_BIN`);
+//! its client processes are this binary's hidden `bench-client` command.
 //!
 //! Workloads (`--workload`, comma-separated; default `all`):
 //! - `memcpy`: copy bandwidth between two cache-hot buffers, and between a
@@ -52,15 +54,72 @@ mod summary;
 mod worker;
 mod workloads;
 
-pub use worker::{client_main, ClientArgs};
+use worker::{client_main, ClientArgs};
 
-use clap::{Args, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 use measure::Budget;
 use mmc_config::{parse_size, Protocol};
 use report::{fmt_size, Row};
 use serde_json::json;
 use std::path::PathBuf;
 use std::time::Instant;
+
+/// mimalloc, as in `mmc`: the in-process MetaService measured here runs
+/// with the allocator it runs with in production.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[derive(Parser)]
+#[command(
+    name = "mmc-bench",
+    version,
+    about = "Measure MemCache put/get throughput and latency against baselines measured in the same run",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    bench: Box<BenchArgs>,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// A client process of the bench (JSON commands on stdin, results on stdout).
+    #[command(hide = true)]
+    BenchClient(ClientArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Some(Cmd::BenchClient(a)) => client_main(a),
+        None => run(*cli.bench),
+    };
+    match r {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mmc-bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// Installs this process's logger on stderr at `level` (`MMC_LOG`, else
+/// `RUST_LOG`, overrides it), coloured only on a terminal.
+fn init_logging(level: &str) {
+    use std::io::IsTerminal;
+    let filter = ["MMC_LOG", "RUST_LOG"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .find_map(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {

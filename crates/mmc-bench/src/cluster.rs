@@ -101,9 +101,38 @@ pub fn die_with_parent(cmd: &mut Command) {
     }
 }
 
-/// `mmc` (this binary), run inside network namespace `netns` when given.
+/// The `mmc` binary the services run from: `$MMC_BIN`, else the `mmc`
+/// beside this executable (cargo builds both into the same directory).
+pub fn mmc_binary() -> Result<std::path::PathBuf, String> {
+    if let Some(p) = std::env::var_os("MMC_BIN").filter(|p| !p.is_empty()) {
+        return Ok(p.into());
+    }
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find this executable: {e}"))?;
+    let mmc = exe.with_file_name("mmc");
+    if mmc.is_file() {
+        Ok(mmc)
+    } else {
+        Err(format!(
+            "the mmc binary is not at {} (build it: cargo build --release -p mmc-cli), and $MMC_BIN is unset",
+            mmc.display()
+        ))
+    }
+}
+
+/// The `mmc` binary (services: `mmc meta`, `mmc local`), run inside network
+/// namespace `netns` when given.
 pub fn mmc_command(netns: Option<&str>) -> Result<Command, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("cannot find the mmc binary: {e}"))?;
+    in_netns(mmc_binary()?, netns)
+}
+
+/// This binary (its hidden `bench-client` command), run inside network
+/// namespace `netns` when given.
+pub fn bench_command(netns: Option<&str>) -> Result<Command, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("cannot find the mmc-bench binary: {e}"))?;
+    in_netns(exe, netns)
+}
+
+fn in_netns(exe: std::path::PathBuf, netns: Option<&str>) -> Result<Command, String> {
     Ok(match netns {
         Some(ns) => {
             let mut c = Command::new("ip");
@@ -149,7 +178,7 @@ impl Provider {
             .arg(congestion())
             .env_remove(mmc_config::LOCAL_CONFIG_ENV)
             // The token, when there is one, is passed explicitly.
-            .env_remove(crate::TOKEN_FILE_ENV)
+            .env_remove(mmc_config::TOKEN_FILE_ENV)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())

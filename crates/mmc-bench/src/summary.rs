@@ -795,7 +795,7 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench::measure::Measured;
+    use crate::measure::Measured;
 
     #[test]
     fn cross_host_batches_are_compared_with_the_stream_and_mooncake() {
