@@ -324,8 +324,8 @@ struct Load {
     errors: Mutex<std::collections::BTreeMap<i32, u64>>,
     /// Reads that returned bytes other than the key's (must stay empty).
     wrong: Mutex<Vec<String>>,
-    /// When a put last succeeded.
-    last_put_ok: Mutex<Option<Instant>>,
+    /// When each successful put began and ended.
+    put_times: Mutex<Vec<(Instant, Instant)>>,
 }
 
 impl Load {
@@ -343,10 +343,11 @@ fn run_client(store: BlockingObjectStore, id: usize, load: Arc<Load>) {
     while !load.stop.load(Ordering::Relaxed) {
         let key = format!("c{id}-{seq}");
         seq += 1;
+        let began = Instant::now();
         match store.put(&key, &pattern(&key, size_of(&key)), &opts) {
             Ok(()) => {
                 load.puts_ok.fetch_add(1, Ordering::Relaxed);
-                *load.last_put_ok.lock() = Some(Instant::now());
+                load.put_times.lock().push((began, Instant::now()));
                 load.committed.lock().push(key.clone());
                 mine.push(key);
             }
@@ -415,13 +416,20 @@ fn failover_round(c: &mut HaCluster, checker: &BlockingObjectStore, load: &Load,
     let old = c.leader(Duration::from_secs(10));
     let killed_at = Instant::now();
     c.kill_meta(old);
-    // Failover: the first put that succeeds after the kill.
+    // Failover: the kill to the end of the first successful put that
+    // began after it (one that began before may have been served by the
+    // old leader).
     let deadline = Instant::now() + Duration::from_secs(60);
     let failover = loop {
-        if let Some(t) = *load.last_put_ok.lock() {
-            if t > killed_at {
-                break t - killed_at;
-            }
+        let first = load
+            .put_times
+            .lock()
+            .iter()
+            .filter(|(began, _)| *began > killed_at)
+            .map(|(_, ended)| *ended)
+            .min();
+        if let Some(t) = first {
+            break t - killed_at;
         }
         assert!(
             Instant::now() < deadline,
