@@ -118,6 +118,12 @@ enum mmc_result
      */
     MMC_NO_PROVIDER = -3019,
     /**
+     * The MetaService reached is not the leader of its HA cluster (a
+     * standby, or a leader that lost its etcd lease): retry; a client
+     * configured with etcd endpoints finds the new leader on its own.
+     */
+    MMC_NOT_LEADER = -3020,
+    /**
      * Remove of an absent key.
      */
     MMC_UNMATCHED_KEY = -3102,

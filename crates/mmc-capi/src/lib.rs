@@ -72,6 +72,10 @@ pub enum mmc_result {
     /// Too few live memory providers for the replicas requested (a put
     /// while LocalServices are missing): retry once more have joined.
     MMC_NO_PROVIDER = -3019,
+    /// The MetaService reached is not the leader of its HA cluster (a
+    /// standby, or a leader that lost its etcd lease): retry; a client
+    /// configured with etcd endpoints finds the new leader on its own.
+    MMC_NOT_LEADER = -3020,
     /// Remove of an absent key.
     MMC_UNMATCHED_KEY = -3102,
     /// A read outlived its lease; the read may be retried.
@@ -1191,6 +1195,7 @@ mod tests {
             (MMC_NOT_CONNECTED_META, code::NOT_CONNECTED_META),
             (MMC_NOT_CONNECTED_LOCAL, code::NOT_CONNECTED_LOCAL),
             (MMC_NO_PROVIDER, code::NO_PROVIDER),
+            (MMC_NOT_LEADER, code::NOT_LEADER),
             (MMC_UNMATCHED_KEY, code::UNMATCHED_KEY),
             (MMC_LEASE_EXPIRED, code::LEASE_EXPIRED),
         ];

@@ -15,6 +15,13 @@ pub struct Conn {
     /// else the token of $MMC_LOCAL_CONFIG_PATH's [local.security] / [cluster]).
     #[arg(long)]
     pub token_file: Option<PathBuf>,
+    /// etcd endpoint(s) of an HA cluster, comma-separated: reach the
+    /// MetaService leader named there instead of --meta.
+    #[arg(long)]
+    pub etcd: Option<String>,
+    /// HA cluster name (with --etcd).
+    #[arg(long, default_value = "memcache")]
+    pub cluster: String,
 }
 
 impl Conn {
@@ -22,6 +29,11 @@ impl Conn {
     fn config(&self) -> Result<mmc_local::LocalConfig, String> {
         let mut cfg = crate::local_config(None, Some(&self.meta), Some("0"), None)?;
         crate::apply_token_file(&mut cfg.security, self.token_file.as_deref());
+        if let Some(e) = &self.etcd {
+            cfg.etcd_endpoints = crate::etcd_list(e);
+            cfg.cluster_name = self.cluster.clone();
+            cfg.validate().map_err(|e| e.to_string())?;
+        }
         Ok(cfg)
     }
 }
@@ -153,7 +165,16 @@ pub fn meta_client(conn: &Conn) -> Result<mmc_local::meta_client::MetaClient, St
         tokio::runtime::Handle::current(),
     )
     .with_token(mmc_wire::auth::ClusterToken::from_option(token))
-    .with_tls(tls))
+    .with_tls(tls)
+    .with_leader_resolver(
+        (!cfg.etcd_endpoints.is_empty()).then(|| {
+            std::sync::Arc::new(mmc_local::leader::LeaderResolver::new(
+                cfg.etcd_endpoints.clone(),
+                &cfg.cluster_name,
+            ))
+        }),
+        std::time::Duration::from_millis(cfg.leader_wait_ms),
+    ))
 }
 
 /// One `Stat` call: the cluster state as the MetaService sees it now.

@@ -92,8 +92,32 @@ struct MetaArgs {
     /// Poll TCP connections too: auto, on or off (overrides meta.tcp_polling).
     #[arg(long)]
     tcp_polling: Option<String>,
+    /// HA mode: campaign for leadership in etcd (sets meta.ha.enable).
+    #[arg(long)]
+    ha: bool,
+    /// etcd endpoint(s), comma-separated (overrides meta.ha.etcd_endpoints).
+    #[arg(long)]
+    etcd: Option<String>,
+    /// HA cluster name (overrides meta.ha.cluster_name).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// TTL of the leadership lease, in seconds (overrides meta.ha.lease_ttl_s).
+    #[arg(long)]
+    lease_ttl: Option<u64>,
+    /// Address published for LocalServices while leading (overrides meta.ha.advertise).
+    #[arg(long)]
+    advertise: Option<String>,
     #[command(flatten)]
     security: ServiceSecurity,
+}
+
+/// Splits a comma-separated `--etcd` list.
+pub fn etcd_list(v: &str) -> Vec<String> {
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// Environment variable naming the cluster token file, used when neither
@@ -144,6 +168,13 @@ struct LocalArgs {
     /// MetaService address (overrides local.meta_addr).
     #[arg(long)]
     meta: Option<String>,
+    /// etcd endpoint(s) of an HA cluster, comma-separated: find the
+    /// MetaService leader there (overrides local.etcd_endpoints).
+    #[arg(long)]
+    etcd: Option<String>,
+    /// HA cluster name (overrides local.cluster_name).
+    #[arg(long)]
+    cluster: Option<String>,
     /// Segment size, e.g. 512MB (overrides local.dram_size).
     #[arg(long)]
     dram_size: Option<String>,
@@ -212,6 +243,21 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
     if let Some(h) = &a.http {
         c.http_listen = h.clone();
     }
+    if a.ha {
+        c.ha.enable = true;
+    }
+    if let Some(e) = &a.etcd {
+        c.ha.etcd_endpoints = etcd_list(e);
+    }
+    if let Some(n) = &a.cluster {
+        c.ha.cluster_name = n.clone();
+    }
+    if let Some(t) = a.lease_ttl {
+        c.ha.lease_ttl_s = t;
+    }
+    if let Some(ad) = &a.advertise {
+        c.ha.advertise = ad.clone();
+    }
     a.security.apply(&mut c.security);
     c.validate().map_err(|e| e.to_string())?;
     Ok(c)
@@ -265,7 +311,7 @@ fn run_meta(a: MetaArgs) -> Result<(), String> {
     init_logging_as(&cfg.log_level, cfg.log_format);
     runtime().block_on(async {
         let svc = mmc_meta::MetaService::bind(&cfg).await?;
-        tracing::info!(listen = %svc.local_addr(), http = ?svc.http_addr(), "metaservice ready");
+        tracing::info!(listen = %svc.local_addr(), http = ?svc.http_addr(), ha = cfg.ha.enable, "metaservice ready");
         svc.run(shutdown_signal()).await.map_err(|e| e.to_string())
     })
 }
@@ -282,6 +328,12 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     }
     if let Some(c) = a.transfer_congestion {
         cfg.transfer_congestion = c;
+    }
+    if let Some(e) = &a.etcd {
+        cfg.etcd_endpoints = etcd_list(e);
+    }
+    if let Some(n) = a.cluster {
+        cfg.cluster_name = n;
     }
     a.security.apply(&mut cfg.security);
     cfg.validate().map_err(|e| e.to_string())?;

@@ -134,8 +134,15 @@ impl From<ByteSize> for SizeRepr {
 pub struct HaConfig {
     pub enable: bool,
     pub etcd_endpoints: Vec<String>,
+    /// MetaServices (and LocalServices) with the same name form one cluster.
     pub cluster_name: String,
+    /// TTL of the etcd lease leadership is bound to, in seconds: a standby
+    /// takes over within about this long after the leader dies.
     pub lease_ttl_s: u64,
+    /// `host:port` LocalServices and clients reach this MetaService at,
+    /// published in etcd while it leads; empty: the bound `meta.listen`
+    /// address (which must then not be a wildcard address).
+    pub advertise: String,
 }
 
 impl Default for HaConfig {
@@ -145,7 +152,30 @@ impl Default for HaConfig {
             etcd_endpoints: vec!["http://127.0.0.1:2379".into()],
             cluster_name: "memcache".into(),
             lease_ttl_s: 5,
+            advertise: String::new(),
         }
+    }
+}
+
+/// The etcd election name (key prefix) of HA cluster `cluster`: candidates
+/// put their keys under it and the leader's key carries its address.
+pub fn ha_election_name(cluster: &str) -> String {
+    format!("/memcache/{cluster}/leader")
+}
+
+/// Checks an HA cluster name: 1 to 128 characters of `[A-Za-z0-9._-]`.
+fn check_cluster_name(key: &'static str, v: &str) -> Result<(), ConfigError> {
+    let ok = !v.is_empty()
+        && v.len() <= 128
+        && v.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("`{v}` must be 1 to 128 characters of A-Z a-z 0-9 . _ -"),
+        ))
     }
 }
 
@@ -314,6 +344,10 @@ impl MetaConfig {
             ));
         }
         check_range("meta.ha.lease_ttl_s", self.ha.lease_ttl_s, 1, 3600)?;
+        check_cluster_name("meta.ha.cluster_name", &self.ha.cluster_name)?;
+        if self.ha.advertise.len() > 255 {
+            return Err(invalid("meta.ha.advertise", "longer than 255 bytes"));
+        }
         self.security.validate("meta.security")?;
         Ok(())
     }
@@ -376,8 +410,18 @@ pub enum Protocol {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LocalConfig {
-    /// MetaService control address.
+    /// MetaService control address (unused when `etcd_endpoints` is set).
     pub meta_addr: String,
+    /// etcd endpoints of an HA cluster (`http://host:port`): the MetaService
+    /// leader is found there (election of `cluster_name`) and found again
+    /// after a failover. Empty: `meta_addr` is the MetaService.
+    pub etcd_endpoints: Vec<String>,
+    /// The HA cluster's name (`meta.ha.cluster_name` of its MetaServices).
+    pub cluster_name: String,
+    /// How long a call waits for a MetaService leader to appear in etcd and
+    /// accept a connection before failing with NOT_CONNECTED_META, in
+    /// milliseconds.
+    pub leader_wait_ms: u64,
     /// DRAM segment contributed to the pool; 0 makes a pure client.
     pub dram_size: ByteSize,
     pub protocol: Protocol,
@@ -440,6 +484,9 @@ impl Default for LocalConfig {
     fn default() -> Self {
         LocalConfig {
             meta_addr: "127.0.0.1:5000".into(),
+            etcd_endpoints: Vec::new(),
+            cluster_name: "memcache".into(),
+            leader_wait_ms: 10_000,
             dram_size: ByteSize(1 << 30),
             protocol: Protocol::Auto,
             transfer_listen: "127.0.0.1:0".into(),
@@ -464,9 +511,14 @@ impl Default for LocalConfig {
 
 impl LocalConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.meta_addr.is_empty() {
-            return Err(invalid("local.meta_addr", "must not be empty"));
+        if self.meta_addr.is_empty() && self.etcd_endpoints.is_empty() {
+            return Err(invalid(
+                "local.meta_addr",
+                "must not be empty (unless local.etcd_endpoints is set)",
+            ));
         }
+        check_cluster_name("local.cluster_name", &self.cluster_name)?;
+        check_range("local.leader_wait_ms", self.leader_wait_ms, 10, 3_600_000)?;
         if self.dram_size.0 != 0 && self.dram_size.0 < (1 << 20) {
             return Err(invalid(
                 "local.dram_size",

@@ -6,7 +6,8 @@
 //! [`BlockingObjectStore`], their configuration ([`LocalConfig`]), options,
 //! results and errors. Everything else is internal: `segment` (shared
 //! memory), `hostid` (who shares memory with whom), `meta_client` (control
-//! RPC), `service` (registration, heartbeat, ledger), `transfer` (TCP data
+//! RPC), `leader` (finding the HA leader in etcd), `service` (registration,
+//! heartbeat, ledger), `transfer` (TCP data
 //! path), `buffer` (caller buffers), `copy` (memcpy variants). The feature
 //! `bench-internals` (for `mmc-cli`'s benchmark and tests, no stable API)
 //! makes those modules public; every function there that takes a raw
@@ -30,7 +31,17 @@ macro_rules! internal_modules {
     )*};
 }
 
-internal_modules!(buffer, copy, hostid, meta_client, segment, service, spin_conn, transfer);
+internal_modules!(
+    buffer,
+    copy,
+    hostid,
+    leader,
+    meta_client,
+    segment,
+    service,
+    spin_conn,
+    transfer
+);
 mod store;
 
 pub use buffer::Piece;

@@ -24,7 +24,18 @@
 //! [`SpinConn`] (which reads a raw socket): its callers sleep until the
 //! answer comes, and requests on it still reach the MetaService in the order
 //! they are sent.
+//!
+//! In an HA cluster ([`with_leader_resolver`](MetaClient::with_leader_resolver))
+//! every new connection goes to the leader etcd names at that moment: the
+//! client looks it up, connects, and on failure (no leader yet, the named
+//! one dead) looks again with a growing back-off until `local.leader_wait_ms`
+//! passes, then fails with NOT_CONNECTED_META saying so. A NOT_LEADER answer
+//! drops the connections so that the next call finds the leader again.
+//! Answers carrying a leader term ([`Response::leader_term`]) older than one
+//! already seen come from a deposed leader and are refused as NOT_LEADER
+//! (fencing); a change of leader wakes [`leader_changed`](MetaClient::leader_changed).
 
+use crate::leader::LeaderResolver;
 use crate::spin_conn::{answer, SpinConn, Waiter};
 use mmc_tls::ClientTls;
 use mmc_wire::auth::{self, ClusterToken, Domain};
@@ -113,6 +124,16 @@ pub struct MetaClient {
     /// The cluster token proved on every connection (`None`: open mode).
     token: Option<ClusterToken>,
     handle: Handle,
+    /// Finds the HA leader in etcd; `None`: `addr` is fixed.
+    resolver: Option<Arc<LeaderResolver>>,
+    /// How long a connection attempt waits for a leader to appear.
+    leader_wait: Duration,
+    /// The highest leader term seen in any answer (fencing).
+    max_term: AtomicU64,
+    /// The term of the leader etcd named last.
+    resolved_term: AtomicU64,
+    /// Woken when etcd names another leader than before.
+    leader_changed: tokio::sync::Notify,
 }
 
 impl MetaClient {
@@ -132,6 +153,58 @@ impl MetaClient {
             offer_ring: true,
             token: None,
             handle,
+            resolver: None,
+            leader_wait: Duration::ZERO,
+            max_term: AtomicU64::new(0),
+            resolved_term: AtomicU64::new(0),
+            leader_changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Finds the MetaService leader through `resolver` (HA mode) instead of
+    /// the fixed address, waiting up to `wait` for one on each connection
+    /// attempt.
+    pub fn with_leader_resolver(mut self, resolver: Option<Arc<LeaderResolver>>, wait: Duration) -> Self {
+        self.resolver = resolver;
+        self.leader_wait = wait;
+        self
+    }
+
+    /// Resolves when etcd names a new leader (HA mode): the LocalService
+    /// then registers with it at once.
+    pub async fn leader_changed(&self) {
+        self.leader_changed.notified().await
+    }
+
+    /// The highest leader term seen so far (0 outside HA mode).
+    pub fn leader_term(&self) -> u64 {
+        self.max_term.load(Ordering::Acquire)
+    }
+
+    /// Checks an answer: NOT_LEADER drops the connections (the next call
+    /// finds the leader again); an answer stamped with a leader term older
+    /// than one seen is from a deposed leader and refused.
+    async fn vet(&self, r: Result<Response>) -> Result<Response> {
+        match r {
+            Err(Error::NotLeader(m)) => {
+                self.reset().await;
+                Err(Error::NotLeader(m))
+            }
+            Ok(resp) => {
+                if let Some(t) = resp.leader_term() {
+                    let seen = self.max_term.fetch_max(t, Ordering::AcqRel);
+                    if t < seen {
+                        tracing::warn!(term = t, seen, "refused an answer of a deposed metaservice leader");
+                        self.reset().await;
+                        return Err(Error::NotLeader(format!(
+                            "answer stamped with leader term {t}, older than term {seen} already seen: \
+                             it comes from a deposed leader"
+                        )));
+                    }
+                }
+                Ok(resp)
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -270,7 +343,44 @@ impl MetaClient {
     /// TCP connect, TLS handshake when `tls`, then the cluster-token
     /// handshake over the resulting stream, all within one timeout.
     async fn open_authenticated(&self, tls: Option<ClientTls>) -> Result<Opened> {
-        let addr = self.addr();
+        let Some(resolver) = &self.resolver else {
+            return self.open_at(self.addr(), tls).await;
+        };
+        let deadline = tokio::time::Instant::now() + self.leader_wait;
+        let mut backoff = Duration::from_millis(20);
+        loop {
+            let err = match resolver.resolve().await {
+                Ok(Some(l)) => {
+                    let before = self.resolved_term.swap(l.term, Ordering::AcqRel);
+                    if before != l.term {
+                        tracing::info!(leader = %l.addr, term = l.term, "metaservice leader found in etcd");
+                        *self.addr.lock() = l.addr.clone();
+                        if before != 0 {
+                            self.leader_changed.notify_waiters();
+                        }
+                    }
+                    match self.open_at(l.addr, tls.clone()).await {
+                        Ok(o) => return Ok(o),
+                        Err(e) => e.to_string(),
+                    }
+                }
+                Ok(None) => "etcd names no leader".to_string(),
+                Err(e) => e.to_string(),
+            };
+            if tokio::time::Instant::now() + backoff > deadline {
+                return Err(Error::NotConnectedMeta(format!(
+                    "no metaservice leader of {} could be reached within {:?} (local.leader_wait_ms): {err}",
+                    resolver.describe(),
+                    self.leader_wait
+                )));
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(200));
+        }
+    }
+
+    /// [`open_authenticated`](Self::open_authenticated) at `addr`.
+    async fn open_at(&self, addr: String, tls: Option<ClientTls>) -> Result<Opened> {
         let timeout = self.timeout.min(Duration::from_secs(3));
         let token = self.token.clone();
         let at = addr.clone();
@@ -397,11 +507,13 @@ impl MetaClient {
     pub async fn call_fast(&self, req: &Request) -> Result<Response> {
         if self.tls.is_some() {
             let (conn, id, rx) = self.send_on(self.fast_tls_connection().await?, req)?;
-            return wait_on(&conn, id, rx, self.timeout).await;
+            let r = wait_on(&conn, id, rx, self.timeout).await;
+            return self.vet(r).await;
         }
         let (tx, rx) = oneshot::channel();
         let (conn, id) = self.send_fast(req, Waiter::Call(tx)).await?;
-        conn.wait(id, rx, self.spin_wait, self.timeout).await
+        let r = conn.wait(id, rx, self.spin_wait, self.timeout).await;
+        self.vet(r).await
     }
 
     /// Sends a data-path request whose answer nobody waits for. It is on
@@ -453,7 +565,8 @@ impl MetaClient {
 
     pub async fn call_timeout(&self, req: &Request, timeout: Duration) -> Result<Response> {
         let (conn, id, rx) = self.start(req).await?;
-        wait_on(&conn, id, rx, timeout).await
+        let r = wait_on(&conn, id, rx, timeout).await;
+        self.vet(r).await
     }
 
     /// Drops the current connection (the next call reconnects).

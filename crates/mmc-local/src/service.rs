@@ -95,7 +95,16 @@ impl LocalService {
             // Forced TCP keeps the control path off shared memory too.
             .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto)
             .with_token(token.clone())
-            .with_tls(tls),
+            .with_tls(tls)
+            .with_leader_resolver(
+                (!cfg.etcd_endpoints.is_empty()).then(|| {
+                    Arc::new(crate::leader::LeaderResolver::new(
+                        cfg.etcd_endpoints.clone(),
+                        &cfg.cluster_name,
+                    ))
+                }),
+                Duration::from_millis(cfg.leader_wait_ms),
+            ),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
@@ -226,6 +235,7 @@ impl LocalService {
                 service_id,
                 lease_ms,
                 members_epoch,
+                ..
             } => (service_id, lease_ms, members_epoch),
             other => return Err(unexpected(other)),
         };
@@ -261,7 +271,12 @@ impl LocalService {
         let mut iv = tokio::time::interval(self.heartbeat_interval);
         iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            iv.tick().await;
+            // A new HA leader hears from us at once (it does not know us:
+            // we register again and send the ledger).
+            tokio::select! {
+                _ = iv.tick() => {}
+                _ = self.meta.leader_changed() => {}
+            }
             if self.closed.load(Ordering::Acquire) {
                 return;
             }
@@ -276,6 +291,7 @@ impl LocalService {
                 Ok(Response::HeartbeatAck {
                     known: true,
                     members_epoch,
+                    ..
                 }) => {
                     self.members_epoch.store(members_epoch, Ordering::Relaxed);
                 }
@@ -307,6 +323,7 @@ impl LocalService {
                     known: true,
                     last_seq,
                     ops,
+                    ..
                 }) => {
                     let mut l = self.ledger.lock();
                     if self.generation.load(Ordering::Acquire) != gen {

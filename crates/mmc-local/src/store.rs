@@ -297,7 +297,7 @@ impl ObjectStore {
             .call_fast(&Request::Alloc { writer: me, items })
             .await?
         {
-            Response::Alloc { peers, items } => (peers, check_count("alloc", items, which.len())?),
+            Response::Alloc { peers, items, .. } => (peers, check_count("alloc", items, which.len())?),
             other => return Err(crate::meta_client::unexpected(other)),
         };
         let placed: Vec<(usize, Result<Vec<Placement>>, u64)> = placed

@@ -33,10 +33,12 @@ async fn answer(req: Request) -> Response {
             service_id: 1,
             lease_ms: 2000,
             members_epoch: 1,
+            term: 0,
         },
         Request::Heartbeat { .. } => Response::HeartbeatAck {
             known: true,
             members_epoch: 1,
+            term: 0,
         },
         Request::LedgerPoll { acked, .. } => {
             tokio::time::sleep(Duration::from_millis(200)).await;
@@ -44,6 +46,7 @@ async fn answer(req: Request) -> Response {
                 last_seq: acked,
                 ops: Vec::new(),
                 known: true,
+                term: 0,
             }
         }
         Request::Members => Response::Members {
@@ -61,6 +64,7 @@ async fn answer(req: Request) -> Response {
                 .iter()
                 .map(|_| Ok(vec![Placement { peer: 3, offset: 0 }]))
                 .collect(),
+            term: 0,
         },
         Request::Finish { commit, .. } => Response::Finish {
             commit: commit.iter().map(|_| Ok(())).collect(),

@@ -1,7 +1,19 @@
 //! Starting a whole MetaService from its configuration: the state machine,
-//! the control-RPC listener and the HTTP endpoint, until shutdown.
+//! the control-RPC listener and the HTTP endpoint, until shutdown; in HA
+//! mode (`meta.ha.enable`) also its campaign for leadership.
+//!
+//! HA mode: the MetaService listens at once but refuses every control
+//! request with NOT_LEADER (naming the leader) until it wins the election;
+//! then it serves with its term while its lease holds. A leader whose lease
+//! lapses is fenced at once (see [`crate::role`]) and [`MetaService::run`]
+//! returns an error: its metadata may already be stale (LocalServices
+//! re-register with the next leader), so the process ends and, restarted,
+//! joins as a standby with empty metadata, as a new leader rebuilds its
+//! metadata from the ledgers LocalServices send when they re-register.
 
 use crate::clock::SystemClock;
+use crate::election::Election;
+use crate::role::Role;
 use crate::server::Server;
 use crate::state::{MetaParams, MetaState};
 use mmc_config::MetaConfig;
@@ -16,6 +28,15 @@ pub struct MetaService {
     pub server: Arc<Server>,
     listener: TcpListener,
     http: Option<TcpListener>,
+    ha: Option<Ha>,
+}
+
+/// HA mode's parts.
+struct Ha {
+    election: Arc<dyn Election>,
+    role: Arc<Role>,
+    /// The address published while leading.
+    advertise: String,
 }
 
 impl MetaService {
@@ -35,9 +56,6 @@ impl MetaService {
             tracing::warn!("INSECURE: {warning}");
         }
         let token = ClusterToken::from_option(token);
-        if cfg.ha.enable {
-            return Err("meta.ha.enable: HA mode is not available in this build yet".into());
-        }
         raise_nofile(cfg.max_connections);
         let listener = TcpListener::bind(&cfg.listen)
             .await
@@ -65,7 +83,42 @@ impl MetaService {
             let acceptor = mmc_tls::acceptor(&cfg.security.tls).map_err(|e| format!("meta.security.tls: {e}"))?;
             server.set_tls(acceptor);
         }
-        Ok(MetaService { server, listener, http })
+        let ha = if cfg.ha.enable {
+            let bound = listener.local_addr().map_err(|e| format!("meta.listen: {e}"))?;
+            let advertise = if cfg.ha.advertise.is_empty() {
+                if bound.ip().is_unspecified() {
+                    return Err(format!(
+                        "meta.ha.advertise: meta.listen ({bound}) is a wildcard address; set the address \
+                         LocalServices reach this MetaService at"
+                    ));
+                }
+                bound.to_string()
+            } else {
+                cfg.ha.advertise.clone()
+            };
+            let election = crate::election::etcd::EtcdElection::connect(
+                &cfg.ha.etcd_endpoints,
+                &cfg.ha.cluster_name,
+                cfg.ha.lease_ttl_s,
+            )
+            .await
+            .map_err(|e| format!("meta.ha: {e}"))?;
+            let role = Arc::new(Role::new());
+            server.set_role(role.clone());
+            Some(Ha {
+                election,
+                role,
+                advertise,
+            })
+        } else {
+            None
+        };
+        Ok(MetaService {
+            server,
+            listener,
+            http,
+            ha,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -76,21 +129,85 @@ impl MetaService {
         self.http.as_ref().map(|h| h.local_addr().expect("bound"))
     }
 
-    /// Serves until `shutdown` completes.
+    /// Serves until `shutdown` completes; in HA mode a leader resigns
+    /// then, and a leader that loses its lease returns an error.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> std::io::Result<()> {
-        let MetaService { server, listener, http } = self;
+        let MetaService {
+            server,
+            listener,
+            http,
+            ha,
+        } = self;
         let http_task = http.map(|h| {
-            let role: Arc<dyn Fn() -> &'static str + Send + Sync> = Arc::new(|| "leader");
+            let role: Arc<dyn Fn() -> &'static str + Send + Sync> = match &ha {
+                None => Arc::new(|| "leader"),
+                Some(ha) => {
+                    let r = ha.role.clone();
+                    Arc::new(move || r.name())
+                }
+            };
             tokio::spawn(crate::http::serve_http(server.clone(), h, role))
         });
-        let r = tokio::select! {
-            r = server.clone().serve(listener) => r,
-            _ = shutdown => Ok(()),
+        let r = match &ha {
+            None => tokio::select! {
+                r = server.clone().serve(listener) => r,
+                _ = shutdown => Ok(()),
+            },
+            Some(ha) => {
+                let observer = tokio::spawn(follow_leader(ha.election.clone(), ha.role.clone()));
+                let r = tokio::select! {
+                    r = server.clone().serve(listener) => r,
+                    _ = shutdown => Ok(()),
+                    e = lead(ha) => Err(std::io::Error::other(e)),
+                };
+                observer.abort();
+                if ha.role.term() != 0 {
+                    if let Err(e) = ha.election.resign().await {
+                        tracing::warn!(error = %e, "could not resign leadership (a standby takes over when the lease lapses)");
+                    } else {
+                        tracing::info!("resigned leadership");
+                    }
+                }
+                r
+            }
         };
         if let Some(t) = http_task {
             t.abort();
         }
         r
+    }
+}
+
+/// Campaigns, serves as leader once elected, and returns why leadership
+/// ended (its lease lapsed).
+async fn lead(ha: &Ha) -> String {
+    tracing::info!(advertise = %ha.advertise, "HA mode: standby, campaigning for leadership");
+    let l = match ha.election.campaign(&ha.advertise).await {
+        Ok(l) => l,
+        Err(e) => return format!("cannot campaign for leadership: {e}"),
+    };
+    ha.role.become_leader(l.term, l.lease.clone());
+    tracing::info!(term = l.term, advertise = %ha.advertise, "elected leader: serving");
+    l.lease.lost().await;
+    tracing::error!(
+        term = l.term,
+        "etcd lease not renewed in time: stepped down (fenced), exiting"
+    );
+    format!(
+        "leadership of term {} lost (etcd lease not renewed in time); restart this MetaService to rejoin as a standby",
+        l.term
+    )
+}
+
+/// Keeps the role's idea of the leader (named in NOT_LEADER answers) current.
+async fn follow_leader(election: Arc<dyn Election>, role: Arc<Role>) {
+    let mut rx = election.observe();
+    loop {
+        let l = rx.borrow_and_update().clone();
+        role.set_leader(l);
+        if rx.changed().await.is_err() {
+            return;
+        }
     }
 }
 

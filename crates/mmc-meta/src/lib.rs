@@ -13,13 +13,16 @@
 //! - [`ring_conn`]: requests and answers of connections over a shared-memory ring;
 //! - `tls_conn`: control connections over TLS;
 //! - [`http`]: health, metrics and query endpoints;
-//! - [`status`]: the status page and its JSON document.
+//! - [`status`]: the status page and its JSON document;
+//! - [`election`]: leader election of HA mode (trait and etcd backend);
+//! - [`role`]: leader or standby, fencing and the leader term.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 pub mod allocator;
 pub mod clock;
+pub mod election;
 pub mod eviction;
 pub mod http;
 pub mod index;
@@ -30,6 +33,7 @@ pub mod metrics;
 pub mod object;
 pub mod placement;
 pub mod ring_conn;
+pub mod role;
 pub mod server;
 pub mod state;
 pub mod status;

@@ -78,6 +78,9 @@ pub struct Server {
     /// Set when the control port (and the HTTP endpoint) speak TLS
     /// (`meta.security.tls.enable`); see [`crate::tls_conn`].
     pub(crate) tls: std::sync::OnceLock<mmc_tls::TlsAcceptor>,
+    /// Set in HA mode: requests are served only while this MetaService
+    /// leads (see [`crate::role`]); unset, it always serves with term 0.
+    role: std::sync::OnceLock<Arc<crate::role::Role>>,
 }
 
 impl Server {
@@ -127,7 +130,28 @@ impl Server {
             conn_limit,
             frame_timeout,
             tls: std::sync::OnceLock::new(),
+            role: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Puts this server in HA mode: it serves only while `role` leads.
+    pub fn set_role(&self, role: Arc<crate::role::Role>) {
+        let _ = self.role.set(role);
+    }
+
+    /// The HA role, when in HA mode.
+    pub fn role(&self) -> Option<&Arc<crate::role::Role>> {
+        self.role.get()
+    }
+
+    /// The term to stamp on answers now, or NOT_LEADER when this
+    /// MetaService must not serve (a standby, or a leader whose lease no
+    /// longer surely holds).
+    fn serving_term(&self) -> Result<u64, Error> {
+        match self.role.get() {
+            None => Ok(0),
+            Some(r) => r.check(),
+        }
     }
 
     /// The cluster token, if one is required.
@@ -371,12 +395,19 @@ impl Server {
 
     async fn dispatch(&self, req: Request) -> Response {
         let st = &self.state;
+        // Fencing: checked on every request, so a leader whose lease lapsed
+        // stops at once.
+        let term = match self.serving_term() {
+            Ok(t) => t,
+            Err(e) => return Response::Failed(e),
+        };
         match req {
             Request::Register(r) => match st.register(&r) {
                 Ok((service_id, members_epoch)) => Response::Registered {
                     service_id,
                     lease_ms: st.params().lease_ms,
                     members_epoch,
+                    term,
                 },
                 Err(e) => Response::Failed(e),
             },
@@ -393,9 +424,13 @@ impl Server {
             },
             Request::Heartbeat { service_id } => {
                 let (known, members_epoch) = st.heartbeat(service_id);
-                Response::HeartbeatAck { known, members_epoch }
+                Response::HeartbeatAck {
+                    known,
+                    members_epoch,
+                    term,
+                }
             }
-            Request::LedgerPoll { service_id, acked } => self.ledger_poll(service_id, acked).await,
+            Request::LedgerPoll { service_id, acked } => self.ledger_poll(service_id, acked, term).await,
             Request::Unregister { service_id } => {
                 st.unregister(service_id);
                 self.ledger_changed.notify_waiters();
@@ -405,7 +440,7 @@ impl Server {
                 if let Err(e) = mmc_wire::validate_batch_len(items.len()) {
                     return Response::Failed(e);
                 }
-                self.alloc(writer, items).await
+                self.alloc(writer, items, term).await
             }
             Request::Finish { writer, commit, revoke } => {
                 if commit.len() + revoke.len() > 2 * mmc_wire::MAX_BATCH {
@@ -466,18 +501,23 @@ impl Server {
         }
     }
 
-    async fn ledger_poll(&self, service: mmc_wire::ServiceId, acked: u64) -> Response {
+    async fn ledger_poll(&self, service: mmc_wire::ServiceId, acked: u64, term: u64) -> Response {
         let deadline = Instant::now() + LEDGER_POLL_HOLD;
         let mut coalesced = false;
         loop {
             let notified = self.ledger_changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            // The poll is held: leadership may have lapsed meanwhile.
+            if let Err(e) = self.serving_term() {
+                return Response::Failed(e);
+            }
             let Some((last_seq, ops)) = self.state.ledger_poll(service, acked) else {
                 return Response::LedgerOps {
                     last_seq: 0,
                     ops: Vec::new(),
                     known: false,
+                    term,
                 };
             };
             self.space_returned.notify_waiters();
@@ -495,6 +535,7 @@ impl Server {
                     last_seq,
                     ops,
                     known: true,
+                    term,
                 };
             }
             let _ = tokio::time::timeout(deadline - now, notified).await;
@@ -502,7 +543,12 @@ impl Server {
     }
 
     /// Allocates every item, waiting (bounded) for evicted space to come back.
-    async fn alloc(&self, writer: mmc_wire::ServiceId, items: Vec<mmc_wire::message::AllocItem>) -> Response {
+    async fn alloc(
+        &self,
+        writer: mmc_wire::ServiceId,
+        items: Vec<mmc_wire::message::AllocItem>,
+        term: u64,
+    ) -> Response {
         let n = items.len();
         let mut results: Vec<Option<mmc_wire::Result<Vec<crate::object::Replica>>>> = vec![None; n];
         let mut todo: Vec<usize> = (0..n).collect();
@@ -543,7 +589,12 @@ impl Server {
         let (peers, items) = self
             .state
             .to_placements(results.into_iter().map(|r| r.expect("filled")).collect());
-        Response::Alloc { peers, items }
+        if let Err(e) = self.serving_term() {
+            // Fenced while waiting for space: the allocations stand in this
+            // (deposed) state only; nobody may write them.
+            return Response::Failed(e);
+        }
+        Response::Alloc { peers, items, term }
     }
 }
 

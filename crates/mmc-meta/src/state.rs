@@ -858,6 +858,17 @@ impl MetaState {
 
     // ---- introspection ----------------------------------------------------
 
+    /// Segments whose owner has not yet acknowledged every ledger op: 0
+    /// means every committed replica is recorded in its owner's ledger (and
+    /// would survive a failover).
+    pub fn ledgers_pending(&self) -> u64 {
+        let m = self.members.lock();
+        m.members
+            .values()
+            .filter(|mem| mem.segment.as_ref().is_some_and(|s| s.ledger.has_pending()))
+            .count() as u64
+    }
+
     pub fn stat(&self) -> ClusterStat {
         let keys = self.count_readable();
         let now = self.now();

@@ -126,6 +126,11 @@ pub fn status_json(server: &Server, role: &str) -> Value {
         "dead_services": c.dead_services.load(Ordering::Relaxed),
         "capacity": capacity,
         "ops": ops_json(&server.metrics),
+        "ledgers_pending": st.ledgers_pending(),
+        "ha": server.role().map(|r| json!({
+            "term": r.term(),
+            "refused_not_leader": r.refused.load(Ordering::Relaxed),
+        })),
     })
 }
 

@@ -21,6 +21,11 @@ pub mod code {
     /// Too few live memory providers (LocalServices with a segment that can
     /// take a new object) for the replicas requested: retry once more join.
     pub const NO_PROVIDER: i32 = -3019;
+    /// The MetaService reached is not the leader of its HA cluster (a
+    /// standby, or a leader that lost its etcd lease); the message names
+    /// the leader when known. Retry: clients configured with etcd
+    /// endpoints find the new leader on their own.
+    pub const NOT_LEADER: i32 = -3020;
     pub const UNMATCHED_KEY: i32 = -3102;
     pub const LEASE_EXPIRED: i32 = -3106;
 }
@@ -51,6 +56,8 @@ pub enum Error {
     NotConnectedLocal(String),
     #[error("no memory provider can take this now: {0}")]
     NoProvider(String),
+    #[error("not the metaservice leader: {0}")]
+    NotLeader(String),
     #[error("key not found")]
     UnmatchedKey,
     #[error("read lease expired before the copy finished")]
@@ -74,6 +81,7 @@ impl Error {
             Error::NotConnectedMeta(_) => code::NOT_CONNECTED_META,
             Error::NotConnectedLocal(_) => code::NOT_CONNECTED_LOCAL,
             Error::NoProvider(_) => code::NO_PROVIDER,
+            Error::NotLeader(_) => code::NOT_LEADER,
             Error::UnmatchedKey => code::UNMATCHED_KEY,
             Error::LeaseExpired => code::LEASE_EXPIRED,
         }
@@ -84,7 +92,7 @@ impl Error {
     }
 
     /// True for failures worth retrying as they are (transport, lease, too
-    /// few memory providers alive).
+    /// few memory providers alive, a MetaService that is not the leader).
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -92,6 +100,7 @@ impl Error {
                 | Error::NotConnectedMeta(_)
                 | Error::NotConnectedLocal(_)
                 | Error::NoProvider(_)
+                | Error::NotLeader(_)
                 | Error::LeaseExpired
         )
     }
@@ -123,6 +132,7 @@ mod tests {
             Error::NotConnectedMeta(String::new()),
             Error::NotConnectedLocal(String::new()),
             Error::NoProvider(String::new()),
+            Error::NotLeader(String::new()),
             Error::UnmatchedKey,
             Error::LeaseExpired,
         ];
@@ -134,6 +144,8 @@ mod tests {
         assert_eq!(Error::NotEnoughMemory(String::new()).code(), -3016);
         assert_eq!(Error::LeaseExpired.code(), -3106);
         assert_eq!(Error::NoProvider(String::new()).code(), -3019);
+        assert_eq!(Error::NotLeader(String::new()).code(), -3020);
+        assert!(Error::NotLeader(String::new()).is_retryable());
         assert_eq!(to_code::<()>(&Ok(())), 0);
     }
 }

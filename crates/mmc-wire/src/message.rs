@@ -192,22 +192,27 @@ pub enum Response {
         service_id: ServiceId,
         lease_ms: u64,
         members_epoch: u64,
+        /// The answering leader's term (see [`Response::leader_term`]).
+        term: u64,
     },
     HeartbeatAck {
         /// False when the MetaService does not know this service (it
         /// restarted or failed over): the LocalService must register again.
         known: bool,
         members_epoch: u64,
+        term: u64,
     },
     LedgerOps {
         /// Sequence number of the last op in `ops` (or `acked` when empty).
         last_seq: u64,
         ops: Vec<LedgerOp>,
         known: bool,
+        term: u64,
     },
     Alloc {
         peers: Vec<PeerInfo>,
         items: Vec<Result<Vec<Placement>>>,
+        term: u64,
     },
     Finish {
         commit: Vec<Result<()>>,
@@ -234,4 +239,21 @@ pub enum Response {
         /// `after`); `None` at the end.
         next_cursor: Option<String>,
     },
+}
+
+impl Response {
+    /// The leader term a command carries: registrations, heartbeats, ledger
+    /// ops and allocations are stamped with the term of the MetaService
+    /// leader that issued them (0 outside HA mode). A LocalService refuses
+    /// one stamped with a term older than one it has already seen: it comes
+    /// from a deposed leader.
+    pub fn leader_term(&self) -> Option<u64> {
+        match self {
+            Response::Registered { term, .. }
+            | Response::HeartbeatAck { term, .. }
+            | Response::LedgerOps { term, .. }
+            | Response::Alloc { term, .. } => Some(*term),
+            _ => None,
+        }
+    }
 }

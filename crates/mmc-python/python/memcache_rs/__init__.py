@@ -46,6 +46,7 @@ NOT_ENOUGH_MEMORY = -3016
 NOT_CONNECTED_META = -3017
 NOT_CONNECTED_LOCAL = -3018
 NO_PROVIDER = -3019  # too few live memory providers for the replicas: retry
+NOT_LEADER = -3020  # the MetaService reached is an HA standby or a deposed leader: retry
 UNMATCHED_KEY = -3102
 LEASE_EXPIRED = -3106
 
@@ -92,5 +93,6 @@ __all__ = [
     "UNMATCHED_KEY",
     "LEASE_EXPIRED",
     "NO_PROVIDER",
+    "NOT_LEADER",
     "__version__",
 ]

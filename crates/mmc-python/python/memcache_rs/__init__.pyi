@@ -40,6 +40,7 @@ NOT_CONNECTED_LOCAL: int
 UNMATCHED_KEY: int
 LEASE_EXPIRED: int
 NO_PROVIDER: int
+NOT_LEADER: int
 
 class MmcCopyDirect(enum.IntEnum):
     """Values of ``direct``. Without an accelerator backend every address is host memory."""
