@@ -95,7 +95,8 @@ impl LocalService {
             // Forced TCP keeps the control path off shared memory too.
             .with_shm_ring(cfg.protocol == mmc_config::Protocol::Auto)
             .with_token(token.clone())
-            .with_tls(tls),
+            .with_tls(tls)
+            .with_connect_retry(Duration::from_millis(cfg.meta_retry_ms)),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();
