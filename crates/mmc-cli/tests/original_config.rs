@@ -343,3 +343,77 @@ fn client_retries_an_unreachable_metaservice_for_retry_milliseconds() {
     client.close();
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn tls_keys_of_the_original_files_secure_the_control_connections() {
+    let dir = workdir();
+    let pki = mmc_tls::testing::TestPki::new("ockcfg");
+    let meta_addr = format!("127.0.0.1:{}", free_port());
+    let tls_lines = |cert: &Path, key: &Path| {
+        format!(
+            "ock.mmc.tls.enable = true\nock.mmc.tls.ca.path = {}\nock.mmc.tls.cert.path = {}\nock.mmc.tls.key.path = {}\n",
+            pki.ca.display(),
+            cert.display(),
+            key.display()
+        )
+    };
+    let meta_conf = original_file(
+        &dir,
+        "mmc-meta.conf",
+        &[
+            ("127.0.0.1:5000", &meta_addr),
+            ("ock.mmc.meta_service.metrics_url = http://127.0.0.1:8000\n", ""),
+            ("ock.mmc.log_path = LOG_DIR\n", ""),
+            (
+                "## TLS of the MetaService's port\n",
+                &tls_lines(&pki.server_cert, &pki.server_key),
+            ),
+        ],
+    );
+    let meta_tls = ConfigFile::load(&meta_conf).unwrap().meta.security.tls;
+    assert!(meta_tls.enable && meta_tls.mutual);
+    let err = dir.join("meta.stderr");
+    let mut meta = Killed(
+        Command::new(MMC)
+            .args(["meta", "--http", "", "--config"])
+            .arg(&meta_conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&err).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_port(&meta_addr, &mut meta.0, &err);
+
+    let local_conf = original_file(
+        &dir,
+        "mmc-local.conf",
+        &[
+            ("127.0.0.1:5000", &meta_addr),
+            (
+                "## TLS towards the MetaService\n",
+                &tls_lines(&pki.client_cert, &pki.client_key),
+            ),
+        ],
+    );
+    let mut cfg = ConfigFile::load(&local_conf).unwrap().local;
+    cfg.dram_size.0 = 8 << 20;
+    let client = ObjectStore::connect(cfg.clone()).unwrap().blocking();
+    client.put("tls-key", b"over tls", &PutOptions::default()).unwrap();
+    assert_eq!(client.get("tls-key").unwrap(), b"over tls");
+    client.close();
+    // The MetaService requires a client certificate (the original's
+    // mutual authentication): a TLS client without one is refused.
+    cfg.security.tls.mutual = false;
+    cfg.rpc_timeout_ms = 2000;
+    let e = ObjectStore::connect(cfg).err().expect("no client certificate");
+    assert!(
+        [
+            mmc_wire::error::code::NOT_CONNECTED_META,
+            mmc_wire::error::code::TIMEOUT
+        ]
+        .contains(&e.code()),
+        "{e}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -5,6 +5,7 @@ protocol names, and one client per process shared by every store."""
 
 import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -413,3 +414,63 @@ def test_a_store_whose_object_was_collected_keeps_its_objects_in_a_fresh_interpr
     r = run_python(code)
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines() == ["same True", "get b'kept'", "remove 0"], r.stdout + r.stderr
+
+
+def make_pki(d: Path) -> dict:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate,
+    made with the openssl command (PEM, unencrypted PKCS#8 keys)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("the openssl command is needed to make test certificates")
+
+    def run(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    run("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-subj", "/CN=mmc test ca", "-days", "2",
+        "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n"),
+        ("client", "subjectAltName=DNS:mmc-client\nextendedKeyUsage=clientAuth\n"),
+    ):
+        (d / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n" + ext)
+        run("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN=mmc {name}")
+        run("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", f"{name}.pem", "-days", "2", "-extfile", f"{name}.ext")
+    return {n: str(d / n) for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tls_attributes_secure_the_metaservice_connection(tmp_path):
+    """MetaConfig / LocalConfig tls_* attributes turn on TLS with client
+    certificates, as the original's do."""
+    pki = make_pki(tmp_path)
+    port = free_port()
+    code = textwrap.dedent(
+        f"""
+        import memcache_hybrid as m
+        c = m.MetaConfig(meta_service_url="tcp://127.0.0.1:{port}", metrics_url="", log_level="warn")
+        c.tls_enable = True
+        c.tls_ca_path, c.tls_cert_path, c.tls_key_path = {pki["ca.pem"]!r}, {pki["server.pem"]!r}, {pki["server.key"]!r}
+        assert m.MetaService.setup(c) == 0
+        print("rc", m.MetaService.main(), flush=True)
+        """
+    )
+    meta = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_port(port, meta)
+        plain = mc.DistributedObjectStore()
+        assert plain.setup(mc.LocalConfig(meta_addr=f"127.0.0.1:{port}", dram_size=0, rpc_timeout_ms=1000,
+                                          log_level="error")) == 0
+        assert plain.init(0) in (mc.TIMEOUT, mc.NOT_CONNECTED_META)  # a TLS port refuses plain TCP
+        cfg = mc.LocalConfig(meta_addr=f"127.0.0.1:{port}", dram_size="8MB", log_level="warn")
+        cfg.tls_enable = True
+        cfg.tls_ca_path, cfg.tls_cert_path, cfg.tls_key_path = pki["ca.pem"], pki["client.pem"], pki["client.key"]
+        s = mc.DistributedObjectStore()
+        assert s.setup(cfg) == 0
+        assert s.init(0) == 0
+        assert s.put("tls-attr", b"secret") == 0 and s.get("tls-attr") == b"secret"
+        assert s.close() == 0
+        os.kill(meta.pid, signal.SIGTERM)
+        out, err = meta.communicate(timeout=15)
+        assert "rc 0" in out, err
+    finally:
+        stop(meta)
