@@ -255,8 +255,10 @@ extern "C" {
  * Sets the configuration used by the next `mmc_init`.
  *
  * `config_path`: a TOML file whose `[local]` section configures this client
- * (see docs/c-api.md); NULL reads the file named by `$MMC_LOCAL_CONFIG_PATH`,
- * or uses the built-in defaults when that is unset. `options` (may be NULL)
+ * (see docs/c-api.md), or a file of the original MemCache's
+ * `ock.mmc.<key> = value` format (keys without effect here are logged as
+ * warnings); NULL reads the file named by `$MMC_LOCAL_CONFIG_PATH`, or uses
+ * the built-in defaults when that is unset. `options` (may be NULL)
  * overrides single keys on top. The result is validated: an unreadable file,
  * an unknown key or a value out of range returns `MMC_INVALID_PARAM` (the
  * message names the key). Also applies `local.log_level` to the logger.
@@ -275,9 +277,13 @@ int32_t mmc_setup(const char *config_path, const struct mmc_setup_options *optio
  * `device_id` is accepted for compatibility and ignored (no accelerator
  * backend is compiled in).
  *
- * Returns `MMC_NOT_INITIALIZED` before `mmc_setup`, `MMC_OK` at once when
- * already initialized, `MMC_NOT_CONNECTED_META` when the MetaService is
- * unreachable.
+ * In a program that never called `mmc_setup`, the file named by
+ * `$MMC_LOCAL_CONFIG_PATH` is read as `mmc_setup(NULL, NULL)` would (the
+ * original MemCache's behaviour); with that variable unset or empty, or
+ * after an `mmc_setup` that failed, it returns `MMC_NOT_INITIALIZED`.
+ * Returns `MMC_OK` at once when already initialized, `MMC_INVALID_PARAM`
+ * for a bad configuration file, `MMC_NOT_CONNECTED_META` when the
+ * MetaService is unreachable.
  */
 int32_t mmc_init(int32_t device_id, int32_t init_bm);
 

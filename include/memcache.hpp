@@ -18,6 +18,16 @@
  *
  * The library holds one client per process: use one ObjectStore. The object
  * that initialized the client tears it down when it is destroyed.
+ *
+ * The original MemCache's spelling works too (only the include changes):
+ *
+ *     #include "memcache.hpp"
+ *     using namespace ock::mmc;
+ *     auto store = ObjectStore::CreateObjectStore();  // std::shared_ptr<ObjectStore>
+ *     store->Init(deviceId);  // without Setup: reads $MMC_LOCAL_CONFIG_PATH
+ *
+ * `ock::mmc` is a namespace that makes every name of `mmc` visible, so
+ * code may also open namespaces inside it (`namespace ock::mmc::app {}`).
  */
 
 #ifndef MEMCACHE_HPP
@@ -25,6 +35,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -130,6 +141,7 @@ public:
 
     ObjectStore(const ObjectStore &) = delete;
     ObjectStore &operator=(const ObjectStore &) = delete;
+
     ObjectStore(ObjectStore &&other) noexcept : owner_(other.owner_) { other.owner_ = false; }
     ObjectStore &operator=(ObjectStore &&other) noexcept
     {
@@ -140,6 +152,9 @@ public:
         }
         return *this;
     }
+
+    /// A new store object, shared (the original MemCache's factory).
+    static std::shared_ptr<ObjectStore> CreateObjectStore() { return std::make_shared<ObjectStore>(); }
 
     /// Configuration: the TOML file `configPath` ("" = $MMC_LOCAL_CONFIG_PATH,
     /// else the defaults), then `options` on top.
@@ -157,6 +172,9 @@ public:
     }
 
     /// Starts the client; `initBm` also contributes a DRAM segment to the pool.
+    /// Without Setup it reads the file named by $MMC_LOCAL_CONFIG_PATH (TOML
+    /// or the original's `ock.mmc.*` format); with that unset it returns
+    /// MMC_NOT_INITIALIZED.
     int Init(int32_t deviceId = 0, bool initBm = true)
     {
         int rc = mmc_init(deviceId, initBm ? 1 : 0);
@@ -510,5 +528,13 @@ private:
 };
 
 }  // namespace mmc
+
+/// The original MemCache's namespace: `ock::mmc::ObjectStore`,
+/// `ock::mmc::ReplicateConfig`, ... name the classes above.
+namespace ock {
+namespace mmc {
+using namespace ::mmc;
+}  // namespace mmc
+}  // namespace ock
 
 #endif  // MEMCACHE_HPP

@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Tests the C and C++ APIs (crates/mmc-capi) end to end:
 #   1. builds libmemcache (cargo build -p mmc-capi) and the mmc binary;
-#   2. compiles tests/c/test_memcache.c and .cpp with gcc/g++ -Wall -Werror
+#   2. compiles tests/c/test_memcache.c and .cpp, and test_original_spelling.cpp
+#      (the original MemCache's `ock::mmc` spelling), with gcc/g++ -Wall -Werror
 #      against include/ and target/debug/libmemcache.so, and the C test once
 #      more against libmemcache.a through the pkg-config file of a staged
 #      install (see docs/c-api.md);
 #   3. starts a MetaService and two `mmc local` memory providers on free
 #      loopback ports (killed by PID on exit);
-#   4. runs the C test, the C++ test, the statically linked C test, and the
-#      C test under valgrind memcheck (no invalid accesses, no definite leaks).
+#   4. runs the C test, the C++ test, the statically linked C test, the
+#      original-spelling C++ test (configured by a file in the original's
+#      `ock.mmc.<key> = value` format), and the C test under valgrind memcheck
+#      (no invalid accesses, no definite leaks).
 # Exits non-zero on any failure. Installs valgrind / pkg-config with apt-get
 # when missing. Set KEEP_WORK=1 to keep the logs in the work directory.
 set -euo pipefail
@@ -87,6 +90,8 @@ gcc -std=c99 -pedantic "${CFLAGS[@]}" "$TESTS/test_memcache.c" \
     -L"$LIB_DIR" -lmemcache -Wl,-rpath,"$LIB_DIR" -o "$WORK/test_memcache_c"
 g++ -std=c++17 "${CFLAGS[@]}" "$TESTS/test_memcache.cpp" \
     -L"$LIB_DIR" -lmemcache -Wl,-rpath,"$LIB_DIR" -o "$WORK/test_memcache_cpp"
+g++ -std=c++17 "${CFLAGS[@]}" "$TESTS/test_original_spelling.cpp" \
+    -L"$LIB_DIR" -lmemcache -Wl,-rpath,"$LIB_DIR" -o "$WORK/test_original_spelling"
 
 # A staged install (the layout of docs/c-api.md), used through pkg-config.
 PREFIX=$WORK/prefix
@@ -158,6 +163,21 @@ log "C test"
 
 log "C++ test"
 "$WORK/test_memcache_cpp" "$META"
+
+log "C++ test, the original's spelling (ock::mmc, CreateObjectStore, Init without Setup)"
+OCK_CONFIG=$WORK/mmc-local.conf
+cat >"$OCK_CONFIG" <<EOF
+## The original MemCache's format
+ock.mmc.meta_service_url = tcp://$META
+ock.mmc.log_level = warn
+ock.mmc.local_service.protocol = device_sdma
+ock.mmc.local_service.dram.size = 32MB
+ock.mmc.local_service.world_size = 8
+EOF
+MMC_LOCAL_CONFIG_PATH=$OCK_CONFIG "$WORK/test_original_spelling" 2>"$WORK/original_spelling.log"
+for key in device_sdma ock.mmc.local_service.world_size; do
+    grep -q "$key" "$WORK/original_spelling.log" || { echo "no warning naming $key" >&2; cat "$WORK/original_spelling.log" >&2; exit 1; }
+done
 
 log "C test, statically linked (libmemcache.a via pkg-config)"
 "$WORK/test_memcache_c_static" "$META" "$CONFIG" --small

@@ -20,11 +20,16 @@ pub(crate) struct Global {
     pub config: Option<LocalConfig>,
     /// Set by `mmc_init`, taken by `mmc_uninit`.
     pub client: Option<BlockingObjectStore>,
+    /// Whether `mmc_setup` was ever called (successfully or not): only a
+    /// program that never calls it gets `$MMC_LOCAL_CONFIG_PATH` read by
+    /// `mmc_init`.
+    pub setup_called: bool,
 }
 
 static GLOBAL: Mutex<Global> = Mutex::new(Global {
     config: None,
     client: None,
+    setup_called: false,
 });
 
 /// The global state. A panic while it was held (which the guard turned into

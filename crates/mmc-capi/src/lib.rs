@@ -487,8 +487,10 @@ unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> 
 /// Sets the configuration used by the next `mmc_init`.
 ///
 /// `config_path`: a TOML file whose `[local]` section configures this client
-/// (see docs/c-api.md); NULL reads the file named by `$MMC_LOCAL_CONFIG_PATH`,
-/// or uses the built-in defaults when that is unset. `options` (may be NULL)
+/// (see docs/c-api.md), or a file of the original MemCache's
+/// `ock.mmc.<key> = value` format (keys without effect here are logged as
+/// warnings); NULL reads the file named by `$MMC_LOCAL_CONFIG_PATH`, or uses
+/// the built-in defaults when that is unset. `options` (may be NULL)
 /// overrides single keys on top. The result is validated: an unreadable file,
 /// an unknown key or a value out of range returns `MMC_INVALID_PARAM` (the
 /// message names the key). Also applies `local.log_level` to the logger.
@@ -500,12 +502,14 @@ unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<Piece>) -> 
 #[no_mangle]
 pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const mmc_setup_options) -> i32 {
     guard("mmc_setup", || {
+        lock().setup_called = true;
         // SAFETY: `config_path` is NULL or NUL-terminated (this function's
         // contract) and only read during the call.
         let path = unsafe { opt_str(config_path, "config_path") }?;
-        let mut cfg = ConfigFile::load_or_env(path.map(Path::new), LOCAL_CONFIG_ENV)
-            .map_err(|e| Error::invalid(e.to_string()))?
-            .local;
+        let file = ConfigFile::load_or_env(path.map(Path::new), LOCAL_CONFIG_ENV)
+            .map_err(|e| Error::invalid(e.to_string()))?;
+        let warnings = file.warnings;
+        let mut cfg = file.local;
         let mut level = None;
         if !options.is_null() {
             // SAFETY: `options` is not NULL and points to a valid struct whose
@@ -523,11 +527,27 @@ pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const m
                 "already initialized: call mmc_uninit before mmc_setup".into(),
             ));
         }
+        let log_path = cfg.log_path.clone();
         g.config = Some(cfg);
         drop(g);
         global::set_log_level(level);
+        log_config_warnings(&warnings, log_path.as_deref());
         Ok(MMC_OK)
     })
+}
+
+/// Logs what reading the configuration file had to say, and that the C
+/// library does not write log files.
+fn log_config_warnings(warnings: &[String], log_path: Option<&str>) {
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    if let Some(p) = log_path {
+        tracing::warn!(
+            log_path = p,
+            "the C library logs to stderr (or through mmc_set_log_level's logger); log_path has no effect here"
+        );
+    }
 }
 
 /// Applies the overrides; returns the log level when `log_level` is given
@@ -580,15 +600,27 @@ unsafe fn apply_options(cfg: &mut LocalConfig, o: &mmc_setup_options) -> Result<
 /// `device_id` is accepted for compatibility and ignored (no accelerator
 /// backend is compiled in).
 ///
-/// Returns `MMC_NOT_INITIALIZED` before `mmc_setup`, `MMC_OK` at once when
-/// already initialized, `MMC_NOT_CONNECTED_META` when the MetaService is
-/// unreachable.
+/// In a program that never called `mmc_setup`, the file named by
+/// `$MMC_LOCAL_CONFIG_PATH` is read as `mmc_setup(NULL, NULL)` would (the
+/// original MemCache's behaviour); with that variable unset or empty, or
+/// after an `mmc_setup` that failed, it returns `MMC_NOT_INITIALIZED`.
+/// Returns `MMC_OK` at once when already initialized, `MMC_INVALID_PARAM`
+/// for a bad configuration file, `MMC_NOT_CONNECTED_META` when the
+/// MetaService is unreachable.
 #[no_mangle]
 pub extern "C" fn mmc_init(device_id: i32, init_bm: i32) -> i32 {
     guard("mmc_init", || {
         let mut g = lock();
         if g.client.is_some() {
             return Ok(MMC_OK);
+        }
+        if g.config.is_none() && !g.setup_called && std::env::var_os(LOCAL_CONFIG_ENV).is_some_and(|p| !p.is_empty()) {
+            let file = ConfigFile::load_or_env(None, LOCAL_CONFIG_ENV).map_err(|e| Error::invalid(e.to_string()))?;
+            let level = global::parse_level(file.local.log_level_or("warn"))?;
+            let log_path = file.local.log_path.clone();
+            g.config = Some(file.local);
+            global::set_log_level(level);
+            log_config_warnings(&file.warnings, log_path.as_deref());
         }
         let Some(mut cfg) = g.config.clone() else {
             return Err(Error::NotInitialized);

@@ -50,7 +50,8 @@ enum Cmd {
     /// its [meta] section configures the MetaService and its [local] section
     /// the LocalService (segment size, log level and format, transfer
     /// settings, ...), except `local.meta_addr`, which is always this
-    /// MetaService. Flags given on the command line override the file. Logs
+    /// MetaService; an original MemCache `ock.mmc.*` file sets both. Flags
+    /// given on the command line override the file. Logs
     /// of the MetaService follow meta.log_level, those of the LocalService
     /// local.log_level.
     Up(UpArgs),
@@ -77,7 +78,8 @@ enum Cmd {
 
 #[derive(Args, Clone)]
 struct MetaArgs {
-    /// TOML config file (default: $MMC_META_CONFIG_PATH, else built-in defaults).
+    /// Config file, TOML or the original MemCache's `ock.mmc.<key> = value`
+    /// format (default: $MMC_META_CONFIG_PATH, else built-in defaults).
     #[arg(long)]
     config: Option<PathBuf>,
     /// Control-RPC listen address (overrides meta.listen).
@@ -162,7 +164,8 @@ pub fn apply_token_file(sec: &mut SecurityConfig, flag: Option<&std::path::Path>
 
 #[derive(Args, Clone)]
 struct LocalArgs {
-    /// TOML config file (default: $MMC_LOCAL_CONFIG_PATH, else built-in defaults).
+    /// Config file, TOML or the original MemCache's `ock.mmc.<key> = value`
+    /// format (default: $MMC_LOCAL_CONFIG_PATH, else built-in defaults).
     #[arg(long)]
     config: Option<PathBuf>,
     /// MetaService address (overrides local.meta_addr).
@@ -211,26 +214,89 @@ pub fn init_logging(level: &str) {
 /// directive (`MMC_LOG`, else `RUST_LOG`, overrides it); text is coloured
 /// only when stderr is a terminal, so a log file carries no ANSI codes.
 pub fn init_logging_as(filter: &str, format: LogFormat) {
+    // Without a log file nothing can fail.
+    let _ = init_logging_to(filter, format, None);
+}
+
+/// Where a service logs when its configuration sets `log_path`.
+pub struct LogFile<'a> {
+    /// `log_path` (the file goes to its `logs/` directory).
+    pub log_path: &'a str,
+    /// `mmc-meta.log` or `mmc-local.log`.
+    pub name: &'a str,
+    pub rotation_size: u64,
+    pub rotation_count: u32,
+}
+
+/// As [`init_logging_as`], but into a size-rotated file under
+/// `<log_path>/logs/` when `file` is given (one line on stderr says
+/// where). Fails when the file cannot be created, naming it.
+pub fn init_logging_to(filter: &str, format: LogFormat, file: Option<LogFile<'_>>) -> Result<(), String> {
     use std::io::IsTerminal;
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = ["MMC_LOG", "RUST_LOG"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())
         .find_map(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(filter));
+    let (writer, ansi) = match file {
+        Some(f) => {
+            let path = mmc_config::log_file_path(f.log_path, f.name);
+            let file = mmc_config::RotatingFile::open(&path, f.rotation_size, f.rotation_count)
+                .map_err(|e| format!("log_path: {e}"))?;
+            eprintln!("mmc: logging to {}", path.display());
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (BoxMakeWriter::new(std::io::stderr), std::io::stderr().is_terminal()),
+    };
     let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        .with_writer(writer)
+        .with_ansi(ansi);
     let _ = match format {
         LogFormat::Text => fmt.try_init(),
         LogFormat::Json => fmt.json().with_ansi(false).try_init(),
     };
+    Ok(())
 }
 
-fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
-    let mut c = ConfigFile::load_or_env(a.config.as_deref(), META_CONFIG_ENV)
-        .map_err(|e| e.to_string())?
-        .meta;
+/// Logs what reading the configuration files had to say (keys of the
+/// original MemCache's format without effect here, protocol fallbacks),
+/// each message once per process.
+fn log_config_warnings(warnings: &[String]) {
+    static SAID: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+    let mut said = SAID.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    for w in warnings {
+        if !said.contains(w) {
+            tracing::warn!("{w}");
+            said.push(w.clone());
+        }
+    }
+}
+
+fn meta_log_file(c: &MetaConfig) -> Option<LogFile<'_>> {
+    c.log_path.as_deref().map(|p| LogFile {
+        log_path: p,
+        name: "mmc-meta.log",
+        rotation_size: c.log_rotation_size.0,
+        rotation_count: c.log_rotation_count,
+    })
+}
+
+fn local_log_file(c: &LocalConfig) -> Option<LogFile<'_>> {
+    c.log_path.as_deref().map(|p| LogFile {
+        log_path: p,
+        name: "mmc-local.log",
+        rotation_size: c.log_rotation_size.0,
+        rotation_count: c.log_rotation_count,
+    })
+}
+
+/// The MetaService's configuration, and the warnings reading it gave.
+fn meta_config(a: &MetaArgs) -> Result<(MetaConfig, Vec<String>), String> {
+    let file = ConfigFile::load_or_env(a.config.as_deref(), META_CONFIG_ENV).map_err(|e| e.to_string())?;
+    let warnings = file.warnings;
+    let mut c = file.meta;
     if let Some(l) = &a.listen {
         c.listen = l.clone();
     }
@@ -260,7 +326,7 @@ fn meta_config(a: &MetaArgs) -> Result<MetaConfig, String> {
     }
     a.security.apply(&mut c.security);
     c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
+    Ok((c, warnings))
 }
 
 pub fn local_config(
@@ -269,9 +335,19 @@ pub fn local_config(
     dram_size: Option<&str>,
     protocol: Option<&str>,
 ) -> Result<LocalConfig, String> {
-    let mut c = ConfigFile::load_or_env(config, LOCAL_CONFIG_ENV)
-        .map_err(|e| e.to_string())?
-        .local;
+    local_config_warn(config, meta, dram_size, protocol).map(|(c, _)| c)
+}
+
+/// [`local_config`], and the warnings reading the file gave.
+fn local_config_warn(
+    config: Option<&std::path::Path>,
+    meta: Option<&str>,
+    dram_size: Option<&str>,
+    protocol: Option<&str>,
+) -> Result<(LocalConfig, Vec<String>), String> {
+    let file = ConfigFile::load_or_env(config, LOCAL_CONFIG_ENV).map_err(|e| e.to_string())?;
+    let warnings = file.warnings;
+    let mut c = file.local;
     if let Some(m) = meta {
         c.meta_addr = m.to_owned();
     }
@@ -286,7 +362,7 @@ pub fn local_config(
         };
     }
     c.validate().map_err(|e| e.to_string())?;
-    Ok(c)
+    Ok((c, warnings))
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -307,8 +383,9 @@ async fn shutdown_signal() {
 }
 
 fn run_meta(a: MetaArgs) -> Result<(), String> {
-    let cfg = meta_config(&a)?;
-    init_logging_as(&cfg.log_level, cfg.log_format);
+    let (cfg, warnings) = meta_config(&a)?;
+    init_logging_to(&cfg.log_level, cfg.log_format, meta_log_file(&cfg))?;
+    log_config_warnings(&warnings);
     runtime().block_on(async {
         let svc = mmc_meta::MetaService::bind(&cfg).await?;
         tracing::info!(listen = %svc.local_addr(), http = ?svc.http_addr(), ha = cfg.ha.enable, "metaservice ready");
@@ -317,7 +394,7 @@ fn run_meta(a: MetaArgs) -> Result<(), String> {
 }
 
 fn run_local(a: LocalArgs) -> Result<(), String> {
-    let mut cfg = local_config(
+    let (mut cfg, warnings) = local_config_warn(
         a.config.as_deref(),
         a.meta.as_deref(),
         a.dram_size.as_deref(),
@@ -340,7 +417,8 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     if cfg.dram_size.0 == 0 {
         return Err("local.dram_size is 0: a memory-provider LocalService needs a segment".into());
     }
-    init_logging_as(cfg.log_level_or("info"), cfg.log_format);
+    init_logging_to(cfg.log_level_or("info"), cfg.log_format, local_log_file(&cfg))?;
+    log_config_warnings(&warnings);
     let store = mmc_local::ObjectStore::connect(cfg).map_err(|e| e.to_string())?;
     let svc = store.local_service().clone();
     tracing::info!(service = svc.id(), transfer = %svc.transfer_addr, "localservice ready");
@@ -373,9 +451,10 @@ fn shell_word(s: &str) -> String {
 }
 
 fn run_up(a: UpArgs) -> Result<(), String> {
-    let mcfg = meta_config(&a.meta)?;
+    let (mcfg, mut warnings) = meta_config(&a.meta)?;
     // The file's [local] section (meta_addr is replaced once bound).
-    let mut lcfg = local_config(a.meta.config.as_deref(), None, a.dram_size.as_deref(), None)?;
+    let (mut lcfg, local_warnings) = local_config_warn(a.meta.config.as_deref(), None, a.dram_size.as_deref(), None)?;
+    warnings.extend(local_warnings);
     // One cluster: the LocalService proves the MetaService's token, unless
     // the file gives it security settings of its own.
     if lcfg.security == SecurityConfig::default() {
@@ -391,7 +470,10 @@ fn run_up(a: UpArgs) -> Result<(), String> {
     } else {
         mcfg.log_format
     };
-    init_logging_as(&up_log_filter(&mcfg.log_level, lcfg.log_level_or("info")), format);
+    // One process, one log: the MetaService's file when it names one.
+    let file = meta_log_file(&mcfg).or_else(|| local_log_file(&lcfg));
+    init_logging_to(&up_log_filter(&mcfg.log_level, lcfg.log_level_or("info")), format, file)?;
+    log_config_warnings(&warnings);
     let rt = runtime();
     let svc = rt.block_on(mmc_meta::MetaService::bind(&mcfg))?;
     let addr = svc.local_addr();

@@ -1,9 +1,11 @@
 //! Fuzzing entry point for the configuration decoders.
 //!
 //! [`config`] takes arbitrary bytes and runs them through
-//! [`ConfigFile::from_toml`], both sections' `validate` and [`parse_size`],
+//! [`ConfigFile::from_toml`], the reader of the original MemCache's format
+//! ([`crate::ock::parse`]), both sections' `validate` and [`parse_size`],
 //! checking that nothing panics and that what decodes survives a
-//! serialize-and-decode round trip. The fuzz target `config` (under
+//! serialize-and-decode round trip (an `ock.mmc.*` file's settings written
+//! as TOML read back the same). The fuzz target `config` (under
 //! `fuzz/`) and the corpus replay test `tests/fuzz_corpus.rs` call this same
 //! function.
 //!
@@ -27,6 +29,16 @@ pub fn config(data: &[u8]) {
         if let Ok(exact) = text.trim().parse::<u64>() {
             assert_eq!(n, exact);
         }
+    }
+
+    if let Ok(cfg) = crate::ock::parse(text) {
+        // What it accepted is valid, and reads back the same as TOML.
+        cfg.meta.validate().expect("ock::parse checks the meta section");
+        cfg.local.validate().expect("ock::parse checks the local section");
+        let again = toml::to_string(&cfg).expect("a decoded config serializes");
+        let cfg2 = ConfigFile::from_toml(&again).unwrap_or_else(|e| panic!("ock config as TOML fails: {e}\n{again}"));
+        assert_eq!(cfg2.meta, cfg.meta, "meta section changed in a round trip:\n{again}");
+        assert_eq!(cfg2.local, cfg.local, "local section changed in a round trip:\n{again}");
     }
 
     let Ok(cfg) = ConfigFile::from_toml(text) else {

@@ -5,15 +5,21 @@
 //! keys are rejected, and [`MetaConfig::validate`] / [`LocalConfig::validate`]
 //! name the offending key and its allowed range. Sizes accept `128MB`, `2.5G`,
 //! `1TB`, `4096` (bytes; powers of 1024).
+//!
+//! The original MemCache's `ock.mmc.<key> = value` files are read too
+//! (detected by their content, see [`ock`]), so its users keep their files.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 #[doc(hidden)]
 pub mod fuzzing;
+mod log_file;
+pub mod ock;
 mod security;
 mod size;
 
+pub use log_file::{log_file_path, RotatingFile};
 pub use security::{is_loopback_addr, SecurityConfig, TlsConfig, MIN_TOKEN_LEN};
 pub use size::{format_size, parse_size};
 
@@ -36,6 +42,16 @@ pub enum ConfigError {
     Parse(String),
     #[error("invalid config key `{key}`: {msg}")]
     Invalid { key: String, msg: String },
+    /// A line of an `ock.mmc.<key> = value` file (see [`ock`]).
+    #[error("{}: `{key}`: {msg}", ock::location(.path, *.line))]
+    Line {
+        /// The file, when read from one.
+        path: Option<String>,
+        /// 1-based line number.
+        line: usize,
+        key: String,
+        msg: String,
+    },
 }
 
 fn invalid(key: impl Into<String>, msg: impl Into<String>) -> ConfigError {
@@ -54,9 +70,26 @@ pub struct ConfigFile {
     pub cluster: Option<SecurityConfig>,
     pub meta: MetaConfig,
     pub local: LocalConfig,
+    /// What the reader wants said about the file but is not an error: keys
+    /// of the original MemCache's format that have no effect here, protocol
+    /// names that fall back to the paths available here. The caller logs
+    /// them once logging is set up ([`ConfigFile::load`] does not log).
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
 impl ConfigFile {
+    /// Reads a config file's text in either format: the original MemCache's
+    /// `ock.mmc.<key> = value` lines when the first line that is not blank
+    /// or a comment starts with `ock.` (see [`ock`]), else TOML.
+    pub fn from_text(text: &str) -> Result<Self, ConfigError> {
+        if ock::is_ock_format(text) {
+            ock::parse(text)
+        } else {
+            Self::from_toml(text)
+        }
+    }
+
     pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
         let mut cfg: ConfigFile = toml::from_str(text).map_err(|e| ConfigError::Parse(e.to_string()))?;
         if let Some(cluster) = &cfg.cluster {
@@ -75,13 +108,28 @@ impl ConfigFile {
             path: path.display().to_string(),
             err,
         })?;
-        let cfg = Self::from_toml(&text)?;
+        let at_path = |e: ConfigError| match e {
+            ConfigError::Line { line, key, msg, .. } => ConfigError::Line {
+                path: Some(path.display().to_string()),
+                line,
+                key,
+                msg,
+            },
+            e => e,
+        };
+        let mut cfg = Self::from_text(&text).map_err(at_path)?;
+        for w in &mut cfg.warnings {
+            if let Some(rest) = w.strip_prefix("line ") {
+                *w = format!("{}:{rest}", path.display());
+            }
+        }
         cfg.meta.validate()?;
         cfg.local.validate()?;
         Ok(cfg)
     }
 
-    /// Loads `explicit`, else the file named by `env_var`, else the defaults.
+    /// Loads `explicit`, else the file named by `env_var`, else the
+    /// defaults. Either format (see [`ConfigFile::from_text`]).
     pub fn load_or_env(explicit: Option<&Path>, env_var: &str) -> Result<Self, ConfigError> {
         if let Some(p) = explicit {
             return Self::load(p);
@@ -222,6 +270,15 @@ pub struct MetaConfig {
     /// `text` (coloured only when stderr is a terminal) or `json` (one JSON
     /// object per line).
     pub log_format: LogFormat,
+    /// Log to files under `<log_path>/logs/` (`mmc-meta.log`) instead of
+    /// stderr, as the original MemCache's `ock.mmc.log_path`; a relative
+    /// path is relative to the working directory. Unset: stderr.
+    pub log_path: Option<String>,
+    /// A log file that reaches this size is rotated (`.1` is the newest
+    /// old file).
+    pub log_rotation_size: ByteSize,
+    /// Rotated log files kept besides the current one.
+    pub log_rotation_count: u32,
     pub ha: HaConfig,
     /// Cluster token and TLS (`[meta.security]`, or `[cluster]` for both services).
     pub security: SecurityConfig,
@@ -243,6 +300,9 @@ impl Default for MetaConfig {
             frame_timeout_ms: 10_000,
             log_level: "info".into(),
             log_format: LogFormat::Text,
+            log_path: None,
+            log_rotation_size: ByteSize(DEFAULT_LOG_ROTATION_SIZE),
+            log_rotation_count: DEFAULT_LOG_ROTATION_COUNT,
             ha: HaConfig::default(),
             security: SecurityConfig::default(),
         }
@@ -284,6 +344,35 @@ fn check_log_level(key: &'static str, v: &str) -> Result<(), ConfigError> {
             format!("`{v}` is not one of error, warn, info, debug, trace"),
         )),
     }
+}
+
+/// Default `log_rotation_size`: 20 MB, as the original MemCache.
+pub const DEFAULT_LOG_ROTATION_SIZE: u64 = 20 << 20;
+/// Default `log_rotation_count`: 50, as the original MemCache.
+pub const DEFAULT_LOG_ROTATION_COUNT: u32 = 50;
+/// Smallest `log_rotation_size` accepted: 4 KB.
+pub const MIN_LOG_ROTATION_SIZE: u64 = 4 << 10;
+
+fn check_log_files(section: &str, path: &Option<String>, size: ByteSize, count: u32) -> Result<(), ConfigError> {
+    if path.as_deref() == Some("") {
+        return Err(invalid(
+            format!("{section}.log_path"),
+            "must name a directory (leave it unset to log to stderr)",
+        ));
+    }
+    if size.0 < MIN_LOG_ROTATION_SIZE || size.0 > 1 << 40 {
+        return Err(invalid(
+            format!("{section}.log_rotation_size"),
+            format!("{} is outside 4KB..=1TB", format_size(size.0)),
+        ));
+    }
+    if !(1..=1000).contains(&count) {
+        return Err(invalid(
+            format!("{section}.log_rotation_count"),
+            format!("{count} is outside 1..=1000"),
+        ));
+    }
+    Ok(())
 }
 
 /// `meta.log_format` / `local.log_format`.
@@ -337,6 +426,7 @@ impl MetaConfig {
         check_range("meta.max_connections", self.max_connections, 1, MAX_CONNECTIONS_LIMIT)?;
         check_range("meta.frame_timeout_ms", self.frame_timeout_ms, 10, 3_600_000)?;
         check_log_level("meta.log_level", &self.log_level)?;
+        check_log_files("meta", &self.log_path, self.log_rotation_size, self.log_rotation_count)?;
         if self.ha.enable && self.ha.etcd_endpoints.is_empty() {
             return Err(invalid(
                 "meta.ha.etcd_endpoints",
@@ -462,6 +552,11 @@ pub struct LocalConfig {
     pub transfer_congestion: String,
     /// Control RPC timeout, in milliseconds.
     pub rpc_timeout_ms: u64,
+    /// While the MetaService cannot be reached (connection refused or not
+    /// answered), keep trying to connect every 200 ms for this long before
+    /// failing with NOT_CONNECTED_META (the original MemCache's
+    /// `ock.mmc.client.retry_milliseconds`); 0 fails at once.
+    pub meta_retry_ms: u64,
     /// Data transfer timeout, in milliseconds: the time one transfer may
     /// take, an object (or a chunk of a large one) or the share of a batch's
     /// objects one connection carries to a peer.
@@ -476,6 +571,12 @@ pub struct LocalConfig {
     pub log_level: Option<String>,
     /// `text` or `json`, as `meta.log_format`.
     pub log_format: LogFormat,
+    /// As `meta.log_path` (the file is `mmc-local.log`).
+    pub log_path: Option<String>,
+    /// As `meta.log_rotation_size`.
+    pub log_rotation_size: ByteSize,
+    /// As `meta.log_rotation_count`.
+    pub log_rotation_count: u32,
     /// Cluster token and TLS (`[local.security]`, or `[cluster]` for both services).
     pub security: SecurityConfig,
 }
@@ -499,11 +600,15 @@ impl Default for LocalConfig {
             transfer_connections: 4,
             transfer_congestion: "cubic".into(),
             rpc_timeout_ms: 10_000,
+            meta_retry_ms: 0,
             transfer_timeout_ms: 30_000,
             max_transfer_connections: DEFAULT_MAX_CONNECTIONS,
             heartbeat_interval_ms: 1000,
             log_level: None,
             log_format: LogFormat::Text,
+            log_path: None,
+            log_rotation_size: ByteSize(DEFAULT_LOG_ROTATION_SIZE),
+            log_rotation_count: DEFAULT_LOG_ROTATION_COUNT,
             security: SecurityConfig::default(),
         }
     }
@@ -537,6 +642,7 @@ impl LocalConfig {
         check_range("local.transfer_connections", self.transfer_connections as u64, 1, 64)?;
         check_congestion("local.transfer_congestion", &self.transfer_congestion)?;
         check_range("local.rpc_timeout_ms", self.rpc_timeout_ms, 10, 3_600_000)?;
+        check_range("local.meta_retry_ms", self.meta_retry_ms, 0, 3_600_000)?;
         check_range("local.transfer_timeout_ms", self.transfer_timeout_ms, 10, 3_600_000)?;
         check_range(
             "local.max_transfer_connections",
@@ -548,6 +654,7 @@ impl LocalConfig {
         if let Some(l) = &self.log_level {
             check_log_level("local.log_level", l)?;
         }
+        check_log_files("local", &self.log_path, self.log_rotation_size, self.log_rotation_count)?;
         self.security.validate("local.security")?;
         Ok(())
     }

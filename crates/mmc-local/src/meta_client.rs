@@ -123,6 +123,8 @@ pub struct MetaClient {
     offer_ring: bool,
     /// The cluster token proved on every connection (`None`: open mode).
     token: Option<ClusterToken>,
+    /// How long a refused or unanswered connect keeps being retried.
+    connect_retry: Duration,
     handle: Handle,
     /// Finds the HA leader in etcd; `None`: `addr` is fixed.
     resolver: Option<Arc<LeaderResolver>>,
@@ -135,6 +137,10 @@ pub struct MetaClient {
     /// Woken when etcd names another leader than before.
     leader_changed: tokio::sync::Notify,
 }
+
+/// Pause between two connects to a MetaService that cannot be reached
+/// (the original MemCache's retry interval).
+pub const CONNECT_RETRY_INTERVAL: Duration = Duration::from_millis(200);
 
 impl MetaClient {
     /// A client for `addr`; background tasks run on `handle`;
@@ -152,6 +158,7 @@ impl MetaClient {
             spin_wait,
             offer_ring: true,
             token: None,
+            connect_retry: Duration::ZERO,
             handle,
             resolver: None,
             leader_wait: Duration::ZERO,
@@ -206,6 +213,15 @@ impl MetaClient {
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// While the MetaService refuses or does not answer connections, keep
+    /// trying every [`CONNECT_RETRY_INTERVAL`] for up to `window` before
+    /// failing with NOT_CONNECTED_META (`local.meta_retry_ms`; zero, the
+    /// default, fails at once).
+    pub fn with_connect_retry(mut self, window: Duration) -> Self {
+        self.connect_retry = window;
+        self
     }
 
     /// The cluster token to prove on every connection.
@@ -340,8 +356,50 @@ impl MetaClient {
         })
     }
 
+    /// One try of [`open_authenticated`](Self::open_authenticated).
+    async fn attempt(
+        at: &str,
+        tls: Option<ClientTls>,
+        token: Option<&ClusterToken>,
+        timeout: Duration,
+    ) -> std::result::Result<Opened, ConnectError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let sock = match tokio::time::timeout_at(deadline, TcpStream::connect(at)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => return Err(ConnectError::Io(e)),
+            Err(_) => return Err(ConnectError::ConnectTimeout),
+        };
+        let _ = sock.set_nodelay(true);
+        let token = token.map(ClusterToken::as_bytes);
+        let mut opened = match tls {
+            None => Opened::Tcp(sock),
+            Some(tls) => match tokio::time::timeout_at(deadline, tls.connect(at, sock)).await {
+                Ok(Ok(s)) => Opened::Tls(Box::new(s)),
+                Ok(Err(e)) => return Err(ConnectError::Tls(e)),
+                Err(_) => return Err(ConnectError::ConnectTimeout),
+            },
+        };
+        let handshake = match &mut opened {
+            Opened::Tcp(s) => {
+                tokio::time::timeout_at(deadline, auth::client_handshake(s, token, Domain::Control)).await
+            }
+            Opened::Tls(s) => {
+                tokio::time::timeout_at(deadline, auth::client_handshake(&mut **s, token, Domain::Control))
+                    .await
+            }
+        };
+        match handshake {
+            Ok(Ok(())) => Ok(opened),
+            Ok(Err(e)) => Err(ConnectError::Auth(e)),
+            Err(_) => Err(ConnectError::AuthTimeout),
+        }
+    }
+
     /// TCP connect, TLS handshake when `tls`, then the cluster-token
-    /// handshake over the resulting stream, all within one timeout.
+    /// handshake over the resulting stream, all within one timeout. While
+    /// the connect itself fails (refused, or not answered in time) it is
+    /// tried again every [`CONNECT_RETRY_INTERVAL`] for up to the connect
+    /// retry window ([`with_connect_retry`](Self::with_connect_retry)).
     async fn open_authenticated(&self, tls: Option<ClientTls>) -> Result<Opened> {
         let Some(resolver) = &self.resolver else {
             return self.open_at(self.addr(), tls).await;
@@ -384,38 +442,20 @@ impl MetaClient {
         let timeout = self.timeout.min(Duration::from_secs(3));
         let token = self.token.clone();
         let at = addr.clone();
+        let retry = self.connect_retry;
         let r = self
             .handle
             .spawn(async move {
-                let deadline = tokio::time::Instant::now() + timeout;
-                let sock = match tokio::time::timeout_at(deadline, TcpStream::connect(&at)).await {
-                    Ok(Ok(s)) => s,
-                    Ok(Err(e)) => return Err(ConnectError::Io(e)),
-                    Err(_) => return Err(ConnectError::ConnectTimeout),
-                };
-                let _ = sock.set_nodelay(true);
-                let token = token.as_ref().map(ClusterToken::as_bytes);
-                let mut opened = match tls {
-                    None => Opened::Tcp(sock),
-                    Some(tls) => match tokio::time::timeout_at(deadline, tls.connect(&at, sock)).await {
-                        Ok(Ok(s)) => Opened::Tls(Box::new(s)),
-                        Ok(Err(e)) => return Err(ConnectError::Tls(e)),
-                        Err(_) => return Err(ConnectError::ConnectTimeout),
-                    },
-                };
-                let handshake = match &mut opened {
-                    Opened::Tcp(s) => {
-                        tokio::time::timeout_at(deadline, auth::client_handshake(s, token, Domain::Control)).await
+                let give_up = tokio::time::Instant::now() + retry;
+                loop {
+                    match Self::attempt(&at, tls.clone(), token.as_ref(), timeout).await {
+                        Err(ConnectError::Io(_) | ConnectError::ConnectTimeout)
+                            if tokio::time::Instant::now() + CONNECT_RETRY_INTERVAL <= give_up =>
+                        {
+                            tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
+                        }
+                        r => return r,
                     }
-                    Opened::Tls(s) => {
-                        tokio::time::timeout_at(deadline, auth::client_handshake(&mut **s, token, Domain::Control))
-                            .await
-                    }
-                };
-                match handshake {
-                    Ok(Ok(())) => Ok(opened),
-                    Ok(Err(e)) => Err(ConnectError::Auth(e)),
-                    Err(_) => Err(ConnectError::AuthTimeout),
                 }
             })
             .await

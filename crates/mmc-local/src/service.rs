@@ -104,7 +104,8 @@ impl LocalService {
                     ))
                 }),
                 Duration::from_millis(cfg.leader_wait_ms),
-            ),
+            )
+            .with_connect_retry(Duration::from_millis(cfg.meta_retry_ms)),
         );
         let id = Arc::new(AtomicU32::new(0));
         let mut tasks = Vec::new();

@@ -7,15 +7,18 @@
 //! `pyproject.toml`); `python/memcache_rs/` holds the package around it,
 //! its type stubs and constants.
 //!
-//! Files: [`store`] (`DistributedObjectStore`), [`config`] (`LocalConfig`,
-//! `MetaConfig`), [`meta`] (`MetaService`), [`types`] (`ReplicateConfig`,
-//! `KeyInfo`), [`args`] (argument rules: `TypeError` for wrong types,
-//! INVALID_PARAM for bad values), [`pybuf`] (zero-copy buffer protocol).
+//! Files: [`store`] (`DistributedObjectStore`, the process-wide client),
+//! [`config`] (`LocalConfig`, `MetaConfig`), [`compat`] (their attributes of
+//! the original without effect here), [`meta`] (`MetaService`), [`types`]
+//! (`ReplicateConfig`, `KeyInfo`), [`args`] (argument rules: `TypeError` for
+//! wrong types, INVALID_PARAM for bad values), [`pybuf`] (zero-copy buffer
+//! protocol).
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 
 mod args;
+mod compat;
 mod config;
 mod meta;
 mod pybuf;
@@ -47,25 +50,79 @@ pub(crate) fn log_info(py: Python<'_>, msg: &str) {
     log_to_python(py, "info", msg);
 }
 
-/// Sends the services' own logs (tracing) to stderr at `level` in
-/// `format`, once per process; `MMC_LOG` or `RUST_LOG` override the filter.
-pub(crate) fn init_logging(level: &str, format: mmc_config::LogFormat) {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        let filter = std::env::var("MMC_LOG")
-            .ok()
-            .or_else(|| std::env::var("RUST_LOG").ok())
-            .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
-            .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
-        let fmt = tracing_subscriber::fmt()
-            .with_env_filter(filter)
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .with_writer(std::io::stderr);
-        let _ = match format {
-            mmc_config::LogFormat::Text => fmt.try_init(),
-            mmc_config::LogFormat::Json => fmt.json().with_ansi(false).try_init(),
-        };
-    });
+pub(crate) fn log_warning(py: Python<'_>, msg: &str) {
+    log_to_python(py, "warning", msg);
+}
+
+/// Where the services' logs go: stderr, or the size-rotated file
+/// `<log_path>/logs/<name>` when a config sets `log_path`.
+pub(crate) struct LogTarget<'a> {
+    pub log_path: Option<&'a str>,
+    /// `mmc-local.log` or `mmc-meta.log`.
+    pub name: &'a str,
+    pub rotation_size: u64,
+    pub rotation_count: u32,
+}
+
+impl<'a> LogTarget<'a> {
+    pub fn local(c: &'a mmc_config::LocalConfig) -> Self {
+        LogTarget {
+            log_path: c.log_path.as_deref(),
+            name: "mmc-local.log",
+            rotation_size: c.log_rotation_size.0,
+            rotation_count: c.log_rotation_count,
+        }
+    }
+
+    pub fn meta(c: &'a mmc_config::MetaConfig) -> Self {
+        LogTarget {
+            log_path: c.log_path.as_deref(),
+            name: "mmc-meta.log",
+            rotation_size: c.log_rotation_size.0,
+            rotation_count: c.log_rotation_count,
+        }
+    }
+}
+
+/// Sends the services' own logs (tracing) to stderr, or to the log file
+/// `target` names, at `level` in `format`; the first call of the process
+/// that succeeds decides (later ones change nothing). `MMC_LOG` or
+/// `RUST_LOG` override the filter. Fails, naming the file, when the log file
+/// cannot be created.
+pub(crate) fn init_logging(level: &str, format: mmc_config::LogFormat, target: &LogTarget<'_>) -> Result<(), String> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
+    static DONE: parking_lot::Mutex<bool> = parking_lot::Mutex::new(false);
+    let mut done = DONE.lock();
+    if *done {
+        return Ok(());
+    }
+    let (writer, ansi) = match target.log_path {
+        Some(dir) => {
+            let path = mmc_config::log_file_path(dir, target.name);
+            let file = mmc_config::RotatingFile::open(&path, target.rotation_size, target.rotation_count)
+                .map_err(|e| format!("log_path: {e}"))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let filter = std::env::var("MMC_LOG")
+        .ok()
+        .or_else(|| std::env::var("RUST_LOG").ok())
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new(level));
+    let fmt = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(writer);
+    let _ = match format {
+        mmc_config::LogFormat::Text => fmt.try_init(),
+        mmc_config::LogFormat::Json => fmt.json().with_ansi(false).try_init(),
+    };
+    *done = true;
+    Ok(())
 }
 
 #[pymodule(name = "_native")]
@@ -76,6 +133,7 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meta::MetaService>()?;
     m.add_class::<types::ReplicateConfig>()?;
     m.add_class::<types::KeyInfo>()?;
+    m.add_function(wrap_pyfunction!(store::close_all, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

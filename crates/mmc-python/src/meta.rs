@@ -2,7 +2,9 @@
 //!
 //! ``MetaService.setup(MetaConfig)`` records the configuration (without it
 //! ``main`` reads the ``[meta]`` section of the file named by
-//! ``MMC_META_CONFIG_PATH``, else the defaults); ``MetaService.main()`` binds
+//! ``MMC_META_CONFIG_PATH``, TOML or the original's ``ock.mmc.*`` format,
+//! else the defaults); with ``log_path`` set the service logs to
+//! ``<log_path>/logs/mmc-meta.log``, rotated by size; ``MetaService.main()`` binds
 //! the ports and serves until SIGINT or SIGTERM (or ``MetaService.stop()``),
 //! then shuts down cleanly and returns 0.
 //!
@@ -95,11 +97,16 @@ pub struct MetaService;
 impl MetaService {
     /// Records the configuration ``main`` uses. Returns 0, or INVALID_PARAM
     /// (-3000) when it is invalid (the reason is logged on the
-    /// ``memcache_rs`` logger).
+    /// ``memcache_rs`` logger). Attributes of the original that have no
+    /// effect here, when set, are logged once per process.
     #[staticmethod]
     fn setup(py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<i32> {
         let cfg = match config.cast::<MetaConfig>() {
-            Ok(c) => c.borrow().inner.clone(),
+            Ok(c) => {
+                let c = c.borrow();
+                c.warn_no_effect(py);
+                c.inner.clone()
+            }
             Err(_) => return Err(PyTypeError::new_err("MetaService.setup() takes a MetaConfig")),
         };
         if let Err(e) = cfg.validate() {
@@ -120,7 +127,10 @@ impl MetaService {
         let cfg = match CONFIG.lock().clone() {
             Some(c) => c,
             None => match mmc_config::ConfigFile::load_or_env(None, mmc_config::META_CONFIG_ENV) {
-                Ok(f) => f.meta,
+                Ok(f) => {
+                    crate::compat::warn_file(py, &f.warnings);
+                    f.meta
+                }
                 Err(e) => {
                     crate::log_error(py, &format!("MetaService.main: {e}"));
                     return Ok(code::INVALID_PARAM);
@@ -131,7 +141,10 @@ impl MetaService {
             crate::log_error(py, &format!("MetaService.main: {e}"));
             return Ok(code::INVALID_PARAM);
         }
-        crate::init_logging(&cfg.log_level, cfg.log_format);
+        if let Err(e) = crate::init_logging(&cfg.log_level, cfg.log_format, &crate::LogTarget::meta(&cfg)) {
+            crate::log_error(py, &format!("MetaService.main: {e}"));
+            return Ok(code::INVALID_PARAM);
+        }
         let (stop_tx, stop_rx) = watch::channel(false);
         {
             let mut r = RUNNING.lock();

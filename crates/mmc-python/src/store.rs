@@ -1,4 +1,18 @@
-//! `DistributedObjectStore`: the memcache_hybrid-compatible object API.
+//! `DistributedObjectStore`: the memcache_hybrid-compatible object API, and
+//! the process-wide client behind it.
+//!
+//! One client per process, as in the original: the first ``init`` starts a
+//! LocalService (joins the cluster); a later ``init`` of any store object of
+//! the process with the same effective configuration (the ``setup`` config,
+//! or the ``MMC_LOCAL_CONFIG_PATH`` file, with ``init_bm`` applied) shares
+//! it and returns 0, so nothing the first one stored is lost. A store set
+//! up differently (another cluster, a pure client next to a provider, ...)
+//! gets a LocalService of its own. Each store that initialised holds a
+//! reference: ``close()`` drops it, and the last ``close()`` leaves the
+//! cluster (its segment's objects go with it). A store collected without
+//! ``close()`` drops its reference but never makes the client leave: the
+//! client stays joined, for the next store to share, until interpreter exit
+//! (the package's ``atexit`` hook leaves gracefully).
 //!
 //! Every method parses its arguments while attached to the interpreter
 //! (holding buffer views so the memory stays put), then detaches (releases
@@ -75,6 +89,60 @@ fn select_keys(keys: &[Option<String>]) -> Valid<'_, ()> {
     select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
 }
 
+/// A client of this process (see the module documentation).
+struct Shared {
+    id: u64,
+    /// The configuration it was started with (`init_bm` applied).
+    cfg: mmc_config::LocalConfig,
+    store: BlockingObjectStore,
+    /// Store objects holding it: initialised, not closed, not collected.
+    refs: usize,
+}
+
+/// The clients of this process.
+static CLIENTS: Mutex<Vec<Shared>> = Mutex::new(Vec::new());
+
+/// The next [`Shared::id`].
+static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+
+/// Takes a reference to the client started with `cfg`, if there is one.
+fn share(cfg: &mmc_config::LocalConfig) -> Option<(u64, BlockingObjectStore)> {
+    let mut clients = CLIENTS.lock();
+    let c = clients.iter_mut().find(|c| c.cfg == *cfg)?;
+    c.refs += 1;
+    Some((c.id, c.store.clone()))
+}
+
+/// Drops a reference to client `id`. With `leave`, the last reference
+/// takes the client out of the registry and returns it, to be closed; a
+/// reference dropped without `leave` (collection) keeps it joined.
+fn release(id: u64, leave: bool) -> Option<BlockingObjectStore> {
+    let mut clients = CLIENTS.lock();
+    let i = clients.iter().position(|c| c.id == id)?;
+    let c = &mut clients[i];
+    c.refs = c.refs.saturating_sub(1);
+    if leave && c.refs == 0 {
+        return Some(clients.remove(i).store);
+    }
+    None
+}
+
+/// Leaves the cluster with every client of this process (the package
+/// registers it with ``atexit``). Stores that still hold one then return
+/// NOT_INITIALIZED-like failures. Returns the number of clients closed.
+#[pyfunction]
+#[pyo3(name = "_close_all")]
+pub(crate) fn close_all(py: Python<'_>) -> usize {
+    let all: Vec<Shared> = std::mem::take(&mut *CLIENTS.lock());
+    let n = all.len();
+    let _ = blocking(py, move || {
+        for c in all {
+            c.store.close();
+        }
+    });
+    n
+}
+
 /// Distributed object store client (memcache_hybrid's
 /// ``DistributedObjectStore``).
 ///
@@ -89,12 +157,13 @@ fn select_keys(keys: &[Option<String>]) -> Valid<'_, ()> {
 #[pyclass(module = "memcache_rs", name = "DistributedObjectStore", frozen)]
 pub struct DistributedObjectStore {
     config: Mutex<Option<mmc_config::LocalConfig>>,
-    store: RwLock<Option<BlockingObjectStore>>,
+    /// The process client this store holds a reference to, and its id.
+    store: RwLock<Option<(u64, BlockingObjectStore)>>,
 }
 
 impl DistributedObjectStore {
     fn handle(&self) -> Option<BlockingObjectStore> {
-        self.store.read().clone()
+        self.store.read().as_ref().map(|(_, s)| s.clone())
     }
 
     /// Puts the valid entries; the others read INVALID_PARAM.
@@ -237,21 +306,37 @@ impl DistributedObjectStore {
         Ok(self.run_get_into(py, &keys, pieces))
     }
 
+    /// Makes this store hold `client` (a reference already taken); a
+    /// concurrent init of this same store that won gives it back.
+    fn hold(&self, py: Python<'_>, client: (u64, BlockingObjectStore)) -> i32 {
+        let mut guard = self.store.write();
+        if guard.is_none() {
+            *guard = Some(client);
+            return code::OK;
+        }
+        drop(guard);
+        if let Some(store) = release(client.0, true) {
+            let _ = blocking(py, move || store.close());
+        }
+        code::OK
+    }
+
+    /// Drops this store's reference to its client; with `py` (an explicit
+    /// `close()`), the last reference leaves the cluster.
     fn close_inner(&self, py: Option<Python<'_>>) {
-        let Some(store) = self.store.write().take() else {
+        let Some((id, _)) = self.store.write().take() else {
             return;
         };
-        let f = move || {
-            store.close();
-            drop(store);
+        let Some(py) = py else {
+            // Collected without close(): the client stays joined.
+            release(id, false);
+            return;
         };
-        match py {
-            Some(py) => {
-                let _ = blocking(py, f);
-            }
-            None => {
-                let _ = catch_unwind(AssertUnwindSafe(f));
-            }
+        if let Some(store) = release(id, true) {
+            let _ = blocking(py, move || {
+                store.close();
+                drop(store);
+            });
         }
     }
 }
@@ -268,10 +353,15 @@ impl DistributedObjectStore {
 
     /// Sets the LocalService configuration used by ``init``. Returns 0, or
     /// INVALID_PARAM (-3000) when the config is invalid (the reason is
-    /// logged on the ``memcache_rs`` logger).
+    /// logged on the ``memcache_rs`` logger). Attributes of the original
+    /// that have no effect here, when set, are logged once per process.
     fn setup(&self, py: Python<'_>, config: &Bound<'_, PyAny>) -> PyResult<i32> {
         let cfg = match config.cast::<LocalConfig>() {
-            Ok(c) => c.borrow().inner.clone(),
+            Ok(c) => {
+                let c = c.borrow();
+                c.warn_no_effect(py);
+                c.inner.clone()
+            }
             Err(_) => return Err(PyTypeError::new_err("setup() takes a LocalConfig")),
         };
         if let Err(e) = cfg.validate() {
@@ -282,14 +372,21 @@ impl DistributedObjectStore {
         Ok(code::OK)
     }
 
-    /// Starts the LocalService and joins the cluster. The configuration is
-    /// the one given to ``setup``, else the ``[local]`` section of the file
-    /// named by ``MMC_LOCAL_CONFIG_PATH``, else the defaults (MetaService at
-    /// 127.0.0.1:5000, a 1 GiB DRAM segment). ``init_bm=False`` starts a pure
-    /// client that contributes no memory. ``device_id`` names the
-    /// accelerator (unused: no accelerator backend is compiled in).
-    /// Returns 0 (also when already initialized) or a negative code, e.g.
-    /// NOT_CONNECTED_META (-3017) when the MetaService is unreachable.
+    /// Joins the cluster. The configuration is the one given to ``setup``,
+    /// else the ``[local]`` section of the file named by
+    /// ``MMC_LOCAL_CONFIG_PATH`` (TOML or the original's ``ock.mmc.*``
+    /// format), else the defaults (MetaService at 127.0.0.1:5000, a 1 GiB
+    /// DRAM segment). ``init_bm=False`` makes a pure client that contributes
+    /// no memory. ``device_id`` names the accelerator (unused: no
+    /// accelerator backend is compiled in).
+    ///
+    /// One client per process: when this process already runs a client
+    /// with the same configuration (another store's, or one whose stores
+    /// were collected without ``close()``), this store shares it and the
+    /// objects stored through it stay; otherwise a LocalService is started.
+    /// Returns 0 (also when already initialized or sharing) or a negative
+    /// code, e.g. NOT_CONNECTED_META (-3017) when the MetaService is
+    /// unreachable.
     #[pyo3(signature = (device_id = 0, init_bm = true))]
     fn init(&self, py: Python<'_>, device_id: i64, init_bm: bool) -> i32 {
         if device_id < 0 {
@@ -301,7 +398,10 @@ impl DistributedObjectStore {
         let cfg = match self.config.lock().clone() {
             Some(c) => c,
             None => match mmc_config::ConfigFile::load_or_env(None, mmc_config::LOCAL_CONFIG_ENV) {
-                Ok(f) => f.local,
+                Ok(f) => {
+                    crate::compat::warn_file(py, &f.warnings);
+                    f.local
+                }
                 Err(e) => {
                     crate::log_error(py, &format!("init: {e}"));
                     return code::INVALID_PARAM;
@@ -312,21 +412,46 @@ impl DistributedObjectStore {
         if !init_bm {
             cfg.dram_size = mmc_config::ByteSize(0);
         }
-        crate::init_logging(cfg.log_level_or("warn"), cfg.log_format);
+        if let Err(e) = crate::init_logging(cfg.log_level_or("warn"), cfg.log_format, &crate::LogTarget::local(&cfg)) {
+            crate::log_error(py, &format!("init: {e}"));
+            return code::INVALID_PARAM;
+        }
+        if let Some(shared) = share(&cfg) {
+            return self.hold(py, shared);
+        }
         // No lock is held while detached: another thread waiting on it with
         // the GIL would deadlock with this one re-attaching.
-        match blocking(py, move || ObjectStore::connect(cfg)) {
+        let started = cfg.clone();
+        match blocking(py, move || ObjectStore::connect(started)) {
             Some(Ok(s)) => {
                 let s = s.blocking();
-                let mut guard = self.store.write();
-                if guard.is_none() {
-                    *guard = Some(s);
-                    return code::OK;
+                let spare;
+                let held = {
+                    let mut clients = CLIENTS.lock();
+                    match clients.iter_mut().find(|c| c.cfg == cfg) {
+                        // A concurrent init started one first: share it.
+                        Some(c) => {
+                            c.refs += 1;
+                            spare = Some(s);
+                            (c.id, c.store.clone())
+                        }
+                        None => {
+                            let id = NEXT_CLIENT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            clients.push(Shared {
+                                id,
+                                cfg,
+                                store: s.clone(),
+                                refs: 1,
+                            });
+                            spare = None;
+                            (id, s)
+                        }
+                    }
+                };
+                if let Some(s) = spare {
+                    let _ = blocking(py, move || s.close());
                 }
-                // A concurrent init won: leave with the spare one.
-                drop(guard);
-                let _ = blocking(py, move || s.close());
-                code::OK
+                self.hold(py, held)
             }
             Some(Err(e)) => {
                 crate::log_error(py, &format!("init: {e}"));
@@ -336,8 +461,11 @@ impl DistributedObjectStore {
         }
     }
 
-    /// Leaves the cluster and stops the LocalService; its segment's objects
-    /// go with it. Returns 0. The store may be initialized again.
+    /// Releases this store's share of the process client: the last
+    /// ``close()`` of the process leaves the cluster and stops the
+    /// LocalService (its segment's objects go with it); until then the
+    /// other stores keep working and nothing is lost. Returns 0 (also when
+    /// not initialized). The store may be initialized again.
     fn close(&self, py: Python<'_>) -> i32 {
         self.close_inner(Some(py));
         code::OK
@@ -792,8 +920,9 @@ impl DistributedObjectStore {
 
 impl Drop for DistributedObjectStore {
     fn drop(&mut self) {
-        // Leave the cluster gracefully when the object is collected without
-        // close(): unregistering is one short RPC.
+        // Collected without close(): drop the reference; the process client
+        // stays joined (as in the original, where only an explicit teardown
+        // stops it) for the next store to share, until interpreter exit.
         self.close_inner(None);
     }
 }

@@ -13,6 +13,8 @@
  * Exit status 0 when every check passed.
  */
 
+#define _POSIX_C_SOURCE 200112L /* setenv, unsetenv */
+
 #include "memcache.h"
 
 #include <stdint.h>
@@ -132,8 +134,19 @@ static void test_before_init(void)
     layers.bufs = &b;
     layers.count = 1;
 
-    CHECK_RC(mmc_init(0, 1), MMC_NOT_INITIALIZED); /* no mmc_setup yet */
-    CHECK(strlen(mmc_last_error()) > 0);
+    {
+        /* Without mmc_setup, mmc_init reads $MMC_LOCAL_CONFIG_PATH; with
+         * the variable unset there is nothing to start from. */
+        const char *env = getenv("MMC_LOCAL_CONFIG_PATH");
+        char *saved = env ? strcpy((char *)xmalloc(strlen(env) + 1), env) : NULL;
+        unsetenv("MMC_LOCAL_CONFIG_PATH");
+        CHECK_RC(mmc_init(0, 1), MMC_NOT_INITIALIZED); /* no mmc_setup yet */
+        CHECK(strlen(mmc_last_error()) > 0);
+        if (saved) {
+            setenv("MMC_LOCAL_CONFIG_PATH", saved, 1);
+            free(saved);
+        }
+    }
     CHECK_RC(mmc_uninit(), MMC_NOT_INITIALIZED);
     CHECK_RC(mmcc_put("a", &b, NULL, 0), MMC_NOT_INITIALIZED);
     CHECK_RC(mmcc_get("a", &b, 0), MMC_NOT_INITIALIZED);

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <random>
 #include <string>
@@ -72,7 +73,17 @@ void TestBeforeInit()
     mmc::ObjectStore s;
     uint8_t byte = 1;
     uint32_t id = 0;
-    CHECK_EQ(s.Init(0, true), MMC_NOT_INITIALIZED);  // no Setup yet
+    {
+        // Without Setup, Init reads $MMC_LOCAL_CONFIG_PATH (as the original
+        // does); with the variable unset there is nothing to start from.
+        const char *env = std::getenv("MMC_LOCAL_CONFIG_PATH");
+        std::string saved = env ? env : "";
+        unsetenv("MMC_LOCAL_CONFIG_PATH");
+        CHECK_EQ(s.Init(0, true), MMC_NOT_INITIALIZED);  // no Setup yet
+        if (env) {
+            setenv("MMC_LOCAL_CONFIG_PATH", saved.c_str(), 1);
+        }
+    }
     CHECK_EQ(s.TearDown(), MMC_NOT_INITIALIZED);
     CHECK_EQ(s.PutFrom("k", &byte, 1), MMC_NOT_INITIALIZED);
     CHECK_EQ(s.GetInto("k", &byte, 1), MMC_NOT_INITIALIZED);

@@ -11,6 +11,11 @@ MemCache: connectors written for it work after changing only the import::
     assert store.get("key") == b"value"
     store.close()
 
+The original's module name works too: ``import memcache_hybrid`` gives this
+same API (the package ships alongside this one), and its configuration files
+(``ock.mmc.<key> = value``, found through ``MMC_LOCAL_CONFIG_PATH`` /
+``MMC_META_CONFIG_PATH``) are read as they are (docs/integrations.md).
+
 Conventions: methods return 0 or a negative result code (see the constants
 below), ``is_exist`` returns 1 / 0, ``get`` returns ``b""`` when absent, batch
 calls return one int per key, and a put of an existing key returns 0 (objects
@@ -21,6 +26,7 @@ numpy arrays) are read and written in place; integer addresses
 (``tensor.data_ptr()``, ``ctypes.addressof``) are used directly.
 """
 
+import atexit as _atexit
 import enum as _enum
 
 from ._native import (
@@ -32,6 +38,12 @@ from ._native import (
     ReplicateConfig,
     __version__,
 )
+from ._native import _close_all
+
+# One client per process (see DistributedObjectStore.init / close): clients
+# whose stores were collected without close() leave the cluster gracefully
+# when the interpreter exits.
+_atexit.register(_close_all)
 
 # Result codes (SPEC section 5; the values memcache_hybrid clients test against).
 OK = 0

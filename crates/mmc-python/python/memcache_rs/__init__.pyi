@@ -95,7 +95,7 @@ class LocalConfig:
     dram_size: int
     """Segment size in bytes; set as an int or a string such as ``"64MB"``. 0 = pure client."""
     protocol: str
-    """``auto`` (shm with LocalServices of this host, TCP otherwise) or ``tcp``."""
+    """``auto`` (shm with LocalServices of this host, TCP otherwise) or ``tcp``; memcache_hybrid names too: ``host_shm`` (auto), ``host_tcp`` (tcp), ``host_rdma`` / ``host_urma`` / ``device_rdma`` / ``device_sdma`` (auto, with a warning; read back as set)."""
     transfer_listen: str
     """Transfer server listen address (port 0: any)."""
     transfer_advertise: Optional[str]
@@ -128,10 +128,94 @@ class LocalConfig:
     insecure: bool
     """Allow a non-loopback listen address without a cluster token."""
 
+    # ---- memcache_hybrid attributes that map onto this project's keys ----
+    client_timeout_seconds: int
+    """Request timeout in seconds (1..=3600): sets ``rpc_timeout_ms`` and ``transfer_timeout_ms``."""
+    client_retry_milliseconds: int
+    """Keep retrying an unreachable MetaService every 200 ms for this long before NOT_CONNECTED_META (``local.meta_retry_ms``; 0: fail at once)."""
+    log_path: str
+    """Log to ``<log_path>/logs/mmc-local.log`` (rotated by size) instead of stderr; ``""``: stderr."""
+    log_rotation_file_size: int
+    """MB at which a log file is rotated, 1..=500 (20)."""
+    log_rotation_file_count: int
+    """Rotated log files kept (50)."""
+    tls_enable: bool
+    """TLS with client certificates to the MetaService (``local.security.tls.enable`` and ``mutual``)."""
+    tls_ca_path: str
+    """CA bundle (PEM) trusted for the MetaService (``local.security.tls.ca``)."""
+    tls_cert_path: str
+    """Client certificate chain (PEM) (``local.security.tls.cert``)."""
+    tls_key_path: str
+    """Unencrypted private key (PEM) (``local.security.tls.key``)."""
+    hcom_tls_enable: bool
+    """TLS on transfer connections, with the ``tls_*`` files (``local.security.tls.transfer``)."""
+
+    # ---- memcache_hybrid attributes without effect here (read back as set; warn once at setup) ----
+    config_store_url: str
+    """No effect: there is no config store."""
+    world_size: int
+    """No effect: service ids come from the MetaService."""
+    hcom_url: str
+    """No effect: no HCOM transport (``transfer_listen`` sets the TCP transfer server)."""
+    hbm_size: str
+    """No effect: no accelerator memory medium."""
+    max_dram_size: str
+    """No effect."""
+    max_hbm_size: str
+    """No effect."""
+    read_thread_pool_size: int
+    """No effect (``worker_threads`` sizes the runtime)."""
+    write_thread_pool_size: int
+    """No effect (``worker_threads`` sizes the runtime)."""
+    aggregate_io: bool
+    """No effect: batch calls are one control request already."""
+    aggregate_num: int
+    """No effect."""
+    ubs_io_enable: bool
+    """No effect: no UBS-IO tier."""
+    memory_pool_mode: str
+    """No effect."""
+    tls_ca_crl_path: str
+    """No effect: CRLs are not checked."""
+    tls_key_pass_path: str
+    """No effect: encrypted keys are not supported."""
+    tls_package_path: str
+    """No effect: TLS is built in."""
+    tls_decrypter_path: str
+    """No effect."""
+    config_store_tls_enable: bool
+    """No effect: there is no config store."""
+    config_store_tls_ca_path: str
+    """No effect."""
+    config_store_tls_ca_crl_path: str
+    """No effect."""
+    config_store_tls_cert_path: str
+    """No effect."""
+    config_store_tls_key_path: str
+    """No effect."""
+    config_store_tls_key_pass_path: str
+    """No effect."""
+    config_store_tls_package_path: str
+    """No effect."""
+    config_store_tls_decrypter_path: str
+    """No effect."""
+    hcom_tls_ca_path: str
+    """No effect: transfer TLS uses ``tls_ca_path``."""
+    hcom_tls_ca_crl_path: str
+    """No effect."""
+    hcom_tls_cert_path: str
+    """No effect: transfer TLS uses ``tls_cert_path``."""
+    hcom_tls_key_path: str
+    """No effect: transfer TLS uses ``tls_key_path``."""
+    hcom_tls_key_pass_path: str
+    """No effect."""
+    hcom_tls_decrypter_path: str
+    """No effect."""
+
     def __init__(self, **properties: Any) -> None: ...
     @staticmethod
     def load(path: Optional[str] = None) -> "LocalConfig":
-        """Reads ``[local]`` from ``path``, else ``$MMC_LOCAL_CONFIG_PATH``, else defaults; ValueError names a bad key."""
+        """Reads ``[local]`` from ``path``, else ``$MMC_LOCAL_CONFIG_PATH``, else defaults (TOML or the original's ``ock.mmc.*`` format); ValueError names a bad key."""
     def validate(self) -> None:
         """Raises ValueError naming the first invalid key."""
     def to_toml(self) -> str:
@@ -184,10 +268,56 @@ class MetaConfig:
     insecure: bool
     """Allow a non-loopback listen address without a cluster token."""
 
+    # ---- memcache_hybrid attributes that map onto this project's keys ----
+    log_path: str
+    """Log to ``<log_path>/logs/mmc-meta.log`` (rotated by size) instead of stderr; ``""``: stderr."""
+    log_rotation_file_size: int
+    """MB at which a log file is rotated, 1..=500 (20)."""
+    log_rotation_file_count: int
+    """Rotated log files kept (50)."""
+    tls_enable: bool
+    """TLS requiring client certificates on the control port and HTTP endpoint (``meta.security.tls.enable`` and ``mutual``)."""
+    tls_ca_path: str
+    """CA bundle (PEM) client certificates must chain to (``meta.security.tls.ca``)."""
+    tls_cert_path: str
+    """Server certificate chain (PEM) (``meta.security.tls.cert``)."""
+    tls_key_path: str
+    """Unencrypted private key (PEM) (``meta.security.tls.key``)."""
+
+    # ---- memcache_hybrid attributes without effect here (read back as set; warn once at setup) ----
+    config_store_url: str
+    """No effect: there is no config store."""
+    ubs_io_enable: bool
+    """No effect: no UBS-IO tier."""
+    tls_ca_crl_path: str
+    """No effect: CRLs are not checked."""
+    tls_key_pass_path: str
+    """No effect: encrypted keys are not supported."""
+    tls_package_path: str
+    """No effect: TLS is built in."""
+    tls_decrypter_path: str
+    """No effect."""
+    config_store_tls_enable: bool
+    """No effect: there is no config store."""
+    config_store_tls_ca_path: str
+    """No effect."""
+    config_store_tls_ca_crl_path: str
+    """No effect."""
+    config_store_tls_cert_path: str
+    """No effect."""
+    config_store_tls_key_path: str
+    """No effect."""
+    config_store_tls_key_pass_path: str
+    """No effect."""
+    config_store_tls_package_path: str
+    """No effect."""
+    config_store_tls_decrypter_path: str
+    """No effect."""
+
     def __init__(self, **properties: Any) -> None: ...
     @staticmethod
     def load(path: Optional[str] = None) -> "MetaConfig":
-        """Reads ``[meta]`` from ``path``, else ``$MMC_META_CONFIG_PATH``, else defaults; ValueError names a bad key."""
+        """Reads ``[meta]`` from ``path``, else ``$MMC_META_CONFIG_PATH``, else defaults (TOML or the original's ``ock.mmc.*`` format); ValueError names a bad key."""
     def validate(self) -> None:
         """Raises ValueError naming the first invalid key."""
     def to_toml(self) -> str:
@@ -215,9 +345,9 @@ class DistributedObjectStore:
     def setup(self, config: LocalConfig) -> int:
         """Sets the config ``init`` uses. 0, or INVALID_PARAM when invalid."""
     def init(self, device_id: int = 0, init_bm: bool = True) -> int:
-        """Joins the cluster (``init_bm=False``: pure client). 0 or a negative code."""
+        """Joins the cluster (``init_bm=False``: pure client), or shares this process's client started with the same configuration (one client per process). 0 or a negative code."""
     def close(self) -> int:
-        """Leaves the cluster. 0."""
+        """Releases this store's share of the process client; the last ``close()`` leaves the cluster. 0."""
     def get_local_service_id(self) -> int:
         """This LocalService's service id (rank), NOT_INITIALIZED before init."""
     def put(self, key: _Key, buf: _Buffer, replicateConfig: Optional[ReplicateConfig] = None) -> int:
