@@ -280,7 +280,7 @@ impl HaCluster {
                             .count()
                     })
                     .unwrap_or(0);
-                if segments == LOCALS && s["ledgers_pending"] == 0 {
+                if segments == LOCALS && s["segments_recovering"] == 0 && s["ledgers_pending"] == 0 {
                     return;
                 }
             }

@@ -32,6 +32,10 @@ struct OwnerLedger {
     entries: HashMap<u64, LedgerEntry>,
     /// Last ledger op applied (in the current MetaService's numbering).
     acked: u64,
+    /// The epoch `acked` counts in: the ledger epoch of our current
+    /// registration. Read together with `acked`, so a poll never carries an
+    /// ack counted against an earlier MetaService into the current one.
+    epoch: u64,
 }
 
 pub struct LocalService {
@@ -231,18 +235,20 @@ impl LocalService {
             recovering: !entries.is_empty(),
         };
         let recovering = req.recovering;
-        let (sid, lease_ms, epoch) = match self.meta.call(&Request::Register(req)).await? {
+        let (sid, lease_ms, epoch, ledger_epoch) = match self.meta.call(&Request::Register(req)).await? {
             Response::Registered {
                 service_id,
                 lease_ms,
                 members_epoch,
+                ledger_epoch,
                 ..
-            } => (service_id, lease_ms, members_epoch),
+            } => (service_id, lease_ms, members_epoch, ledger_epoch),
             other => return Err(unexpected(other)),
         };
         {
             let mut l = self.ledger.lock();
             l.acked = 0;
+            l.epoch = ledger_epoch;
             self.generation.fetch_add(1, Ordering::AcqRel);
         }
         self.id.store(sid, Ordering::Release);
@@ -314,9 +320,13 @@ impl LocalService {
                 return;
             }
             let gen = self.generation.load(Ordering::Acquire);
-            let acked = self.ledger.lock().acked;
+            let (epoch, acked) = {
+                let l = self.ledger.lock();
+                (l.epoch, l.acked)
+            };
             let req = Request::LedgerPoll {
                 service_id: self.id(),
+                epoch,
                 acked,
             };
             match self.meta.call(&req).await {

@@ -33,6 +33,7 @@ async fn answer(req: Request) -> Response {
             service_id: 1,
             lease_ms: 2000,
             members_epoch: 1,
+            ledger_epoch: 1,
             term: 0,
         },
         Request::Heartbeat { .. } => Response::HeartbeatAck {

@@ -78,6 +78,7 @@ fn answers_of_a_deposed_leader_are_refused() {
     let hb = Request::Heartbeat { service_id: 1 };
     let poll = Request::LedgerPoll {
         service_id: 1,
+        epoch: 1,
         acked: 0,
     };
     assert!(matches!(

@@ -19,6 +19,11 @@ pub const MAX_OPS_PER_POLL: usize = 65536;
 
 #[derive(Debug, Default)]
 pub struct Ledger {
+    /// Which registration of the owner this ledger belongs to: chosen at
+    /// random when the owner registers and handed to it. An ack carries the
+    /// epoch it counts in, so an ack counted against an earlier MetaService
+    /// (or an earlier registration) never acknowledges this ledger's ops.
+    epoch: u64,
     /// Sequence number of the newest queued op.
     last_seq: u64,
     /// Highest sequence number the owner acknowledged.
@@ -29,6 +34,18 @@ pub struct Ledger {
 }
 
 impl Ledger {
+    /// An empty ledger of registration `epoch`.
+    pub fn with_epoch(epoch: u64) -> Ledger {
+        Ledger {
+            epoch,
+            ..Ledger::default()
+        }
+    }
+
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     pub fn add(&mut self, key: Arc<str>, offset: u64, size: u64, object_id: u64) {
         self.push(LedgerOp::Add(LedgerEntry {
             key,
@@ -49,8 +66,13 @@ impl Ledger {
         self.ops.push_back((self.last_seq, op));
     }
 
-    /// Records the owner's ack; returns the ranges that may now be freed.
-    pub fn ack(&mut self, acked: u64) -> Vec<(u64, u64)> {
+    /// Records the owner's ack, counted in ledger `epoch`; returns the
+    /// ranges that may now be freed. An ack of another epoch (sent before
+    /// the owner registered again, e.g. across a failover) is ignored.
+    pub fn ack(&mut self, epoch: u64, acked: u64) -> Vec<(u64, u64)> {
+        if epoch != self.epoch {
+            return Vec::new();
+        }
         let acked = acked.min(self.last_seq);
         if acked > self.acked {
             self.acked = acked;
@@ -102,11 +124,26 @@ mod tests {
         l.add("b".into(), 4096, 10, 2);
         let (last, ops) = l.pending();
         assert_eq!((last, ops.len()), (3, 3));
-        assert!(l.ack(1).is_empty());
-        assert_eq!(l.ack(2), vec![(0, 10)]);
+        assert!(l.ack(0, 1).is_empty());
+        assert_eq!(l.ack(0, 2), vec![(0, 10)]);
         assert_eq!(l.pending().1.len(), 1);
-        assert!(l.ack(99).is_empty(), "ack beyond the queue is clamped");
+        assert!(l.ack(0, 99).is_empty(), "ack beyond the queue is clamped");
         assert!(!l.has_pending());
         assert_eq!(l.pending().0, 3);
+    }
+
+    #[test]
+    fn an_ack_of_another_epoch_acknowledges_nothing() {
+        let mut l = Ledger::with_epoch(7);
+        for i in 0..5u64 {
+            l.add(format!("k{i}").into(), i * 4096, 10, i + 1);
+        }
+        l.del(0, 10);
+        // An ack counted by an earlier MetaService, far beyond this queue.
+        assert!(l.ack(6, 5_000).is_empty(), "no range freed by a stale ack");
+        assert!(l.has_pending());
+        assert_eq!(l.pending().1.len(), 6, "every op still goes to the owner");
+        assert_eq!(l.ack(7, 6), vec![(0, 10)]);
+        assert!(!l.has_pending());
     }
 }

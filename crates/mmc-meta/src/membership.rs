@@ -54,7 +54,7 @@ impl Membership {
         let segment = req.segment.as_ref().map(|s| Segment {
             medium: s.medium,
             alloc: SegmentAllocator::new(s.size),
-            ledger: Ledger::default(),
+            ledger: Ledger::with_epoch(fresh_ledger_epoch()),
             recovering: req.recovering,
             objects: 0,
         });
@@ -154,5 +154,18 @@ impl Membership {
                 })
             })
             .collect()
+    }
+}
+
+/// A ledger epoch no earlier registration (in this MetaService or any
+/// other) is likely to have used: 64 random bits, else the clock.
+fn fresh_ledger_epoch() -> u64 {
+    let mut b = [0u8; 8];
+    match getrandom::fill(&mut b) {
+        Ok(()) => u64::from_le_bytes(b),
+        Err(_) => std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(1),
     }
 }

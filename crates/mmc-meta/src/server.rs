@@ -407,6 +407,7 @@ impl Server {
                     service_id,
                     lease_ms: st.params().lease_ms,
                     members_epoch,
+                    ledger_epoch: st.ledger_epoch(service_id).unwrap_or(0),
                     term,
                 },
                 Err(e) => Response::Failed(e),
@@ -430,7 +431,11 @@ impl Server {
                     term,
                 }
             }
-            Request::LedgerPoll { service_id, acked } => self.ledger_poll(service_id, acked, term).await,
+            Request::LedgerPoll {
+                service_id,
+                epoch,
+                acked,
+            } => self.ledger_poll(service_id, epoch, acked, term).await,
             Request::Unregister { service_id } => {
                 st.unregister(service_id);
                 self.ledger_changed.notify_waiters();
@@ -501,7 +506,7 @@ impl Server {
         }
     }
 
-    async fn ledger_poll(&self, service: mmc_wire::ServiceId, acked: u64, term: u64) -> Response {
+    async fn ledger_poll(&self, service: mmc_wire::ServiceId, epoch: u64, acked: u64, term: u64) -> Response {
         let deadline = Instant::now() + LEDGER_POLL_HOLD;
         let mut coalesced = false;
         loop {
@@ -512,7 +517,7 @@ impl Server {
             if let Err(e) = self.serving_term() {
                 return Response::Failed(e);
             }
-            let Some((last_seq, ops)) = self.state.ledger_poll(service, acked) else {
+            let Some((last_seq, ops)) = self.state.ledger_poll(service, epoch, acked) else {
                 return Response::LedgerOps {
                     last_seq: 0,
                     ops: Vec::new(),

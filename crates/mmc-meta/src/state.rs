@@ -279,7 +279,14 @@ impl MetaState {
 
     /// Acknowledges ledger ops up to `acked` (releasing the space their
     /// `Del`s freed) and returns the ones still pending. `None`: unknown service.
-    pub fn ledger_poll(&self, service: ServiceId, acked: u64) -> Option<(u64, Vec<LedgerOp>)> {
+    /// The ledger epoch of `service`'s current registration (`None`:
+    /// unknown service or no segment).
+    pub fn ledger_epoch(&self, service: ServiceId) -> Option<u64> {
+        let mut m = self.members.lock();
+        m.segment_mut(service).map(|s| s.ledger.epoch())
+    }
+
+    pub fn ledger_poll(&self, service: ServiceId, epoch: u64, acked: u64) -> Option<(u64, Vec<LedgerOp>)> {
         let now = self.now();
         let mut m = self.members.lock();
         let mem = m.get_mut(service)?;
@@ -287,7 +294,7 @@ impl MetaState {
         let Some(seg) = mem.segment.as_mut() else {
             return Some((0, Vec::new()));
         };
-        for (off, size) in seg.ledger.ack(acked) {
+        for (off, size) in seg.ledger.ack(epoch, acked) {
             if size > 0 {
                 seg.alloc.free(off, size);
             }
@@ -866,6 +873,17 @@ impl MetaState {
         m.members
             .values()
             .filter(|mem| mem.segment.as_ref().is_some_and(|s| s.ledger.has_pending()))
+            .count() as u64
+    }
+
+    /// Segments whose owner re-registered and is still sending its ledger:
+    /// until 0, some objects recorded there are not in the index yet (a
+    /// get of one answers OBJECT_NOT_EXISTS).
+    pub fn segments_recovering(&self) -> u64 {
+        let m = self.members.lock();
+        m.members
+            .values()
+            .filter(|mem| mem.segment.as_ref().is_some_and(|s| s.recovering))
             .count() as u64
     }
 

@@ -127,6 +127,7 @@ pub fn status_json(server: &Server, role: &str) -> Value {
         "capacity": capacity,
         "ops": ops_json(&server.metrics),
         "ledgers_pending": st.ledgers_pending(),
+        "segments_recovering": st.segments_recovering(),
         "ha": server.role().map(|r| json!({
             "term": r.term(),
             "refused_not_leader": r.refused.load(Ordering::Relaxed),

@@ -118,8 +118,9 @@ fn put(st: &MetaState, writer: ServiceId, it: AllocItem) -> Vec<Replica> {
 
 /// Plays the segment owner: fetches pending ledger ops and acknowledges them.
 fn ack(st: &MetaState, id: ServiceId) -> Vec<LedgerOp> {
-    let (last, ops) = st.ledger_poll(id, 0).expect("known service");
-    let (_, rest) = st.ledger_poll(id, last).expect("known service");
+    let epoch = st.ledger_epoch(id).expect("a provider");
+    let (last, ops) = st.ledger_poll(id, epoch, 0).expect("known service");
+    let (_, rest) = st.ledger_poll(id, epoch, last).expect("known service");
     assert!(rest.is_empty(), "everything acknowledged");
     ops
 }
@@ -939,7 +940,7 @@ fn silent_service_is_declared_dead() {
 
     clock.advance(2_000);
     assert_eq!(st.heartbeat(b), (true, epoch0));
-    assert!(st.ledger_poll(c, 0).is_some(), "a ledger poll also proves liveness");
+    assert!(st.ledger_poll(c, 0, 0).is_some(), "a ledger poll also proves liveness");
     clock.advance(1_000);
     st.tick();
     assert!(st.is_member(a), "exactly at the timeout: still alive");
@@ -954,7 +955,7 @@ fn silent_service_is_declared_dead() {
     assert_eq!(st.stat().members, 2);
     assert_eq!(st.stat().segments.len(), 2);
     assert_eq!(st.heartbeat(a), (false, epoch));
-    assert!(st.ledger_poll(a, 0).is_none());
+    assert!(st.ledger_poll(a, 0, 0).is_none());
     assert_eq!(st.counters.dead_services.load(std::sync::atomic::Ordering::Relaxed), 1);
 
     // Its only replica was there: gone.
@@ -1696,4 +1697,35 @@ fn departed_pure_client_has_its_writes_reclaimed_without_an_index_scan() {
     );
     // The keys are free for a new writer.
     put(&st, other, item("inflight-1", PAGE, 1, &[]));
+}
+
+/// A ledger poll built before its owner registered again (with a new
+/// MetaService after a failover or restart) carries an ack counted in the
+/// old MetaService's numbering; it must not acknowledge the new ledger's
+/// ops, or they never reach the owner and the objects are lost at the next
+/// failover (seen as whole providers' worth of lost objects in the HA churn
+/// test).
+#[test]
+fn an_ack_counted_against_an_earlier_metaservice_acknowledges_nothing() {
+    // The old MetaService: the owner acknowledged 5,000 ops there.
+    let (_c, old) = new_state(params());
+    let a_old = reg(&old, 1, 64 * PAGE);
+    let old_epoch = old.ledger_epoch(a_old).unwrap();
+    // The new one: the owner registered again; objects are committed there.
+    let (_c, st) = new_state(params());
+    let a = reg(&st, 1, 64 * PAGE);
+    let epoch = st.ledger_epoch(a).unwrap();
+    assert_ne!(epoch, old_epoch, "each registration has its own ledger epoch");
+    for i in 0..3 {
+        put(&st, a, item(&format!("k{i}"), PAGE, 1, &[]));
+    }
+    // The stale poll arrives: nothing is acknowledged, everything stays pending.
+    let (_, ops) = st.ledger_poll(a, old_epoch, 5_000).unwrap();
+    assert_eq!(ops.len(), 3, "the committed objects still go to their owner");
+    assert!(st.ledgers_pending() > 0);
+    // The owner's own poll, in the current epoch, gets and acknowledges them.
+    let (last, ops) = st.ledger_poll(a, epoch, 0).unwrap();
+    assert_eq!(ops.len(), 3);
+    st.ledger_poll(a, epoch, last).unwrap();
+    assert_eq!(st.ledgers_pending(), 0);
 }

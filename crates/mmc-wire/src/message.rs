@@ -127,9 +127,12 @@ pub enum Request {
         service_id: ServiceId,
     },
     /// Long poll: returns ledger ops after `acked` (waiting up to a second
-    /// for some); acknowledges every op up to `acked`.
+    /// for some); acknowledges every op up to `acked`, counted in ledger
+    /// `epoch` (the one `Registered` gave; an ack of another epoch, counted
+    /// against an earlier MetaService, acknowledges nothing).
     LedgerPoll {
         service_id: ServiceId,
+        epoch: u64,
         acked: u64,
     },
     Unregister {
@@ -192,6 +195,9 @@ pub enum Response {
         service_id: ServiceId,
         lease_ms: u64,
         members_epoch: u64,
+        /// The epoch of this registration's ledger: every `LedgerPoll`
+        /// carries it (0 for a service without a segment).
+        ledger_epoch: u64,
         /// The answering leader's term (see [`Response::leader_term`]).
         term: u64,
     },
