@@ -94,12 +94,17 @@ impl Fixture {
     /// What segment owners do continuously: pull and acknowledge ledger ops.
     fn ack_ledgers(&mut self) {
         for (i, &s) in self.segs.iter().enumerate() {
-            while let Some((last, ops)) = self.state.ledger_poll(s, self.acked[i]) {
+            let epoch = self.state.ledger_epoch(s).unwrap_or(0);
+            while let Some((last, ops)) = self.state.ledger_poll(s, epoch, self.acked[i]) {
                 self.acked[i] = last;
                 if ops.is_empty() {
                     break;
                 }
-                if self.state.ledger_poll(s, last).is_some_and(|(_, o)| o.is_empty()) {
+                if self
+                    .state
+                    .ledger_poll(s, epoch, last)
+                    .is_some_and(|(_, o)| o.is_empty())
+                {
                     break;
                 }
             }
