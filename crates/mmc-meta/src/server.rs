@@ -616,7 +616,7 @@ fn op_of(req: &Request) -> (&'static str, usize) {
         Request::Alloc { items, .. } => ("alloc", items.len()),
         Request::Finish { commit, revoke, .. } => ("finish", commit.len() + revoke.len()),
         Request::Lookup { keys, .. } => ("lookup", keys.len()),
-        Request::LookupLease { keys, .. } => ("lookup_lease", keys.len()),
+        Request::LookupLease { keys, .. } => ("lookup", keys.len()),
         Request::ReleaseLeases { leases, .. } => ("release_leases", leases.len()),
         Request::Exist { keys } => ("exist", keys.len()),
         Request::KeyInfo { keys } => ("key_info", keys.len()),
