@@ -22,7 +22,9 @@
 //! process holds: a pending write for copies into the pool, an unexpired
 //! lease for copies out of it; anything else is `INVALID_PARAM`, a copy
 //! that outlives its lease is `LEASE_EXPIRED`. Raw writes through the
-//! addresses bypass these checks and are the caller's responsibility.
+//! addresses bypass these checks and are the caller's responsibility; a
+//! region keeps its segment mapped (an `Arc` of the mapping) until it is
+//! finished or its lease removed, so an address never dangles while held.
 //! Writes are single-replica (the original's layer-wise allocations are). A
 //! writer that dies before finishing leaves the object WRITING (invisible
 //! to readers) until the MetaService's put timeout frees its space.
