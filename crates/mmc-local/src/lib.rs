@@ -42,9 +42,11 @@ internal_modules!(
     spin_conn,
     transfer
 );
+mod direct;
 mod store;
 
 pub use buffer::Piece;
+pub use direct::{CopyDirection, REMOTE_TAG};
 pub use mmc_config::{LocalConfig, Protocol};
 pub use mmc_wire::message::KeyInfo;
 pub use mmc_wire::{Error, Medium, Result, ServiceId};

@@ -67,6 +67,8 @@ struct Inner {
     async_commit: bool,
     peers: Mutex<PeerMaps>,
     lease_tx: mpsc::UnboundedSender<(String, u64)>,
+    /// Addresses handed out by the layer-wise API (`direct.rs`).
+    regions: Mutex<crate::direct::Regions>,
 }
 
 /// Mappings of other LocalServices' segments, kept while they are members.
@@ -82,7 +84,7 @@ struct PeerMaps {
 
 /// The error of a MetaService reply that does not have the shape its
 /// request calls for.
-fn malformed(what: impl std::fmt::Display) -> Error {
+pub(crate) fn malformed(what: impl std::fmt::Display) -> Error {
     Error::Other(format!("malformed reply from metaservice: {what}"))
 }
 
@@ -97,7 +99,7 @@ fn only<T>(results: Vec<Result<T>>) -> Result<T> {
 }
 
 /// Checks a reply's answer to a batch of `asked` keys: one item per key.
-fn check_count<T>(what: &str, items: Vec<T>, asked: usize) -> Result<Vec<T>> {
+pub(crate) fn check_count<T>(what: &str, items: Vec<T>, asked: usize) -> Result<Vec<T>> {
     if items.len() == asked {
         Ok(items)
     } else {
@@ -111,7 +113,7 @@ fn check_count<T>(what: &str, items: Vec<T>, asked: usize) -> Result<Vec<T>> {
 /// Checks that every replica of an object of `size` bytes names a peer of
 /// the reply's peer table and, when that peer describes its segment, lies
 /// inside it.
-fn check_placements(peers: &[PeerInfo], replicas: &[Placement], size: u64) -> Result<()> {
+pub(crate) fn check_placements(peers: &[PeerInfo], replicas: &[Placement], size: u64) -> Result<()> {
     for p in replicas {
         let peer = peers.get(p.peer as usize).ok_or_else(|| {
             malformed(format!(
@@ -192,6 +194,7 @@ impl ObjectStore {
             async_commit: cfg.async_commit,
             peers: Mutex::new(PeerMaps::default()),
             lease_tx,
+            regions: Mutex::new(Default::default()),
         });
         handle.spawn(release_leases(svc, lease_rx));
         handle.spawn(prune_mappings(Arc::downgrade(&inner)));
@@ -206,6 +209,22 @@ impl ObjectStore {
     /// The service id (rank) the MetaService gave this LocalService.
     pub fn service_id(&self) -> ServiceId {
         self.inner.svc.id()
+    }
+
+    pub(crate) fn svc(&self) -> &Arc<LocalService> {
+        &self.inner.svc
+    }
+
+    pub(crate) fn xfer(&self) -> &TransferClient {
+        &self.inner.xfer
+    }
+
+    pub(crate) fn regions(&self) -> &Mutex<crate::direct::Regions> {
+        &self.inner.regions
+    }
+
+    pub(crate) fn lease_tx(&self) -> &mpsc::UnboundedSender<(String, u64)> {
+        &self.inner.lease_tx
     }
 
     /// The LocalService behind this store (an internal, for `mmc-cli`).
@@ -467,7 +486,7 @@ impl ObjectStore {
     /// verified (the owner's sealed memfd carrying the registered nonce),
     /// and not another name for memory already mapped under another
     /// service id. Any other peer is reached over TCP.
-    fn local_view(&self, peer: &PeerInfo) -> Option<Arc<Segment>> {
+    pub(crate) fn local_view(&self, peer: &PeerInfo) -> Option<Arc<Segment>> {
         let svc = &self.inner.svc;
         if peer.service_id == svc.id() {
             return svc.segment.clone();
@@ -715,7 +734,7 @@ impl ObjectStore {
 
     /// How far a replica is: 0 in this process's own segment, 1 on this
     /// host, 2 elsewhere. Reads try the nearest first.
-    fn distance(&self, peers: &[PeerInfo], p: &Placement) -> u8 {
+    pub(crate) fn distance(&self, peers: &[PeerInfo], p: &Placement) -> u8 {
         match peers.get(p.peer as usize) {
             Some(x) if x.service_id == self.inner.svc.id() => 0,
             Some(x) if x.host_id == self.inner.svc.host_id => 1,
@@ -871,7 +890,7 @@ impl ObjectStore {
 }
 
 /// Longest read lease honoured (the largest `meta.lease_ms`).
-const MAX_LEASE_MS: u64 = 3_600_000;
+pub(crate) const MAX_LEASE_MS: u64 = 3_600_000;
 
 /// Largest value a get into a new buffer allocates: beyond it, use
 /// `get_into` with buffers of the caller's own.
@@ -1062,6 +1081,44 @@ impl BlockingObjectStore {
 
     pub fn remove_all(&self) -> Result<u64> {
         self.run(self.store.remove_all())
+    }
+
+    /// See [`ObjectStore::alloc_batch`].
+    pub fn alloc_batch(&self, keys: &[&str], sizes: &[u64]) -> BatchResult<u64> {
+        self.run(self.store.alloc_batch(keys, sizes))
+    }
+
+    /// See [`ObjectStore::write_finish_batch`].
+    pub fn write_finish_batch(&self, keys: &[&str], ok: &[bool]) -> BatchResult {
+        self.run(self.store.write_finish_batch(keys, ok))
+    }
+
+    /// See [`ObjectStore::add_lease_batch`].
+    pub fn add_lease_batch(&self, keys: &[&str], lease_ms: u64) -> BatchResult {
+        self.run(self.store.add_lease_batch(keys, lease_ms))
+    }
+
+    /// See [`ObjectStore::remove_lease_batch`].
+    pub fn remove_lease_batch(&self, keys: &[&str]) -> BatchResult {
+        self.run(self.store.remove_lease_batch(keys))
+    }
+
+    /// See [`ObjectStore::direct_addresses_batch`].
+    pub fn direct_addresses_batch(&self, keys: &[&str]) -> BatchResult<Vec<u64>> {
+        self.run(self.store.direct_addresses_batch(keys))
+    }
+
+    /// # Safety
+    /// See [`ObjectStore::copy_batch`].
+    pub unsafe fn copy_batch(
+        &self,
+        gvas: &[u64],
+        addrs: &[usize],
+        sizes: &[u64],
+        dir: crate::direct::CopyDirection,
+    ) -> BatchResult {
+        // SAFETY: the caller's contract; `run` completes the future before returning.
+        self.run(unsafe { self.store.copy_batch(gvas, addrs, sizes, dir) })
     }
 }
 

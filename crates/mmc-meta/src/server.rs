@@ -466,6 +466,14 @@ impl Server {
                     items,
                 }
             }
+            Request::LookupLease { reader, keys, lease_ms } => {
+                if let Err(e) = mmc_wire::validate_batch_len(keys.len()) {
+                    return Response::Failed(e);
+                }
+                let lease_ms = crate::state::lease_for(st.params().lease_ms, lease_ms);
+                let (peers, items) = st.lookup_for(reader, &keys, lease_ms);
+                Response::Lookup { peers, lease_ms, items }
+            }
             Request::ReleaseLeases { reader, leases } => {
                 st.release_leases(reader, &leases);
                 Response::Ok
@@ -613,6 +621,7 @@ fn op_of(req: &Request) -> (&'static str, usize) {
         Request::Alloc { items, .. } => ("alloc", items.len()),
         Request::Finish { commit, revoke, .. } => ("finish", commit.len() + revoke.len()),
         Request::Lookup { keys, .. } => ("lookup", keys.len()),
+        Request::LookupLease { keys, .. } => ("lookup", keys.len()),
         Request::ReleaseLeases { leases, .. } => ("release_leases", leases.len()),
         Request::Exist { keys } => ("exist", keys.len()),
         Request::KeyInfo { keys } => ("key_info", keys.len()),
@@ -632,6 +641,7 @@ fn is_data_path(r: &Request) -> bool {
         Request::Alloc { .. }
             | Request::Finish { .. }
             | Request::Lookup { .. }
+            | Request::LookupLease { .. }
             | Request::Exist { .. }
             | Request::KeyInfo { .. }
             | Request::Remove { .. }

@@ -633,6 +633,16 @@ impl MetaState {
 
     /// Finds readable replicas and grants the reader a lease on each object.
     pub fn lookup(&self, reader: ServiceId, keys: &[String]) -> (Vec<PeerInfo>, Vec<Result<Located>>) {
+        self.lookup_for(reader, keys, self.params.lease_ms)
+    }
+
+    /// [`MetaState::lookup`] with leases of `lease_ms` (see [`lease_for`]).
+    pub fn lookup_for(
+        &self,
+        reader: ServiceId,
+        keys: &[String],
+        lease_ms: u64,
+    ) -> (Vec<PeerInfo>, Vec<Result<Located>>) {
         let now = self.now();
         let mut peers = PeerTable::default();
         let mut items: Vec<Result<Located>> = keys
@@ -643,7 +653,7 @@ impl MetaState {
                 let Some(o) = self.index.get_touch(&mut shard, h, key, Object::is_readable) else {
                     return Err(Error::ObjectNotExists);
                 };
-                o.lease.grant(reader, now, self.params.lease_ms);
+                o.lease.grant(reader, now, lease_ms);
                 Ok(Located {
                     size: o.size,
                     object_id: o.id,
@@ -974,4 +984,17 @@ enum Verdict {
     Replace,
     /// Dropped, for this reason.
     Reject(&'static str),
+}
+
+/// Longest lease a reader may ask for (`LookupLease`): one hour.
+pub const MAX_ASKED_LEASE_MS: u64 = 3_600_000;
+
+/// The lease a `LookupLease` asking for `asked` ms gets: the configured
+/// `default_ms` for 0, else `asked` capped at [`MAX_ASKED_LEASE_MS`].
+pub fn lease_for(default_ms: u64, asked: u64) -> u64 {
+    if asked == 0 {
+        default_ms
+    } else {
+        asked.min(MAX_ASKED_LEASE_MS)
+    }
 }

@@ -627,6 +627,31 @@ fn removed_object_space_freed_after_lease_expiry() {
 }
 
 #[test]
+fn a_lookup_lease_lasts_as_long_as_asked_up_to_an_hour() {
+    use mmc_meta::state::{lease_for, MAX_ASKED_LEASE_MS};
+    assert_eq!(lease_for(1000, 0), 1000, "0 takes the configured lease");
+    assert_eq!(lease_for(1000, 60_000), 60_000);
+    assert_eq!(lease_for(1000, u64::MAX), MAX_ASKED_LEASE_MS, "hostile ttl capped");
+
+    let (clock, st) = new_state(params());
+    let a = reg(&st, 1, MIB);
+    let r = reg_client(&st, 9);
+    put(&st, a, item("k", PAGE, 1, &[]));
+    ack(&st, a);
+    let (_, items) = st.lookup_for(r, &k("k"), 60_000);
+    assert!(items[0].is_ok());
+    assert_eq!(st.remove(&k("k")), vec![Ok(())]);
+    clock.advance(59_999);
+    st.tick();
+    assert!(ack(&st, a).is_empty(), "lease still live at t=59999");
+    assert_eq!(used(&st, a), PAGE);
+    clock.advance(1);
+    st.tick();
+    assert_eq!(ack(&st, a), vec![LedgerOp::Del { offset: 0 }]);
+    assert_eq!(used(&st, a), 0);
+}
+
+#[test]
 fn remove_without_lease_frees_after_ack() {
     let (_clock, st) = new_state(params());
     let a = reg(&st, 1, MIB);

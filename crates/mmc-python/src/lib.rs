@@ -20,6 +20,7 @@
 mod args;
 mod compat;
 mod config;
+mod layerwise;
 mod meta;
 mod pybuf;
 mod store;

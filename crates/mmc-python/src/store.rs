@@ -813,6 +813,72 @@ impl DistributedObjectStore {
         Ok(self.key_infos(py, &keys))
     }
 
+    // ---- the layer-wise, direct-address calls (see `layerwise.rs`) -------
+
+    /// Reserves one object of ``sizes[i]`` bytes per key and returns its
+    /// pool address (> 0), or a negative code (DUPLICATED_OBJECT -3006 for an
+    /// existing key, NOT_ENOUGH_MEMORY -3016, INVALID_PARAM -3000 for a bad
+    /// key, a size of 0, or lists of different lengths). Fill the object
+    /// with ``batch_copy(..., direct=0 or 3)`` (or, for an address in a
+    /// segment mapped here, by writing there), then ``batch_write_finish``.
+    /// Unfinished objects are invisible; the MetaService frees them after
+    /// its put timeout.
+    fn batch_alloc(&self, py: Python<'_>, keys: &Bound<'_, PyAny>, sizes: &Bound<'_, PyAny>) -> PyResult<Vec<i64>> {
+        crate::layerwise::alloc(py, self.handle(), keys, sizes)
+    }
+
+    /// Ends writes begun by ``batch_alloc`` in this process: a result of 0
+    /// commits the key (readable from now on), any other revokes it. One
+    /// code per key (OBJECT_NOT_EXISTS -3007: no write of it pending here).
+    fn batch_write_finish(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        results: &Bound<'_, PyAny>,
+    ) -> PyResult<Vec<i32>> {
+        crate::layerwise::write_finish(py, self.handle(), keys, results)
+    }
+
+    /// Takes a read lease of ``lease_ttl_ms`` (0: the MetaService's lease;
+    /// at most an hour) on each key: the object is neither evicted nor
+    /// freed while it lasts, and ``batch_copy(..., direct=1 or 2)`` reads
+    /// from the address ``KeyInfo.gva_list()[0]``. One code per key.
+    #[pyo3(signature = (keys, lease_ttl_ms = None))]
+    fn batch_add_lease(
+        &self,
+        py: Python<'_>,
+        keys: &Bound<'_, PyAny>,
+        lease_ttl_ms: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<Vec<i32>> {
+        let zero = 0u64.into_pyobject(py)?.into_any();
+        crate::layerwise::add_lease(py, self.handle(), keys, lease_ttl_ms.unwrap_or(&zero))
+    }
+
+    /// Removes one lease per key. Returns 0, LEASE_EXPIRED (-3106) when a
+    /// lease had run out (bytes read under it may be overwritten: discard
+    /// them), or another negative code (INVALID_PARAM: no lease held here).
+    fn batch_remove_lease(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<i32> {
+        crate::layerwise::remove_lease(py, self.handle(), keys)
+    }
+
+    /// Copies ``sizes[i]`` bytes between ``addrs[i]`` (int address or
+    /// buffer) and pool address ``gvas[i]`` (from ``batch_alloc`` or
+    /// ``KeyInfo.gva_list()``, possibly offset). ``direct``: 0 / 3 into the
+    /// pool (an object allocated and not finished here), 1 / 2 out of it
+    /// (an object leased here). Returns 0 or the first failure
+    /// (LEASE_EXPIRED -3106 when a lease ran out during the copy).
+    #[pyo3(signature = (gvas, addrs, sizes, direct))]
+    fn batch_copy(
+        &self,
+        py: Python<'_>,
+        gvas: &Bound<'_, PyAny>,
+        addrs: &Bound<'_, PyAny>,
+        sizes: &Bound<'_, PyAny>,
+        direct: i64,
+    ) -> PyResult<i32> {
+        crate::layerwise::copy(py, self.handle(), gvas, addrs, sizes, direct)
+    }
+
     /// Registers a memory region for direct transfers. Host memory needs no
     /// registration here (shm and TCP paths copy from any address), so this
     /// only checks the arguments: 0, or INVALID_PARAM for a null pointer or
@@ -908,9 +974,21 @@ impl DistributedObjectStore {
         }
         let ks = &v.keys;
         if let Some(Ok(results)) = blocking(py, || store.key_info_batch(ks)) {
+            let found: Vec<&str> = ks
+                .iter()
+                .zip(&results)
+                .filter(|(_, r)| r.is_ok())
+                .map(|(k, _)| *k)
+                .collect();
+            let mut gvas = if found.is_empty() {
+                Vec::new()
+            } else {
+                crate::layerwise::addresses(py, &store, &found)
+            }
+            .into_iter();
             for (i, r) in v.idx.iter().zip(&results) {
                 if let Ok(info) = r {
-                    out[*i] = KeyInfo::from_info(info);
+                    out[*i] = KeyInfo::from_info(info, gvas.next().unwrap_or_default());
                 }
             }
         }

@@ -116,14 +116,17 @@ pub struct KeyInfo {
     size: u64,
     locs: Vec<u32>,
     types: Vec<u32>,
+    gvas: Vec<u64>,
 }
 
 impl KeyInfo {
-    pub fn from_info(info: &mmc_local::KeyInfo) -> Self {
+    /// From the MetaService's record and the replicas' pool addresses.
+    pub fn from_info(info: &mmc_local::KeyInfo, gvas: Vec<u64>) -> Self {
         KeyInfo {
             size: info.size,
             locs: info.replicas.iter().map(|r| r.0).collect(),
             types: info.replicas.iter().map(|r| u32::from(r.1.as_u8())).collect(),
+            gvas,
         }
     }
 }
@@ -151,6 +154,15 @@ impl KeyInfo {
     /// Medium of each replica: 0 = DRAM, 1 = HBM, 2 = SSD.
     fn type_list(&self) -> Vec<u32> {
         self.types.clone()
+    }
+
+    /// Pool address of each replica, nearest first (0: not reachable from
+    /// here); the first is the one ``batch_add_lease`` leases and
+    /// ``batch_copy`` reads. An address in a segment mapped in this process
+    /// is its mapped address; one on another host is a tag only
+    /// ``batch_copy`` resolves.
+    fn gva_list(&self) -> Vec<u64> {
+        self.gvas.clone()
     }
 
     /// Number of replicas.

@@ -184,6 +184,14 @@ pub enum Request {
         name: String,
         nonce: u64,
     },
+    /// A [`Request::Lookup`] whose leases last `lease_ms` (the layer-wise
+    /// `batch_add_lease`); the MetaService caps it at its longest lease, and
+    /// 0 means its configured `lease_ms`. Answered [`Response::Lookup`].
+    LookupLease {
+        reader: ServiceId,
+        keys: Vec<String>,
+        lease_ms: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -79,6 +79,11 @@ class KeyInfo:
         """Medium of each replica: 0 = DRAM, 1 = HBM, 2 = SSD."""
     def replica_num(self) -> int:
         """Number of replicas."""
+    def gva_list(self) -> List[int]:
+        """Pool address of each replica, nearest first (0: not reachable from here); the first is
+        the one ``batch_add_lease`` leases and ``batch_copy`` reads. A replica in a segment mapped in
+        this process (own or same-host provider) has its mapped address; one on another host has a
+        tag (bit 62 set) that only ``batch_copy`` resolves, over TCP. Empty when absent."""
     def __str__(self) -> str: ...
 
 class LocalConfig:
@@ -444,6 +449,28 @@ class DistributedObjectStore:
         """Size and replica locations."""
     def batch_get_key_info(self, keys: Sequence[_Key]) -> List[KeyInfo]:
         """``get_key_info`` per key, one RPC."""
+    # The layer-wise, direct-address calls (vllm-ascend's layer-wise mode). See docs/integrations.md.
+    def batch_alloc(self, keys: Sequence[_Key], sizes: Sequence[int]) -> List[int]:
+        """Reserves one single-replica object per key; per key its pool address (> 0) or a negative
+        code (DUPLICATED_OBJECT -3006, NOT_ENOUGH_MEMORY -3016, INVALID_PARAM -3000 for a bad key,
+        a size of 0 or lists of different lengths). Fill it with ``batch_copy(direct=0 or 3)`` (or,
+        when the address is mapped here, by writing there), then ``batch_write_finish``. Invisible to
+        readers until finished; never finished, it is freed after the MetaService's put timeout."""
+    def batch_write_finish(self, keys: Sequence[_Key], results: Sequence[int]) -> List[int]:
+        """Ends writes begun by ``batch_alloc`` in this process: result 0 commits the key, anything
+        else revokes it (space freed). One code per key; OBJECT_NOT_EXISTS (-3007): no write pending."""
+    def batch_add_lease(self, keys: Sequence[_Key], lease_ttl_ms: int = 0) -> List[int]:
+        """Read lease of ``lease_ttl_ms`` (0: the MetaService's ``lease_ms``; at most an hour) per key:
+        not evicted nor freed while it lasts; ``batch_copy(direct=1 or 2)`` may then read it. One code
+        per key; OBJECT_NOT_EXISTS (-3007) for an absent key or one still being written."""
+    def batch_remove_lease(self, keys: Sequence[_Key]) -> int:
+        """Removes one lease per key: 0, LEASE_EXPIRED (-3106) when a lease had run out (bytes read
+        under it may have been overwritten: discard them), INVALID_PARAM when none is held here."""
+    def batch_copy(self, gvas: Sequence[int], addrs: Sequence[_Ptr], sizes: Sequence[int], direct: int) -> int:
+        """Copies ``sizes[i]`` bytes between ``addrs[i]`` and pool address ``gvas[i]`` (from
+        ``batch_alloc`` or ``gva_list()``, possibly offset): ``direct`` 0 / 3 into an object allocated
+        and not finished here, 1 / 2 out of an object leased here. 0, LEASE_EXPIRED (-3106) when a
+        lease ran out before the copy ended, or INVALID_PARAM (a range outside such an object)."""
     def register_buffer(self, buffer_ptr: _Ptr, size: int) -> int:
         """No registration is needed for host memory: checks the arguments, 0 or INVALID_PARAM."""
     def unregister_buffer(self, buffer_ptr: _Ptr, size: int) -> int:
