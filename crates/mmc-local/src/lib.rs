@@ -46,6 +46,6 @@ mod store;
 
 pub use buffer::Piece;
 pub use mmc_config::{LocalConfig, Protocol};
-pub use mmc_wire::message::KeyInfo;
+pub use mmc_wire::message::{DrainReport, DrainState, DrainUnmoved, KeyInfo};
 pub use mmc_wire::{Error, Medium, Result, ServiceId};
 pub use store::{BatchResult, BlockingObjectStore, ObjectStore, PutOptions};
