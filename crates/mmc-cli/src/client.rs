@@ -1,8 +1,8 @@
-//! Client subcommands: put, get, rm, stat (text or `--json`).
+//! Client subcommands: put, get, rm, stat (text or `--json`), drain.
 
 use clap::Args;
 use mmc_local::{ObjectStore, PutOptions};
-use mmc_wire::message::{ClusterStat, Request, Response};
+use mmc_wire::message::{ClusterStat, DrainReport, DrainState, Request, Response};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
@@ -270,4 +270,90 @@ pub fn stat(a: StatArgs) -> Result<(), String> {
     }
     text += &format!("total capacity {cap} bytes, used {used} bytes\n");
     to_stdout(text.as_bytes())
+}
+
+#[derive(Args)]
+pub struct DrainArgs {
+    #[command(flatten)]
+    pub conn: Conn,
+    /// Service id of the memory provider to drain (`mmc stat` lists them).
+    service_id: u32,
+    /// Return once the drain has started instead of waiting for its end.
+    #[arg(long)]
+    no_wait: bool,
+    /// Print the drain report as one JSON document.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The JSON document of `mmc drain --json` (and of the HTTP drain route).
+pub fn drain_json(r: &DrainReport) -> serde_json::Value {
+    serde_json::json!({
+        "service_id": r.service_id,
+        "state": r.state.name(),
+        "moved": r.moved,
+        "dropped_replicas": r.dropped_replicas,
+        "unmoved": r.unmoved.iter().map(|u| serde_json::json!({
+            "key": u.key, "size": u.size, "reason": u.reason,
+        })).collect::<Vec<_>>(),
+        "message": r.message,
+    })
+}
+
+async fn drain_call(mc: &mmc_local::meta_client::MetaClient, req: Request) -> Result<DrainReport, String> {
+    match mc.call(&req).await {
+        Ok(Response::Drain(r)) => Ok(r),
+        Ok(other) => Err(format!("unexpected reply {other:?}")),
+        Err(e) => Err(format!("{e} (code {})", e.code())),
+    }
+}
+
+/// `mmc drain SERVICE_ID`: moves the provider's objects to the others, then
+/// it leaves. Exits non-zero when the drain did not end with the provider
+/// gone (some objects could not be moved, or it was aborted).
+pub fn drain(a: DrainArgs) -> Result<(), String> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())?;
+    crate::init_logging("warn");
+    let id = a.service_id;
+    let r = rt.block_on(async {
+        let mc = meta_client(&a.conn)?;
+        let mut r = drain_call(&mc, Request::Drain { service_id: id })
+            .await
+            .map_err(|e| format!("drain {id}: {e}"))?;
+        while !a.no_wait && !r.state.is_final() {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            r = drain_call(&mc, Request::DrainStatus { service_id: id })
+                .await
+                .map_err(|e| format!("drain {id} status: {e}"))?;
+        }
+        Ok::<_, String>(r)
+    })?;
+    let mut text = if a.json {
+        drain_json(&r).to_string()
+    } else {
+        let mut t = format!(
+            "drain of service {}: {} (moved {}, replicas dropped {}, not moved {})",
+            r.service_id,
+            r.state.name(),
+            r.moved,
+            r.dropped_replicas,
+            r.unmoved.len()
+        );
+        if !r.message.is_empty() {
+            t += &format!("\n{}", r.message);
+        }
+        for u in &r.unmoved {
+            t += &format!("\nnot moved: {} ({} bytes): {}", u.key, u.size, u.reason);
+        }
+        t
+    };
+    text.push('\n');
+    to_stdout(text.as_bytes())?;
+    match r.state {
+        DrainState::Done | DrainState::Running | DrainState::Leaving => Ok(()),
+        s => Err(format!("drain of service {id} ended {}: {}", s.name(), r.message)),
+    }
 }

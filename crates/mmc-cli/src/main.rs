@@ -64,6 +64,11 @@ enum Cmd {
     Rm(client::RmArgs),
     /// Show members, capacity, usage and key count.
     Stat(client::StatArgs),
+    /// Graceful scale-in: move every object of the memory provider
+    /// SERVICE_ID to the other providers (respecting their capacity), then
+    /// make it leave (`mmc local` exits). Prints the drain report; objects
+    /// that could not be moved are listed and stay on the provider.
+    Drain(client::DrainArgs),
     /// Live view of the cluster in the terminal, refreshed every second (q quits).
     Top(top::TopArgs),
     /// Measure put/get throughput against same-run baselines: runs the
@@ -424,7 +429,17 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     tracing::info!(service = svc.id(), transfer = %svc.transfer_addr, "localservice ready");
     println!("localservice {} ready (transfer {})", svc.id(), svc.transfer_addr);
     let rt = runtime();
-    rt.block_on(shutdown_signal());
+    let drained = rt.block_on(async {
+        tokio::select! {
+            _ = shutdown_signal() => false,
+            _ = store.wait_drained() => true,
+        }
+    });
+    if drained {
+        // Logged only: stdout may be a pipe nobody reads any more.
+        tracing::info!(service = svc.id(), "drained and left the cluster: exiting");
+        return Ok(());
+    }
     store.blocking().close();
     Ok(())
 }
@@ -533,6 +548,7 @@ fn main() -> ExitCode {
         Cmd::Get(a) => client::get(a),
         Cmd::Rm(a) => client::rm(a),
         Cmd::Stat(a) => client::stat(a),
+        Cmd::Drain(a) => client::drain(a),
         Cmd::Top(a) => top::run(a),
         Cmd::Bench { args } => run_bench(args),
     };

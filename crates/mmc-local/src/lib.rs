@@ -48,6 +48,6 @@ mod store;
 pub use buffer::Piece;
 pub use direct::{CopyDirection, REMOTE_TAG};
 pub use mmc_config::{LocalConfig, Protocol};
-pub use mmc_wire::message::KeyInfo;
+pub use mmc_wire::message::{DrainReport, DrainState, DrainUnmoved, KeyInfo};
 pub use mmc_wire::{Error, Medium, Result, ServiceId};
 pub use store::{BatchResult, BlockingObjectStore, ObjectStore, PutOptions};

@@ -54,6 +54,12 @@ pub struct LocalService {
     register_lock: tokio::sync::Mutex<()>,
     heartbeat_interval: Duration,
     closed: AtomicBool,
+    /// The MetaService said (in a heartbeat answer) that this provider is
+    /// being drained; `drain_signal` wakes the store's drain task.
+    draining: AtomicBool,
+    drain_signal: tokio::sync::Notify,
+    /// Set once this provider left the cluster at the end of a drain.
+    drained: tokio::sync::watch::Sender<bool>,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -178,6 +184,9 @@ impl LocalService {
             register_lock: tokio::sync::Mutex::new(()),
             heartbeat_interval: Duration::from_millis(cfg.heartbeat_interval_ms),
             closed: AtomicBool::new(false),
+            draining: AtomicBool::new(false),
+            drain_signal: tokio::sync::Notify::new(),
+            drained: tokio::sync::watch::channel(false).0,
             tasks: Mutex::new(tasks),
         });
         if let Err(e) = svc.register().await {
@@ -298,9 +307,15 @@ impl LocalService {
                 Ok(Response::HeartbeatAck {
                     known: true,
                     members_epoch,
+                    draining,
                     ..
                 }) => {
                     self.members_epoch.store(members_epoch, Ordering::Relaxed);
+                    let was = self.draining.swap(draining, Ordering::AcqRel);
+                    if draining && !was && self.segment.is_some() {
+                        tracing::info!(service = self.id(), "the metaservice asks this provider to drain");
+                        self.drain_signal.notify_one();
+                    }
                 }
                 Ok(Response::HeartbeatAck { known: false, .. }) => {
                     tracing::warn!(service = self.id(), "metaservice does not know us: registering again");
@@ -358,6 +373,41 @@ impl LocalService {
         }
     }
 
+    /// True while the MetaService says this provider is being drained.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Waits until the MetaService asks this provider to drain.
+    pub async fn drain_requested(&self) {
+        loop {
+            let n = self.drain_signal.notified();
+            tokio::pin!(n);
+            n.as_mut().enable();
+            if self.is_draining() || self.closed.load(Ordering::Acquire) {
+                return;
+            }
+            n.await;
+        }
+    }
+
+    /// True once this provider left the cluster at the end of a drain.
+    pub fn is_drained(&self) -> bool {
+        *self.drained.borrow()
+    }
+
+    /// Waits until this provider has left the cluster at the end of a drain.
+    pub async fn wait_drained(&self) {
+        let mut rx = self.drained.subscribe();
+        let _ = rx.wait_for(|d| *d).await;
+    }
+
+    /// Leaves the cluster at the end of a drain (every object moved).
+    pub async fn leave_drained(&self) {
+        self.close().await;
+        self.drained.send_replace(true);
+    }
+
     fn abort_tasks(&self) {
         for t in self.tasks.lock().drain(..) {
             t.abort();
@@ -370,6 +420,8 @@ impl LocalService {
             return;
         }
         self.abort_tasks();
+        // A drain task parked on the signal ends.
+        self.drain_signal.notify_one();
         let id = self.id();
         if id != 0 {
             let _ = self

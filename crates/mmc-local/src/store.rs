@@ -21,7 +21,7 @@ use crate::segment::Segment;
 use crate::service::LocalService;
 use crate::transfer::client::{Job, TransferClient};
 use mmc_config::{LocalConfig, Protocol};
-use mmc_wire::message::{AllocItem, KeyInfo, Located, PeerInfo, Placement, Request, Response};
+use mmc_wire::message::{AllocItem, DrainReport, KeyInfo, Located, PeerInfo, Placement, Request, Response};
 use mmc_wire::{validate_batch_len, validate_key, validate_replicas, Error, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
@@ -196,6 +196,9 @@ impl ObjectStore {
             lease_tx,
             regions: Mutex::new(Default::default()),
         });
+        if svc.segment.is_some() {
+            handle.spawn(drain_task(svc.clone(), Arc::downgrade(&inner)));
+        }
         handle.spawn(release_leases(svc, lease_rx));
         handle.spawn(prune_mappings(Arc::downgrade(&inner)));
         Ok(ObjectStore { inner })
@@ -887,6 +890,189 @@ impl ObjectStore {
             other => Err(crate::meta_client::unexpected(other)),
         }
     }
+
+    // ---- administration ---------------------------------------------------
+
+    /// Starts draining the memory provider `service_id` (graceful
+    /// scale-in, see docs/operations.md) and returns at once with the
+    /// drain's report (state `Running`); [`ObjectStore::drain_status`]
+    /// follows it.
+    pub async fn drain_start(&self, service_id: ServiceId) -> Result<DrainReport> {
+        match self.inner.svc.meta.call(&Request::Drain { service_id }).await? {
+            Response::Drain(r) => Ok(r),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    /// The report of the drain of `service_id`, running or finished.
+    pub async fn drain_status(&self, service_id: ServiceId) -> Result<DrainReport> {
+        match self.inner.svc.meta.call(&Request::DrainStatus { service_id }).await? {
+            Response::Drain(r) => Ok(r),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    /// Drains the memory provider `service_id` and waits until the drain
+    /// is over: `Done` (every object moved, the provider left),
+    /// `Incomplete` (the report lists what could not be moved; the provider
+    /// stays) or `Aborted`.
+    pub async fn drain(&self, service_id: ServiceId) -> Result<DrainReport> {
+        let mut r = self.drain_start(service_id).await?;
+        while !r.state.is_final() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            r = self.drain_status(service_id).await?;
+        }
+        Ok(r)
+    }
+
+    /// Waits until this store's own provider has been drained and has left
+    /// the cluster (`mmc local` exits then).
+    pub async fn wait_drained(&self) {
+        self.inner.svc.wait_drained().await
+    }
+
+    /// True once this store's provider has been drained and has left.
+    pub fn is_drained(&self) -> bool {
+        self.inner.svc.is_drained()
+    }
+
+    /// Copies the objects of one drain plan out of this provider's segment
+    /// (the put path: memcpy into a segment mapped here, transfer writes to
+    /// the others) and reports which copies landed.
+    async fn drain_batch(&self, peers: &[PeerInfo], moves: &[mmc_wire::message::DrainMove]) -> Result<()> {
+        let svc = &self.inner.svc;
+        let me = svc.id();
+        let Some(seg) = svc.segment.clone() else {
+            return Err(Error::invalid("a pure client has nothing to drain"));
+        };
+        // Nothing in the plan is trusted: the source must be inside our
+        // segment, the destination inside another provider's.
+        let mut values: Vec<Vec<Piece>> = Vec::with_capacity(moves.len());
+        let mut placed = Vec::with_capacity(moves.len());
+        for (i, mv) in moves.iter().enumerate() {
+            let src = usize::try_from(mv.size).map_err(|_| malformed("size")).and_then(|len| {
+                if len == 0 {
+                    return Err(malformed(format!("drain move of {} has size 0", mv.key)));
+                }
+                seg.range(mv.src_offset, mv.size)
+                    .map(|p| Piece { addr: p as usize, len })
+            });
+            let dst = src.as_ref().map_err(Clone::clone).and_then(|_| {
+                check_placements(peers, &[mv.dst], mv.size)?;
+                if peers[mv.dst.peer as usize].service_id == me {
+                    return Err(malformed("drain move onto the draining provider itself"));
+                }
+                Ok(vec![mv.dst])
+            });
+            values.push(src.map(|p| vec![p]).unwrap_or_default());
+            placed.push((i, dst, mv.size));
+        }
+        let copied = self.write_placed(peers, placed, &values).await;
+        let mut moved = Vec::new();
+        let mut failed = Vec::new();
+        for (i, r) in copied {
+            let mv = &moves[i];
+            match r {
+                Ok(()) => moved.push((mv.key.clone(), mv.object_id)),
+                Err(e) => failed.push((mv.key.clone(), mv.object_id, e.to_string())),
+            }
+        }
+        if !failed.is_empty() {
+            tracing::warn!(failed = failed.len(), first = ?failed.first(), "drain: some copies failed");
+        }
+        match svc
+            .meta
+            .call(&Request::DrainCommit {
+                service_id: me,
+                moved,
+                failed,
+            })
+            .await?
+        {
+            Response::Ok => Ok(()),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
+    /// Runs this provider's drain: plans, copies and commits until the
+    /// MetaService says it is over; then leaves the cluster when every
+    /// object moved.
+    async fn run_drain(&self) {
+        let svc = self.inner.svc.clone();
+        let mut errors = 0u32;
+        loop {
+            let req = Request::DrainPlan {
+                service_id: svc.id(),
+                max: DRAIN_PLAN_MAX,
+            };
+            match svc.meta.call(&req).await {
+                Ok(Response::DrainPlan {
+                    peers,
+                    moves,
+                    done,
+                    leave,
+                    ..
+                }) => {
+                    errors = 0;
+                    if done {
+                        if leave {
+                            tracing::info!(service = svc.id(), "drained: every object moved, leaving the cluster");
+                            svc.leave_drained().await;
+                        } else {
+                            tracing::warn!(service = svc.id(), "drain over without leaving (see the drain report)");
+                        }
+                        return;
+                    }
+                    if moves.is_empty() {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    if let Err(e) = self.drain_batch(&peers, &moves).await {
+                        tracing::warn!(error = %e, "drain: commit failed");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+                Ok(other) => {
+                    tracing::warn!(reply = ?other, "drain: unexpected reply to a drain plan; drain stopped");
+                    return;
+                }
+                Err(e) => {
+                    errors += 1;
+                    // A failover forgets the drain: the new leader's
+                    // heartbeat answer clears the flag.
+                    if !svc.is_draining() || errors > 50 {
+                        tracing::warn!(error = %e, "drain stopped");
+                        return;
+                    }
+                    tracing::debug!(error = %e, "drain plan failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Objects per drain plan.
+const DRAIN_PLAN_MAX: u32 = 256;
+
+/// Waits for the MetaService to ask this provider to drain, and runs the
+/// drain (again when asked again after an incomplete one).
+async fn drain_task(svc: Arc<LocalService>, inner: std::sync::Weak<Inner>) {
+    loop {
+        svc.drain_requested().await;
+        let Some(inner) = inner.upgrade() else { return };
+        if svc.is_drained() || !svc.is_draining() {
+            return; // closed
+        }
+        ObjectStore { inner }.run_drain().await;
+        if svc.is_drained() {
+            return;
+        }
+        // Asked again only after the flag went down (incomplete or aborted).
+        while svc.is_draining() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
 }
 
 /// Longest read lease honoured (the largest `meta.lease_ms`).
@@ -1077,6 +1263,21 @@ impl BlockingObjectStore {
 
     pub fn remove_batch(&self, keys: &[&str]) -> BatchResult {
         self.run(self.store.remove_batch(keys))
+    }
+
+    /// See [`ObjectStore::drain`].
+    pub fn drain(&self, service_id: ServiceId) -> Result<DrainReport> {
+        self.run(self.store.drain(service_id))
+    }
+
+    /// See [`ObjectStore::drain_start`].
+    pub fn drain_start(&self, service_id: ServiceId) -> Result<DrainReport> {
+        self.run(self.store.drain_start(service_id))
+    }
+
+    /// See [`ObjectStore::drain_status`].
+    pub fn drain_status(&self, service_id: ServiceId) -> Result<DrainReport> {
+        self.run(self.store.drain_status(service_id))
     }
 
     pub fn remove_all(&self) -> Result<u64> {

@@ -40,6 +40,7 @@ async fn answer(req: Request) -> Response {
             known: true,
             members_epoch: 1,
             term: 0,
+            draining: false,
         },
         Request::LedgerPoll { acked, .. } => {
             tokio::time::sleep(Duration::from_millis(200)).await;

@@ -35,6 +35,7 @@ async fn serve(l: TcpListener, term: Arc<AtomicU64>) {
                         known: true,
                         members_epoch: 1,
                         term: t,
+                        draining: false,
                     },
                     Request::LedgerPoll { acked, .. } => Response::LedgerOps {
                         last_seq: acked + 1,

@@ -260,6 +260,8 @@ fn find_head_end(buf: &[u8], from: usize) -> Option<usize> {
 
 #[derive(Debug)]
 struct Request {
+    /// POST (only `/api/v1/drain` takes it) rather than GET.
+    post: bool,
     path: String,
     query: String,
     keep_alive: bool,
@@ -361,11 +363,11 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
         }
     }
 
-    if method != b"GET" {
-        return Err(Resp::error(405, "only GET is supported").allow_get().closing());
-    }
-    if chunked || content_length.unwrap_or(0) > 0 {
-        return Err(bad("request bodies are not accepted"));
+    let post = method == b"POST";
+    if method != b"GET" && !post {
+        return Err(Resp::error(405, "only GET is supported (POST on /api/v1/drain)")
+            .allow_get()
+            .closing());
     }
     if target[0] != b'/' {
         return Err(bad("request target must be a path"));
@@ -374,7 +376,18 @@ fn parse_head(head: &[u8]) -> Result<Request, Resp> {
     let target = String::from_utf8_lossy(target);
     let target = target.split('#').next().unwrap_or_default();
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if post && path != DRAIN_PATH {
+        return Err(
+            Resp::error(405, "only GET is supported here (POST only on /api/v1/drain)")
+                .allow_get()
+                .closing(),
+        );
+    }
+    if chunked || content_length.unwrap_or(0) > 0 {
+        return Err(bad("request bodies are not accepted"));
+    }
     Ok(Request {
+        post,
         path: path.to_string(),
         query: query.to_string(),
         keep_alive: !close && (http11 || keep_alive),
@@ -596,10 +609,47 @@ fn unauthorized(server: &Server, req: &Request) -> Option<Resp> {
     Some(resp)
 }
 
+/// Starts (POST) or reports (GET) the drain of a memory provider.
+const DRAIN_PATH: &str = "/api/v1/drain";
+
+/// `POST /api/v1/drain?service_id=N` starts draining provider N (graceful
+/// scale-in) and answers its report; `GET` with the same query reports the
+/// drain's progress or result.
+fn drain_route(server: &Server, req: &Request) -> Result<Resp, Resp> {
+    let id = u64_param(&req.query, "service_id")?.ok_or_else(|| Resp::error(400, "missing parameter service_id"))?;
+    let id =
+        mmc_wire::ServiceId::try_from(id).map_err(|_| Resp::error(400, &format!("service_id {id} is out of range")))?;
+    if let Err(e) = server.serving_term() {
+        return Err(Resp::error(503, &e.to_string()));
+    }
+    let st = &server.state;
+    let r = if req.post { st.drain(id) } else { st.drain_status(id) };
+    match r {
+        Ok(r) => Ok(Resp::json(200, &drain_json(&r))),
+        Err(e @ mmc_wire::Error::InvalidParam(_)) => Err(Resp::error(404, &e.to_string())),
+        Err(e) => Err(Resp::error(503, &e.to_string())),
+    }
+}
+
+/// The JSON form of a drain report.
+pub fn drain_json(r: &mmc_wire::message::DrainReport) -> Value {
+    json!({
+        "service_id": r.service_id,
+        "state": r.state.name(),
+        "moved": r.moved,
+        "dropped_replicas": r.dropped_replicas,
+        "unmoved": r.unmoved.iter().map(|u| json!({
+            "key": u.key, "size": u.size, "reason": u.reason,
+        })).collect::<Vec<_>>(),
+        "message": r.message,
+    })
+}
+
 fn route(server: &Server, req: &Request) -> Resp {
     let st = &server.state;
     let q = req.query.as_str();
     let result = match req.path.as_str() {
+        DRAIN_PATH => drain_route(server, req),
         "/metrics" => Ok(Resp::new(200, PROMETHEUS, render_metrics(server))),
         "/query_key" => query_key(st, q),
         "/batch_query_keys" => batch_query_keys(st, q),

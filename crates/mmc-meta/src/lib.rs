@@ -22,6 +22,7 @@
 
 pub mod allocator;
 pub mod clock;
+pub mod drain;
 pub mod election;
 pub mod eviction;
 pub mod http;

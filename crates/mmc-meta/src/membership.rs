@@ -19,6 +19,8 @@ pub struct Segment {
     pub recovering: bool,
     /// Committed replicas stored here.
     pub objects: u64,
+    /// Being drained (graceful scale-in): nothing new is placed here.
+    pub draining: bool,
 }
 
 #[derive(Debug)]
@@ -57,6 +59,7 @@ impl Membership {
             ledger: Ledger::with_epoch(fresh_ledger_epoch()),
             recovering: req.recovering,
             objects: 0,
+            draining: false,
         });
         let info = PeerInfo {
             service_id: id,

@@ -7,7 +7,7 @@ use std::time::Duration;
 /// Upper bounds of the latency buckets, in microseconds.
 pub const BUCKETS_US: [u64; 10] = [10, 50, 100, 250, 500, 1_000, 5_000, 25_000, 100_000, 1_000_000];
 
-pub const OPS: [&str; 17] = [
+pub const OPS: [&str; 21] = [
     "register",
     "recover",
     "heartbeat",
@@ -25,6 +25,10 @@ pub const OPS: [&str; 17] = [
     "stat",
     "list_keys",
     "attach_ring",
+    "drain",
+    "drain_status",
+    "drain_plan",
+    "drain_commit",
 ];
 
 #[derive(Default)]

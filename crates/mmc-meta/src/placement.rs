@@ -20,7 +20,7 @@ fn eligible(m: &Membership, id: ServiceId) -> bool {
     m.members
         .get(&id)
         .and_then(|mem| mem.segment.as_ref())
-        .is_some_and(|s| !s.recovering && s.medium == Medium::Dram)
+        .is_some_and(|s| !s.recovering && !s.draining && s.medium == Medium::Dram)
 }
 
 /// Candidate segments for a new object, best first.
@@ -111,6 +111,20 @@ mod tests {
             recovering: false,
         };
         m.register(&req, 0).unwrap()
+    }
+
+    #[test]
+    fn a_draining_segment_takes_nothing_and_a_newcomer_is_the_most_free() {
+        let mut m = Membership::default();
+        let a = member(&mut m, 4 << 20);
+        let b = member(&mut m, 4 << 20);
+        m.segment_mut(a).unwrap().alloc.alloc(1 << 20).unwrap();
+        m.segment_mut(b).unwrap().draining = true;
+        assert_eq!(candidates(&m, b, &[b]), vec![a]);
+        let c = member(&mut m, 4 << 20);
+        assert_eq!(candidates(&m, 99, &[]), vec![c, a]);
+        let got = place(&mut m, 99, &[b], 1, 4096).unwrap();
+        assert_eq!(got[0].service, c);
     }
 
     #[test]

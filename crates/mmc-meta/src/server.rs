@@ -147,7 +147,7 @@ impl Server {
     /// The term to stamp on answers now, or NOT_LEADER when this
     /// MetaService must not serve (a standby, or a leader whose lease no
     /// longer surely holds).
-    fn serving_term(&self) -> Result<u64, Error> {
+    pub(crate) fn serving_term(&self) -> Result<u64, Error> {
         match self.role.get() {
             None => Ok(0),
             Some(r) => r.check(),
@@ -424,11 +424,12 @@ impl Server {
                 Err(e) => Response::Failed(e),
             },
             Request::Heartbeat { service_id } => {
-                let (known, members_epoch) = st.heartbeat(service_id);
+                let (known, members_epoch, draining) = st.heartbeat(service_id);
                 Response::HeartbeatAck {
                     known,
                     members_epoch,
                     term,
+                    draining,
                 }
             }
             Request::LedgerPoll {
@@ -440,6 +441,47 @@ impl Server {
                 st.unregister(service_id);
                 self.ledger_changed.notify_waiters();
                 Response::Ok
+            }
+            Request::Drain { service_id } => match st.drain(service_id) {
+                Ok(r) => Response::Drain(r),
+                Err(e) => Response::Failed(e),
+            },
+            Request::DrainStatus { service_id } => match st.drain_status(service_id) {
+                Ok(r) => Response::Drain(r),
+                Err(e) => Response::Failed(e),
+            },
+            Request::DrainPlan { service_id, max } => match st.drain_plan(service_id, max) {
+                Ok(plan) => {
+                    // Replicas dropped from the drained segment queued `Del`s.
+                    self.ledger_changed.notify_waiters();
+                    if let Err(e) = self.serving_term() {
+                        return Response::Failed(e);
+                    }
+                    Response::DrainPlan {
+                        peers: plan.peers,
+                        moves: plan.moves,
+                        done: plan.done,
+                        leave: plan.leave,
+                        term,
+                    }
+                }
+                Err(e) => Response::Failed(e),
+            },
+            Request::DrainCommit {
+                service_id,
+                moved,
+                failed,
+            } => {
+                if moved.len() + failed.len() > 2 * mmc_wire::MAX_BATCH {
+                    return Response::Failed(Error::invalid("drain commit carries more than two batches of keys"));
+                }
+                match st.drain_commit(service_id, &moved, &failed) {
+                    Ok(()) => {
+                        self.ledger_changed.notify_waiters();
+                        Response::Ok
+                    }
+                    Err(e) => Response::Failed(e),
+                }
             }
             Request::Alloc { writer, items } => {
                 if let Err(e) = mmc_wire::validate_batch_len(items.len()) {
@@ -631,6 +673,10 @@ fn op_of(req: &Request) -> (&'static str, usize) {
         Request::Stat => ("stat", 0),
         Request::ListKeys { .. } => ("list_keys", 0),
         Request::AttachRing { .. } => ("attach_ring", 0),
+        Request::Drain { .. } => ("drain", 0),
+        Request::DrainStatus { .. } => ("drain_status", 0),
+        Request::DrainPlan { .. } => ("drain_plan", 0),
+        Request::DrainCommit { moved, failed, .. } => ("drain_commit", moved.len() + failed.len()),
     }
 }
 

@@ -75,8 +75,8 @@ pub struct Counters {
 pub struct MetaState {
     params: MetaParams,
     clock: Arc<dyn Clock>,
-    index: Index,
-    members: Mutex<Membership>,
+    pub(crate) index: Index,
+    pub(crate) members: Mutex<Membership>,
     next_object_id: AtomicU64,
     /// In-flight writes by object id (ids grow with time): (since_ms, hash
     /// of the key in the index).
@@ -84,17 +84,20 @@ pub struct MetaState {
     writing: Mutex<BTreeMap<u64, (u64, u64)>>,
     /// Removed or evicted objects whose leases are still live.
     zombies: Mutex<Vec<Object>>,
+    /// Drains (graceful scale-in) by provider, running and finished
+    /// (`drain.rs`).
+    pub(crate) drains: Mutex<crate::drain::Drains>,
     pub counters: Counters,
 }
 
 /// Maps service ids to indexes of a response's peer list.
 #[derive(Default)]
-struct PeerTable {
+pub(crate) struct PeerTable {
     ids: Vec<ServiceId>,
 }
 
 impl PeerTable {
-    fn index_of(&mut self, id: ServiceId) -> u16 {
+    pub(crate) fn index_of(&mut self, id: ServiceId) -> u16 {
         match self.ids.iter().position(|&x| x == id) {
             Some(i) => i as u16,
             None => {
@@ -104,7 +107,7 @@ impl PeerTable {
         }
     }
 
-    fn resolve(&self, m: &Membership) -> Vec<Option<PeerInfo>> {
+    pub(crate) fn resolve(&self, m: &Membership) -> Vec<Option<PeerInfo>> {
         self.ids
             .iter()
             .map(|id| m.members.get(id).map(|mem| mem.info.clone()))
@@ -132,6 +135,7 @@ impl MetaState {
             next_object_id: AtomicU64::new(first_object_id()),
             writing: Mutex::new(BTreeMap::new()),
             zombies: Mutex::new(Vec::new()),
+            drains: Mutex::new(crate::drain::Drains::default()),
             counters: Counters::default(),
         }
     }
@@ -263,17 +267,18 @@ impl MetaState {
         Ok(accepted)
     }
 
-    /// Refreshes liveness; returns (known, membership epoch).
-    pub fn heartbeat(&self, service: ServiceId) -> (bool, u64) {
+    /// Refreshes liveness; returns (known, membership epoch, being drained).
+    pub fn heartbeat(&self, service: ServiceId) -> (bool, u64, bool) {
         let now = self.now();
         let mut m = self.members.lock();
         let epoch = m.epoch;
         match m.get_mut(service) {
             Some(mem) => {
                 mem.last_seen_ms = now;
-                (true, epoch)
+                let draining = mem.segment.as_ref().is_some_and(|s| s.draining);
+                (true, epoch, draining)
             }
-            None => (false, epoch),
+            None => (false, epoch, false),
         }
     }
 
@@ -322,6 +327,7 @@ impl MetaState {
         let Some(gone_member) = &removed else {
             return;
         };
+        self.drain_ended_by_departure(service, why);
         tracing::info!(target: AUDIT_TARGET,
             event = if why == "unregistered" { "leave" } else { "dead" },
             service, host = %gone_member.info.host_id, transfer = %gone_member.info.transfer_addr,
@@ -396,7 +402,7 @@ impl MetaState {
 
     /// Returns an object's space: WRITING ranges go straight back to the
     /// allocator; committed ones wait for the owner's ledger ack.
-    fn free_replicas(m: &mut Membership, o: &Object) {
+    pub(crate) fn free_replicas(m: &mut Membership, o: &Object) {
         for r in &o.replicas {
             if let Some(seg) = m.segment_mut(r.service) {
                 match o.state {
@@ -959,7 +965,7 @@ impl MetaState {
 }
 
 /// Placeholder for a peer that left between two locks; never referenced.
-fn vanished_peer() -> PeerInfo {
+pub(crate) fn vanished_peer() -> PeerInfo {
     PeerInfo {
         service_id: 0,
         host_id: 0,

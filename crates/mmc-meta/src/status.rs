@@ -128,6 +128,7 @@ pub fn status_json(server: &Server, role: &str) -> Value {
         "ops": ops_json(&server.metrics),
         "ledgers_pending": st.ledgers_pending(),
         "segments_recovering": st.segments_recovering(),
+        "drains": st.drain_reports().iter().map(crate::http::drain_json).collect::<Vec<_>>(),
         "ha": server.role().map(|r| json!({
             "term": r.term(),
             "refused_not_leader": r.refused.load(Ordering::Relaxed),

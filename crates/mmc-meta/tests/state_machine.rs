@@ -964,7 +964,7 @@ fn silent_service_is_declared_dead() {
     assert_eq!((used(&st, b), used(&st, c)), (3 * PAGE, PAGE));
 
     clock.advance(2_000);
-    assert_eq!(st.heartbeat(b), (true, epoch0));
+    assert_eq!(st.heartbeat(b), (true, epoch0, false));
     assert!(st.ledger_poll(c, 0, 0).is_some(), "a ledger poll also proves liveness");
     clock.advance(1_000);
     st.tick();
@@ -979,7 +979,7 @@ fn silent_service_is_declared_dead() {
     assert_eq!(peers.iter().map(|p| p.service_id).collect::<Vec<_>>(), vec![b, c]);
     assert_eq!(st.stat().members, 2);
     assert_eq!(st.stat().segments.len(), 2);
-    assert_eq!(st.heartbeat(a), (false, epoch));
+    assert_eq!(st.heartbeat(a), (false, epoch, false));
     assert!(st.ledger_poll(a, 0, 0).is_none());
     assert_eq!(st.counters.dead_services.load(std::sync::atomic::Ordering::Relaxed), 1);
 
@@ -1753,4 +1753,114 @@ fn an_ack_counted_against_an_earlier_metaservice_acknowledges_nothing() {
     assert_eq!(ops.len(), 3);
     st.ledger_poll(a, epoch, last).unwrap();
     assert_eq!(st.ledgers_pending(), 0);
+
+// ---- drain ------------------------------------------------------------------
+
+#[test]
+fn drain_moves_only_replicas_drops_extra_ones_and_reports_what_does_not_fit() {
+    use mmc_wire::message::DrainState;
+    let (clock, st) = new_state(params());
+    let a = reg(&st, 1, 4 * PAGE);
+    let b = reg(&st, 2, 16 * PAGE);
+    let client = reg_client(&st, 3);
+    // Clear errors for what cannot be drained.
+    assert!(matches!(st.drain(999), Err(Error::InvalidParam(m)) if m.contains("service 999 is not a member")));
+    assert!(matches!(st.drain(client), Err(Error::InvalidParam(m)) if m.contains("pure client")));
+    assert!(st.drain_status(b).is_err());
+
+    for i in 0..6 {
+        put(&st, client, item(&format!("only{i}"), PAGE, 1, &[b]));
+    }
+    put(&st, client, item("both", PAGE, 2, &[b, a]));
+    ack_everyone(&st);
+    assert_eq!(st.drain(b).unwrap().state, DrainState::Running);
+    // Nothing new lands on a draining provider.
+    let r = put(&st, client, item("new", PAGE, 1, &[b]));
+    assert_eq!(r[0].service, a);
+
+    // A has room for two more pages: two of the six move, four stay.
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert!(!plan.done);
+    assert_eq!(plan.moves.len(), 2);
+    assert!(plan
+        .moves
+        .iter()
+        .all(|m| plan.peers[m.dst.peer as usize].service_id == a));
+    // Still readable on B until the commit.
+    let k0 = plan.moves[0].key.clone();
+    let info = st.key_info(&k(&k0)).pop().unwrap().unwrap();
+    assert_eq!(info.replicas.iter().map(|r| r.0).collect::<Vec<_>>(), vec![b]);
+    // A forged commit (unknown key, wrong id) changes nothing.
+    st.drain_commit(b, &[("nope".into(), 1), (k0.clone(), plan.moves[0].object_id + 1)], &[])
+        .unwrap();
+    let moved: Vec<(String, u64)> = plan.moves.iter().map(|m| (m.key.clone(), m.object_id)).collect();
+    st.drain_commit(b, &moved, &[]).unwrap();
+    let info = st.key_info(&k(&k0)).pop().unwrap().unwrap();
+    assert_eq!(info.replicas.iter().map(|r| r.0).collect::<Vec<_>>(), vec![a]);
+    let info = st.key_info(&k("both")).pop().unwrap().unwrap();
+    assert_eq!(info.replicas.iter().map(|r| r.0).collect::<Vec<_>>(), vec![a]);
+    // The receiver's ledger records the moved objects under their ids.
+    let ops = ack(&st, a);
+    for m in &plan.moves {
+        assert!(ops
+            .iter()
+            .any(|o| matches!(o, LedgerOp::Add(e) if *e.key == *m.key && e.object_id == m.object_id)));
+    }
+    ack_everyone(&st);
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert!(plan.done && !plan.leave, "nothing else fits");
+    let r = st.drain_status(b).unwrap();
+    assert_eq!(r.state, DrainState::Incomplete);
+    assert_eq!((r.moved, r.dropped_replicas, r.unmoved.len()), (2, 1, 4));
+    assert!(r.unmoved.iter().all(|u| u.reason.contains("no room")));
+    // B takes allocations again and still holds the four.
+    let r = put(&st, client, item("back", PAGE, 1, &[b]));
+    assert_eq!(r[0].service, b);
+    assert_eq!(
+        st.exist(&keys(&["only0", "only1", "only2", "only3", "only4", "only5"])),
+        vec![true; 6]
+    );
+
+    // With room, a second drain empties B; it may leave one lease later.
+    let c = reg(&st, 4, 64 * PAGE);
+    st.drain(b).unwrap();
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert_eq!(plan.moves.len(), 5);
+    assert!(plan
+        .moves
+        .iter()
+        .all(|m| plan.peers[m.dst.peer as usize].service_id == c));
+    let moved: Vec<(String, u64)> = plan.moves.iter().map(|m| (m.key.clone(), m.object_id)).collect();
+    st.drain_commit(b, &moved, &[]).unwrap();
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert!(!plan.done, "waits one lease period");
+    assert_eq!(st.drain_status(b).unwrap().state, DrainState::Leaving);
+    clock.advance(params().lease_ms);
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert!(plan.done && plan.leave);
+    st.unregister(b);
+    assert_eq!(st.drain_status(b).unwrap().state, DrainState::Done);
+    assert_eq!(st.count_readable(), 9);
+}
+
+#[test]
+fn a_drained_provider_that_dies_mid_drain_aborts_it_and_frees_the_copies() {
+    use mmc_wire::message::DrainState;
+    let (_clock, st) = new_state(params());
+    let a = reg(&st, 1, 16 * PAGE);
+    let b = reg(&st, 2, 16 * PAGE);
+    for i in 0..4 {
+        put(&st, b, item(&format!("k{i}"), PAGE, 1, &[b]));
+    }
+    ack_everyone(&st);
+    let used_a = st.stat().segments.iter().find(|s| s.service_id == a).unwrap().used;
+    st.drain(b).unwrap();
+    let plan = st.drain_plan(b, 100).unwrap();
+    assert_eq!(plan.moves.len(), 4);
+    st.declare_dead(b, "heartbeat timeout");
+    let r = st.drain_status(b).unwrap();
+    assert_eq!(r.state, DrainState::Aborted);
+    assert!(r.message.contains("before its drain finished"), "{}", r.message);
+    let after = st.stat().segments.iter().find(|s| s.service_id == a).unwrap().used;
+    assert_eq!(after, used_a, "the ranges of unfinished copies are free again");
 }

@@ -517,6 +517,39 @@ impl LocalConfig {
         self.inner.heartbeat_interval_ms = v;
     }
 
+    /// etcd endpoints of an HA cluster (``local.etcd_endpoints``): when set,
+    /// the MetaService leader named in etcd is used instead of ``meta_addr``
+    /// and found again after a failover.
+    #[getter]
+    fn etcd_endpoints(&self) -> Vec<String> {
+        self.inner.etcd_endpoints.clone()
+    }
+    #[setter]
+    fn set_etcd_endpoints(&mut self, v: Vec<String>) {
+        self.inner.etcd_endpoints = v;
+    }
+
+    /// HA cluster name (``local.cluster_name``, the etcd key prefix).
+    #[getter]
+    fn cluster_name(&self) -> String {
+        self.inner.cluster_name.clone()
+    }
+    #[setter]
+    fn set_cluster_name(&mut self, v: String) {
+        self.inner.cluster_name = v;
+    }
+
+    /// How long a call waits for an HA leader before failing, in
+    /// milliseconds (``local.leader_wait_ms``).
+    #[getter]
+    fn leader_wait_ms(&self) -> u64 {
+        self.inner.leader_wait_ms
+    }
+    #[setter]
+    fn set_leader_wait_ms(&mut self, v: u64) {
+        self.inner.leader_wait_ms = v;
+    }
+
     /// Log level: error, warn, info, debug, trace (unset: warn, a library
     /// client stays quiet).
     #[getter]
@@ -572,6 +605,15 @@ impl LocalConfig {
         let mut extra = self.no_effect_changed();
         if c.meta_retry_ms != 0 {
             extra.insert(0, format!("client_retry_milliseconds={}", c.meta_retry_ms));
+        }
+        if !c.etcd_endpoints.is_empty() {
+            extra.insert(
+                0,
+                format!(
+                    "etcd_endpoints={:?}, cluster_name={:?}, leader_wait_ms={}",
+                    c.etcd_endpoints, c.cluster_name, c.leader_wait_ms
+                ),
+            );
         }
         if let Some(p) = &c.log_path {
             extra.insert(0, format!("log_path={p:?}"));
@@ -644,6 +686,9 @@ impl LocalConfig {
             "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),
             "transfer_timeout_ms" => self.set_transfer_timeout_ms(v.extract()?),
             "heartbeat_interval_ms" => self.set_heartbeat_interval_ms(v.extract()?),
+            "etcd_endpoints" => self.set_etcd_endpoints(v.extract()?),
+            "cluster_name" => self.set_cluster_name(v.extract()?),
+            "leader_wait_ms" => self.set_leader_wait_ms(v.extract()?),
             "log_level" => self.set_log_level(v.extract()?),
             "token" => self.set_token(v.extract()?),
             "token_file" => self.set_token_file(v.extract()?),

@@ -30,7 +30,7 @@ use mmc_local::{BlockingObjectStore, Error, ObjectStore, Piece, PutOptions};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyAny, PyBytes, PyList};
+use pyo3::types::{PyAny, PyBytes, PyDict, PyList};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 /// Runs `f` detached from the interpreter; a panic becomes `None` (never
@@ -798,6 +798,50 @@ impl DistributedObjectStore {
             Some(Err(e)) => e.code(),
             None => code::ERROR,
         }
+    }
+
+    /// Drains the memory provider ``service_id`` (graceful scale-in: its
+    /// objects move to the other providers, then it leaves) and waits for
+    /// the end. Returns a dict: ``code`` (0, or a negative code when the
+    /// drain could not run, e.g. an unknown service id), ``state`` ("done",
+    /// "incomplete", "aborted"), ``moved``, ``dropped_replicas``,
+    /// ``unmoved`` (dicts of ``key``, ``size``, ``reason``: objects that
+    /// stay on the provider) and ``message``.
+    fn drain<'py>(&self, py: Python<'py>, service_id: u32) -> PyResult<Bound<'py, PyDict>> {
+        let d = PyDict::new(py);
+        let Some(store) = self.handle() else {
+            d.set_item("code", code::NOT_INITIALIZED)?;
+            d.set_item("message", "the store is not initialized")?;
+            return Ok(d);
+        };
+        match blocking(py, || store.drain(service_id)) {
+            Some(Ok(r)) => {
+                d.set_item("code", code::OK)?;
+                d.set_item("service_id", r.service_id)?;
+                d.set_item("state", r.state.name())?;
+                d.set_item("moved", r.moved)?;
+                d.set_item("dropped_replicas", r.dropped_replicas)?;
+                let unmoved = PyList::empty(py);
+                for u in &r.unmoved {
+                    let x = PyDict::new(py);
+                    x.set_item("key", &u.key)?;
+                    x.set_item("size", u.size)?;
+                    x.set_item("reason", &u.reason)?;
+                    unmoved.append(x)?;
+                }
+                d.set_item("unmoved", unmoved)?;
+                d.set_item("message", &r.message)?;
+            }
+            Some(Err(e)) => {
+                d.set_item("code", e.code())?;
+                d.set_item("message", e.to_string())?;
+            }
+            None => {
+                d.set_item("code", code::ERROR)?;
+                d.set_item("message", "internal error")?;
+            }
+        }
+        Ok(d)
     }
 
     /// Size and replica locations of ``key`` (size 0 and empty lists when

@@ -115,6 +115,78 @@ pub struct ClusterStat {
     pub leases_active: u64,
 }
 
+/// One object a draining provider copies out of its segment: the bytes at
+/// `src_offset` (`size` of them) go to `dst` (an index into the plan's peer
+/// table), then the move is reported in `DrainCommit`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainMove {
+    pub key: String,
+    pub object_id: u64,
+    pub size: u64,
+    pub src_offset: u64,
+    pub dst: Placement,
+}
+
+/// An object a drain could not move, and why (no room on the other
+/// providers, a failed copy).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainUnmoved {
+    pub key: String,
+    pub size: u64,
+    pub reason: String,
+}
+
+/// Where a drain stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DrainState {
+    /// Objects are being copied off the provider.
+    Running,
+    /// Everything was moved; the provider is waiting for the read leases
+    /// on its replicas to lapse before it leaves.
+    Leaving,
+    /// Everything was moved and the provider has left.
+    Done,
+    /// Some objects could not be moved (see `unmoved`): the provider stays,
+    /// holding them, and takes allocations again.
+    Incomplete,
+    /// The provider left or died before the drain finished, or the
+    /// MetaService that ran it lost leadership.
+    Aborted,
+}
+
+impl DrainState {
+    pub fn name(self) -> &'static str {
+        match self {
+            DrainState::Running => "running",
+            DrainState::Leaving => "leaving",
+            DrainState::Done => "done",
+            DrainState::Incomplete => "incomplete",
+            DrainState::Aborted => "aborted",
+        }
+    }
+
+    /// True once the drain will not change any more.
+    pub fn is_final(self) -> bool {
+        matches!(self, DrainState::Done | DrainState::Incomplete | DrainState::Aborted)
+    }
+}
+
+/// The result (or progress) of a drain.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainReport {
+    pub service_id: ServiceId,
+    pub state: DrainState,
+    /// Objects whose only replica was on the provider, copied elsewhere.
+    pub moved: u64,
+    /// Replicas dropped from the provider because their object had another
+    /// replica elsewhere.
+    pub dropped_replicas: u64,
+    /// Objects that could not be moved (they stay on the provider).
+    pub unmoved: Vec<DrainUnmoved>,
+    /// A sentence for the operator (why it aborted, what to do).
+    pub message: String,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Register(RegisterReq),
@@ -192,6 +264,28 @@ pub enum Request {
         keys: Vec<String>,
         lease_ms: u64,
     },
+    /// Starts draining a memory provider (graceful scale-in): no new
+    /// allocations there, its objects move to other providers, then it
+    /// leaves. Answered with the drain's report (state `Running`).
+    Drain {
+        service_id: ServiceId,
+    },
+    /// The report of the drain of `service_id` (running or finished).
+    DrainStatus {
+        service_id: ServiceId,
+    },
+    /// From the draining provider: the next objects to copy, at most `max`.
+    DrainPlan {
+        service_id: ServiceId,
+        max: u32,
+    },
+    /// From the draining provider: copies done (key, object id) and failed
+    /// (key, object id, why).
+    DrainCommit {
+        service_id: ServiceId,
+        moved: Vec<(String, u64)>,
+        failed: Vec<(String, u64, String)>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -215,6 +309,8 @@ pub enum Response {
         known: bool,
         members_epoch: u64,
         term: u64,
+        /// The service is being drained: it should ask for `DrainPlan`s.
+        draining: bool,
     },
     LedgerOps {
         /// Sequence number of the last op in `ops` (or `acked` when empty).
@@ -253,6 +349,18 @@ pub enum Response {
         /// `after`); `None` at the end.
         next_cursor: Option<String>,
     },
+    Drain(DrainReport),
+    DrainPlan {
+        peers: Vec<PeerInfo>,
+        moves: Vec<DrainMove>,
+        /// Nothing is left to plan: the drain is over for this provider.
+        done: bool,
+        /// With `done`: everything moved, leave the cluster (after the read
+        /// leases of `lease_ms` have lapsed). Without: stay (some objects
+        /// could not be moved, or the drain was aborted).
+        leave: bool,
+        term: u64,
+    },
 }
 
 impl Response {
@@ -266,7 +374,8 @@ impl Response {
             Response::Registered { term, .. }
             | Response::HeartbeatAck { term, .. }
             | Response::LedgerOps { term, .. }
-            | Response::Alloc { term, .. } => Some(*term),
+            | Response::Alloc { term, .. }
+            | Response::DrainPlan { term, .. } => Some(*term),
             _ => None,
         }
     }

@@ -124,6 +124,12 @@ class LocalConfig:
     """Data transfer timeout."""
     heartbeat_interval_ms: int
     """Heartbeat interval."""
+    etcd_endpoints: List[str]
+    """etcd endpoints of an HA cluster: the MetaService leader named there is used instead of ``meta_addr`` (and found again after a failover)."""
+    cluster_name: str
+    """HA cluster name (the etcd key prefix), with ``etcd_endpoints``."""
+    leader_wait_ms: int
+    """How long a call waits for an HA leader before failing."""
     log_level: str
     """error, warn, info, debug or trace."""
     token: Optional[str]
@@ -445,6 +451,8 @@ class DistributedObjectStore:
         """``remove`` per key."""
     def remove_all(self) -> int:
         """Removes every key. 0 or negative."""
+    def drain(self, service_id: int) -> dict:
+        """Drain the memory provider ``service_id`` (graceful scale-in) and wait for the end: ``{"code", "state", "moved", "dropped_replicas", "unmoved": [{"key", "size", "reason"}], "message"}``; ``code`` is negative when the drain could not run (e.g. an unknown service id)."""
     def get_key_info(self, key: _Key) -> KeyInfo:
         """Size and replica locations."""
     def batch_get_key_info(self, keys: Sequence[_Key]) -> List[KeyInfo]:
