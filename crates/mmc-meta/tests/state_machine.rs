@@ -1753,6 +1753,7 @@ fn an_ack_counted_against_an_earlier_metaservice_acknowledges_nothing() {
     assert_eq!(ops.len(), 3);
     st.ledger_poll(a, epoch, last).unwrap();
     assert_eq!(st.ledgers_pending(), 0);
+}
 
 // ---- drain ------------------------------------------------------------------
 
