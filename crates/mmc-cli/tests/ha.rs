@@ -265,6 +265,20 @@ impl HaCluster {
         serde_json::from_str(&http_get(&self.metas[i].http, "/api/v1/status")?).ok()
     }
 
+    /// The leader evicted nothing: the load is sized so that the segments
+    /// never reach the eviction watermark (an evicted object is not lost).
+    fn assert_nothing_evicted(&self, when: &str) {
+        let l = self.leader(Duration::from_secs(30));
+        if let Some(s) = self.status(l) {
+            assert_eq!(
+                s["evictions"],
+                0,
+                "the leader evicted objects {when}: the test's load outgrew the segments; see {}",
+                self.dir.display()
+            );
+        }
+    }
+
     /// Waits until the leader has `LOCALS` segments, none recovering its
     /// ledger, and every ledger op acknowledged by its owner.
     fn wait_settled(&self, what: &str) {
@@ -356,6 +370,10 @@ impl Drop for HaCluster {
     }
 }
 
+/// Keys each load client keeps; older ones it removes (about 2 x 400 x
+/// 12 KiB of 3 x 64 MiB: far below the eviction watermark).
+const WINDOW: usize = 400;
+
 fn size_of(key: &str) -> usize {
     1024 + (pattern(key, 2)[0] as usize) * 64
 }
@@ -364,8 +382,9 @@ fn size_of(key: &str) -> usize {
 #[derive(Default)]
 struct Load {
     stop: AtomicBool,
-    /// Keys whose put returned success.
-    committed: Mutex<Vec<String>>,
+    /// Keys whose put returned success (and that the client has not
+    /// removed since).
+    committed: Mutex<std::collections::BTreeSet<String>>,
     puts_ok: AtomicU64,
     gets_ok: AtomicU64,
     /// Gets of committed keys that found nothing (lost in a failover).
@@ -398,8 +417,17 @@ fn run_client(store: BlockingObjectStore, id: usize, load: Arc<Load>) {
             Ok(()) => {
                 load.puts_ok.fetch_add(1, Ordering::Relaxed);
                 load.put_times.lock().push((began, Instant::now()));
-                load.committed.lock().push(key.clone());
+                load.committed.lock().insert(key.clone());
                 mine.push(key);
+                // A bounded working set: the segments never fill, so nothing
+                // is evicted (an evicted baseline object would read as lost).
+                if mine.len() > WINDOW {
+                    let old = mine.remove(0);
+                    load.committed.lock().remove(&old);
+                    if let Err(e) = store.remove(&old) {
+                        load.error(&e);
+                    }
+                }
             }
             Err(e) => {
                 load.error(&e);
@@ -462,6 +490,7 @@ fn failover_round(c: &mut HaCluster, checker: &BlockingObjectStore, load: &Load,
         checker.put(k, &pattern(k, size_of(k)), &PutOptions::default()).unwrap();
     }
     c.wait_settled("baseline recorded in the ledgers");
+    c.assert_nothing_evicted("before the kill");
     let before = load.puts_ok.load(Ordering::Relaxed);
     let old = c.leader(Duration::from_secs(10));
     let killed_at = Instant::now();
@@ -492,6 +521,7 @@ fn failover_round(c: &mut HaCluster, checker: &BlockingObjectStore, load: &Load,
     assert_ne!(new, old, "the killed MetaService cannot lead");
     c.wait_settled("providers re-registered with the new leader");
     let (wrong, missing) = verify(checker, &baseline);
+    c.assert_nothing_evicted("after the failover");
     assert!(wrong.is_empty(), "baseline read with wrong bytes: {wrong:?}");
     assert!(
         missing.is_empty(),
@@ -551,7 +581,7 @@ fn run(rounds: usize) {
     // Every key a client saw committed: right bytes or (committed in the
     // moment before a kill, before its ledger record reached the
     // provider) gone; never other bytes.
-    let committed = load.committed.lock().clone();
+    let committed: Vec<String> = load.committed.lock().iter().cloned().collect();
     let (wrong, missing) = verify(&checker, &committed);
     assert!(wrong.is_empty(), "committed keys read with wrong bytes: {wrong:?}");
     assert!(

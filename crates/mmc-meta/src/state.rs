@@ -211,7 +211,7 @@ impl MetaState {
                 // Not ours to keep: the owner drops it; a reserved range
                 // returns to the allocator once the owner acknowledges.
                 seg.ledger.del(e.offset, if reserved { e.size } else { 0 });
-                if valid && reserved {
+                if valid {
                     tracing::warn!(
                         service,
                         key = &*e.key,
