@@ -158,7 +158,7 @@ impl MetaService {
                 let r = tokio::select! {
                     r = server.clone().serve(listener) => r,
                     _ = shutdown => Ok(()),
-                    e = lead(ha) => Err(std::io::Error::other(e)),
+                    e = lead(ha, &server.state) => Err(std::io::Error::other(e)),
                 };
                 observer.abort();
                 if ha.role.term() != 0 {
@@ -180,12 +180,17 @@ impl MetaService {
 
 /// Campaigns, serves as leader once elected, and returns why leadership
 /// ended (its lease lapsed).
-async fn lead(ha: &Ha) -> String {
+async fn lead(ha: &Ha, state: &MetaState) -> String {
     tracing::info!(advertise = %ha.advertise, "HA mode: standby, campaigning for leadership");
     let l = match ha.election.campaign(&ha.advertise).await {
         Ok(l) => l,
         Err(e) => return format!("cannot campaign for leadership: {e}"),
     };
+    // Ids of this leadership must be above every id the earlier leaders
+    // handed out (recovery lets a higher id win): begin a new id space now,
+    // not at the process start, which a standby may share with the leader
+    // it replaces.
+    state.begin_id_space();
     ha.role.become_leader(l.term, l.lease.clone());
     tracing::info!(term = l.term, advertise = %ha.advertise, "elected leader: serving");
     l.lease.lost().await;

@@ -159,6 +159,15 @@ impl MetaState {
         Ok((id, m.epoch))
     }
 
+    /// Begins a new object id space, as a new start does ([`first_object_id`]):
+    /// every id handed out from now on is above every id that this or an
+    /// earlier MetaService handed out before now (clocks permitting). Called
+    /// when a standby becomes leader: its process began together with the
+    /// old leader's, whose ids may have outrun the standby's start.
+    pub fn begin_id_space(&self) {
+        self.next_object_id.fetch_max(first_object_id(), Ordering::Relaxed);
+    }
+
     /// Rebuilds index entries and allocator occupancy from a chunk of the
     /// owner's ledger.
     ///
