@@ -13,11 +13,12 @@
 
 mod common;
 
+use common::etcd::Etcd;
 use common::{free_port, pattern, MMC};
 use mmc_local::{BlockingObjectStore, LocalConfig, ObjectStore, Protocol, PutOptions};
 use parking_lot::Mutex;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,91 +28,6 @@ use std::time::{Duration, Instant};
 const TTL_S: u64 = 2;
 const METAS: usize = 3;
 const LOCALS: usize = 3;
-
-struct Etcd {
-    child: Option<Child>,
-    endpoint: String,
-    client_port: u16,
-    peer_port: u16,
-    dir: PathBuf,
-}
-
-impl Etcd {
-    fn start(dir: &Path) -> Etcd {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let mut e = Etcd {
-            child: None,
-            endpoint: format!("http://127.0.0.1:{client_port}"),
-            client_port,
-            peer_port,
-            dir: dir.to_path_buf(),
-        };
-        e.spawn();
-        e
-    }
-
-    /// Starts etcd (again, on the same ports and data directory) and waits
-    /// until it reports itself healthy.
-    fn spawn(&mut self) {
-        let peer_url = format!("http://127.0.0.1:{}", self.peer_port);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.join("etcd.log"))
-            .unwrap();
-        let child = Command::new("etcd")
-            .arg("--name")
-            .arg("t")
-            .arg("--data-dir")
-            .arg(self.dir.join("etcd-data"))
-            .args([
-                "--listen-client-urls",
-                &self.endpoint,
-                "--advertise-client-urls",
-                &self.endpoint,
-            ])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .arg("--initial-cluster")
-            .arg(format!("t={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!("cannot start etcd ({e}): install it with scripts/install-test-deps.sh (Debian etcd-server)")
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let addr = format!("127.0.0.1:{}", self.client_port);
-        while !http_get(&addr, "/health").is_some_and(|b| b.contains("true")) {
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy; see {}",
-                self.dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Stops etcd by its PID (SIGKILL).
-    fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-    }
-}
 
 /// One HTTP/1.1 GET; the body, or `None` when anything fails.
 fn http_get(addr: &str, path: &str) -> Option<String> {

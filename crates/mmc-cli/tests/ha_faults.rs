@@ -24,6 +24,8 @@
 
 mod common;
 
+use common::etcd::Etcd;
+
 use common::{free_port, handshake, pattern, MMC};
 use mmc_local::{BlockingObjectStore, LocalConfig, ObjectStore, Protocol, PutOptions};
 use mmc_wire::auth::Domain;
@@ -141,62 +143,6 @@ impl Drop for Net {
     }
 }
 
-struct Etcd {
-    child: Option<Child>,
-    endpoint: String,
-    addr: String,
-}
-
-impl Etcd {
-    fn start(dir: &Path, ip: &str) -> Etcd {
-        let (client_port, peer_port) = (free_port(), free_port());
-        let endpoint = format!("http://{ip}:{client_port}");
-        let peer_url = format!("http://127.0.0.1:{peer_port}");
-        let log = std::fs::File::create(dir.join("etcd.log")).unwrap();
-        let child = Command::new("etcd")
-            .args(["--name", "t", "--data-dir"])
-            .arg(dir.join("etcd-data"))
-            .args(["--listen-client-urls", &endpoint, "--advertise-client-urls", &endpoint])
-            .args([
-                "--listen-peer-urls",
-                &peer_url,
-                "--initial-advertise-peer-urls",
-                &peer_url,
-            ])
-            .arg("--initial-cluster")
-            .arg(format!("t={peer_url}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start etcd ({e}): install it with scripts/install-test-deps.sh"));
-        let e = Etcd {
-            child: Some(child),
-            endpoint,
-            addr: format!("{ip}:{client_port}"),
-        };
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !http_get(&e.addr, "/health", None).is_some_and(|b| b.contains("true")) {
-            assert!(
-                Instant::now() < deadline,
-                "etcd did not become healthy; see {}",
-                dir.display()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        e
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 /// One HTTP/1.1 GET; the body, or `None` when anything fails.
 fn http_get(addr: &str, path: &str, token: Option<&str>) -> Option<String> {
     let a: std::net::SocketAddr = addr.parse().ok()?;
@@ -241,7 +187,7 @@ impl HaCluster {
         let dir = std::env::temp_dir().join(format!("mmc-hafaults-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         let etcd_ip = net.as_ref().map_or("127.0.0.1".to_string(), |n| n.etcd_ip.clone());
-        let etcd = Etcd::start(&dir, &etcd_ip);
+        let etcd = Etcd::start_on(&dir, &etcd_ip);
         let cluster = format!("f{}", std::process::id());
         let token = mmc_wire::auth::generate_token().unwrap();
         let token_file = dir.join("token");

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)]
 
+pub mod etcd;
+
 use mmc_local::{BlockingObjectStore, LocalConfig, ObjectStore, Protocol};
 use mmc_wire::auth::{client_handshake_blocking, ClusterToken, Domain};
 use mmc_wire::message::{ClusterStat, Request, Response};
