@@ -348,11 +348,10 @@ fn a_batch_get_reads_around_a_frozen_peer() {
         (r, bufs)
     };
     let pid = c.locals[0].child.id() as libc::pid_t;
-    // SAFETY: signals to our own child process.
-    unsafe { libc::kill(pid, libc::SIGSTOP) };
+    common::sigstop_and_wait(pid as u32);
     let (r, bufs) = read(&both);
     let (r1, _) = read(&only);
-    // SAFETY: as above.
+    // SAFETY: a signal to our own child process.
     unsafe { libc::kill(pid, libc::SIGCONT) };
     for ((k, r), b) in both.iter().zip(&r).zip(&bufs) {
         assert!(r.is_ok(), "{k}: {r:?}");

@@ -359,3 +359,29 @@ pub fn pattern(key: &str, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Sends SIGSTOP to `pid` and waits until every thread of it is stopped
+/// (`kill` returns before the signal has taken effect: a thread already
+/// running on another CPU may still answer a request meanwhile).
+pub fn sigstop_and_wait(pid: u32) {
+    // SAFETY: a signal to a child process of this test.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGSTOP) };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let all_stopped = std::fs::read_dir(format!("/proc/{pid}/task"))
+            .map(|tasks| {
+                tasks.flatten().all(|t| {
+                    std::fs::read_to_string(t.path().join("stat"))
+                        .ok()
+                        .and_then(|s| s.rsplit_once(") ").map(|(_, rest)| rest.starts_with('T')))
+                        .unwrap_or(true)
+                })
+            })
+            .unwrap_or(true);
+        if all_stopped {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "process {pid} did not stop");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}
