@@ -872,8 +872,6 @@ fn check_replicas(c: &HaCluster, h: &History, checker: &BlockingObjectStore, ste
 }
 
 #[test]
-#[ignore = "fails at step 4 (provider paused until dead, leader killed, provider resumed, keys rewritten during \
-            the failover): a key ends holding only a replica of the previous put; see docs/ha.md, Tests"]
 fn chaos_every_replica_holds_the_bytes_of_one_put() {
     let mut c = HaCluster::start(None);
     c.wait_settled(&c.live_ids(), "start");

@@ -64,6 +64,18 @@ pub trait Election: Send + Sync {
     /// Gives leadership up (so a standby takes over without waiting for the
     /// lease to lapse) and ends this candidate's lease.
     fn resign(&self) -> BoxFuture<'_, Result<(), ElectionError>>;
+
+    /// Records, for the leaders after this one, that the provider whose
+    /// segment carries `nonce` was declared dead; the record lapses after
+    /// `keep` (when its ledger would be void anyway).
+    fn record_dead(&self, nonce: u64, keep: Duration) -> BoxFuture<'_, Result<(), ElectionError>>;
+
+    /// Deletes the record of a provider that came back in time.
+    fn forget_dead(&self, nonce: u64) -> BoxFuture<'_, Result<(), ElectionError>>;
+
+    /// Segment nonces of the providers that earlier leaders declared dead
+    /// (records not lapsed).
+    fn dead_providers(&self) -> BoxFuture<'_, Result<Vec<u64>, ElectionError>>;
 }
 
 /// Whether a lease (and the leadership bound to it) still holds: valid

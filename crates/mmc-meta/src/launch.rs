@@ -189,11 +189,25 @@ async fn lead(ha: &Ha, state: &MetaState) -> String {
     // Ids of this leadership must be above every id the earlier leaders
     // handed out (recovery lets a higher id win): begin a new id space now,
     // not at the process start, which a standby may share with the leader
-    // it replaces.
-    state.begin_id_space();
+    // it replaces. The recovery window (how long members of the earlier
+    // leadership may bring their ledgers) begins now too.
+    let dead_earlier = match dead_providers(ha).await {
+        Ok(d) => d,
+        Err(e) => return format!("elected, but cannot read the dead-provider records from etcd: {e}"),
+    };
+    let dead_earlier_n = dead_earlier.len();
+    state.begin_leadership(dead_earlier);
     ha.role.become_leader(l.term, l.lease.clone());
-    tracing::info!(term = l.term, advertise = %ha.advertise, "elected leader: serving");
-    l.lease.lost().await;
+    tracing::info!(
+        term = l.term,
+        advertise = %ha.advertise,
+        dead_providers = dead_earlier_n,
+        "elected leader: serving"
+    );
+    tokio::select! {
+        _ = l.lease.lost() => {}
+        _ = record_deaths(ha, state) => {}
+    }
     tracing::error!(
         term = l.term,
         "etcd lease not renewed in time: stepped down (fenced), exiting"
@@ -202,6 +216,52 @@ async fn lead(ha: &Ha, state: &MetaState) -> String {
         "leadership of term {} lost (etcd lease not renewed in time); restart this MetaService to rejoin as a standby",
         l.term
     )
+}
+
+/// The dead-provider records of earlier leaders (a few tries: etcd just
+/// answered the campaign).
+async fn dead_providers(ha: &Ha) -> Result<Vec<u64>, crate::election::ElectionError> {
+    let mut tries = 0;
+    loop {
+        match ha.election.dead_providers().await {
+            Err(e) if tries < 3 => {
+                tries += 1;
+                tracing::warn!(error = %e, "reading the dead-provider records; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            r => return r,
+        }
+    }
+}
+
+/// Records every provider this leader declares dead in etcd, so that the
+/// next leader does not take its ledger back (docs/ha.md). Runs while
+/// leading.
+async fn record_deaths(ha: &Ha, state: &MetaState) {
+    let keep = std::time::Duration::from_millis(state.dead_return_ms());
+    loop {
+        for (nonce, dead) in state.take_deaths() {
+            let r = if dead {
+                ha.election.record_dead(nonce, keep).await
+            } else {
+                ha.election.forget_dead(nonce).await
+            };
+            if let Err(e) = r {
+                tracing::warn!(
+                    error = %e,
+                    nonce = format_args!("{nonce:016x}"),
+                    "could not {} in etcd: {}",
+                    if dead { "record a dead provider" } else { "delete the record of a provider that came back" },
+                    if dead {
+                        "after a failover its ledger may bring back objects removed since"
+                    } else {
+                        "after a failover its ledger is void (its objects are dropped)"
+                    }
+                );
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
 }
 
 /// Keeps the role's idea of the leader (named in NOT_LEADER answers) current.

@@ -99,6 +99,11 @@ impl Ledger {
         (last, ops)
     }
 
+    /// Offsets whose `Del` the owner has not acknowledged yet.
+    pub fn unacked_dels(&self) -> impl Iterator<Item = u64> + '_ {
+        self.waiting_frees.iter().map(|&(_, off, _)| off)
+    }
+
     pub fn has_pending(&self) -> bool {
         !self.ops.is_empty()
     }

@@ -33,6 +33,7 @@ pub mod membership;
 pub mod metrics;
 pub mod object;
 pub mod placement;
+pub mod returns;
 pub mod ring_conn;
 pub mod role;
 pub mod server;

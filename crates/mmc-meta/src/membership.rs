@@ -6,6 +6,7 @@
 
 use crate::allocator::SegmentAllocator;
 use crate::ledger::Ledger;
+use crate::returns::Admission;
 use mmc_wire::message::{PeerInfo, RegisterReq, SegmentStat};
 use mmc_wire::{Error, Medium, Result, ServiceId, MAX_SERVICE_ID};
 use std::collections::BTreeMap;
@@ -21,6 +22,8 @@ pub struct Segment {
     pub objects: u64,
     /// Being drained (graceful scale-in): nothing new is placed here.
     pub draining: bool,
+    /// How the ledger this segment's owner brings back is judged.
+    pub returning: Admission,
 }
 
 #[derive(Debug)]
@@ -60,6 +63,7 @@ impl Membership {
             recovering: req.recovering,
             objects: 0,
             draining: false,
+            returning: Admission::Judge,
         });
         let info = PeerInfo {
             service_id: id,

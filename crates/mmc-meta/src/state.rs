@@ -17,6 +17,7 @@ use crate::index::{Index, Key};
 use crate::membership::Membership;
 use crate::object::{first_object_id, valid_object_id, Lease, ObjState, Object, Replica};
 use crate::placement::{self, PlaceFailure};
+use crate::returns::{Admission, Returns};
 use hashlink::linked_hash_map::RawEntryMut;
 use mmc_wire::message::{
     AllocItem, ClusterStat, KeyInfo, LedgerEntry, LedgerOp, Located, PeerInfo, Placement, RegisterReq,
@@ -24,7 +25,7 @@ use mmc_wire::message::{
 use mmc_wire::{validate_key, validate_replicas, Error, Medium, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 /// Tunables of the state machine (a subset of `MetaConfig`).
@@ -87,6 +88,12 @@ pub struct MetaState {
     /// Drains (graceful scale-in) by provider, running and finished
     /// (`drain.rs`).
     pub(crate) drains: Mutex<crate::drain::Drains>,
+    /// What a ledger that comes back may still restore (`returns.rs`).
+    /// Locked after every other lock, never before one.
+    returns: Mutex<Returns>,
+    /// Whether removes must leave tombstones (a ledger may still come
+    /// back); written under the `returns` lock.
+    recording: AtomicBool,
     pub counters: Counters,
 }
 
@@ -127,7 +134,7 @@ fn placements(peers: &mut PeerTable, replicas: &[Replica]) -> Vec<Placement> {
 
 impl MetaState {
     pub fn new(params: MetaParams, clock: Arc<dyn Clock>) -> Self {
-        MetaState {
+        let st = MetaState {
             params,
             clock,
             index: Index::default(),
@@ -136,8 +143,12 @@ impl MetaState {
             writing: Mutex::new(BTreeMap::new()),
             zombies: Mutex::new(Vec::new()),
             drains: Mutex::new(crate::drain::Drains::default()),
+            returns: Mutex::new(Returns::default()),
+            recording: AtomicBool::new(false),
             counters: Counters::default(),
-        }
+        };
+        st.begin_recovery_window();
+        st
     }
 
     pub fn params(&self) -> &MetaParams {
@@ -151,12 +162,62 @@ impl MetaState {
     // ---- membership -------------------------------------------------------
 
     pub fn register(&self, req: &RegisterReq) -> Result<(ServiceId, u64)> {
+        let now = self.now();
         let mut m = self.members.lock();
-        let id = m.register(req, self.now())?;
+        let id = m.register(req, now)?;
         tracing::info!(target: AUDIT_TARGET, event = "join", service = id, host = %req.host_id,
             transfer = %req.transfer_addr, segment = ?req.segment.as_ref().map(|s| s.size),
             recovering = req.recovering, "membership: service joined");
+        let nonce = req.segment.as_ref().map_or(0, |s| s.nonce);
+        let admission = self.returns.lock().admit(id, nonce, req.recovering, now);
+        if let Admission::Void(why) = admission {
+            tracing::warn!(
+                service = id,
+                why,
+                "recovery: the returning ledger is void (the cluster may have moved past it): the owner drops \
+                 every object it lists"
+            );
+        }
+        if let Some(seg) = m.segment_mut(id) {
+            seg.returning = admission;
+        }
         Ok((id, m.epoch))
+    }
+
+    /// Opens the recovery window of a new leadership (a start, or an
+    /// election): members of the earlier one may bring their ledgers for
+    /// `heartbeat_timeout_ms`; removes leave tombstones until every ledger
+    /// that may come back has.
+    fn begin_recovery_window(&self) {
+        let mut r = self.returns.lock();
+        r.begin(self.now(), self.params.heartbeat_timeout_ms);
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// Begins a leadership won in an election: a new object id space and a
+    /// new recovery window, in which the ledgers of the providers an earlier
+    /// leader declared dead (`dead_earlier`: their segment nonces) are void.
+    /// The deaths this leadership declares are then kept for
+    /// [`MetaState::take_deaths`].
+    pub fn begin_leadership(&self, dead_earlier: Vec<u64>) {
+        self.begin_id_space();
+        let mut r = self.returns.lock();
+        r.begin_elected(self.now(), self.params.heartbeat_timeout_ms, dead_earlier);
+        self.recording.store(true, Ordering::SeqCst);
+    }
+
+    /// Deaths (`true`: record for later leaders) and returns in time
+    /// (`false`: delete the record) of providers, by segment nonce, in
+    /// order, since the last call (after [`MetaState::begin_leadership`]).
+    pub fn take_deaths(&self) -> Vec<(u64, bool)> {
+        self.returns.lock().take_unexported()
+    }
+
+    /// How long a provider declared dead may bring its ledger back.
+    pub fn dead_return_ms(&self) -> u64 {
+        self.params
+            .heartbeat_timeout_ms
+            .saturating_mul(crate::returns::DEAD_RETURN_FACTOR)
     }
 
     /// Begins a new object id space, as a new start does ([`first_object_id`]):
@@ -192,8 +253,19 @@ impl MetaState {
             let Some(seg) = m.segment_mut(service) else {
                 return Err(Error::invalid(format!("service {service} has no segment")));
             };
+            let void = match &seg.returning {
+                Admission::Void(why) => Some(*why),
+                Admission::JudgeExcept(removed) if removed.contains(&e.offset) => {
+                    Some("removed before its owner was declared dead")
+                }
+                _ => None,
+            };
             let verdict = match shard.get(&*e.key) {
                 _ if !valid => Verdict::Reject("invalid entry"),
+                _ if void.is_some() => Verdict::Reject(void.unwrap_or_default()),
+                _ if self.returns.lock().is_removed(&e.key, e.object_id) => {
+                    Verdict::Reject("removed while ledgers were coming back")
+                }
                 None => Verdict::Restore,
                 Some(o) if o.id == e.object_id => {
                     if !o.is_readable() {
@@ -271,6 +343,7 @@ impl MetaState {
         if done {
             if let Some(seg) = self.members.lock().segment_mut(service) {
                 seg.recovering = false;
+                seg.returning = Admission::Judge;
             }
         }
         Ok(accepted)
@@ -332,7 +405,13 @@ impl MetaState {
     /// Drops a LocalService: its segment, its replicas (objects left with no
     /// replica disappear), its in-flight writes and its leases.
     pub fn declare_dead(&self, service: ServiceId, why: &str) {
-        let removed = self.members.lock().remove(service);
+        let removed = {
+            let mut m = self.members.lock();
+            if why != "unregistered" {
+                self.remember_death(&mut m, service);
+            }
+            m.remove(service)
+        };
         let Some(gone_member) = &removed else {
             return;
         };
@@ -392,6 +471,51 @@ impl MetaState {
         } else {
             tracing::warn!(service, why, dropped_objects, "localservice removed");
         }
+    }
+
+    /// Records that `service` (a provider, still in `m`) is declared dead,
+    /// with the offsets of the objects removed before it acknowledged their
+    /// removal: its ledger may come back listing them (`returns.rs`).
+    ///
+    /// Runs under the membership lock and, for the scan of leased removed
+    /// objects and the switch to recording, the zombie lock: a concurrent
+    /// remove either queued its `Del` before (seen here) or sees
+    /// `recording` set afterwards (and leaves a tombstone).
+    fn remember_death(&self, m: &mut Membership, service: ServiceId) {
+        let Some(mem) = m.get_mut(service) else {
+            return;
+        };
+        let nonce = mem.info.segment.as_ref().map_or(0, |s| s.nonce);
+        let Some(seg) = mem.segment.as_mut() else {
+            return;
+        };
+        let mut removed: std::collections::HashSet<u64> = seg.ledger.unacked_dels().collect();
+        let z = self.zombies.lock();
+        removed.extend(
+            z.iter()
+                .flat_map(|o| o.replicas.iter())
+                .filter(|r| r.service == service)
+                .map(|r| r.offset),
+        );
+        let mut r = self.returns.lock();
+        r.declared_dead(service, nonce, self.now(), self.params.heartbeat_timeout_ms, removed);
+        self.recording.store(true, Ordering::SeqCst);
+        drop(r);
+        drop(z);
+    }
+
+    /// Leaves a tombstone for a removed object when a ledger that lists it
+    /// may still come back. Called with the key's shard locked, after the
+    /// object left the index and was retired.
+    fn tombstone(&self, key: &Key, object_id: u64) {
+        if self.recording.load(Ordering::SeqCst) && object_id > 0 {
+            self.returns.lock().removed(key, object_id);
+        }
+    }
+
+    /// The highest object id handed out or recovered so far.
+    fn last_object_id(&self) -> u64 {
+        self.next_object_id.load(Ordering::Relaxed).saturating_sub(1)
     }
 
     /// Drops every in-flight write of `writer`; returns how many.
@@ -760,12 +884,27 @@ impl MetaState {
             .map(|key| {
                 validate_key(key)?;
                 let mut shard = self.index.lock_key(key);
-                if !shard.get(key.as_str()).is_some_and(|o| o.is_readable()) {
-                    return Err(Error::UnmatchedKey);
+                match shard.get(key.as_str()) {
+                    Some(o) if o.is_readable() => {}
+                    Some(_) => return Err(Error::UnmatchedKey),
+                    None => {
+                        // Unknown here, maybe only for now: every object
+                        // of the key created before this remove is gone.
+                        if self.recording.load(Ordering::SeqCst) {
+                            self.tombstone(&Key::from(key.as_str()), self.last_object_id());
+                        }
+                        return Err(Error::UnmatchedKey);
+                    }
                 }
                 let o = shard.remove(key.as_str()).expect("present");
-                drop(shard);
                 self.retire(o);
+                if self.recording.load(Ordering::SeqCst) {
+                    // Not only this object: an older or newer one of the key
+                    // may be in a ledger still on its way; every object
+                    // created before this remove is gone.
+                    self.tombstone(&Key::from(key.as_str()), self.last_object_id());
+                }
+                drop(shard);
                 Ok(())
             })
             .collect()
@@ -781,6 +920,9 @@ impl MetaState {
     }
 
     pub fn remove_all(&self) -> u64 {
+        if self.recording.load(Ordering::SeqCst) {
+            self.returns.lock().removed_all(self.last_object_id() + 1);
+        }
         let mut n = 0;
         for s in 0..self.index.shard_count() {
             let mut shard = self.index.lock(s);
@@ -789,12 +931,17 @@ impl MetaState {
                 .filter(|(_, o)| o.is_readable())
                 .map(|(k, _)| k.clone())
                 .collect();
-            let objs: Vec<Object> = keys.iter().filter_map(|k| shard.remove(&**k)).collect();
-            drop(shard);
+            let objs: Vec<(Key, Object)> = keys
+                .into_iter()
+                .filter_map(|k| shard.remove(&*k).map(|o| (k, o)))
+                .collect();
             n += objs.len() as u64;
-            for o in objs {
+            for (k, o) in objs {
+                let id = o.id;
                 self.retire(o);
+                self.tombstone(&k, id);
             }
+            drop(shard);
         }
         n
     }
@@ -808,6 +955,12 @@ impl MetaState {
         let dead = self.members.lock().expired(now, self.params.heartbeat_timeout_ms);
         for id in dead {
             self.declare_dead(id, "heartbeat timeout");
+        }
+        if self.recording.load(Ordering::SeqCst) {
+            let recovering = self.segments_recovering() > 0;
+            let mut r = self.returns.lock();
+            let open = r.prune(now, recovering);
+            self.recording.store(open, Ordering::SeqCst);
         }
         self.reap_writes(now);
         self.reap_zombies(now);

@@ -1865,3 +1865,158 @@ fn a_drained_provider_that_dies_mid_drain_aborts_it_and_frees_the_copies() {
     let after = st.stat().segments.iter().find(|s| s.service_id == a).unwrap().used;
     assert_eq!(after, used_a, "the ranges of unfinished copies are free again");
 }
+
+// ---- removes while ledgers may come back ---------------------------------------------
+
+/// The chaos test's failure: after a failover, provider a re-registered with
+/// k; a client removed k; provider b, later, brings its replica of the same
+/// object. The removed object must not come back.
+#[test]
+fn a_remove_during_recovery_is_not_undone_by_a_later_ledger() {
+    let (clock, st) = new_state(MetaParams {
+        heartbeat_timeout_ms: 3_000,
+        ..params()
+    });
+    let entry = |offset| LedgerEntry {
+        key: "k".into(),
+        offset,
+        size: PAGE,
+        object_id: id_of("k"),
+    };
+    let (a, _) = st.register(&recovering_req(1, MIB, 1)).unwrap();
+    assert_eq!(st.recover(a, vec![entry(0)], true), Ok(1));
+    assert_eq!(st.remove(&keys(&["k"])), vec![Ok(())]);
+    clock.advance(1_000);
+    st.tick();
+    let (b, _) = st.register(&recovering_req(2, MIB, 2)).unwrap();
+    assert_eq!(st.recover(b, vec![entry(PAGE)], true), Ok(0));
+    assert_eq!(st.exist(&keys(&["k"])), vec![false], "the removed object stays removed");
+    assert_eq!(ack(&st, b), vec![LedgerOp::Del { offset: PAGE }], "b drops its replica");
+    assert_eq!(used(&st, b), 0);
+}
+
+/// A ledger that arrives after the recovery window of a new MetaService is
+/// void: its owner would have been declared dead by a leader that lived on.
+#[test]
+fn a_ledger_after_the_recovery_window_is_void() {
+    let (clock, st) = new_state(MetaParams {
+        heartbeat_timeout_ms: 3_000,
+        ..params()
+    });
+    clock.advance(3_001);
+    st.tick();
+    let (a, _) = st.register(&recovering_req(1, MIB, 1)).unwrap();
+    let e = LedgerEntry {
+        key: "late".into(),
+        offset: 0,
+        size: PAGE,
+        object_id: id_of("late"),
+    };
+    assert_eq!(st.recover(a, vec![e], true), Ok(0));
+    assert_eq!(st.exist(&keys(&["late"])), vec![false]);
+    assert_eq!(ack(&st, a), vec![LedgerOp::Del { offset: 0 }]);
+    // A fresh provider is not affected.
+    let b = reg(&st, 2, MIB);
+    put(&st, b, item("new", PAGE, 1, &[]));
+    assert_eq!(st.exist(&keys(&["new"])), vec![true]);
+}
+
+/// A provider declared dead comes back to the same MetaService: an object
+/// only it held comes back; one removed while it was away does not, nor one
+/// whose removal it had not acknowledged when it died; and after
+/// `DEAD_RETURN_FACTOR` heartbeat timeouts its ledger is void.
+#[test]
+fn a_provider_declared_dead_brings_back_only_what_was_not_removed() {
+    let (clock, st) = new_state(MetaParams {
+        heartbeat_timeout_ms: 3_000,
+        ..params()
+    });
+    let a = reg(&st, 1, MIB);
+    let b = reg(&st, 2, MIB);
+    for key in ["kept", "gone_while_dead", "gone_unacked"] {
+        put(&st, a, item(key, PAGE, 2, &[a, b]));
+    }
+    put(&st, a, item("only_b", PAGE, 1, &[b]));
+    let mut lb = BTreeMap::new();
+    sync_ledger(&st, b, &mut lb);
+    ack(&st, a);
+    // Removed, but b dies before it pulls the Del.
+    assert_eq!(st.remove(&keys(&["gone_unacked"])), vec![Ok(())]);
+    clock.advance(3_001);
+    st.heartbeat(a);
+    st.tick();
+    assert!(!st.is_member(b));
+    assert_eq!(st.exist(&keys(&["only_b"])), vec![false]);
+    assert_eq!(st.remove(&keys(&["gone_while_dead"])), vec![Ok(())]);
+    ack(&st, a);
+
+    let (again, _) = st.register(&recovering_req(2, MIB, b)).unwrap();
+    assert_eq!(again, b);
+    assert_eq!(st.recover(b, lb.values().cloned().collect(), true), Ok(2));
+    assert_eq!(
+        st.exist(&keys(&["kept", "only_b", "gone_while_dead", "gone_unacked"])),
+        vec![true, true, false, false]
+    );
+    let kept = st.key_info(&k("kept")).pop().unwrap().unwrap();
+    assert_eq!(kept.replicas.len(), 2, "b's replica of the same object joins it again");
+    sync_ledger(&st, b, &mut lb);
+    assert_eq!(lb.len(), 2, "b dropped the two removed objects");
+
+    // Dead again, back too late: void.
+    clock.advance(3_001);
+    st.heartbeat(a);
+    st.tick();
+    assert!(!st.is_member(b));
+    clock.advance(3_000 * mmc_meta::returns::DEAD_RETURN_FACTOR + 1);
+    st.heartbeat(a);
+    st.tick();
+    st.register(&recovering_req(2, MIB, b)).unwrap();
+    assert_eq!(st.recover(b, lb.values().cloned().collect(), true), Ok(0));
+    assert_eq!(st.exist(&keys(&["only_b"])), vec![false]);
+    assert_eq!(st.exist(&keys(&["kept"])), vec![true], "a's replica stays");
+}
+
+/// A remove of a key whose ledger has not arrived yet: every object of the
+/// key created before the remove stays out; a put after the remove stands.
+#[test]
+fn a_remove_of_a_key_not_yet_recovered_keeps_its_older_objects_out() {
+    let (_clock, st) = new_state(params());
+    let old_id = 1_000;
+    let (a, _) = st.register(&recovering_req(1, MIB, 1)).unwrap();
+    assert_eq!(st.remove(&keys(&["k", "other"])), vec![Err(Error::UnmatchedKey); 2]);
+    let w = reg(&st, 2, MIB);
+    put(&st, w, item("k", PAGE, 1, &[w]));
+    let entries = ["k", "other"]
+        .iter()
+        .enumerate()
+        .map(|(i, key)| LedgerEntry {
+            key: (*key).into(),
+            offset: i as u64 * PAGE,
+            size: PAGE,
+            object_id: old_id,
+        })
+        .collect();
+    assert_eq!(st.recover(a, entries, true), Ok(0));
+    assert_eq!(st.exist(&keys(&["k", "other"])), vec![true, false]);
+    assert_eq!(
+        st.key_info(&k("k")).pop().unwrap().unwrap().replicas,
+        vec![(w, Medium::Dram)],
+        "k is the put made after the remove"
+    );
+}
+
+/// `remove_all` during recovery removes what has not arrived yet too.
+#[test]
+fn remove_all_during_recovery_covers_ledgers_still_on_their_way() {
+    let (_clock, st) = new_state(params());
+    st.remove_all();
+    let (a, _) = st.register(&recovering_req(1, MIB, 1)).unwrap();
+    let e = LedgerEntry {
+        key: "k".into(),
+        offset: 0,
+        size: PAGE,
+        object_id: 1_000,
+    };
+    assert_eq!(st.recover(a, vec![e], true), Ok(0));
+    assert_eq!(st.exist(&keys(&["k"])), vec![false]);
+}

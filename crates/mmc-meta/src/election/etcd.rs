@@ -104,6 +104,12 @@ pub fn leader_info(value: &[u8], revision: i64) -> Result<LeaderInfo, ElectionEr
     Ok(LeaderInfo { addr, term })
 }
 
+/// Where the records of dead providers live: beside the election's keys,
+/// not under its prefix (every key under `<name>/` is a candidate).
+fn dead_prefix(election_name: &str) -> String {
+    format!("{election_name}-dead/")
+}
+
 impl EtcdElection {
     /// A candidate in `cluster`'s election through `endpoints`, with
     /// leases of `ttl_s` seconds. Starts observing the leader at once.
@@ -289,6 +295,56 @@ impl Election for EtcdElection {
 
     fn observe(&self) -> watch::Receiver<Option<LeaderInfo>> {
         self.observed.subscribe()
+    }
+
+    fn record_dead(&self, nonce: u64, keep: Duration) -> BoxFuture<'_, Result<(), ElectionError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            let ttl = i64::try_from(keep.as_secs().max(1)).unwrap_or(i64::MAX);
+            let lease = tokio::time::timeout(RPC_TIMEOUT, client.lease_grant(ttl, None))
+                .await
+                .map_err(|_| ElectionError("etcd lease grant (dead provider record): no answer".into()))?
+                .map_err(|e| err("lease grant (dead provider record)", e))?;
+            let key = format!("{}{nonce:016x}", dead_prefix(&self.name));
+            let opts = etcd_client::PutOptions::new().with_lease(lease.id());
+            tokio::time::timeout(RPC_TIMEOUT, client.put(key, Vec::new(), Some(opts)))
+                .await
+                .map_err(|_| ElectionError("etcd put (dead provider record): no answer".into()))?
+                .map_err(|e| err("put (dead provider record)", e))?;
+            Ok(())
+        })
+    }
+
+    fn forget_dead(&self, nonce: u64) -> BoxFuture<'_, Result<(), ElectionError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            let key = format!("{}{nonce:016x}", dead_prefix(&self.name));
+            tokio::time::timeout(RPC_TIMEOUT, client.delete(key, None))
+                .await
+                .map_err(|_| ElectionError("etcd delete (dead provider record): no answer".into()))?
+                .map_err(|e| err("delete (dead provider record)", e))?;
+            Ok(())
+        })
+    }
+
+    fn dead_providers(&self) -> BoxFuture<'_, Result<Vec<u64>, ElectionError>> {
+        Box::pin(async move {
+            let mut client = self.client.clone();
+            let prefix = dead_prefix(&self.name);
+            let opts = etcd_client::GetOptions::new().with_prefix().with_keys_only();
+            let resp = tokio::time::timeout(RPC_TIMEOUT, client.get(prefix.as_str(), Some(opts)))
+                .await
+                .map_err(|_| ElectionError("etcd get (dead provider records): no answer".into()))?
+                .map_err(|e| err("get (dead provider records)", e))?;
+            Ok(resp
+                .kvs()
+                .iter()
+                .filter_map(|kv| {
+                    let k = std::str::from_utf8(kv.key()).ok()?;
+                    u64::from_str_radix(k.strip_prefix(prefix.as_str())?, 16).ok()
+                })
+                .collect())
+        })
     }
 
     fn resign(&self) -> BoxFuture<'_, Result<(), ElectionError>> {
