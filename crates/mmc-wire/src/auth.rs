@@ -17,7 +17,9 @@
 //! offset  size  field
 //! 0       8     magic b"MMCAUTH1"
 //! 8       1     mode: 0 = open (no token), 1 = token required
-//! 9       7     zero
+//! 9       1     protocol version the server speaks in this domain: the
+//!               control frame version or the transfer header version
+//! 10      6     zero
 //! 16      32    server_nonce (OS random)
 //!
 //! client -> server  Proof (72 bytes)
@@ -38,6 +40,8 @@
 //! they carry) and `mmc-transfer-v1` on transfer connections, so a proof made
 //! for one protocol is worthless on the other. On refusal the server sends
 //! the verdict and closes the connection. MACs are compared in constant time.
+//! A client refuses a server that speaks another protocol version with
+//! [`AuthError::Version`], naming both, before it sends a frame.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -99,6 +103,22 @@ pub enum Domain {
 }
 
 impl Domain {
+    /// The version of this domain's protocol that this build speaks
+    /// (announced in the challenge).
+    pub fn protocol_version(self) -> u8 {
+        match self {
+            Domain::Control => crate::frame::FRAME_VERSION,
+            Domain::Transfer => crate::transfer::VERSION,
+        }
+    }
+
+    fn protocol_name(self) -> &'static str {
+        match self {
+            Domain::Control => "control",
+            Domain::Transfer => "transfer",
+        }
+    }
+
     pub fn label(self) -> &'static [u8] {
         match self {
             Domain::Control => b"mmc-control-v1",
@@ -130,6 +150,11 @@ pub enum AuthError {
     BadClientProof,
     #[error("the server's proof does not match the cluster token (impostor or different token)")]
     BadServerProof,
+    #[error(
+        "the peer speaks {protocol} protocol version {peer} and this build speaks version {ours}: run the same \
+         MemCache release on every node (version 0: a release from before protocol versions were announced)"
+    )]
+    Version { protocol: &'static str, peer: u8, ours: u8 },
     #[error("no random bytes from the operating system: {0}")]
     Random(String),
     #[error("authentication handshake not completed within {0:?}")]
@@ -185,6 +210,7 @@ where
     let mut challenge = [0u8; CHALLENGE_LEN];
     challenge[..8].copy_from_slice(CHALLENGE_MAGIC);
     challenge[8] = if token.is_some() { MODE_TOKEN } else { MODE_OPEN };
+    challenge[9] = domain.protocol_version();
     challenge[16..].copy_from_slice(&server_nonce);
     write_msg(s, &challenge).await?;
 
@@ -230,7 +256,14 @@ fn answer_challenge(
     if &challenge[..8] != CHALLENGE_MAGIC {
         return Err(AuthError::BadMagic("challenge"));
     }
-    if challenge[9..16].iter().any(|&b| b != 0) {
+    if challenge[9] != domain.protocol_version() {
+        return Err(AuthError::Version {
+            protocol: domain.protocol_name(),
+            peer: challenge[9],
+            ours: domain.protocol_version(),
+        });
+    }
+    if challenge[10..16].iter().any(|&b| b != 0) {
         return Err(AuthError::Malformed {
             what: "challenge",
             why: "reserved bytes are not zero".into(),
@@ -395,6 +428,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_server_of_another_protocol_version_is_refused_naming_both() {
+        let (mut a, mut b) = duplex(1024);
+        let server = tokio::spawn(async move {
+            let mut challenge = [0u8; CHALLENGE_LEN];
+            challenge[..8].copy_from_slice(CHALLENGE_MAGIC);
+            challenge[9] = 1;
+            a.write_all(&challenge).await.unwrap();
+            a
+        });
+        let e = client_handshake(&mut b, None, Domain::Control).await.unwrap_err();
+        let _a = server.await.unwrap();
+        assert!(
+            matches!(e, AuthError::Version { protocol: "control", peer: 1, ours } if ours == crate::frame::FRAME_VERSION),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("protocol version 1"), "{e}");
+    }
+
+    #[tokio::test]
     async fn right_token_is_accepted_both_ways() {
         let (s, c) = pair(Some(TOKEN), Some(TOKEN), Domain::Control, Domain::Control).await;
         s.unwrap();
@@ -449,6 +501,7 @@ mod tests {
             let mut ch = [0u8; CHALLENGE_LEN];
             ch[..8].copy_from_slice(CHALLENGE_MAGIC);
             ch[8] = MODE_TOKEN;
+            ch[9] = Domain::Control.protocol_version();
             a.write_all(&ch).await.unwrap();
             let mut proof = [0u8; PROOF_LEN];
             a.read_exact(&mut proof).await.unwrap();

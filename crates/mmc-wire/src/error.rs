@@ -2,8 +2,15 @@
 //!
 //! The numeric values are part of the public contract (Python, C and C++
 //! callers compare against them) and must never change.
+//!
+//! On the wire an error is `{code, detail}` (the result code and the
+//! variant's message, empty for variants without one), never the enum's
+//! variant index: reordering or adding variants does not change what a peer
+//! decodes, and a code this build does not know arrives as
+//! [`Error::Other`] naming it. The control frame version
+//! (`frame::FRAME_VERSION`) covers this encoding.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Numeric result codes shared by every API surface.
 pub mod code {
@@ -32,7 +39,7 @@ pub mod code {
 
 /// Every failure a MemCache operation can report. Each variant has exactly
 /// one result code ([`Error::code`]); the message says what went wrong.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
     Other(String),
@@ -87,6 +94,47 @@ impl Error {
         }
     }
 
+    /// The variant's own message ("" for variants without one).
+    pub fn detail(&self) -> &str {
+        match self {
+            Error::Other(m)
+            | Error::InvalidParam(m)
+            | Error::Timeout(m)
+            | Error::NotEnoughMemory(m)
+            | Error::NotConnectedMeta(m)
+            | Error::NotConnectedLocal(m)
+            | Error::NoProvider(m)
+            | Error::NotLeader(m) => m,
+            Error::NotStarted
+            | Error::DuplicatedObject
+            | Error::ObjectNotExists
+            | Error::NotInitialized
+            | Error::UnmatchedKey
+            | Error::LeaseExpired => "",
+        }
+    }
+
+    /// The error a peer sent as `{code, detail}`.
+    pub fn from_wire(code: i32, detail: String) -> Self {
+        match code {
+            code::ERROR => Error::Other(detail),
+            code::INVALID_PARAM => Error::InvalidParam(detail),
+            code::NOT_STARTED => Error::NotStarted,
+            code::TIMEOUT => Error::Timeout(detail),
+            code::DUPLICATED_OBJECT => Error::DuplicatedObject,
+            code::OBJECT_NOT_EXISTS => Error::ObjectNotExists,
+            code::NOT_INITIALIZED => Error::NotInitialized,
+            code::NOT_ENOUGH_MEMORY => Error::NotEnoughMemory(detail),
+            code::NOT_CONNECTED_META => Error::NotConnectedMeta(detail),
+            code::NOT_CONNECTED_LOCAL => Error::NotConnectedLocal(detail),
+            code::NO_PROVIDER => Error::NoProvider(detail),
+            code::NOT_LEADER => Error::NotLeader(detail),
+            code::UNMATCHED_KEY => Error::UnmatchedKey,
+            code::LEASE_EXPIRED => Error::LeaseExpired,
+            other => Error::Other(format!("result code {other} unknown to this build: {detail}")),
+        }
+    }
+
     pub fn invalid(msg: impl Into<String>) -> Self {
         Error::InvalidParam(msg.into())
     }
@@ -103,6 +151,19 @@ impl Error {
                 | Error::NotLeader(_)
                 | Error::LeaseExpired
         )
+    }
+}
+
+impl Serialize for Error {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        (self.code(), self.detail()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Error {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let (code, detail) = <(i32, String)>::deserialize(d)?;
+        Ok(Error::from_wire(code, detail))
     }
 }
 
@@ -147,5 +208,22 @@ mod tests {
         assert_eq!(Error::NotLeader(String::new()).code(), -3020);
         assert!(Error::NotLeader(String::new()).is_retryable());
         assert_eq!(to_code::<()>(&Ok(())), 0);
+        for e in all {
+            assert_eq!(Error::from_wire(e.code(), e.detail().to_string()), e);
+        }
+    }
+
+    #[test]
+    fn the_wire_form_is_code_and_detail() {
+        let e = Error::NoProvider("2 replicas, 1 provider".into());
+        let bytes = postcard::to_allocvec(&e).unwrap();
+        let (code, detail): (i32, String) = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!((code, detail.as_str()), (-3019, "2 replicas, 1 provider"));
+        assert_eq!(postcard::from_bytes::<Error>(&bytes).unwrap(), e);
+        let future = postcard::to_allocvec(&(-3999i32, "new")).unwrap();
+        assert_eq!(
+            postcard::from_bytes::<Error>(&future).unwrap(),
+            Error::Other("result code -3999 unknown to this build: new".into())
+        );
     }
 }

@@ -6,7 +6,7 @@
 //! ```text
 //! offset  size  field
 //! 0       4     len: bytes that follow this field (u32, little endian), 10..=MAX_FRAME
-//! 4       1     version: FRAME_VERSION (1)
+//! 4       1     version: FRAME_VERSION (2; 1 sent errors as enum variants)
 //! 5       1     kind: 0 = request, 1 = response
 //! 6       8     request id (u64, little endian), echoed by the response
 //! 14      len-10 payload: a postcard-encoded `Request` or `Response`
@@ -19,7 +19,11 @@
 use serde::{de::DeserializeOwned, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt};
 
-pub const FRAME_VERSION: u8 = 1;
+/// Version of the control protocol: this framing and the postcard encoding
+/// of `message::{Request, Response}` (errors as `{code, detail}` since 2).
+/// Announced in the authentication challenge; a peer of another version is
+/// refused with a clear error before any frame.
+pub const FRAME_VERSION: u8 = 2;
 /// Largest frame accepted (after the length field): 64 MiB.
 pub const MAX_FRAME: usize = 64 << 20;
 /// Bytes of header after the length field: version, kind, request id.
