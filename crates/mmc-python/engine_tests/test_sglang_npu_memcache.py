@@ -103,9 +103,9 @@ def test_npu_memcache_readme_config(meta_url, monkeypatch):
         backend.close()
 
 
-def test_npu_memcache_sizes_as_ints(meta_url):
-    """The README gives dram_size / hbm_size / max_*_size as "string / integer": ints work too."""
-    extra = {"meta_service_url": meta_url, "dram_size": 64 << 20, "hbm_size": 0, "max_dram_size": 64 << 30}
+def test_npu_memcache_dram_size_as_int(meta_url):
+    """The README gives dram_size as "string / integer": an int (bytes) works too."""
+    extra = {"meta_service_url": meta_url, "dram_size": 64 << 20}
     backend, pool = make_backend(meta_url, "mha", "page_first", extra=extra)
     try:
         round_trip(backend, pool, n=2)
