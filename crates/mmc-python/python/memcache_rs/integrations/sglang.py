@@ -16,7 +16,9 @@ pool and the cluster with one batch call each (``batch_put_from`` /
 ``batch_get_into``, or their ``_layers`` forms where a page is several
 buffers), and ``batch_exists`` is one ``batch_is_exist`` RPC for a whole
 batch. Without it SGLang uses ``batch_get`` / ``batch_set`` on flat page
-tensors, which read and write the same objects.
+tensors, which read and write the same objects; given int addresses and
+sizes instead, ``get`` / ``set`` / ``batch_get`` / ``batch_set`` store raw
+objects named by the key and return booleans (as SGLang's Mooncake backend).
 
 Configuration (later sources override earlier ones):
 
@@ -30,7 +32,8 @@ Configuration (later sources override earlier ones):
 Keys of this backend itself: ``init_bm`` (default true: this process also
 contributes its ``dram_size`` segment; false: a pure client),
 ``replica_num`` (replicas per object, default 1), ``extra_backend_tag``
-(a key prefix that separates tenants, as in SGLang's Mooncake backend), and
+(a key prefix that separates tenants, as in SGLang's Mooncake backend),
+``device_id`` (the ``init`` device id; default the TP rank), and
 SGLang's own ``backend_name``, ``module_path``, ``class_name``,
 ``interface_v1``. Any other key is an error that names it.
 
