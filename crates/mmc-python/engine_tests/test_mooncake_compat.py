@@ -5,22 +5,23 @@ Owns: SGLang 0.5.23's own ``mooncake_store`` HiCache backend (unchanged; its
 driven with a real CPU host pool (``MHATokenToKVPoolHost``), the test functions
 SGLang ships next to that backend (``test_mooncake_store.py``), and the return
 conventions of every ``MooncakeDistributedStore`` method, all against a real
-cluster of ``mmc`` processes (MetaService + two 64 MB providers). Bytes read
-back are compared with the bytes written.
+cluster of ``mmc`` processes (conftest.py's session cluster; remove_all on one
+of its own). Bytes read back are compared with the bytes written.
 """
 
 import ctypes
 import importlib.util
 import os
-import socket
 import tempfile
 import uuid
 from pathlib import Path
 
 import pytest
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("sglang")
+from conftest import require  # noqa: E402
+
+torch = require("torch")
+require("sglang.srt.mem_cache.storage.mooncake_store.mooncake_store")
 
 from memcache_rs import mooncake as mc  # noqa: E402
 
@@ -37,13 +38,19 @@ def _load_cluster_class():
 
 
 @pytest.fixture(scope="module")
-def mc_cluster():
+def mc_cluster(mmc_cluster):
+    """The session cluster of conftest.py (MetaService + two providers)."""
+    return mmc_cluster
+
+
+@pytest.fixture
+def own_cluster():
+    """A cluster of this test's own, for calls that act on every key (remove_all)."""
     Cluster = _load_cluster_class()
     with tempfile.TemporaryDirectory(prefix="mmc-mooncake-") as d:
         c = Cluster(Path(d))
         try:
             c.start_meta()
-            c.start_local()
             c.start_local()
             yield c
         finally:
@@ -409,8 +416,8 @@ def test_setup_forms_and_errors(mc_cluster):
     assert t.close() == 0
 
 
-def test_remove_all_returns_count(mc_cluster, kp):
-    s = _setup(mc_cluster, segment=0)
+def test_remove_all_returns_count(own_cluster, kp):
+    s = _setup(own_cluster, segment=0)
     for i in range(3):
         assert s.put(kp + f"ra{i}", b"v") == 0
     n = s.remove_all()
