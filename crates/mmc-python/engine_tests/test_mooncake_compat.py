@@ -425,3 +425,27 @@ def test_remove_all_returns_count(own_cluster, kp):
     assert s.batch_is_exist([kp + f"ra{i}" for i in range(3)]) == [0, 0, 0]
     assert s.remove_all() >= 0
     assert s.close() == 0
+
+
+def test_shim_path_serves_spawned_processes(mc_cluster):
+    """With SHIM_PATH on PYTHONPATH, a fresh interpreter (as an engine's spawned worker is)
+    imports ``mooncake.store`` as this client, unchanged Mooncake code and all."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", "memcache_rs.mooncake"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == mc.SHIM_PATH
+    code = f"""
+from mooncake.store import MooncakeDistributedStore, ReplicateConfig
+import memcache_rs.mooncake
+assert MooncakeDistributedStore is memcache_rs.mooncake.MooncakeDistributedStore
+s = MooncakeDistributedStore()
+assert s.setup("localhost", "P2PHANDSHAKE", 0, 0, "tcp", "", "{mc_cluster.meta_addr}") == 0
+cfg = ReplicateConfig(); cfg.replica_num = 1
+assert s.put("shim-key-{uuid.uuid4().hex}", b"from a spawned worker", cfg) == 0
+assert s.close() == 0
+print("ok")
+"""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([mc.SHIM_PATH, os.environ.get("PYTHONPATH", "")]))
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stderr

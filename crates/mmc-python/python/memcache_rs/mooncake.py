@@ -15,8 +15,11 @@ changing one import::
 
 Engine code that imports ``mooncake.store`` itself (SGLang's ``mooncake``
 HiCache backend, LMCache's ``mooncakestore://`` connector, vLLM's
-``MooncakeStoreConnector``) runs on MemCache after ``install_as_mooncake()``,
-which makes ``import mooncake.store`` give this module.
+``MooncakeStoreConnector``) runs on MemCache unchanged in either of two ways:
+``install_as_mooncake()`` in the process (``import mooncake.store`` then gives
+this module), or, for engines that spawn worker processes, ``SHIM_PATH`` (a
+directory holding a ``mooncake`` package that re-exports this module) on
+``PYTHONPATH``: ``python -m memcache_rs.mooncake`` prints it.
 
 Mapping of ``setup`` (details in docs/integrations.md):
 
@@ -51,6 +54,7 @@ import inspect
 import logging
 import sys
 import threading
+import os
 import types
 from typing import Any, Dict, List, Optional, Sequence
 
@@ -67,7 +71,11 @@ __all__ = [
     "BufferHandle",
     "MOONCAKE_CODE",
     "install_as_mooncake",
+    "SHIM_PATH",
 ]
+
+SHIM_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "_mooncake_shim")
+"""Directory to put on PYTHONPATH so that ``import mooncake.store`` gives this module in every process."""
 
 _log = logging.getLogger("memcache_rs.mooncake")
 
@@ -720,3 +728,7 @@ def install_as_mooncake() -> types.ModuleType:
     pkg.store = me
     sys.modules["mooncake.store"] = me
     return me
+
+
+if __name__ == "__main__":
+    print(SHIM_PATH)
