@@ -278,3 +278,52 @@ def test_replicas_setting(mmc_cluster, tmp_path):
         e.run(c.close())
     finally:
         e.close()
+
+
+@pytest.mark.parametrize("save_chunk_meta", [True, False], ids=["chunk-meta", "no-chunk-meta"])
+def test_lmcache_mooncakestore_connector_on_mooncake_compat_client(mmc_cluster, tmp_path, save_chunk_meta):
+    """LMCache's own mooncakestore connector, unchanged, on memcache_rs.mooncake (its
+    `from mooncake.store import ...` resolved by install_as_mooncake): dict-form setup,
+    put_parts / batch_get_buffer with chunk metadata, batch_put_from / batch_get_into byte
+    counts without."""
+    from memcache_rs import mooncake as mc
+
+    mc.install_as_mooncake()
+    path = tmp_path / "lmcache-mooncake.yaml"
+    path.write_text(
+        f"""\
+chunk_size: {CHUNK}
+local_cpu: true
+max_local_cpu_size: 0.05
+remote_serde: naive
+remote_storage_plugins: ["mooncakestore"]
+extra_config:
+  local_hostname: localhost
+  metadata_server: P2PHANDSHAKE
+  master_server_address: "{mmc_cluster.meta_addr}"
+  global_segment_size: 0
+  protocol: tcp
+  transfer_timeout: 30
+  save_chunk_meta: {str(save_chunk_meta).lower()}
+"""
+    )
+    e = Env(path)
+    try:
+        c = CreateConnector("plugin://mooncakestore", e.loop, e.cpu, e.config, e.metadata, plugin_name="mooncakestore")
+        inner = getattr(c, "_connector", c)
+        assert isinstance(inner.store, mc.MooncakeDistributedStore)
+        keys = [_key() for _ in range(3)]
+        objs = [e.chunk(), e.chunk(), e.chunk(7)]
+        want = [_bytes(o) for o in objs]
+        e.run(c.batched_put(keys, objs))
+        assert e.run(c.exists(keys[0])) and not e.run(c.exists(_key()))
+        got = e.run(c.batched_get(keys + [_key()]))
+        assert got[3] is None
+        for g, w in zip(got[:3], want):
+            assert g is not None and _bytes(g) == w
+            g.ref_count_down()
+        for o in objs:
+            o.ref_count_down()
+        e.run(c.close())
+    finally:
+        e.close()
