@@ -2,7 +2,8 @@
 # Installs everything the tests need, then runs the whole test suite:
 # formatting and lint checks, Rust unit/property/integration tests (real
 # MetaService and LocalService processes on loopback), the Python package's
-# pytest suite and the C/C++ API tests (including valgrind).
+# pytest suite, the engine integration tests (SGLang / LMCache / vLLM storage
+# code against memcache_rs) and the C/C++ API tests (including valgrind).
 # Usage: scripts/test.sh        (CI runs exactly this through .ci/run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,10 @@ cargo test --workspace
 if [ -x scripts/test-python.sh ]; then
   echo "== python tests"
   scripts/test-python.sh
+fi
+if [ -x scripts/test-engines.sh ]; then
+  echo "== engine integration tests (SGLang, LMCache, vLLM storage code)"
+  scripts/test-engines.sh
 fi
 if [ -x scripts/test-c.sh ]; then
   echo "== C / C++ tests"

@@ -891,6 +891,21 @@ impl ObjectStore {
         }
     }
 
+    /// One page of the readable keys, in key order, after `after` (`None`:
+    /// from the first): at most `limit` keys and the cursor of the next page
+    /// (`None` at the end). A scan never skips nor repeats a key that exists
+    /// for its whole duration.
+    pub async fn list_keys(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>)> {
+        let req = Request::ListKeys {
+            after: after.map(str::to_owned),
+            limit,
+        };
+        match self.inner.svc.meta.call(&req).await? {
+            Response::Keys { keys, next_cursor } => Ok((keys, next_cursor)),
+            other => Err(crate::meta_client::unexpected(other)),
+        }
+    }
+
     // ---- administration ---------------------------------------------------
 
     /// Starts draining the memory provider `service_id` (graceful
@@ -1282,6 +1297,11 @@ impl BlockingObjectStore {
 
     pub fn remove_all(&self) -> Result<u64> {
         self.run(self.store.remove_all())
+    }
+
+    /// See [`ObjectStore::list_keys`].
+    pub fn list_keys(&self, after: Option<&str>, limit: u32) -> Result<(Vec<String>, Option<String>)> {
+        self.run(self.store.list_keys(after, limit))
     }
 
     /// See [`ObjectStore::alloc_batch`].

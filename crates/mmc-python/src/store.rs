@@ -800,6 +800,42 @@ impl DistributedObjectStore {
         }
     }
 
+    /// ``remove_all`` returning the number of objects removed (or a negative
+    /// code), for the Mooncake-compatible client (``memcache_rs.mooncake``).
+    fn _remove_all_count(&self, py: Python<'_>) -> i64 {
+        let Some(store) = self.handle() else {
+            return code::NOT_INITIALIZED as i64;
+        };
+        match blocking(py, || store.remove_all()) {
+            Some(Ok(n)) => i64::try_from(n).unwrap_or(i64::MAX),
+            Some(Err(e)) => e.code() as i64,
+            None => code::ERROR as i64,
+        }
+    }
+
+    /// One page of the cluster's readable keys in key order, after ``after``
+    /// (None: from the first): ``(keys, next_after)`` with at most ``limit``
+    /// keys and ``next_after`` None at the end. Raises RuntimeError naming the
+    /// result code on failure. Used by ``memcache_rs.integrations.lmcache``.
+    #[pyo3(signature = (after = None, limit = 1000))]
+    fn _list_keys(&self, py: Python<'_>, after: Option<String>, limit: u32) -> PyResult<(Vec<String>, Option<String>)> {
+        let Some(store) = self.handle() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "list_keys: not initialized ({})",
+                code::NOT_INITIALIZED
+            )));
+        };
+        let limit = limit.clamp(1, 100_000);
+        match blocking(py, || store.list_keys(after.as_deref(), limit)) {
+            Some(Ok(page)) => Ok(page),
+            Some(Err(e)) => Err(pyo3::exceptions::PyRuntimeError::new_err(format!(
+                "list_keys failed ({}): {e}",
+                e.code()
+            ))),
+            None => Err(pyo3::exceptions::PyRuntimeError::new_err("list_keys failed")),
+        }
+    }
+
     /// Drains the memory provider ``service_id`` (graceful scale-in: its
     /// objects move to the other providers, then it leaves) and waits for
     /// the end. Returns a dict: ``code`` (0, or a negative code when the
