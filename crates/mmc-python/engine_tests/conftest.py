@@ -47,8 +47,8 @@ def require(module: str):
         return importlib.import_module(module)
     except ImportError as e:
         if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"{module} is not importable under CI=true (run scripts/test-engines.sh): {e}")
-        pytest.skip(f"{module} not installed (scripts/test-engines.sh builds the engine venv): {e}")
+            pytest.fail(f"{module} is not importable under CI=true (run scripts/test-engines.sh): {e}", pytrace=False)
+        pytest.skip(f"{module} not installed (scripts/test-engines.sh builds the engine venv): {e}", allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
