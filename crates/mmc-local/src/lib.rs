@@ -42,6 +42,7 @@ internal_modules!(
     spin_conn,
     transfer
 );
+mod clock;
 mod direct;
 mod store;
 

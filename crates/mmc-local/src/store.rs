@@ -30,8 +30,8 @@ mod get;
 mod put;
 
 pub use blocking::BlockingObjectStore;
-pub(crate) use get::MAX_LEASE_MS;
 
+use crate::clock::SystemClock;
 use crate::segment::Segment;
 use crate::service::LocalService;
 use crate::transfer::client::TransferClient;
@@ -85,7 +85,12 @@ struct Inner {
     lease_tx: mpsc::UnboundedSender<(String, u64)>,
     /// Addresses handed out by the layer-wise API (`direct.rs`).
     regions: Mutex<crate::direct::Regions>,
+    /// The clock of read leases (zero-sized: the real clock).
+    clock: StoreClock,
 }
+
+/// The clock a store's lease checks read (see `clock.rs`).
+pub(crate) type StoreClock = SystemClock;
 
 /// Mappings of other LocalServices' segments, kept while they are members.
 #[derive(Default)]
@@ -204,6 +209,7 @@ impl ObjectStore {
             peers: Mutex::new(PeerMaps::default()),
             lease_tx,
             regions: Mutex::new(Default::default()),
+            clock: StoreClock::default(),
         });
         if svc.segment.is_some() {
             handle.spawn(drain_task(svc.clone(), Arc::downgrade(&inner)));
@@ -233,6 +239,10 @@ impl ObjectStore {
 
     pub(crate) fn regions(&self) -> &Mutex<crate::direct::Regions> {
         &self.inner.regions
+    }
+
+    pub(crate) fn clock(&self) -> &StoreClock {
+        &self.inner.clock
     }
 
     pub(crate) fn lease_tx(&self) -> &mpsc::UnboundedSender<(String, u64)> {

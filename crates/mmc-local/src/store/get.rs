@@ -6,14 +6,11 @@
 
 use super::{check_count, check_placements, only, BatchResult, ObjectStore};
 use crate::buffer::{scatter, total_len, Piece};
+use crate::clock::{Clock, LeaseDeadline};
 use crate::transfer::client::Job;
 use mmc_wire::message::{Located, PeerInfo, Placement, Request, Response};
 use mmc_wire::{validate_batch_len, validate_key, Error, Result};
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
-
-/// Longest read lease honoured (the largest `meta.lease_ms`).
-pub(crate) const MAX_LEASE_MS: u64 = 3_600_000;
 
 /// Largest value a get into a new buffer allocates: beyond it, use
 /// `get_into` with buffers of the caller's own.
@@ -111,7 +108,7 @@ impl ObjectStore {
         if ask.is_empty() {
             return Ok(results);
         }
-        let sent = Instant::now();
+        let sent = self.clock().now();
         let reader = self.service_id();
         let (peers, lease_ms, items) = match self
             .inner
@@ -125,9 +122,7 @@ impl ObjectStore {
             }
             other => return Err(crate::meta_client::unexpected(other)),
         };
-        // A lease is at most the longest `meta.lease_ms` accepted: a larger
-        // number would overflow the deadline.
-        let deadline = sent + Duration::from_millis(lease_ms.min(MAX_LEASE_MS));
+        let deadline = LeaseDeadline::granted(sent, lease_ms);
         let mut found = Vec::with_capacity(items.len());
         for (item, (i, room)) in items.into_iter().zip(which.iter().copied()) {
             match item.and_then(|loc| check_placements(&peers, &loc.replicas, loc.size).map(|()| loc)) {
@@ -183,7 +178,7 @@ impl ObjectStore {
                 }
             }
         }
-        let expired = Instant::now() >= deadline;
+        let expired = deadline.expired(self.clock());
         let mut retry = Vec::new();
         for ((i, _, loc), first) in found.into_iter().zip(first) {
             match first {
@@ -242,7 +237,7 @@ impl ObjectStore {
         peers: &[PeerInfo],
         loc: &Located,
         dest: Option<&[Piece]>,
-        deadline: Instant,
+        deadline: LeaseDeadline,
         failed: Option<(Placement, Error)>,
     ) -> Result<Option<Vec<u8>>> {
         let mut owned: Option<Vec<u8>> = None;
@@ -299,9 +294,7 @@ impl ObjectStore {
             };
             match r {
                 Ok(()) => {
-                    if Instant::now() >= deadline {
-                        return Err(Error::LeaseExpired);
-                    }
+                    deadline.check(self.clock())?;
                     if let Some(mut v) = owned {
                         // SAFETY: the copy above initialised all `size` bytes.
                         unsafe { v.set_len(loc.size as usize) };
