@@ -249,7 +249,21 @@ impl ObjectStore {
         &self.inner.lease_tx
     }
 
-    /// The LocalService behind this store (an internal, for `mmc-cli`).
+    /// The address other LocalServices reach this one's segment at (its
+    /// transfer server; empty for a pure client).
+    pub fn transfer_addr(&self) -> &str {
+        &self.inner.svc.transfer_addr
+    }
+
+    /// Whether this store's data-path requests (alloc, lookup, ...) travel
+    /// through a shared-memory ring to the MetaService (`None`: not
+    /// connected now). A client on the MetaService's host uses one unless
+    /// `protocol = "tcp"` or TLS.
+    pub fn data_path_uses_ring(&self) -> Option<bool> {
+        self.inner.svc.meta.data_path_uses_ring()
+    }
+
+    /// The LocalService behind this store (an internal, for `mmc-bench`).
     #[cfg(feature = "bench-internals")]
     pub fn local_service(&self) -> &Arc<LocalService> {
         &self.inner.svc
