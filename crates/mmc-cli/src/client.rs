@@ -1,7 +1,7 @@
 //! Client subcommands: put, get, rm, stat (text or `--json`), drain.
 
 use clap::Args;
-use mmc_local::{ObjectStore, PutOptions};
+use mmc_local::{AdminClient, ObjectStore, PutOptions};
 use mmc_wire::message::{ClusterStat, DrainReport, DrainState, Request, Response};
 use std::io::{Read, Write};
 use std::path::PathBuf;
@@ -150,7 +150,7 @@ pub fn rm(a: RmArgs) -> Result<(), String> {
 
 /// A control-RPC client of `conn`'s MetaService: its token, and TLS as the
 /// LocalService config ($MMC_LOCAL_CONFIG_PATH) says. Call inside a runtime.
-pub fn meta_client(conn: &Conn) -> Result<mmc_local::meta_client::MetaClient, String> {
+pub fn meta_client(conn: &Conn) -> Result<AdminClient, String> {
     let cfg = conn.config()?;
     let token = cfg.security.resolve_token().map_err(|e| e.to_string())?;
     let tls = if cfg.security.tls.enable {
@@ -158,27 +158,22 @@ pub fn meta_client(conn: &Conn) -> Result<mmc_local::meta_client::MetaClient, St
     } else {
         None
     };
-    Ok(mmc_local::meta_client::MetaClient::new(
+    Ok(AdminClient::new(
         conn.meta.clone(),
         std::time::Duration::from_secs(5),
-        std::time::Duration::ZERO,
         tokio::runtime::Handle::current(),
     )
     .with_token(mmc_wire::auth::ClusterToken::from_option(token))
     .with_tls(tls)
-    .with_leader_resolver(
-        (!cfg.etcd_endpoints.is_empty()).then(|| {
-            std::sync::Arc::new(mmc_local::leader::LeaderResolver::new(
-                cfg.etcd_endpoints.clone(),
-                &cfg.cluster_name,
-            ))
-        }),
+    .with_etcd(
+        cfg.etcd_endpoints.clone(),
+        &cfg.cluster_name,
         std::time::Duration::from_millis(cfg.leader_wait_ms),
     ))
 }
 
 /// One `Stat` call: the cluster state as the MetaService sees it now.
-pub async fn fetch_stat(mc: &mmc_local::meta_client::MetaClient, meta: &str) -> Result<ClusterStat, String> {
+pub async fn fetch_stat(mc: &AdminClient, meta: &str) -> Result<ClusterStat, String> {
     match mc.call(&Request::Stat).await {
         Ok(Response::Stat(s)) => Ok(s),
         Ok(other) => Err(format!("stat from {meta}: unexpected reply {other:?}")),
@@ -300,7 +295,7 @@ pub fn drain_json(r: &DrainReport) -> serde_json::Value {
     })
 }
 
-async fn drain_call(mc: &mmc_local::meta_client::MetaClient, req: Request) -> Result<DrainReport, String> {
+async fn drain_call(mc: &AdminClient, req: Request) -> Result<DrainReport, String> {
     match mc.call(&req).await {
         Ok(Response::Drain(r)) => Ok(r),
         Ok(other) => Err(format!("unexpected reply {other:?}")),

@@ -425,9 +425,9 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     init_logging_to(cfg.log_level_or("info"), cfg.log_format, local_log_file(&cfg))?;
     log_config_warnings(&warnings);
     let store = mmc_local::ObjectStore::connect(cfg).map_err(|e| e.to_string())?;
-    let svc = store.local_service().clone();
-    tracing::info!(service = svc.id(), transfer = %svc.transfer_addr, "localservice ready");
-    println!("localservice {} ready (transfer {})", svc.id(), svc.transfer_addr);
+    let (id, transfer) = (store.service_id(), store.transfer_addr().to_owned());
+    tracing::info!(service = id, transfer = %transfer, "localservice ready");
+    println!("localservice {id} ready (transfer {transfer})");
     let rt = runtime();
     let drained = rt.block_on(async {
         tokio::select! {
@@ -437,7 +437,7 @@ fn run_local(a: LocalArgs) -> Result<(), String> {
     });
     if drained {
         // Logged only: stdout may be a pipe nobody reads any more.
-        tracing::info!(service = svc.id(), "drained and left the cluster: exiting");
+        tracing::info!(service = id, "drained and left the cluster: exiting");
         return Ok(());
     }
     store.blocking().close();

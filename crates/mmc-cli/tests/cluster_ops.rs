@@ -109,7 +109,7 @@ fn every_operation_over_shared_memory() {
     let s = c.client(Protocol::Auto, 0);
     exercise_all(&s, "shm");
     assert_eq!(
-        s.store().local_service().meta.data_path_uses_ring(),
+        s.store().data_path_uses_ring(),
         Some(true),
         "a client on the MetaService's host sends its data-path requests through the shared-memory ring"
     );
@@ -138,7 +138,7 @@ fn every_operation_over_forced_tcp() {
     let s = c.client(Protocol::Tcp, 0);
     exercise_all(&s, "tcp");
     assert_eq!(
-        s.store().local_service().meta.data_path_uses_ring(),
+        s.store().data_path_uses_ring(),
         Some(false),
         "forced TCP keeps the control path on TCP too"
     );

@@ -399,11 +399,10 @@ impl HaCluster {
 
     /// A control-connection client pinned to MetaService `i` (no leader
     /// lookup, no redirection).
-    fn pinned(&self, i: usize, rt: &tokio::runtime::Runtime) -> mmc_local::meta_client::MetaClient {
-        mmc_local::meta_client::MetaClient::new(
+    fn pinned(&self, i: usize, rt: &tokio::runtime::Runtime) -> mmc_local::AdminClient {
+        mmc_local::AdminClient::new(
             self.metas[i].listen.clone(),
             Duration::from_secs(1),
-            Duration::ZERO,
             rt.handle().clone(),
         )
         .with_token(Some(mmc_wire::auth::ClusterToken::new(&self.token)))
@@ -466,13 +465,8 @@ fn probe_loop(addrs: Vec<(String, String)>, token: String, p: Arc<Probes>) {
     let clients: Vec<_> = addrs
         .iter()
         .map(|(listen, _)| {
-            mmc_local::meta_client::MetaClient::new(
-                listen.clone(),
-                Duration::from_millis(500),
-                Duration::ZERO,
-                rt.handle().clone(),
-            )
-            .with_token(Some(mmc_wire::auth::ClusterToken::new(&token)))
+            mmc_local::AdminClient::new(listen.clone(), Duration::from_millis(500), rt.handle().clone())
+                .with_token(Some(mmc_wire::auth::ClusterToken::new(&token)))
         })
         .collect();
     while !p.stop.load(Ordering::Relaxed) {

@@ -103,10 +103,9 @@ fn paging_with_readers_running_never_skips_or_repeats() {
         .build()
         .unwrap();
     let listed = rt.block_on(async {
-        let mc = mmc_local::meta_client::MetaClient::new(
+        let mc = mmc_local::AdminClient::new(
             c.meta_addr.clone(),
             Duration::from_secs(5),
-            Duration::ZERO,
             tokio::runtime::Handle::current(),
         )
         .with_token(c.token());

@@ -15,8 +15,7 @@
 mod common;
 
 use common::{free_port, pattern, Proc, MMC};
-use mmc_local::meta_client::MetaClient;
-use mmc_local::{BlockingObjectStore, Error, LocalConfig, ObjectStore, Protocol, PutOptions};
+use mmc_local::{AdminClient, BlockingObjectStore, Error, LocalConfig, ObjectStore, Protocol, PutOptions};
 use mmc_tls::testing::TestPki;
 use mmc_tls::ClientTls;
 use mmc_wire::frame::{self, FrameKind};
@@ -175,10 +174,9 @@ impl TlsCluster {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mc = MetaClient::new(
+            let mc = AdminClient::new(
                 self.meta_addr.clone(),
                 Duration::from_secs(3),
-                Duration::ZERO,
                 tokio::runtime::Handle::current(),
             )
             .with_tls(Some(ClientTls::new(&self.client_tls()).map_err(|e| e.to_string())?));

@@ -30,13 +30,13 @@
 //! to readers) until the MetaService's put timeout frees its space.
 
 use crate::buffer::Piece;
+use crate::clock::{Clock, LeaseDeadline};
 use crate::segment::Segment;
-use crate::store::{check_count, check_placements, malformed, BatchResult, ObjectStore, MAX_LEASE_MS};
+use crate::store::{check_count, check_placements, malformed, BatchResult, ObjectStore};
 use mmc_wire::message::{AllocItem, PeerInfo, Placement, Request, Response};
 use mmc_wire::{validate_batch_len, validate_key, Error, Result, ServiceId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 /// Tag bit of an address in another host's segment.
 pub const REMOTE_TAG: u64 = 1 << 62;
@@ -72,7 +72,7 @@ enum Kind {
     /// Leased here `count` times, until `deadline`.
     Read {
         object_id: u64,
-        deadline: Instant,
+        deadline: LeaseDeadline,
         count: u32,
     },
 }
@@ -330,7 +330,7 @@ impl ObjectStore {
         &self,
         keys: &[&str],
         lease_ms: u64,
-    ) -> Result<(Instant, Vec<Result<(u64, Vec<(u64, Target)>, u64)>>)> {
+    ) -> Result<(LeaseDeadline, Vec<Result<(u64, Vec<(u64, Target)>, u64)>>)> {
         validate_batch_len(keys.len())?;
         let mut results = Vec::with_capacity(keys.len());
         let mut ask = Vec::new();
@@ -345,9 +345,9 @@ impl ObjectStore {
                 Err(e) => results.push(Err(e)),
             }
         }
-        let sent = Instant::now();
+        let sent = self.clock().now();
         if ask.is_empty() {
-            return Ok((sent, results));
+            return Ok((LeaseDeadline::granted(sent, 0), results));
         }
         let req = Request::LookupLease {
             reader: self.service_id(),
@@ -360,7 +360,7 @@ impl ObjectStore {
             }
             other => return Err(crate::meta_client::unexpected(other)),
         };
-        let deadline = sent + Duration::from_millis(granted.min(MAX_LEASE_MS));
+        let deadline = LeaseDeadline::granted(sent, granted);
         for (item, i) in items.into_iter().zip(which) {
             results[i] = item.and_then(|loc| {
                 check_placements(&peers, &loc.replicas, loc.size)?;
@@ -455,7 +455,7 @@ impl ObjectStore {
     /// `InvalidParam`.
     pub async fn remove_lease_batch(&self, keys: &[&str]) -> BatchResult {
         validate_batch_len(keys.len())?;
-        let now = Instant::now();
+        let now = self.clock().now();
         let mut regions = self.regions().lock();
         let results = keys
             .iter()
@@ -476,7 +476,7 @@ impl ObjectStore {
                 else {
                     return Err(Error::invalid(format!("no lease on key {k:?} is held here")));
                 };
-                let (object_id, expired) = (*object_id, now >= *deadline);
+                let (object_id, expired) = (*object_id, deadline.expired_at(now));
                 *count = count.saturating_sub(1);
                 if *count == 0 {
                     regions.forget(base);
@@ -537,7 +537,7 @@ impl ObjectStore {
                 sizes.len()
             )));
         }
-        let mut plan: Vec<Result<(Target, u64, Option<Instant>)>> = Vec::with_capacity(gvas.len());
+        let mut plan: Vec<Result<(Target, u64, Option<LeaseDeadline>)>> = Vec::with_capacity(gvas.len());
         {
             let regions = self.regions().lock();
             for ((&gva, &addr), &size) in gvas.iter().zip(addrs).zip(sizes) {
@@ -577,7 +577,7 @@ impl ObjectStore {
             .zip(sizes)
             .map(|((p, &addr), &size)| async move {
                 let (target, off, deadline) = p?;
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| d.expired(self.clock())) {
                     return Err(Error::LeaseExpired);
                 }
                 let piece = [Piece {
@@ -615,7 +615,7 @@ impl ObjectStore {
                         }
                     }
                 }
-                if deadline.is_some_and(|d| Instant::now() >= d) {
+                if deadline.is_some_and(|d| d.expired(self.clock())) {
                     return Err(Error::LeaseExpired);
                 }
                 Ok(())

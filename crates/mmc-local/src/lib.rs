@@ -4,13 +4,15 @@
 //!
 //! The public API is the object API: [`ObjectStore`],
 //! [`BlockingObjectStore`], their configuration ([`LocalConfig`]), options,
-//! results and errors. Everything else is internal: `segment` (shared
+//! results and errors, and [`AdminClient`] for the MetaService's control
+//! requests (what `mmc stat`, `mmc top` and `mmc drain` send). Everything
+//! else is internal: `segment` (shared
 //! memory), `hostid` (who shares memory with whom), `meta_client` (control
 //! RPC), `leader` (finding the HA leader in etcd), `service` (registration,
 //! heartbeat, ledger), `transfer` (TCP data
 //! path), `buffer` (caller buffers), `copy` (memcpy variants). The feature
-//! `bench-internals` (for `mmc-cli`'s benchmark and tests, no stable API)
-//! makes those modules public; every function there that takes a raw
+//! `bench-internals` (for `mmc-bench` and this crate's own tests, no stable
+//! API) makes those modules public; every function there that takes a raw
 //! address is an `unsafe fn` with its contract documented.
 
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -42,9 +44,12 @@ internal_modules!(
     spin_conn,
     transfer
 );
+mod admin;
+mod clock;
 mod direct;
 mod store;
 
+pub use admin::AdminClient;
 pub use buffer::Piece;
 pub use direct::{CopyDirection, REMOTE_TAG};
 pub use mmc_config::{LocalConfig, Protocol};

@@ -35,6 +35,7 @@
 //! already seen come from a deposed leader and are refused as NOT_LEADER
 //! (fencing); a change of leader wakes [`leader_changed`](MetaClient::leader_changed).
 
+use crate::clock::{Backoff, RetryWindow, TokioClock};
 use crate::leader::LeaderResolver;
 use crate::spin_conn::{answer, SpinConn, Waiter};
 use mmc_tls::ClientTls;
@@ -404,8 +405,8 @@ impl MetaClient {
         let Some(resolver) = &self.resolver else {
             return self.open_at(self.addr(), tls).await;
         };
-        let deadline = tokio::time::Instant::now() + self.leader_wait;
-        let mut backoff = Duration::from_millis(20);
+        let clock = TokioClock;
+        let mut backoff = Backoff::start(&clock, self.leader_wait);
         loop {
             let err = match resolver.resolve().await {
                 Ok(Some(l)) => {
@@ -425,15 +426,14 @@ impl MetaClient {
                 Ok(None) => "etcd names no leader".to_string(),
                 Err(e) => e.to_string(),
             };
-            if tokio::time::Instant::now() + backoff > deadline {
+            let Some(pause) = backoff.next_pause(&clock) else {
                 return Err(Error::NotConnectedMeta(format!(
                     "no metaservice leader of {} could be reached within {:?} (local.leader_wait_ms): {err}",
                     resolver.describe(),
                     self.leader_wait
                 )));
-            }
-            tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_millis(200));
+            };
+            tokio::time::sleep(pause).await;
         }
     }
 
@@ -446,11 +446,12 @@ impl MetaClient {
         let r = self
             .handle
             .spawn(async move {
-                let give_up = tokio::time::Instant::now() + retry;
+                let clock = TokioClock;
+                let window = RetryWindow::start(&clock, retry);
                 loop {
                     match Self::attempt(&at, tls.clone(), token.as_ref(), timeout).await {
                         Err(ConnectError::Io(_) | ConnectError::ConnectTimeout)
-                            if tokio::time::Instant::now() + CONNECT_RETRY_INTERVAL <= give_up =>
+                            if window.again_after(&clock, CONNECT_RETRY_INTERVAL) =>
                         {
                             tokio::time::sleep(CONNECT_RETRY_INTERVAL).await;
                         }

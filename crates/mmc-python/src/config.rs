@@ -12,6 +12,10 @@
 //! rotation, `tls_enable` and the certificate paths, `hcom_tls_enable`), and
 //! the ones without effect here (see [`crate::compat`]), which read back
 //! what was set and warn once when used.
+//!
+//! An attribute that maps straight onto a field is one line of a
+//! [`config_methods!`] table; the ones that convert, validate or warn are
+//! written out.
 
 use crate::compat::{config_class, warn_file, warn_once};
 use mmc_config::{ByteSize, ConfigFile, Protocol};
@@ -87,6 +91,81 @@ fn redacted(t: &Option<String>) -> &'static str {
     } else {
         "None"
     }
+}
+
+/// Defines a config class's `#[pymethods]`: the methods given verbatim,
+/// then a Python property per attribute of the three tables, one line each
+/// (`name, set_name: Type => field.path;`, the doc comment becoming the
+/// property's), and `set_table_field`, which sets a table attribute by name
+/// for keyword construction:
+/// - `copy`: a `Copy` field, read and set as it is;
+/// - `clone`: read back as a copy, set as given;
+/// - `optional`: an `Option<String>` field, read back as a copy; `None`
+///   and `""` both unset it.
+///
+/// Attributes that convert, validate, alias with a transformation or warn
+/// are written out among the verbatim methods.
+macro_rules! config_methods {
+    (
+        impl $name:ident { $($methods:tt)* }
+        copy { $( $(#[doc = $cdoc:literal])* $cget:ident, $cset:ident: $cty:ty => $($cpath:ident).+; )* }
+        clone { $( $(#[doc = $kdoc:literal])* $kget:ident, $kset:ident: $kty:ty => $($kpath:ident).+; )* }
+        optional { $( $(#[doc = $odoc:literal])* $oget:ident, $oset:ident => $($opath:ident).+; )* }
+    ) => {
+        #[pymethods]
+        impl $name {
+            $($methods)*
+
+            $(
+                $(#[doc = $cdoc])*
+                #[getter]
+                fn $cget(&self) -> $cty {
+                    self.$($cpath).+
+                }
+                #[setter]
+                fn $cset(&mut self, v: $cty) {
+                    self.$($cpath).+ = v;
+                }
+            )*
+
+            $(
+                $(#[doc = $kdoc])*
+                #[getter]
+                fn $kget(&self) -> $kty {
+                    self.$($kpath).+.clone()
+                }
+                #[setter]
+                fn $kset(&mut self, v: $kty) {
+                    self.$($kpath).+ = v;
+                }
+            )*
+
+            $(
+                $(#[doc = $odoc])*
+                #[getter]
+                fn $oget(&self) -> Option<String> {
+                    self.$($opath).+.clone()
+                }
+                #[setter]
+                fn $oset(&mut self, v: Option<String>) {
+                    self.$($opath).+ = opt_string(v);
+                }
+            )*
+        }
+
+        impl $name {
+            /// Sets an attribute of the tables by name; `None` when `name`
+            /// is not one of them.
+            fn set_table_field(&mut self, name: &str, v: &Bound<'_, PyAny>) -> Option<PyResult<()>> {
+                Some(match name {
+                    $( stringify!($cget) => v.extract::<$cty>().map(|x| self.$cset(x)).map_err(Into::into), )*
+                    $( stringify!($kget) => v.extract::<$kty>().map(|x| self.$kset(x)).map_err(Into::into), )*
+                    $( stringify!($oget) => v.extract::<Option<String>>().map(|x| self.$oset(x)).map_err(Into::into), )*
+                    _ => return None,
+                })
+            }
+        }
+    };
 }
 
 config_class! {
@@ -168,531 +247,319 @@ config_class! {
     }
 }
 
-#[pymethods]
-impl LocalConfig {
-    #[new]
-    #[pyo3(signature = (**fields))]
-    fn py_new(py: Python<'_>, fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
-        let mut c = LocalConfig::default();
-        if let Some(f) = fields {
-            for (k, v) in f.iter() {
-                let k: String = k.extract()?;
-                c.set_field(py, &k, &v)?;
+config_methods! {
+    impl LocalConfig {
+        #[new]
+        #[pyo3(signature = (**fields))]
+        fn py_new(py: Python<'_>, fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+            let mut c = LocalConfig::default();
+            if let Some(f) = fields {
+                for (k, v) in f.iter() {
+                    let k: String = k.extract()?;
+                    c.set_field(py, &k, &v)?;
+                }
+            }
+            Ok(c)
+        }
+
+        /// Reads the ``[local]`` section of a config file: ``path``, else the
+        /// file named by ``MMC_LOCAL_CONFIG_PATH``, else the defaults. TOML, or
+        /// the original MemCache's ``ock.mmc.<key> = value`` format (keys
+        /// without effect are logged once). Raises ``ValueError`` naming the bad
+        /// key (and line).
+        #[staticmethod]
+        #[pyo3(signature = (path = None))]
+        fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
+            Ok(LocalConfig {
+                inner: load_file(py, path, mmc_config::LOCAL_CONFIG_ENV)?.local,
+                ..Default::default()
+            })
+        }
+
+        /// Checks every value; raises ``ValueError`` naming the bad key.
+        fn validate(&self) -> PyResult<()> {
+            self.inner.validate().map_err(value_error)
+        }
+
+        /// The config as a TOML document with a ``[local]`` section.
+        fn to_toml(&self) -> PyResult<String> {
+            let f = ConfigFile {
+                local: self.inner.clone(),
+                ..Default::default()
+            };
+            let t = toml::to_string(&f).map_err(value_error)?;
+            // Keep only the [local] section.
+            Ok(t.find("[local]").map(|i| t[i..].to_owned()).unwrap_or(t))
+        }
+
+        /// MetaService address as a URL, ``tcp://host:port`` (memcache_hybrid
+        /// spelling of ``meta_addr``).
+        #[getter]
+        fn meta_service_url(&self) -> String {
+            format!("tcp://{}", self.inner.meta_addr)
+        }
+        #[setter]
+        fn set_meta_service_url(&mut self, v: String) {
+            self.inner.meta_addr = strip_scheme(&v, &["tcp://", "tcp:"]).to_owned();
+        }
+
+        /// Size of the DRAM segment this process contributes, in bytes; set as an
+        /// int or a string such as ``"64MB"``, ``"2.5G"``. 0 makes a pure client.
+        #[getter]
+        fn dram_size(&self) -> u64 {
+            self.inner.dram_size.0
+        }
+        #[setter]
+        fn set_dram_size(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
+            self.inner.dram_size = ByteSize(parse_size_arg(v)?);
+            Ok(())
+        }
+
+        /// Data path between LocalServices: ``auto`` (shared memory on this
+        /// host, TCP to others) or ``tcp``. The memcache_hybrid names work too:
+        /// ``host_shm`` is ``auto`` and ``host_tcp`` is ``tcp``; ``host_rdma``,
+        /// ``host_urma``, ``device_rdma``, ``device_sdma`` (transports not built
+        /// in) use ``auto``, with a one-line warning, and read back as set.
+        #[getter]
+        fn protocol(&self) -> String {
+            match &self.protocol_as_set {
+                Some((name, p)) if *p == self.inner.protocol => name.clone(),
+                _ => protocol_name(self.inner.protocol).to_owned(),
             }
         }
-        Ok(c)
-    }
+        #[setter]
+        fn set_protocol(&mut self, py: Python<'_>, v: String) -> PyResult<()> {
+            let p = parse_protocol(py, &v)?;
+            self.inner.protocol = p;
+            let name = v.trim().to_ascii_lowercase();
+            let fallback = matches!(name.as_str(), "host_rdma" | "host_urma" | "device_rdma" | "device_sdma");
+            self.protocol_as_set = fallback.then_some((name, p));
+            Ok(())
+        }
 
-    /// Reads the ``[local]`` section of a config file: ``path``, else the
-    /// file named by ``MMC_LOCAL_CONFIG_PATH``, else the defaults. TOML, or
-    /// the original MemCache's ``ock.mmc.<key> = value`` format (keys
-    /// without effect are logged once). Raises ``ValueError`` naming the bad
-    /// key (and line).
-    #[staticmethod]
-    #[pyo3(signature = (path = None))]
-    fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
-        Ok(LocalConfig {
-            inner: load_file(py, path, mmc_config::LOCAL_CONFIG_ENV)?.local,
-            ..Default::default()
-        })
-    }
+        /// Client request timeout in seconds (memcache_hybrid): sets
+        /// ``rpc_timeout_ms`` and ``transfer_timeout_ms``; reads back
+        /// ``rpc_timeout_ms`` in whole seconds (rounded up).
+        #[getter]
+        fn client_timeout_seconds(&self) -> u64 {
+            self.inner.rpc_timeout_ms.div_ceil(1000)
+        }
+        #[setter]
+        fn set_client_timeout_seconds(&mut self, v: u64) -> PyResult<()> {
+            if !(1..=3600).contains(&v) {
+                return Err(PyValueError::new_err(format!(
+                    "client_timeout_seconds: {v} is outside 1..=3600"
+                )));
+            }
+            self.inner.rpc_timeout_ms = v * 1000;
+            self.inner.transfer_timeout_ms = v * 1000;
+            Ok(())
+        }
 
-    /// Checks every value; raises ``ValueError`` naming the bad key.
-    fn validate(&self) -> PyResult<()> {
-        self.inner.validate().map_err(value_error)
-    }
+        /// Log directory: this process's logs go to
+        /// ``<log_path>/logs/mmc-local.log`` instead of stderr, rotated by size
+        /// (``""``: stderr). Takes effect for the first store or MetaService of
+        /// the process that starts logging.
+        #[getter]
+        fn log_path(&self) -> String {
+            opt_path(&self.inner.log_path)
+        }
+        #[setter]
+        fn set_log_path(&mut self, v: String) {
+            self.inner.log_path = opt_string(Some(v));
+        }
 
-    /// The config as a TOML document with a ``[local]`` section.
-    fn to_toml(&self) -> PyResult<String> {
-        let f = ConfigFile {
-            local: self.inner.clone(),
-            ..Default::default()
-        };
-        let t = toml::to_string(&f).map_err(value_error)?;
-        // Keep only the [local] section.
-        Ok(t.find("[local]").map(|i| t[i..].to_owned()).unwrap_or(t))
-    }
+        /// Size in MB at which a log file is rotated (1..=500 in the
+        /// original; default 20).
+        #[getter]
+        fn log_rotation_file_size(&self) -> u64 {
+            self.inner.log_rotation_size.0 >> 20
+        }
+        #[setter]
+        fn set_log_rotation_file_size(&mut self, mb: u64) -> PyResult<()> {
+            self.inner.log_rotation_size = ByteSize(rotation_mb(mb)?);
+            Ok(())
+        }
 
-    /// MetaService control address, ``host:port``.
-    #[getter]
-    fn meta_addr(&self) -> String {
-        self.inner.meta_addr.clone()
-    }
-    #[setter]
-    fn set_meta_addr(&mut self, v: String) {
-        self.inner.meta_addr = v;
-    }
+        /// TLS (with client certificates, as the original) on the
+        /// connections to the MetaService (``local.security.tls.enable`` and
+        /// ``.mutual``); needs ``tls_ca_path``, ``tls_cert_path`` and
+        /// ``tls_key_path``.
+        #[getter]
+        fn tls_enable(&self) -> bool {
+            self.inner.security.tls.enable
+        }
+        #[setter]
+        fn set_tls_enable(&mut self, v: bool) {
+            self.inner.security.tls.enable = v;
+            self.inner.security.tls.mutual = v;
+        }
 
-    /// MetaService address as a URL, ``tcp://host:port`` (memcache_hybrid
-    /// spelling of ``meta_addr``).
-    #[getter]
-    fn meta_service_url(&self) -> String {
-        format!("tcp://{}", self.inner.meta_addr)
-    }
-    #[setter]
-    fn set_meta_service_url(&mut self, v: String) {
-        self.inner.meta_addr = strip_scheme(&v, &["tcp://", "tcp:"]).to_owned();
-    }
+        /// Log level: error, warn, info, debug, trace (unset: warn, a library
+        /// client stays quiet).
+        #[getter]
+        fn log_level(&self) -> String {
+            self.inner.log_level_or("warn").to_owned()
+        }
+        #[setter]
+        fn set_log_level(&mut self, v: String) {
+            self.inner.log_level = Some(v);
+        }
 
-    /// Size of the DRAM segment this process contributes, in bytes; set as an
-    /// int or a string such as ``"64MB"``, ``"2.5G"``. 0 makes a pure client.
-    #[getter]
-    fn dram_size(&self) -> u64 {
-        self.inner.dram_size.0
-    }
-    #[setter]
-    fn set_dram_size(&mut self, v: &Bound<'_, PyAny>) -> PyResult<()> {
-        self.inner.dram_size = ByteSize(parse_size_arg(v)?);
-        Ok(())
-    }
+        /// All properties as one string (memcache_hybrid's ``str()``).
+        fn str(&self) -> String {
+            self.__repr__()
+        }
 
-    /// Data path between LocalServices: ``auto`` (shared memory on this
-    /// host, TCP to others) or ``tcp``. The memcache_hybrid names work too:
-    /// ``host_shm`` is ``auto`` and ``host_tcp`` is ``tcp``; ``host_rdma``,
-    /// ``host_urma``, ``device_rdma``, ``device_sdma`` (transports not built
-    /// in) use ``auto``, with a one-line warning, and read back as set.
-    #[getter]
-    fn protocol(&self) -> String {
-        match &self.protocol_as_set {
-            Some((name, p)) if *p == self.inner.protocol => name.clone(),
-            _ => protocol_name(self.inner.protocol).to_owned(),
+        fn __repr__(&self) -> String {
+            let c = &self.inner;
+            let mut extra = self.no_effect_changed();
+            if c.meta_retry_ms != 0 {
+                extra.insert(0, format!("client_retry_milliseconds={}", c.meta_retry_ms));
+            }
+            if !c.etcd_endpoints.is_empty() {
+                extra.insert(
+                    0,
+                    format!(
+                        "etcd_endpoints={:?}, cluster_name={:?}, leader_wait_ms={}",
+                        c.etcd_endpoints, c.cluster_name, c.leader_wait_ms
+                    ),
+                );
+            }
+            if let Some(p) = &c.log_path {
+                extra.insert(0, format!("log_path={p:?}"));
+            }
+            if c.security.tls.enable || c.security.tls.transfer {
+                extra.insert(
+                    0,
+                    format!(
+                        "tls_enable={}, hcom_tls_enable={}",
+                        c.security.tls.enable, c.security.tls.transfer
+                    ),
+                );
+            }
+            let extra: String = extra.iter().map(|e| format!(", {e}")).collect();
+            format!(
+                "LocalConfig(meta_addr={:?}, dram_size={}, protocol={:?}, transfer_listen={:?}, \
+                 transfer_advertise={:?}, host_id={:?}, worker_threads={}, transfer_connections={}, \
+                 transfer_congestion={:?}, rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?}, token={}, \
+                 token_file={:?}, insecure={}{extra})",
+                c.meta_addr,
+                c.dram_size.0,
+                self.protocol(),
+                c.transfer_listen,
+                c.transfer_advertise,
+                c.host_id,
+                c.worker_threads,
+                c.transfer_connections,
+                c.transfer_congestion,
+                c.rpc_timeout_ms,
+                c.transfer_timeout_ms,
+                c.heartbeat_interval_ms,
+                c.log_level_or("warn"),
+                redacted(&c.security.token),
+                c.security.token_file,
+                c.security.insecure
+            )
+        }
+
+        fn __str__(&self) -> String {
+            self.__repr__()
         }
     }
-    #[setter]
-    fn set_protocol(&mut self, py: Python<'_>, v: String) -> PyResult<()> {
-        let p = parse_protocol(py, &v)?;
-        self.inner.protocol = p;
-        let name = v.trim().to_ascii_lowercase();
-        let fallback = matches!(name.as_str(), "host_rdma" | "host_urma" | "device_rdma" | "device_sdma");
-        self.protocol_as_set = fallback.then_some((name, p));
-        Ok(())
+    // Read and set as they are.
+    copy {
+        /// How long (ms) a client keeps retrying, every 200 ms, a MetaService
+        /// that refuses or does not answer connections before failing with
+        /// NOT_CONNECTED_META (memcache_hybrid; the TOML key
+        /// ``local.meta_retry_ms``). 0, the default, fails at once.
+        client_retry_milliseconds, set_client_retry_milliseconds: u64 => inner.meta_retry_ms;
+        /// Rotated log files kept besides the current one (default 50).
+        log_rotation_file_count, set_log_rotation_file_count: u32 => inner.log_rotation_count;
+        /// TLS on the transfer connections between LocalServices, with the
+        /// ``tls_*`` files (``local.security.tls.transfer``).
+        hcom_tls_enable, set_hcom_tls_enable: bool => inner.security.tls.transfer;
+        /// Return from a put once its commit is sent, without waiting for the
+        /// answer (one round trip per put instead of two).
+        async_commit, set_async_commit: bool => inner.async_commit;
+        /// Microseconds the calling thread polls for the MetaService's answer to
+        /// a data-path request before sleeping (0: never polls).
+        spin_wait_us, set_spin_wait_us: u64 => inner.spin_wait_us;
+        /// Allocate the whole segment at start and fill page tables of peer
+        /// segments on first use, so the data path takes no page faults.
+        prefault_segments, set_prefault_segments: bool => inner.prefault_segments;
+        /// Threads of the LocalService's async runtime (1..=256).
+        worker_threads, set_worker_threads: u32 => inner.worker_threads;
+        /// TCP connections per peer used to split large transfers (1..=64).
+        transfer_connections, set_transfer_connections: u32 => inner.transfer_connections;
+        /// Control RPC timeout in milliseconds.
+        rpc_timeout_ms, set_rpc_timeout_ms: u64 => inner.rpc_timeout_ms;
+        /// Data transfer timeout in milliseconds.
+        transfer_timeout_ms, set_transfer_timeout_ms: u64 => inner.transfer_timeout_ms;
+        /// Heartbeat interval to the MetaService in milliseconds.
+        heartbeat_interval_ms, set_heartbeat_interval_ms: u64 => inner.heartbeat_interval_ms;
+        /// How long a call waits for an HA leader before failing, in
+        /// milliseconds (``local.leader_wait_ms``).
+        leader_wait_ms, set_leader_wait_ms: u64 => inner.leader_wait_ms;
+        /// Allow a non-loopback listen address without a cluster token
+        /// (``local.security.insecure``).
+        insecure, set_insecure: bool => inner.security.insecure;
     }
-
-    /// Client request timeout in seconds (memcache_hybrid): sets
-    /// ``rpc_timeout_ms`` and ``transfer_timeout_ms``; reads back
-    /// ``rpc_timeout_ms`` in whole seconds (rounded up).
-    #[getter]
-    fn client_timeout_seconds(&self) -> u64 {
-        self.inner.rpc_timeout_ms.div_ceil(1000)
+    // Read back as a copy, set as given.
+    clone {
+        /// MetaService control address, ``host:port``.
+        meta_addr, set_meta_addr: String => inner.meta_addr;
+        /// CA bundle (PEM) trusted for the MetaService's certificate
+        /// (``local.security.tls.ca``).
+        tls_ca_path, set_tls_ca_path: String => inner.security.tls.ca;
+        /// Client certificate chain (PEM) (``local.security.tls.cert``).
+        tls_cert_path, set_tls_cert_path: String => inner.security.tls.cert;
+        /// Private key (PEM, unencrypted) of ``tls_cert_path``
+        /// (``local.security.tls.key``).
+        tls_key_path, set_tls_key_path: String => inner.security.tls.key;
+        /// Listen address of the transfer server (port 0: any free port).
+        transfer_listen, set_transfer_listen: String => inner.transfer_listen;
+        /// TCP congestion control of the transfer connections (default
+        /// ``"cubic"``), or ``"system"`` for the kernel's default.
+        transfer_congestion, set_transfer_congestion: String => inner.transfer_congestion;
+        /// etcd endpoints of an HA cluster (``local.etcd_endpoints``): when set,
+        /// the MetaService leader named in etcd is used instead of ``meta_addr``
+        /// and found again after a failover.
+        etcd_endpoints, set_etcd_endpoints: Vec<String> => inner.etcd_endpoints;
+        /// HA cluster name (``local.cluster_name``, the etcd key prefix).
+        cluster_name, set_cluster_name: String => inner.cluster_name;
     }
-    #[setter]
-    fn set_client_timeout_seconds(&mut self, v: u64) -> PyResult<()> {
-        if !(1..=3600).contains(&v) {
-            return Err(PyValueError::new_err(format!(
-                "client_timeout_seconds: {v} is outside 1..=3600"
-            )));
-        }
-        self.inner.rpc_timeout_ms = v * 1000;
-        self.inner.transfer_timeout_ms = v * 1000;
-        Ok(())
-    }
-
-    /// How long (ms) a client keeps retrying, every 200 ms, a MetaService
-    /// that refuses or does not answer connections before failing with
-    /// NOT_CONNECTED_META (memcache_hybrid; the TOML key
-    /// ``local.meta_retry_ms``). 0, the default, fails at once.
-    #[getter]
-    fn client_retry_milliseconds(&self) -> u64 {
-        self.inner.meta_retry_ms
-    }
-    #[setter]
-    fn set_client_retry_milliseconds(&mut self, v: u64) {
-        self.inner.meta_retry_ms = v;
-    }
-
-    /// Log directory: this process's logs go to
-    /// ``<log_path>/logs/mmc-local.log`` instead of stderr, rotated by size
-    /// (``""``: stderr). Takes effect for the first store or MetaService of
-    /// the process that starts logging.
-    #[getter]
-    fn log_path(&self) -> String {
-        opt_path(&self.inner.log_path)
-    }
-    #[setter]
-    fn set_log_path(&mut self, v: String) {
-        self.inner.log_path = opt_string(Some(v));
-    }
-
-    /// Size in MB at which a log file is rotated (1..=500 in the
-    /// original; default 20).
-    #[getter]
-    fn log_rotation_file_size(&self) -> u64 {
-        self.inner.log_rotation_size.0 >> 20
-    }
-    #[setter]
-    fn set_log_rotation_file_size(&mut self, mb: u64) -> PyResult<()> {
-        self.inner.log_rotation_size = ByteSize(rotation_mb(mb)?);
-        Ok(())
-    }
-
-    /// Rotated log files kept besides the current one (default 50).
-    #[getter]
-    fn log_rotation_file_count(&self) -> u32 {
-        self.inner.log_rotation_count
-    }
-    #[setter]
-    fn set_log_rotation_file_count(&mut self, v: u32) {
-        self.inner.log_rotation_count = v;
-    }
-
-    /// TLS (with client certificates, as the original) on the
-    /// connections to the MetaService (``local.security.tls.enable`` and
-    /// ``.mutual``); needs ``tls_ca_path``, ``tls_cert_path`` and
-    /// ``tls_key_path``.
-    #[getter]
-    fn tls_enable(&self) -> bool {
-        self.inner.security.tls.enable
-    }
-    #[setter]
-    fn set_tls_enable(&mut self, v: bool) {
-        self.inner.security.tls.enable = v;
-        self.inner.security.tls.mutual = v;
-    }
-
-    /// CA bundle (PEM) trusted for the MetaService's certificate
-    /// (``local.security.tls.ca``).
-    #[getter]
-    fn tls_ca_path(&self) -> String {
-        self.inner.security.tls.ca.clone()
-    }
-    #[setter]
-    fn set_tls_ca_path(&mut self, v: String) {
-        self.inner.security.tls.ca = v;
-    }
-
-    /// Client certificate chain (PEM) (``local.security.tls.cert``).
-    #[getter]
-    fn tls_cert_path(&self) -> String {
-        self.inner.security.tls.cert.clone()
-    }
-    #[setter]
-    fn set_tls_cert_path(&mut self, v: String) {
-        self.inner.security.tls.cert = v;
-    }
-
-    /// Private key (PEM, unencrypted) of ``tls_cert_path``
-    /// (``local.security.tls.key``).
-    #[getter]
-    fn tls_key_path(&self) -> String {
-        self.inner.security.tls.key.clone()
-    }
-    #[setter]
-    fn set_tls_key_path(&mut self, v: String) {
-        self.inner.security.tls.key = v;
-    }
-
-    /// TLS on the transfer connections between LocalServices, with the
-    /// ``tls_*`` files (``local.security.tls.transfer``).
-    #[getter]
-    fn hcom_tls_enable(&self) -> bool {
-        self.inner.security.tls.transfer
-    }
-    #[setter]
-    fn set_hcom_tls_enable(&mut self, v: bool) {
-        self.inner.security.tls.transfer = v;
-    }
-
-    /// Listen address of the transfer server (port 0: any free port).
-    #[getter]
-    fn transfer_listen(&self) -> String {
-        self.inner.transfer_listen.clone()
-    }
-    #[setter]
-    fn set_transfer_listen(&mut self, v: String) {
-        self.inner.transfer_listen = v;
-    }
-
-    /// Transfer address advertised to peers (``None``: the bound address).
-    #[getter]
-    fn transfer_advertise(&self) -> Option<String> {
-        self.inner.transfer_advertise.clone()
-    }
-    #[setter]
-    fn set_transfer_advertise(&mut self, v: Option<String>) {
-        self.inner.transfer_advertise = opt_string(v);
-    }
-
-    /// Host id override (``None``: derived from machine id and network
-    /// namespace). LocalServices with equal host ids share memory directly.
-    #[getter]
-    fn host_id(&self) -> Option<String> {
-        self.inner.host_id.clone()
-    }
-    #[setter]
-    fn set_host_id(&mut self, v: Option<String>) {
-        self.inner.host_id = opt_string(v);
-    }
-
-    /// Return from a put once its commit is sent, without waiting for the
-    /// answer (one round trip per put instead of two).
-    #[getter]
-    fn async_commit(&self) -> bool {
-        self.inner.async_commit
-    }
-    #[setter]
-    fn set_async_commit(&mut self, v: bool) {
-        self.inner.async_commit = v;
-    }
-
-    /// Microseconds the calling thread polls for the MetaService's answer to
-    /// a data-path request before sleeping (0: never polls).
-    #[getter]
-    fn spin_wait_us(&self) -> u64 {
-        self.inner.spin_wait_us
-    }
-    #[setter]
-    fn set_spin_wait_us(&mut self, v: u64) {
-        self.inner.spin_wait_us = v;
-    }
-
-    /// Allocate the whole segment at start and fill page tables of peer
-    /// segments on first use, so the data path takes no page faults.
-    #[getter]
-    fn prefault_segments(&self) -> bool {
-        self.inner.prefault_segments
-    }
-    #[setter]
-    fn set_prefault_segments(&mut self, v: bool) {
-        self.inner.prefault_segments = v;
-    }
-
-    /// Threads of the LocalService's async runtime (1..=256).
-    #[getter]
-    fn worker_threads(&self) -> u32 {
-        self.inner.worker_threads
-    }
-    #[setter]
-    fn set_worker_threads(&mut self, v: u32) {
-        self.inner.worker_threads = v;
-    }
-
-    /// TCP connections per peer used to split large transfers (1..=64).
-    #[getter]
-    fn transfer_connections(&self) -> u32 {
-        self.inner.transfer_connections
-    }
-    #[setter]
-    fn set_transfer_connections(&mut self, v: u32) {
-        self.inner.transfer_connections = v;
-    }
-
-    /// TCP congestion control of the transfer connections (default
-    /// ``"cubic"``), or ``"system"`` for the kernel's default.
-    #[getter]
-    fn transfer_congestion(&self) -> String {
-        self.inner.transfer_congestion.clone()
-    }
-    #[setter]
-    fn set_transfer_congestion(&mut self, v: String) {
-        self.inner.transfer_congestion = v;
-    }
-
-    /// Control RPC timeout in milliseconds.
-    #[getter]
-    fn rpc_timeout_ms(&self) -> u64 {
-        self.inner.rpc_timeout_ms
-    }
-    #[setter]
-    fn set_rpc_timeout_ms(&mut self, v: u64) {
-        self.inner.rpc_timeout_ms = v;
-    }
-
-    /// Data transfer timeout in milliseconds.
-    #[getter]
-    fn transfer_timeout_ms(&self) -> u64 {
-        self.inner.transfer_timeout_ms
-    }
-    #[setter]
-    fn set_transfer_timeout_ms(&mut self, v: u64) {
-        self.inner.transfer_timeout_ms = v;
-    }
-
-    /// Heartbeat interval to the MetaService in milliseconds.
-    #[getter]
-    fn heartbeat_interval_ms(&self) -> u64 {
-        self.inner.heartbeat_interval_ms
-    }
-    #[setter]
-    fn set_heartbeat_interval_ms(&mut self, v: u64) {
-        self.inner.heartbeat_interval_ms = v;
-    }
-
-    /// etcd endpoints of an HA cluster (``local.etcd_endpoints``): when set,
-    /// the MetaService leader named in etcd is used instead of ``meta_addr``
-    /// and found again after a failover.
-    #[getter]
-    fn etcd_endpoints(&self) -> Vec<String> {
-        self.inner.etcd_endpoints.clone()
-    }
-    #[setter]
-    fn set_etcd_endpoints(&mut self, v: Vec<String>) {
-        self.inner.etcd_endpoints = v;
-    }
-
-    /// HA cluster name (``local.cluster_name``, the etcd key prefix).
-    #[getter]
-    fn cluster_name(&self) -> String {
-        self.inner.cluster_name.clone()
-    }
-    #[setter]
-    fn set_cluster_name(&mut self, v: String) {
-        self.inner.cluster_name = v;
-    }
-
-    /// How long a call waits for an HA leader before failing, in
-    /// milliseconds (``local.leader_wait_ms``).
-    #[getter]
-    fn leader_wait_ms(&self) -> u64 {
-        self.inner.leader_wait_ms
-    }
-    #[setter]
-    fn set_leader_wait_ms(&mut self, v: u64) {
-        self.inner.leader_wait_ms = v;
-    }
-
-    /// Log level: error, warn, info, debug, trace (unset: warn, a library
-    /// client stays quiet).
-    #[getter]
-    fn log_level(&self) -> String {
-        self.inner.log_level_or("warn").to_owned()
-    }
-    #[setter]
-    fn set_log_level(&mut self, v: String) {
-        self.inner.log_level = Some(v);
-    }
-
-    /// Cluster token (at least 16 bytes) proved on every connection; also
-    /// the HTTP bearer token. ``None``: no token (loopback only, unless
-    /// ``insecure``). Never shown by ``str()``.
-    #[getter]
-    fn token(&self) -> Option<String> {
-        self.inner.security.token.clone()
-    }
-    #[setter]
-    fn set_token(&mut self, v: Option<String>) {
-        self.inner.security.token = opt_string(v);
-    }
-
-    /// File whose first line is the cluster token (used when ``token`` is
-    /// unset).
-    #[getter]
-    fn token_file(&self) -> Option<String> {
-        self.inner.security.token_file.clone()
-    }
-    #[setter]
-    fn set_token_file(&mut self, v: Option<String>) {
-        self.inner.security.token_file = opt_string(v);
-    }
-
-    /// Allow a non-loopback listen address without a cluster token
-    /// (``local.security.insecure``).
-    #[getter]
-    fn insecure(&self) -> bool {
-        self.inner.security.insecure
-    }
-    #[setter]
-    fn set_insecure(&mut self, v: bool) {
-        self.inner.security.insecure = v;
-    }
-
-    /// All properties as one string (memcache_hybrid's ``str()``).
-    fn str(&self) -> String {
-        self.__repr__()
-    }
-
-    fn __repr__(&self) -> String {
-        let c = &self.inner;
-        let mut extra = self.no_effect_changed();
-        if c.meta_retry_ms != 0 {
-            extra.insert(0, format!("client_retry_milliseconds={}", c.meta_retry_ms));
-        }
-        if !c.etcd_endpoints.is_empty() {
-            extra.insert(
-                0,
-                format!(
-                    "etcd_endpoints={:?}, cluster_name={:?}, leader_wait_ms={}",
-                    c.etcd_endpoints, c.cluster_name, c.leader_wait_ms
-                ),
-            );
-        }
-        if let Some(p) = &c.log_path {
-            extra.insert(0, format!("log_path={p:?}"));
-        }
-        if c.security.tls.enable || c.security.tls.transfer {
-            extra.insert(
-                0,
-                format!(
-                    "tls_enable={}, hcom_tls_enable={}",
-                    c.security.tls.enable, c.security.tls.transfer
-                ),
-            );
-        }
-        let extra: String = extra.iter().map(|e| format!(", {e}")).collect();
-        format!(
-            "LocalConfig(meta_addr={:?}, dram_size={}, protocol={:?}, transfer_listen={:?}, \
-             transfer_advertise={:?}, host_id={:?}, worker_threads={}, transfer_connections={}, \
-             transfer_congestion={:?}, rpc_timeout_ms={}, transfer_timeout_ms={}, heartbeat_interval_ms={}, log_level={:?}, token={}, \
-             token_file={:?}, insecure={}{extra})",
-            c.meta_addr,
-            c.dram_size.0,
-            self.protocol(),
-            c.transfer_listen,
-            c.transfer_advertise,
-            c.host_id,
-            c.worker_threads,
-            c.transfer_connections,
-            c.transfer_congestion,
-            c.rpc_timeout_ms,
-            c.transfer_timeout_ms,
-            c.heartbeat_interval_ms,
-            c.log_level_or("warn"),
-            redacted(&c.security.token),
-            c.security.token_file,
-            c.security.insecure
-        )
-    }
-
-    fn __str__(&self) -> String {
-        self.__repr__()
+    // Optional strings: `None` and `""` both unset them.
+    optional {
+        /// Transfer address advertised to peers (``None``: the bound address).
+        transfer_advertise, set_transfer_advertise => inner.transfer_advertise;
+        /// Host id override (``None``: derived from machine id and network
+        /// namespace). LocalServices with equal host ids share memory directly.
+        host_id, set_host_id => inner.host_id;
+        /// Cluster token (at least 16 bytes) proved on every connection; also
+        /// the HTTP bearer token. ``None``: no token (loopback only, unless
+        /// ``insecure``). Never shown by ``str()``.
+        token, set_token => inner.security.token;
+        /// File whose first line is the cluster token (used when ``token`` is
+        /// unset).
+        token_file, set_token_file => inner.security.token_file;
     }
 }
 
 impl LocalConfig {
     fn set_field(&mut self, py: Python<'_>, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(r) = self.set_table_field(name, v) {
+            return r;
+        }
         match name {
-            "meta_addr" => self.set_meta_addr(v.extract()?),
             "meta_service_url" => self.set_meta_service_url(v.extract()?),
             "dram_size" => self.set_dram_size(v)?,
             "protocol" => self.set_protocol(py, v.extract()?)?,
             "client_timeout_seconds" => self.set_client_timeout_seconds(v.extract()?)?,
-            "client_retry_milliseconds" => self.set_client_retry_milliseconds(v.extract()?),
             "log_path" => self.set_log_path(v.extract()?),
             "log_rotation_file_size" => self.set_log_rotation_file_size(v.extract()?)?,
-            "log_rotation_file_count" => self.set_log_rotation_file_count(v.extract()?),
             "tls_enable" => self.set_tls_enable(v.extract()?),
-            "tls_ca_path" => self.set_tls_ca_path(v.extract()?),
-            "tls_cert_path" => self.set_tls_cert_path(v.extract()?),
-            "tls_key_path" => self.set_tls_key_path(v.extract()?),
-            "hcom_tls_enable" => self.set_hcom_tls_enable(v.extract()?),
-            "transfer_listen" => self.set_transfer_listen(v.extract()?),
-            "transfer_advertise" => self.set_transfer_advertise(v.extract()?),
-            "host_id" => self.set_host_id(v.extract()?),
-            "prefault_segments" => self.set_prefault_segments(v.extract()?),
-            "async_commit" => self.set_async_commit(v.extract()?),
-            "spin_wait_us" => self.set_spin_wait_us(v.extract()?),
-            "worker_threads" => self.set_worker_threads(v.extract()?),
-            "transfer_connections" => self.set_transfer_connections(v.extract()?),
-            "transfer_congestion" => self.set_transfer_congestion(v.extract()?),
-            "rpc_timeout_ms" => self.set_rpc_timeout_ms(v.extract()?),
-            "transfer_timeout_ms" => self.set_transfer_timeout_ms(v.extract()?),
-            "heartbeat_interval_ms" => self.set_heartbeat_interval_ms(v.extract()?),
-            "etcd_endpoints" => self.set_etcd_endpoints(v.extract()?),
-            "cluster_name" => self.set_cluster_name(v.extract()?),
-            "leader_wait_ms" => self.set_leader_wait_ms(v.extract()?),
             "log_level" => self.set_log_level(v.extract()?),
-            "token" => self.set_token(v.extract()?),
-            "token_file" => self.set_token_file(v.extract()?),
-            "insecure" => self.set_insecure(v.extract()?),
             other => match self.set_no_effect(other, v) {
                 Some(r) => r?,
                 None => {
@@ -759,413 +626,230 @@ config_class! {
     }
 }
 
-#[pymethods]
-impl MetaConfig {
-    #[new]
-    #[pyo3(signature = (**fields))]
-    fn py_new(fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
-        let mut c = MetaConfig::default();
-        if let Some(f) = fields {
-            for (k, v) in f.iter() {
-                let k: String = k.extract()?;
-                c.set_field(&k, &v)?;
+config_methods! {
+    impl MetaConfig {
+        #[new]
+        #[pyo3(signature = (**fields))]
+        fn py_new(fields: Option<&Bound<'_, pyo3::types::PyDict>>) -> PyResult<Self> {
+            let mut c = MetaConfig::default();
+            if let Some(f) = fields {
+                for (k, v) in f.iter() {
+                    let k: String = k.extract()?;
+                    c.set_field(&k, &v)?;
+                }
+            }
+            Ok(c)
+        }
+
+        /// Reads the ``[meta]`` section of a config file: ``path``, else the
+        /// file named by ``MMC_META_CONFIG_PATH``, else the defaults. TOML, or
+        /// the original MemCache's ``ock.mmc.<key> = value`` format (keys
+        /// without effect are logged once). Raises ``ValueError`` naming the bad
+        /// key (and line).
+        #[staticmethod]
+        #[pyo3(signature = (path = None))]
+        fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
+            Ok(MetaConfig {
+                inner: load_file(py, path, mmc_config::META_CONFIG_ENV)?.meta,
+                ..Default::default()
+            })
+        }
+
+        /// Checks every value; raises ``ValueError`` naming the bad key.
+        fn validate(&self) -> PyResult<()> {
+            self.inner.validate().map_err(value_error)
+        }
+
+        /// The config as a TOML document with a ``[meta]`` section.
+        fn to_toml(&self) -> PyResult<String> {
+            #[derive(serde::Serialize)]
+            struct OnlyMeta<'a> {
+                meta: &'a mmc_config::MetaConfig,
+            }
+            toml::to_string(&OnlyMeta { meta: &self.inner }).map_err(value_error)
+        }
+
+        /// Listen address as a URL, ``tcp://host:port`` (memcache_hybrid
+        /// spelling of ``listen``).
+        #[getter]
+        fn meta_service_url(&self) -> String {
+            format!("tcp://{}", self.inner.listen)
+        }
+        #[setter]
+        fn set_meta_service_url(&mut self, v: String) {
+            self.inner.listen = strip_scheme(&v, &["tcp://", "tcp:"]).to_owned();
+        }
+
+        /// HTTP address as a URL, ``http://host:port`` (memcache_hybrid spelling
+        /// of ``http_listen``; empty disables it).
+        #[getter]
+        fn metrics_url(&self) -> String {
+            if self.inner.http_listen.is_empty() {
+                String::new()
+            } else {
+                format!("http://{}", self.inner.http_listen)
             }
         }
-        Ok(c)
-    }
-
-    /// Reads the ``[meta]`` section of a config file: ``path``, else the
-    /// file named by ``MMC_META_CONFIG_PATH``, else the defaults. TOML, or
-    /// the original MemCache's ``ock.mmc.<key> = value`` format (keys
-    /// without effect are logged once). Raises ``ValueError`` naming the bad
-    /// key (and line).
-    #[staticmethod]
-    #[pyo3(signature = (path = None))]
-    fn load(py: Python<'_>, path: Option<PathBuf>) -> PyResult<Self> {
-        Ok(MetaConfig {
-            inner: load_file(py, path, mmc_config::META_CONFIG_ENV)?.meta,
-            ..Default::default()
-        })
-    }
-
-    /// Checks every value; raises ``ValueError`` naming the bad key.
-    fn validate(&self) -> PyResult<()> {
-        self.inner.validate().map_err(value_error)
-    }
-
-    /// The config as a TOML document with a ``[meta]`` section.
-    fn to_toml(&self) -> PyResult<String> {
-        #[derive(serde::Serialize)]
-        struct OnlyMeta<'a> {
-            meta: &'a mmc_config::MetaConfig,
+        #[setter]
+        fn set_metrics_url(&mut self, v: String) {
+            self.inner.http_listen = strip_scheme(&v, &["http://", "tcp://"])
+                .trim_end_matches('/')
+                .to_owned();
         }
-        toml::to_string(&OnlyMeta { meta: &self.inner }).map_err(value_error)
-    }
 
-    /// Control-RPC listen address, ``host:port``.
-    #[getter]
-    fn listen(&self) -> String {
-        self.inner.listen.clone()
-    }
-    #[setter]
-    fn set_listen(&mut self, v: String) {
-        self.inner.listen = v;
-    }
+        /// Log directory: the MetaService's logs go to
+        /// ``<log_path>/logs/mmc-meta.log`` instead of stderr, rotated by size
+        /// (``""``: stderr).
+        #[getter]
+        fn log_path(&self) -> String {
+            opt_path(&self.inner.log_path)
+        }
+        #[setter]
+        fn set_log_path(&mut self, v: String) {
+            self.inner.log_path = opt_string(Some(v));
+        }
 
-    /// Listen address as a URL, ``tcp://host:port`` (memcache_hybrid
-    /// spelling of ``listen``).
-    #[getter]
-    fn meta_service_url(&self) -> String {
-        format!("tcp://{}", self.inner.listen)
-    }
-    #[setter]
-    fn set_meta_service_url(&mut self, v: String) {
-        self.inner.listen = strip_scheme(&v, &["tcp://", "tcp:"]).to_owned();
-    }
+        /// Size in MB at which a log file is rotated (1..=500; default 20).
+        #[getter]
+        fn log_rotation_file_size(&self) -> u64 {
+            self.inner.log_rotation_size.0 >> 20
+        }
+        #[setter]
+        fn set_log_rotation_file_size(&mut self, mb: u64) -> PyResult<()> {
+            self.inner.log_rotation_size = ByteSize(rotation_mb(mb)?);
+            Ok(())
+        }
 
-    /// HTTP listen address (health, metrics, queries); empty disables it.
-    #[getter]
-    fn http_listen(&self) -> String {
-        self.inner.http_listen.clone()
-    }
-    #[setter]
-    fn set_http_listen(&mut self, v: String) {
-        self.inner.http_listen = v;
-    }
+        /// TLS on the control port and the HTTP endpoint, requiring client
+        /// certificates as the original (``meta.security.tls.enable`` and
+        /// ``.mutual``); needs ``tls_ca_path``, ``tls_cert_path``,
+        /// ``tls_key_path``.
+        #[getter]
+        fn tls_enable(&self) -> bool {
+            self.inner.security.tls.enable
+        }
+        #[setter]
+        fn set_tls_enable(&mut self, v: bool) {
+            self.inner.security.tls.enable = v;
+            self.inner.security.tls.mutual = v;
+        }
 
-    /// HTTP address as a URL, ``http://host:port`` (memcache_hybrid spelling
-    /// of ``http_listen``; empty disables it).
-    #[getter]
-    fn metrics_url(&self) -> String {
-        if self.inner.http_listen.is_empty() {
-            String::new()
-        } else {
-            format!("http://{}", self.inner.http_listen)
+        /// All properties as one string (memcache_hybrid's ``str()``).
+        fn str(&self) -> String {
+            self.__repr__()
+        }
+
+        fn __repr__(&self) -> String {
+            let c = &self.inner;
+            let mut extra = self.no_effect_changed();
+            if let Some(p) = &c.log_path {
+                extra.insert(0, format!("log_path={p:?}"));
+            }
+            if c.security.tls.enable {
+                extra.insert(0, "tls_enable=true".to_owned());
+            }
+            let extra: String = extra.iter().map(|e| format!(", {e}")).collect();
+            format!(
+                "MetaConfig(listen={:?}, http_listen={:?}, evict_high_watermark={}, evict_low_watermark={}, \
+                 lease_ms={}, put_timeout_ms={}, heartbeat_timeout_ms={}, spin_wait_us={}, log_level={:?}, ha_enable={}, \
+                 ha_etcd_endpoints={:?}, ha_cluster_name={:?}, ha_lease_ttl_s={}, token={}, token_file={:?}, \
+                 insecure={}{extra})",
+                c.listen,
+                c.http_listen,
+                c.evict_high_watermark,
+                c.evict_low_watermark,
+                c.lease_ms,
+                c.put_timeout_ms,
+                c.heartbeat_timeout_ms,
+                c.spin_wait_us,
+                c.log_level,
+                c.ha.enable,
+                c.ha.etcd_endpoints,
+                c.ha.cluster_name,
+                c.ha.lease_ttl_s,
+                redacted(&c.security.token),
+                c.security.token_file,
+                c.security.insecure
+            )
+        }
+
+        fn __str__(&self) -> String {
+            self.__repr__()
         }
     }
-    #[setter]
-    fn set_metrics_url(&mut self, v: String) {
-        self.inner.http_listen = strip_scheme(&v, &["http://", "tcp://"])
-            .trim_end_matches('/')
-            .to_owned();
+    // Read and set as they are.
+    copy {
+        /// Percent of a medium's capacity above which background eviction starts.
+        evict_high_watermark, set_evict_high_watermark: u8 => inner.evict_high_watermark;
+        /// Alias of ``evict_high_watermark`` (memcache_hybrid spelling).
+        evict_threshold_high, set_evict_threshold_high: u8 => inner.evict_high_watermark;
+        /// Percent of a medium's capacity background eviction brings usage down to.
+        evict_low_watermark, set_evict_low_watermark: u8 => inner.evict_low_watermark;
+        /// Alias of ``evict_low_watermark`` (memcache_hybrid spelling).
+        evict_threshold_low, set_evict_threshold_low: u8 => inner.evict_low_watermark;
+        /// Read lease granted by a lookup, in milliseconds.
+        lease_ms, set_lease_ms: u64 => inner.lease_ms;
+        /// A write left uncommitted this long is reclaimed, in milliseconds.
+        put_timeout_ms, set_put_timeout_ms: u64 => inner.put_timeout_ms;
+        /// A LocalService silent this long is declared dead, in milliseconds.
+        heartbeat_timeout_ms, set_heartbeat_timeout_ms: u64 => inner.heartbeat_timeout_ms;
+        /// Microseconds a connection is polled for its next request after one
+        /// is served, before its task sleeps (0: never polls).
+        spin_wait_us, set_spin_wait_us: u64 => inner.spin_wait_us;
+        /// Rotated log files kept besides the current one (default 50).
+        log_rotation_file_count, set_log_rotation_file_count: u32 => inner.log_rotation_count;
+        /// High availability (several MetaServices, leader elected through etcd).
+        ha_enable, set_ha_enable: bool => inner.ha.enable;
+        /// Leader lease TTL in seconds in HA mode.
+        ha_lease_ttl_s, set_ha_lease_ttl_s: u64 => inner.ha.lease_ttl_s;
+        /// Allow a non-loopback listen address without a cluster token
+        /// (``meta.security.insecure``).
+        insecure, set_insecure: bool => inner.security.insecure;
     }
-
-    /// Percent of a medium's capacity above which background eviction starts.
-    #[getter]
-    fn evict_high_watermark(&self) -> u8 {
-        self.inner.evict_high_watermark
+    // Read back as a copy, set as given.
+    clone {
+        /// Control-RPC listen address, ``host:port``.
+        listen, set_listen: String => inner.listen;
+        /// HTTP listen address (health, metrics, queries); empty disables it.
+        http_listen, set_http_listen: String => inner.http_listen;
+        /// Log level: error, warn, info, debug, trace.
+        log_level, set_log_level: String => inner.log_level;
+        /// CA bundle (PEM) client certificates must be issued by
+        /// (``meta.security.tls.ca``).
+        tls_ca_path, set_tls_ca_path: String => inner.security.tls.ca;
+        /// Server certificate chain (PEM) (``meta.security.tls.cert``).
+        tls_cert_path, set_tls_cert_path: String => inner.security.tls.cert;
+        /// Private key (PEM, unencrypted) of ``tls_cert_path``
+        /// (``meta.security.tls.key``).
+        tls_key_path, set_tls_key_path: String => inner.security.tls.key;
+        /// etcd endpoints used in HA mode.
+        ha_etcd_endpoints, set_ha_etcd_endpoints: Vec<String> => inner.ha.etcd_endpoints;
+        /// Cluster name (etcd key prefix) in HA mode.
+        ha_cluster_name, set_ha_cluster_name: String => inner.ha.cluster_name;
     }
-    #[setter]
-    fn set_evict_high_watermark(&mut self, v: u8) {
-        self.inner.evict_high_watermark = v;
-    }
-
-    /// Alias of ``evict_high_watermark`` (memcache_hybrid spelling).
-    #[getter]
-    fn evict_threshold_high(&self) -> u8 {
-        self.inner.evict_high_watermark
-    }
-    #[setter]
-    fn set_evict_threshold_high(&mut self, v: u8) {
-        self.inner.evict_high_watermark = v;
-    }
-
-    /// Percent of a medium's capacity background eviction brings usage down to.
-    #[getter]
-    fn evict_low_watermark(&self) -> u8 {
-        self.inner.evict_low_watermark
-    }
-    #[setter]
-    fn set_evict_low_watermark(&mut self, v: u8) {
-        self.inner.evict_low_watermark = v;
-    }
-
-    /// Alias of ``evict_low_watermark`` (memcache_hybrid spelling).
-    #[getter]
-    fn evict_threshold_low(&self) -> u8 {
-        self.inner.evict_low_watermark
-    }
-    #[setter]
-    fn set_evict_threshold_low(&mut self, v: u8) {
-        self.inner.evict_low_watermark = v;
-    }
-
-    /// Read lease granted by a lookup, in milliseconds.
-    #[getter]
-    fn lease_ms(&self) -> u64 {
-        self.inner.lease_ms
-    }
-    #[setter]
-    fn set_lease_ms(&mut self, v: u64) {
-        self.inner.lease_ms = v;
-    }
-
-    /// A write left uncommitted this long is reclaimed, in milliseconds.
-    #[getter]
-    fn put_timeout_ms(&self) -> u64 {
-        self.inner.put_timeout_ms
-    }
-    #[setter]
-    fn set_put_timeout_ms(&mut self, v: u64) {
-        self.inner.put_timeout_ms = v;
-    }
-
-    /// A LocalService silent this long is declared dead, in milliseconds.
-    #[getter]
-    fn heartbeat_timeout_ms(&self) -> u64 {
-        self.inner.heartbeat_timeout_ms
-    }
-    #[setter]
-    fn set_heartbeat_timeout_ms(&mut self, v: u64) {
-        self.inner.heartbeat_timeout_ms = v;
-    }
-
-    /// Microseconds a connection is polled for its next request after one
-    /// is served, before its task sleeps (0: never polls).
-    #[getter]
-    fn spin_wait_us(&self) -> u64 {
-        self.inner.spin_wait_us
-    }
-    #[setter]
-    fn set_spin_wait_us(&mut self, v: u64) {
-        self.inner.spin_wait_us = v;
-    }
-
-    /// Log level: error, warn, info, debug, trace.
-    #[getter]
-    fn log_level(&self) -> String {
-        self.inner.log_level.clone()
-    }
-    #[setter]
-    fn set_log_level(&mut self, v: String) {
-        self.inner.log_level = v;
-    }
-
-    /// Log directory: the MetaService's logs go to
-    /// ``<log_path>/logs/mmc-meta.log`` instead of stderr, rotated by size
-    /// (``""``: stderr).
-    #[getter]
-    fn log_path(&self) -> String {
-        opt_path(&self.inner.log_path)
-    }
-    #[setter]
-    fn set_log_path(&mut self, v: String) {
-        self.inner.log_path = opt_string(Some(v));
-    }
-
-    /// Size in MB at which a log file is rotated (1..=500; default 20).
-    #[getter]
-    fn log_rotation_file_size(&self) -> u64 {
-        self.inner.log_rotation_size.0 >> 20
-    }
-    #[setter]
-    fn set_log_rotation_file_size(&mut self, mb: u64) -> PyResult<()> {
-        self.inner.log_rotation_size = ByteSize(rotation_mb(mb)?);
-        Ok(())
-    }
-
-    /// Rotated log files kept besides the current one (default 50).
-    #[getter]
-    fn log_rotation_file_count(&self) -> u32 {
-        self.inner.log_rotation_count
-    }
-    #[setter]
-    fn set_log_rotation_file_count(&mut self, v: u32) {
-        self.inner.log_rotation_count = v;
-    }
-
-    /// TLS on the control port and the HTTP endpoint, requiring client
-    /// certificates as the original (``meta.security.tls.enable`` and
-    /// ``.mutual``); needs ``tls_ca_path``, ``tls_cert_path``,
-    /// ``tls_key_path``.
-    #[getter]
-    fn tls_enable(&self) -> bool {
-        self.inner.security.tls.enable
-    }
-    #[setter]
-    fn set_tls_enable(&mut self, v: bool) {
-        self.inner.security.tls.enable = v;
-        self.inner.security.tls.mutual = v;
-    }
-
-    /// CA bundle (PEM) client certificates must be issued by
-    /// (``meta.security.tls.ca``).
-    #[getter]
-    fn tls_ca_path(&self) -> String {
-        self.inner.security.tls.ca.clone()
-    }
-    #[setter]
-    fn set_tls_ca_path(&mut self, v: String) {
-        self.inner.security.tls.ca = v;
-    }
-
-    /// Server certificate chain (PEM) (``meta.security.tls.cert``).
-    #[getter]
-    fn tls_cert_path(&self) -> String {
-        self.inner.security.tls.cert.clone()
-    }
-    #[setter]
-    fn set_tls_cert_path(&mut self, v: String) {
-        self.inner.security.tls.cert = v;
-    }
-
-    /// Private key (PEM, unencrypted) of ``tls_cert_path``
-    /// (``meta.security.tls.key``).
-    #[getter]
-    fn tls_key_path(&self) -> String {
-        self.inner.security.tls.key.clone()
-    }
-    #[setter]
-    fn set_tls_key_path(&mut self, v: String) {
-        self.inner.security.tls.key = v;
-    }
-
-    /// High availability (several MetaServices, leader elected through etcd).
-    #[getter]
-    fn ha_enable(&self) -> bool {
-        self.inner.ha.enable
-    }
-    #[setter]
-    fn set_ha_enable(&mut self, v: bool) {
-        self.inner.ha.enable = v;
-    }
-
-    /// etcd endpoints used in HA mode.
-    #[getter]
-    fn ha_etcd_endpoints(&self) -> Vec<String> {
-        self.inner.ha.etcd_endpoints.clone()
-    }
-    #[setter]
-    fn set_ha_etcd_endpoints(&mut self, v: Vec<String>) {
-        self.inner.ha.etcd_endpoints = v;
-    }
-
-    /// Cluster name (etcd key prefix) in HA mode.
-    #[getter]
-    fn ha_cluster_name(&self) -> String {
-        self.inner.ha.cluster_name.clone()
-    }
-    #[setter]
-    fn set_ha_cluster_name(&mut self, v: String) {
-        self.inner.ha.cluster_name = v;
-    }
-
-    /// Leader lease TTL in seconds in HA mode.
-    #[getter]
-    fn ha_lease_ttl_s(&self) -> u64 {
-        self.inner.ha.lease_ttl_s
-    }
-    #[setter]
-    fn set_ha_lease_ttl_s(&mut self, v: u64) {
-        self.inner.ha.lease_ttl_s = v;
-    }
-
-    /// Cluster token (at least 16 bytes) proved on every connection; also
-    /// the HTTP bearer token. ``None``: no token (loopback only, unless
-    /// ``insecure``). Never shown by ``str()``.
-    #[getter]
-    fn token(&self) -> Option<String> {
-        self.inner.security.token.clone()
-    }
-    #[setter]
-    fn set_token(&mut self, v: Option<String>) {
-        self.inner.security.token = opt_string(v);
-    }
-
-    /// File whose first line is the cluster token (used when ``token`` is
-    /// unset).
-    #[getter]
-    fn token_file(&self) -> Option<String> {
-        self.inner.security.token_file.clone()
-    }
-    #[setter]
-    fn set_token_file(&mut self, v: Option<String>) {
-        self.inner.security.token_file = opt_string(v);
-    }
-
-    /// Allow a non-loopback listen address without a cluster token
-    /// (``meta.security.insecure``).
-    #[getter]
-    fn insecure(&self) -> bool {
-        self.inner.security.insecure
-    }
-    #[setter]
-    fn set_insecure(&mut self, v: bool) {
-        self.inner.security.insecure = v;
-    }
-
-    /// All properties as one string (memcache_hybrid's ``str()``).
-    fn str(&self) -> String {
-        self.__repr__()
-    }
-
-    fn __repr__(&self) -> String {
-        let c = &self.inner;
-        let mut extra = self.no_effect_changed();
-        if let Some(p) = &c.log_path {
-            extra.insert(0, format!("log_path={p:?}"));
-        }
-        if c.security.tls.enable {
-            extra.insert(0, "tls_enable=true".to_owned());
-        }
-        let extra: String = extra.iter().map(|e| format!(", {e}")).collect();
-        format!(
-            "MetaConfig(listen={:?}, http_listen={:?}, evict_high_watermark={}, evict_low_watermark={}, \
-             lease_ms={}, put_timeout_ms={}, heartbeat_timeout_ms={}, spin_wait_us={}, log_level={:?}, ha_enable={}, \
-             ha_etcd_endpoints={:?}, ha_cluster_name={:?}, ha_lease_ttl_s={}, token={}, token_file={:?}, \
-             insecure={}{extra})",
-            c.listen,
-            c.http_listen,
-            c.evict_high_watermark,
-            c.evict_low_watermark,
-            c.lease_ms,
-            c.put_timeout_ms,
-            c.heartbeat_timeout_ms,
-            c.spin_wait_us,
-            c.log_level,
-            c.ha.enable,
-            c.ha.etcd_endpoints,
-            c.ha.cluster_name,
-            c.ha.lease_ttl_s,
-            redacted(&c.security.token),
-            c.security.token_file,
-            c.security.insecure
-        )
-    }
-
-    fn __str__(&self) -> String {
-        self.__repr__()
+    // Optional strings: `None` and `""` both unset them.
+    optional {
+        /// Cluster token (at least 16 bytes) proved on every connection; also
+        /// the HTTP bearer token. ``None``: no token (loopback only, unless
+        /// ``insecure``). Never shown by ``str()``.
+        token, set_token => inner.security.token;
+        /// File whose first line is the cluster token (used when ``token`` is
+        /// unset).
+        token_file, set_token_file => inner.security.token_file;
     }
 }
 
 impl MetaConfig {
     fn set_field(&mut self, name: &str, v: &Bound<'_, PyAny>) -> PyResult<()> {
+        if let Some(r) = self.set_table_field(name, v) {
+            return r;
+        }
         match name {
-            "listen" => self.set_listen(v.extract()?),
             "meta_service_url" => self.set_meta_service_url(v.extract()?),
-            "http_listen" => self.set_http_listen(v.extract()?),
             "metrics_url" => self.set_metrics_url(v.extract()?),
-            "evict_high_watermark" | "evict_threshold_high" => self.set_evict_high_watermark(v.extract()?),
-            "evict_low_watermark" | "evict_threshold_low" => self.set_evict_low_watermark(v.extract()?),
-            "lease_ms" => self.set_lease_ms(v.extract()?),
-            "put_timeout_ms" => self.set_put_timeout_ms(v.extract()?),
-            "heartbeat_timeout_ms" => self.set_heartbeat_timeout_ms(v.extract()?),
-            "spin_wait_us" => self.set_spin_wait_us(v.extract()?),
-            "log_level" => self.set_log_level(v.extract()?),
-            "ha_enable" => self.set_ha_enable(v.extract()?),
-            "ha_etcd_endpoints" => self.set_ha_etcd_endpoints(v.extract()?),
-            "ha_cluster_name" => self.set_ha_cluster_name(v.extract()?),
-            "ha_lease_ttl_s" => self.set_ha_lease_ttl_s(v.extract()?),
-            "token" => self.set_token(v.extract()?),
-            "token_file" => self.set_token_file(v.extract()?),
-            "insecure" => self.set_insecure(v.extract()?),
             "log_path" => self.set_log_path(v.extract()?),
             "log_rotation_file_size" => self.set_log_rotation_file_size(v.extract()?)?,
-            "log_rotation_file_count" => self.set_log_rotation_file_count(v.extract()?),
             "tls_enable" => self.set_tls_enable(v.extract()?),
-            "tls_ca_path" => self.set_tls_ca_path(v.extract()?),
-            "tls_cert_path" => self.set_tls_cert_path(v.extract()?),
-            "tls_key_path" => self.set_tls_key_path(v.extract()?),
             other => match self.set_no_effect(other, v) {
                 Some(r) => r?,
                 None => {

@@ -257,10 +257,9 @@ impl Cluster {
             .build()
             .unwrap();
         rt.block_on(async {
-            let mc = mmc_local::meta_client::MetaClient::new(
+            let mc = mmc_local::AdminClient::new(
                 self.meta_addr.clone(),
                 Duration::from_secs(3),
-                Duration::ZERO,
                 tokio::runtime::Handle::current(),
             )
             .with_token(self.token());
