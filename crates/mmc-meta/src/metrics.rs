@@ -1,6 +1,16 @@
-//! Request counters and latency histograms per control operation, rendered
-//! in the Prometheus text format by the HTTP endpoint.
+//! The MetaService's metrics: request counters and latency histograms per
+//! control operation (recorded lock-free on the request path), and their
+//! Prometheus exposition. [`render_prometheus`] reads every value once into
+//! a snapshot, registers the metric families on a `prometheus-client`
+//! registry and encodes it in the Prometheus text format (0.0.4) that
+//! `GET /metrics` serves.
 
+use crate::state::MetaState;
+use mmc_wire::message::SegmentStat;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -74,90 +84,290 @@ impl Metrics {
             m.buckets[b].fetch_add(1, Ordering::Relaxed);
         }
     }
+}
 
-    /// Appends the per-operation series in Prometheus text format.
-    pub fn render(&self, out: &mut String) {
-        use std::fmt::Write;
-        let _ = writeln!(out, "# TYPE mmc_requests_total counter");
-        for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "mmc_requests_total{{op=\"{name}\"}} {}",
-                self.ops[i].requests.load(Ordering::Relaxed)
-            );
+/// The `Content-Type` of [`render_prometheus`]'s text.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// Prometheus text (format 0.0.4) of every metric family: the
+/// per-operation series of `metrics` and the cluster gauges of `state`,
+/// both read now.
+pub fn render_prometheus(metrics: &Metrics, state: &MetaState) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Snapshot::take(metrics, state)));
+    let mut out = String::with_capacity(16 * 1024);
+    // Writing into a String cannot fail.
+    let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
+    out
+}
+
+/// Counters of one operation, read once.
+#[derive(Debug)]
+struct OpSnapshot {
+    requests: u64,
+    failures: u64,
+    keys: u64,
+    sum_us: u64,
+    buckets: [u64; BUCKETS_US.len()],
+}
+
+/// Every value `/metrics` shows, read at one moment; the registry's
+/// collector encodes the metric families from it.
+#[derive(Debug)]
+struct Snapshot {
+    ops: Vec<OpSnapshot>,
+    bad_frames: u64,
+    connections: u64,
+    ring_connections: u64,
+    auth_failures_control: u64,
+    auth_failures_http: u64,
+    /// Open, refused and accept errors of the control port's limit.
+    control_limit: Option<(u64, u64, u64)>,
+    keys: u64,
+    members: u64,
+    segments: Vec<SegmentStat>,
+    /// Medium name, capacity, used.
+    media: Vec<(&'static str, u64, u64)>,
+    evictions: u64,
+    evicted_bytes: u64,
+    put_timeouts: u64,
+    dead_services: u64,
+    leases_active: u64,
+}
+
+impl Snapshot {
+    fn take(m: &Metrics, st: &MetaState) -> Self {
+        let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let ops = m
+            .ops
+            .iter()
+            .map(|o| OpSnapshot {
+                requests: load(&o.requests),
+                failures: load(&o.failures),
+                keys: load(&o.keys),
+                sum_us: load(&o.sum_us),
+                buckets: std::array::from_fn(|b| load(&o.buckets[b])),
+            })
+            .collect();
+        let stat = st.stat();
+        let c = &st.counters;
+        Snapshot {
+            ops,
+            bad_frames: load(&m.bad_frames),
+            connections: load(&m.connections),
+            ring_connections: load(&m.ring_connections),
+            auth_failures_control: load(&m.auth_failures),
+            auth_failures_http: load(&m.http_unauthorized),
+            control_limit: m
+                .control_limit
+                .as_ref()
+                .map(|l| (l.open() as u64, l.refused(), l.accept_errors())),
+            keys: stat.keys,
+            members: stat.members as u64,
+            segments: stat.segments,
+            media: st.usage().into_iter().map(|(m, (c, u))| (m, c, u)).collect(),
+            evictions: load(&c.evictions),
+            evicted_bytes: load(&c.evicted_bytes),
+            put_timeouts: load(&c.put_timeouts),
+            dead_services: load(&c.dead_services),
+            leases_active: stat.leases_active,
         }
-        let _ = writeln!(out, "# TYPE mmc_request_failures_total counter");
-        for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "mmc_request_failures_total{{op=\"{name}\"}} {}",
-                self.ops[i].failures.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(out, "# TYPE mmc_request_keys_total counter");
-        for (i, name) in OPS.iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "mmc_request_keys_total{{op=\"{name}\"}} {}",
-                self.ops[i].keys.load(Ordering::Relaxed)
-            );
-        }
-        let _ = writeln!(out, "# TYPE mmc_request_latency_seconds histogram");
-        for (i, name) in OPS.iter().enumerate() {
-            let m = &self.ops[i];
-            let mut cum = 0;
-            for (b, le) in BUCKETS_US.iter().enumerate() {
-                cum += m.buckets[b].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "mmc_request_latency_seconds_bucket{{op=\"{name}\",le=\"{}\"}} {cum}",
-                    *le as f64 / 1e6
-                );
+    }
+}
+
+/// Encodes one family without labels. Counter names are given without
+/// `_total`: the encoder appends it (to the samples and the TYPE line).
+fn single(enc: &mut DescriptorEncoder, name: &str, help: &str, kind: MetricType, v: u64) -> std::fmt::Result {
+    let mut m = enc.encode_descriptor(name, help, None, kind)?;
+    match kind {
+        MetricType::Counter => m.encode_counter::<NoLabelSet, _, u64>(&v, None),
+        _ => m.encode_gauge(&v),
+    }
+}
+
+impl Collector for Snapshot {
+    fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
+        use MetricType::{Counter, Gauge, Histogram};
+        let per_op = |enc: &mut DescriptorEncoder, name: &str, help: &str, f: fn(&OpSnapshot) -> u64| {
+            let mut m = enc.encode_descriptor(name, help, None, Counter)?;
+            for (op, s) in OPS.iter().zip(&self.ops) {
+                m.encode_family(&[("op", *op)])?
+                    .encode_counter::<NoLabelSet, _, u64>(&f(s), None)?;
             }
-            let count = m.requests.load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "mmc_request_latency_seconds_bucket{{op=\"{name}\",le=\"+Inf\"}} {count}"
-            );
-            let _ = writeln!(
-                out,
-                "mmc_request_latency_seconds_sum{{op=\"{name}\"}} {}",
-                m.sum_us.load(Ordering::Relaxed) as f64 / 1e6
-            );
-            let _ = writeln!(out, "mmc_request_latency_seconds_count{{op=\"{name}\"}} {count}");
+            Ok::<(), std::fmt::Error>(())
+        };
+        per_op(
+            &mut enc,
+            "mmc_requests",
+            "Control requests handled, by operation.",
+            |s| s.requests,
+        )?;
+        per_op(
+            &mut enc,
+            "mmc_request_failures",
+            "Control requests answered with an error, by operation.",
+            |s| s.failures,
+        )?;
+        per_op(
+            &mut enc,
+            "mmc_request_keys",
+            "Keys carried by control requests (batch sizes summed), by operation.",
+            |s| s.keys,
+        )?;
+        let mut m = enc.encode_descriptor(
+            "mmc_request_latency_seconds",
+            "Time to handle a control request, by operation.",
+            None,
+            Histogram,
+        )?;
+        for (op, s) in OPS.iter().zip(&self.ops) {
+            let buckets: Vec<(f64, u64)> = BUCKETS_US
+                .iter()
+                .zip(s.buckets)
+                .map(|(le, n)| (*le as f64 / 1e6, n))
+                .collect();
+            m.encode_family(&[("op", *op)])?.encode_histogram::<NoLabelSet>(
+                s.sum_us as f64 / 1e6,
+                s.requests,
+                &buckets,
+                None,
+            )?;
         }
-        let _ = writeln!(out, "# TYPE mmc_bad_frames_total counter");
-        let _ = writeln!(out, "mmc_bad_frames_total {}", self.bad_frames.load(Ordering::Relaxed));
-        let _ = writeln!(out, "# TYPE mmc_connections_total counter");
-        let _ = writeln!(
-            out,
-            "mmc_connections_total {}",
-            self.connections.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# TYPE mmc_ring_connections_total counter");
-        let _ = writeln!(
-            out,
-            "mmc_ring_connections_total {}",
-            self.ring_connections.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(out, "# TYPE mmc_auth_failures_total counter");
-        let _ = writeln!(
-            out,
-            "mmc_auth_failures_total{{port=\"control\"}} {}",
-            self.auth_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "mmc_auth_failures_total{{port=\"http\"}} {}",
-            self.http_unauthorized.load(Ordering::Relaxed)
-        );
-        if let Some(l) = &self.control_limit {
-            let _ = writeln!(out, "# TYPE mmc_connections_open gauge");
-            let _ = writeln!(out, "mmc_connections_open {}", l.open());
-            let _ = writeln!(out, "# TYPE mmc_connections_refused_total counter");
-            let _ = writeln!(out, "mmc_connections_refused_total {}", l.refused());
-            let _ = writeln!(out, "# TYPE mmc_accept_errors_total counter");
-            let _ = writeln!(out, "mmc_accept_errors_total {}", l.accept_errors());
+        single(
+            &mut enc,
+            "mmc_bad_frames",
+            "Malformed control frames received.",
+            Counter,
+            self.bad_frames,
+        )?;
+        single(
+            &mut enc,
+            "mmc_connections",
+            "Control connections accepted.",
+            Counter,
+            self.connections,
+        )?;
+        single(
+            &mut enc,
+            "mmc_ring_connections",
+            "Control connections moved to a shared-memory ring.",
+            Counter,
+            self.ring_connections,
+        )?;
+        let mut m = enc.encode_descriptor(
+            "mmc_auth_failures",
+            "Failed authentications: control handshakes, HTTP requests answered 401.",
+            None,
+            Counter,
+        )?;
+        for (port, v) in [
+            ("control", self.auth_failures_control),
+            ("http", self.auth_failures_http),
+        ] {
+            m.encode_family(&[("port", port)])?
+                .encode_counter::<NoLabelSet, _, u64>(&v, None)?;
         }
+        if let Some((open, refused, accept_errors)) = self.control_limit {
+            single(
+                &mut enc,
+                "mmc_connections_open",
+                "Control connections open now.",
+                Gauge,
+                open,
+            )?;
+            single(
+                &mut enc,
+                "mmc_connections_refused",
+                "Control connections refused by meta.max_connections.",
+                Counter,
+                refused,
+            )?;
+            single(
+                &mut enc,
+                "mmc_accept_errors",
+                "Failed accepts on the control port (retried).",
+                Counter,
+                accept_errors,
+            )?;
+        }
+        single(&mut enc, "mmc_keys", "Readable keys stored.", Gauge, self.keys)?;
+        single(
+            &mut enc,
+            "mmc_members_alive",
+            "LocalServices registered and alive.",
+            Gauge,
+            self.members,
+        )?;
+        let per_segment = |enc: &mut DescriptorEncoder, name: &str, help: &str, f: fn(&SegmentStat) -> u64| {
+            let mut m = enc.encode_descriptor(name, help, None, Gauge)?;
+            for s in &self.segments {
+                let labels = [
+                    ("service", s.service_id.to_string()),
+                    ("medium", s.medium.name().to_string()),
+                ];
+                m.encode_family(&labels)?.encode_gauge(&f(s))?;
+            }
+            Ok::<(), std::fmt::Error>(())
+        };
+        per_segment(
+            &mut enc,
+            "mmc_segment_capacity_bytes",
+            "Segment capacity in bytes.",
+            |s| s.capacity,
+        )?;
+        per_segment(&mut enc, "mmc_segment_used_bytes", "Segment bytes in use.", |s| s.used)?;
+        per_segment(
+            &mut enc,
+            "mmc_segment_objects",
+            "Committed replicas stored in the segment.",
+            |s| s.objects,
+        )?;
+        for (name, help, used) in [
+            (
+                "mmc_medium_capacity_bytes",
+                "Capacity of all segments of a medium in bytes.",
+                false,
+            ),
+            (
+                "mmc_medium_used_bytes",
+                "Bytes in use over all segments of a medium.",
+                true,
+            ),
+        ] {
+            let mut m = enc.encode_descriptor(name, help, None, Gauge)?;
+            for (medium, cap, u) in &self.media {
+                m.encode_family(&[("medium", *medium)])?
+                    .encode_gauge(if used { u } else { cap })?;
+            }
+        }
+        single(&mut enc, "mmc_evictions", "Objects evicted.", Counter, self.evictions)?;
+        single(
+            &mut enc,
+            "mmc_evicted_bytes",
+            "Bytes evicted.",
+            Counter,
+            self.evicted_bytes,
+        )?;
+        single(
+            &mut enc,
+            "mmc_put_timeouts",
+            "Writes reclaimed for not committing within put_timeout.",
+            Counter,
+            self.put_timeouts,
+        )?;
+        single(
+            &mut enc,
+            "mmc_dead_services",
+            "LocalServices removed (heartbeat timeout or unregister).",
+            Counter,
+            self.dead_services,
+        )?;
+        single(
+            &mut enc,
+            "mmc_leases_active",
+            "Objects with an active read lease.",
+            Gauge,
+            self.leases_active,
+        )
     }
 }

@@ -1,6 +1,6 @@
 //! The status page: the JSON document of `/api/v1/status` (everything the
 //! page shows) and the page itself (`static/status.html`, embedded in the
-//! binary). `http.rs` only routes to these.
+//! binary). `http/routes.rs` only routes to these.
 
 use crate::metrics::{Metrics, BUCKETS_US, OPS};
 use crate::server::Server;
