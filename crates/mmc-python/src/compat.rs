@@ -116,3 +116,41 @@ macro_rules! config_class {
 }
 
 pub(crate) use config_class;
+
+/// A size the original accepts as a string (`"64GB"`) or an integer number
+/// of bytes, for attributes without effect here: kept as the text given
+/// (an integer as its decimal digits) and read back as a string.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SizeText(pub String);
+
+impl From<&str> for SizeText {
+    fn from(s: &str) -> Self {
+        SizeText(s.to_owned())
+    }
+}
+
+impl<'a, 'py> FromPyObject<'a, 'py> for SizeText {
+    type Error = PyErr;
+
+    fn extract(obj: pyo3::Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if let Ok(s) = obj.extract::<String>() {
+            return Ok(SizeText(s));
+        }
+        match obj.extract::<u64>() {
+            Ok(n) => Ok(SizeText(n.to_string())),
+            Err(_) => Err(pyo3::exceptions::PyTypeError::new_err(
+                "a size is a string such as \"64GB\" or an integer number of bytes",
+            )),
+        }
+    }
+}
+
+impl<'py> IntoPyObject<'py> for SizeText {
+    type Target = pyo3::types::PyString;
+    type Output = Bound<'py, pyo3::types::PyString>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Self::Output, Self::Error> {
+        Ok(pyo3::types::PyString::new(py, &self.0))
+    }
+}

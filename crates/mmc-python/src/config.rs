@@ -17,7 +17,7 @@
 //! [`config_methods!`] table; the ones that convert, validate or warn are
 //! written out.
 
-use crate::compat::{config_class, warn_file, warn_once};
+use crate::compat::{config_class, warn_file, warn_once, SizeText};
 use mmc_config::{ByteSize, ConfigFile, Protocol};
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
@@ -191,11 +191,11 @@ config_class! {
         hcom_url: String = "tcp://127.0.0.1:7000".into()
             => "there is no HCOM transport (transfer_listen sets the TCP transfer server)";
         /// Accelerator memory contributed (memcache_hybrid); no effect.
-        hbm_size: String = "0".into() => "there is no accelerator memory medium: only DRAM segments";
+        hbm_size: SizeText = "0".into() => "there is no accelerator memory medium: only DRAM segments";
         /// Largest dram_size of any process (memcache_hybrid); no effect.
-        max_dram_size: String = "64GB".into() => "segments are not reserved in one global address space";
+        max_dram_size: SizeText = "64GB".into() => "segments are not reserved in one global address space";
         /// Largest hbm_size of any process (memcache_hybrid); no effect.
-        max_hbm_size: String = "0".into() => "there is no accelerator memory medium";
+        max_hbm_size: SizeText = "0".into() => "there is no accelerator memory medium";
         /// Read thread pool size (memcache_hybrid); no effect.
         read_thread_pool_size: u32 = 32 => "reads run on the calling thread and the LocalService runtime (worker_threads)";
         /// Write thread pool size (memcache_hybrid); no effect.

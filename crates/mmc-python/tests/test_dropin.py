@@ -235,8 +235,13 @@ def test_attributes_with_an_effect_change_the_config():
         c.client_timeout_seconds = 0
     with pytest.raises(TypeError):
         c.world_size = "eight"
-    with pytest.raises(TypeError):
-        c.hbm_size = 5  # a string, as in the original
+    # Sizes are strings or integers (SGLang's npu_memcache README: "string / integer").
+    c.hbm_size = 5
+    assert c.hbm_size == "5"
+    c.max_dram_size = 1 << 30
+    assert c.max_dram_size == str(1 << 30)
+    with pytest.raises(TypeError, match="a size is a string"):
+        c.max_hbm_size = [1]
 
 
 @pytest.mark.parametrize(

@@ -168,7 +168,7 @@ class LocalConfig:
     """No effect: service ids come from the MetaService."""
     hcom_url: str
     """No effect: no HCOM transport (``transfer_listen`` sets the TCP transfer server)."""
-    hbm_size: str
+    hbm_size: str  # set from str or int
     """No effect: no accelerator memory medium."""
     max_dram_size: str
     """No effect."""
