@@ -95,10 +95,11 @@ def need_namespaces():
 
 
 def capi_libdir() -> Path:
-    """The directory holding libmemcache.so of this workspace (built when missing)."""
+    """The directory holding libmemcache.so of this workspace, built (or
+    brought up to date: a stale library speaks an older protocol) first."""
+    subprocess.run(["cargo", "build", "-p", "mmc-capi"], cwd=ROOT, check=True)
     lib = Path(mmc_bin()).parent / "libmemcache.so"
-    if not lib.exists():
-        subprocess.run(["cargo", "build", "-p", "mmc-capi"], cwd=ROOT, check=True)
+    assert lib.exists(), f"cargo build -p mmc-capi left no {lib}"
     return lib.parent
 
 
