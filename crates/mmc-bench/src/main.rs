@@ -42,6 +42,8 @@
 //! runs.
 
 mod cluster;
+#[cfg(test)]
+mod golden_tests;
 mod measure;
 mod netns;
 mod plot;
