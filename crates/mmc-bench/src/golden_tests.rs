@@ -12,7 +12,7 @@ use crate::report::{self, Row};
 use crate::{plot, summary};
 
 /// The row id type the fixture names rows with.
-type Id = String;
+type Id = crate::rows::RowId;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

@@ -51,6 +51,7 @@ mod procs;
 mod progress;
 mod redis;
 mod report;
+mod rows;
 mod suite;
 mod summary;
 mod worker;

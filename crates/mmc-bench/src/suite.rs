@@ -8,6 +8,7 @@ use super::measure::{Budget, Measured};
 use super::netns::{in_netns, Pair};
 use super::procs::{aggregate, measure_all, run_all, Proc};
 use super::report::{fmt_size, Row};
+use super::rows::Kind;
 use super::worker::{Cmd, Memcpy, Mmc, Redis, Target, Worker, BLOCK_BYTES};
 use super::workloads::{progress, slots_for, tag, SMALL_KEYS};
 use mmc_local::BlockingObjectStore;
@@ -99,8 +100,8 @@ pub fn redis_size(w: &mut Worker<Redis>, size: u64, budget: Budget, ws: u64) -> 
     let get = local(w, &cmd("get", size, slots, &format!("rg-{t}")), budget)?;
     untimed(w, &cmd("clear", 0, 0, ""))?;
     Ok(vec![
-        Row::new(format!("redis.set.{t}"), "shm", "redis SET", size, 1, set).group(size),
-        Row::new(format!("redis.get.{t}"), "shm", "redis GET", size, 1, get).group(size),
+        Row::new(Kind::RedisSet.size(size), "shm", "redis SET", size, 1, set).group(size),
+        Row::new(Kind::RedisGet.size(size), "shm", "redis GET", size, 1, get).group(size),
     ])
 }
 
@@ -121,7 +122,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
     untimed(w, &cmd("clear", 0, 0, ""))?;
     Ok(vec![
         Row::new(
-            format!("redis.mset.{t}"),
+            Kind::RedisMset.size(value),
             "batch",
             format!("redis MSET x{batch}"),
             value,
@@ -130,7 +131,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
         )
         .group(value),
         Row::new(
-            format!("redis.mget.{t}"),
+            Kind::RedisMget.size(value),
             "batch",
             format!("redis MGET x{batch}"),
             value,
@@ -139,7 +140,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
         )
         .group(value),
         Row::new(
-            format!("redis.exists.{t}"),
+            Kind::RedisExists.size(value),
             "batch",
             format!("redis EXISTS x{batch}"),
             0,
@@ -185,7 +186,7 @@ pub fn layers(
     let mut mw = Worker::new(Memcpy::new(slots as u64 * sz), None);
     let (p, g) = layers_of(&mut mw, "m", budget, ws)?;
     rows.push(Row::new(
-        "layers.memcpy.put".into(),
+        Kind::LayersMemcpyPut.one(),
         "layers",
         "memcpy gather 122 bufs -> ws",
         sz,
@@ -193,7 +194,7 @@ pub fn layers(
         p,
     ));
     rows.push(Row::new(
-        "layers.memcpy.get".into(),
+        Kind::LayersMemcpyGet.one(),
         "layers",
         "memcpy scatter ws -> 122 bufs",
         sz,
@@ -205,22 +206,22 @@ pub fn layers(
     let (p, g) = layers_of(&mut w, "c", budget, ws)?;
     cluster.empty(c)?;
     rows.push(
-        Row::new("layers.put".into(), "layers", "MemCache put_from_layers", sz, 1, p)
-            .vs("memcpy", "layers.memcpy.put")
-            .vs("redis", "layers.redis.set")
-            .vs("mooncake", "layers.mooncake.put"),
+        Row::new(Kind::LayersPut.one(), "layers", "MemCache put_from_layers", sz, 1, p)
+            .vs("memcpy", Kind::LayersMemcpyPut.one())
+            .vs("redis", Kind::LayersRedisSet.one())
+            .vs("mooncake", Kind::LayersMooncakePut.one()),
     );
     rows.push(
-        Row::new("layers.get".into(), "layers", "MemCache get_into_layers", sz, 1, g)
-            .vs("memcpy", "layers.memcpy.get")
-            .vs("redis", "layers.redis.get")
-            .vs("mooncake", "layers.mooncake.get"),
+        Row::new(Kind::LayersGet.one(), "layers", "MemCache get_into_layers", sz, 1, g)
+            .vs("memcpy", Kind::LayersMemcpyGet.one())
+            .vs("redis", Kind::LayersRedisGet.one())
+            .vs("mooncake", Kind::LayersMooncakeGet.one()),
     );
     if let Some(r) = redis {
         progress("layered block: redis SET / GET (writev from / read into the 122 buffers)");
         let (p, g) = layers_of(r, "r", budget, ws)?;
         rows.push(Row::new(
-            "layers.redis.set".into(),
+            Kind::LayersRedisSet.one(),
             "layers",
             "redis SET of the block",
             sz,
@@ -228,7 +229,7 @@ pub fn layers(
             p,
         ));
         rows.push(Row::new(
-            "layers.redis.get".into(),
+            Kind::LayersRedisGet.one(),
             "layers",
             "redis GET of the block",
             sz,
@@ -299,13 +300,13 @@ pub fn cross_batch_sizes(shape: &Shape) -> Vec<u64> {
 
 /// Batch puts / gets of `shape.cross_batch_keys` objects of `size` bytes
 /// (one call each) with the first of `procs`, rotating over the working
-/// set: rows `{ids.0}.{tag}` and `{ids.1}.{tag}` named `{ops.0} xB` and `{ops.1} xB`.
+/// set: rows of kinds `kinds.0` and `kinds.1` at `size`, named `{ops.0} xB` and `{ops.1} xB`.
 fn batch_rows(
     procs: &mut [Proc],
     size: u64,
     shape: &Shape,
     key: &str,
-    ids: (&str, &str),
+    kinds: (Kind, Kind),
     ops: (&str, &str),
 ) -> Result<(Row, Row), String> {
     let batch = shape.cross_batch_keys.max(1);
@@ -323,10 +324,10 @@ fn batch_rows(
         shape.budget,
     )?);
     run_all(one, &cmd("clear", 0, 0, ""), false)?;
-    let (t, b) = (tag(size), batch as u64);
+    let b = batch as u64;
     let row =
-        |id: &str, op: &str, m| Row::new(format!("{id}.{t}"), "cross", format!("{op} x{b}"), size, b, m).group(size);
-    Ok((row(ids.0, ops.0, put), row(ids.1, ops.1, get)))
+        |kind: Kind, op: &str, m| Row::new(kind.size(size), "cross", format!("{op} x{b}"), size, b, m).group(size);
+    Ok((row(kinds.0, ops.0, put), row(kinds.1, ops.1, get)))
 }
 
 /// Raw TCP streams of `size`-byte writes / reads with the first `n` of `procs`.
@@ -386,32 +387,32 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         let g_ = n as u64;
         rows.push(
             Row::new(
-                format!("scale.mmc.put.n{n}"),
+                Kind::ScaleMmcPut.procs(n),
                 "scale",
                 format!("MemCache put_from, {n} procs"),
                 size,
                 1,
                 p,
             )
-            .vs("memcpy", format!("scale.memcpy.put.n{n}"))
-            .vs("redis", format!("scale.redis.set.n{n}"))
-            .vs("mooncake", format!("scale.mooncake.put.n{n}"))
-            .vs("1 proc", "scale.mmc.put.n1")
+            .vs("memcpy", Kind::ScaleMemcpyPut.procs(n))
+            .vs("redis", Kind::ScaleRedisSet.procs(n))
+            .vs("mooncake", Kind::ScaleMooncakePut.procs(n))
+            .vs("1 proc", Kind::ScaleMmcPut.procs(1))
             .group(g_),
         );
         rows.push(
             Row::new(
-                format!("scale.mmc.get.n{n}"),
+                Kind::ScaleMmcGet.procs(n),
                 "scale",
                 format!("MemCache get_into, {n} procs"),
                 size,
                 1,
                 g,
             )
-            .vs("memcpy", format!("scale.memcpy.get.n{n}"))
-            .vs("redis", format!("scale.redis.get.n{n}"))
-            .vs("mooncake", format!("scale.mooncake.get.n{n}"))
-            .vs("1 proc", "scale.mmc.get.n1")
+            .vs("memcpy", Kind::ScaleMemcpyGet.procs(n))
+            .vs("redis", Kind::ScaleRedisGet.procs(n))
+            .vs("mooncake", Kind::ScaleMooncakeGet.procs(n))
+            .vs("1 proc", Kind::ScaleMmcGet.procs(1))
             .group(g_),
         );
     }
@@ -433,7 +434,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         let (p, g) = put_get_n(&mut mc, n, size, shape, "m")?;
         rows.push(
             Row::new(
-                format!("scale.memcpy.put.n{n}"),
+                Kind::ScaleMemcpyPut.procs(n),
                 "scale",
                 format!("memcpy ws-write, {n} procs"),
                 size,
@@ -444,7 +445,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         );
         rows.push(
             Row::new(
-                format!("scale.memcpy.get.n{n}"),
+                Kind::ScaleMemcpyGet.procs(n),
                 "scale",
                 format!("memcpy ws-read, {n} procs"),
                 size,
@@ -462,7 +463,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
             let (p, g) = put_get_n(&mut rc, n, size, shape, "r")?;
             rows.push(
                 Row::new(
-                    format!("scale.redis.set.n{n}"),
+                    Kind::ScaleRedisSet.procs(n),
                     "scale",
                     format!("redis SET, {n} procs"),
                     size,
@@ -473,7 +474,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
             );
             rows.push(
                 Row::new(
-                    format!("scale.redis.get.n{n}"),
+                    Kind::ScaleRedisGet.procs(n),
                     "scale",
                     format!("redis GET, {n} procs"),
                     size,
@@ -594,7 +595,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     pc.addr = raw_addr.clone();
     let rtt = aggregate(&measure_all(&mut raw[..1], &pc, shape.budget)?);
     rows.push(Row::new(
-        "cross.rtt".into(),
+        Kind::CrossRtt.one(),
         "cross",
         "raw tcp ping-pong 64 B (A <-> B)",
         0,
@@ -619,7 +620,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
     )?);
     run_all(&mut mmc[..1], &cmd("clear", 0, 0, ""), false)?;
     rows.push(Row::new(
-        "cross.exist1".into(),
+        Kind::CrossExist1.one(),
         "cross",
         "MemCache exist x1 (tcp)",
         4096,
@@ -627,7 +628,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         exist1,
     ));
     rows.push(Row::new(
-        "cross.get1.4KiB".into(),
+        Kind::CrossGet1.size(4096),
         "cross",
         "MemCache get_into 4 KiB x1 (tcp)",
         4096,
@@ -644,7 +645,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         let (s, r) = streams_n(&mut raw, 1, size, &raw_addr, shape.budget)?;
         rows.push(
             Row::new(
-                format!("cross.raw.send.{t}"),
+                Kind::CrossRawSend.size(size),
                 "cross",
                 "raw tcp stream B -> A",
                 size,
@@ -655,7 +656,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         );
         rows.push(
             Row::new(
-                format!("cross.raw.recv.{t}"),
+                Kind::CrossRawRecv.size(size),
                 "cross",
                 "raw tcp stream A -> B",
                 size,
@@ -672,7 +673,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         let rg = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
         rows.push(
             Row::new(
-                format!("cross.rr.send.{t}"),
+                Kind::CrossRrSend.size(size),
                 "cross",
                 "raw tcp request+ack B -> A",
                 size,
@@ -683,7 +684,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         );
         rows.push(
             Row::new(
-                format!("cross.rr.recv.{t}"),
+                Kind::CrossRrRecv.size(size),
                 "cross",
                 "raw tcp request+reply A -> B",
                 size,
@@ -693,20 +694,34 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             .group(size),
         );
         rows.push(
-            Row::new(format!("cross.put.{t}"), "cross", "MemCache put_from (tcp)", size, 1, p)
-                .vs("raw tcp", format!("cross.raw.send.{t}"))
-                .vs("raw req/resp", format!("cross.rr.send.{t}"))
-                .vs("redis", format!("cross.redis.set.{t}"))
-                .vs("mooncake", format!("cross.mooncake.put.{t}"))
-                .group(size),
+            Row::new(
+                Kind::CrossPut.size(size),
+                "cross",
+                "MemCache put_from (tcp)",
+                size,
+                1,
+                p,
+            )
+            .vs("raw tcp", Kind::CrossRawSend.size(size))
+            .vs("raw req/resp", Kind::CrossRrSend.size(size))
+            .vs("redis", Kind::CrossRedisSet.size(size))
+            .vs("mooncake", Kind::CrossMooncakePut.size(size))
+            .group(size),
         );
         rows.push(
-            Row::new(format!("cross.get.{t}"), "cross", "MemCache get_into (tcp)", size, 1, g)
-                .vs("raw tcp", format!("cross.raw.recv.{t}"))
-                .vs("raw req/resp", format!("cross.rr.recv.{t}"))
-                .vs("redis", format!("cross.redis.get.{t}"))
-                .vs("mooncake", format!("cross.mooncake.get.{t}"))
-                .group(size),
+            Row::new(
+                Kind::CrossGet.size(size),
+                "cross",
+                "MemCache get_into (tcp)",
+                size,
+                1,
+                g,
+            )
+            .vs("raw tcp", Kind::CrossRawRecv.size(size))
+            .vs("raw req/resp", Kind::CrossRrRecv.size(size))
+            .vs("redis", Kind::CrossRedisGet.size(size))
+            .vs("mooncake", Kind::CrossMooncakeGet.size(size))
+            .group(size),
         );
         if batched.contains(&size) {
             // Several objects per call, as an engine offloads a layer's
@@ -720,18 +735,18 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
                 size,
                 shape,
                 &format!("xb{t}"),
-                ("cross.putb", "cross.getb"),
+                (Kind::CrossPutB, Kind::CrossGetB),
                 ("MemCache put_batch", "MemCache get_batch"),
             )?;
             rows.push(
-                p.vs("raw tcp", format!("cross.raw.send.{t}"))
-                    .vs("redis", format!("cross.redis.mset.{t}"))
-                    .vs("mooncake", format!("cross.mooncake.putb.{t}")),
+                p.vs("raw tcp", Kind::CrossRawSend.size(size))
+                    .vs("redis", Kind::CrossRedisMset.size(size))
+                    .vs("mooncake", Kind::CrossMooncakePutB.size(size)),
             );
             rows.push(
-                g.vs("raw tcp", format!("cross.raw.recv.{t}"))
-                    .vs("redis", format!("cross.redis.mget.{t}"))
-                    .vs("mooncake", format!("cross.mooncake.getb.{t}")),
+                g.vs("raw tcp", Kind::CrossRawRecv.size(size))
+                    .vs("redis", Kind::CrossRedisMget.size(size))
+                    .vs("mooncake", Kind::CrossMooncakeGetB.size(size)),
             );
         }
     }
@@ -746,7 +761,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         let grp = (1u64 << 40) + n as u64;
         rows.push(
             Row::new(
-                format!("cross.raw.send.n{n}"),
+                Kind::CrossRawSend.procs(n),
                 "cross",
                 format!("raw tcp B -> A, {n} streams"),
                 size,
@@ -757,7 +772,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         );
         rows.push(
             Row::new(
-                format!("cross.raw.recv.n{n}"),
+                Kind::CrossRawRecv.procs(n),
                 "cross",
                 format!("raw tcp A -> B, {n} streams"),
                 size,
@@ -768,30 +783,30 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         );
         rows.push(
             Row::new(
-                format!("cross.put.n{n}"),
+                Kind::CrossPut.procs(n),
                 "cross",
                 format!("MemCache put_from (tcp), {n} procs"),
                 size,
                 1,
                 p,
             )
-            .vs("raw tcp", format!("cross.raw.send.n{n}"))
-            .vs("redis", format!("cross.redis.set.n{n}"))
-            .vs("mooncake", format!("cross.mooncake.put.n{n}"))
+            .vs("raw tcp", Kind::CrossRawSend.procs(n))
+            .vs("redis", Kind::CrossRedisSet.procs(n))
+            .vs("mooncake", Kind::CrossMooncakePut.procs(n))
             .group(grp),
         );
         rows.push(
             Row::new(
-                format!("cross.get.n{n}"),
+                Kind::CrossGet.procs(n),
                 "cross",
                 format!("MemCache get_into (tcp), {n} procs"),
                 size,
                 1,
                 g,
             )
-            .vs("raw tcp", format!("cross.raw.recv.n{n}"))
-            .vs("redis", format!("cross.redis.get.n{n}"))
-            .vs("mooncake", format!("cross.mooncake.get.n{n}"))
+            .vs("raw tcp", Kind::CrossRawRecv.procs(n))
+            .vs("redis", Kind::CrossRedisGet.procs(n))
+            .vs("mooncake", Kind::CrossMooncakeGet.procs(n))
             .group(grp),
         );
     }
@@ -828,8 +843,8 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             let t = tag(size);
             progress(&format!("cross: redis SET / GET {t}"));
             let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
-            rows.push(Row::new(format!("cross.redis.set.{t}"), "cross", "redis SET", size, 1, p).group(size));
-            rows.push(Row::new(format!("cross.redis.get.{t}"), "cross", "redis GET", size, 1, g).group(size));
+            rows.push(Row::new(Kind::CrossRedisSet.size(size), "cross", "redis SET", size, 1, p).group(size));
+            rows.push(Row::new(Kind::CrossRedisGet.size(size), "cross", "redis GET", size, 1, g).group(size));
             if batched.contains(&size) {
                 progress(&format!("cross: redis MSET / MGET {b} x {t}"));
                 let (p, g) = batch_rows(
@@ -837,7 +852,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
                     size,
                     shape,
                     &format!("xb{t}"),
-                    ("cross.redis.mset", "cross.redis.mget"),
+                    (Kind::CrossRedisMset, Kind::CrossRedisMget),
                     ("redis MSET", "redis MGET"),
                 )?;
                 rows.extend([p, g]);
@@ -849,7 +864,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             let grp = (1u64 << 40) + n as u64;
             rows.push(
                 Row::new(
-                    format!("cross.redis.set.n{n}"),
+                    Kind::CrossRedisSet.procs(n),
                     "cross",
                     format!("redis SET, {n} procs"),
                     size,
@@ -860,7 +875,7 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
             );
             rows.push(
                 Row::new(
-                    format!("cross.redis.get.n{n}"),
+                    Kind::CrossRedisGet.procs(n),
                     "cross",
                     format!("redis GET, {n} procs"),
                     size,
@@ -1040,8 +1055,8 @@ pub fn mooncake(
             let t = tag(size);
             progress(&format!("mooncake: put_from / get_into {t}"));
             let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("m{t}"))?;
-            rows.push(Row::new(format!("mooncake.put.{t}"), "shm", "mooncake put_from", size, 1, p).group(size));
-            rows.push(Row::new(format!("mooncake.get.{t}"), "shm", "mooncake get_into", size, 1, g).group(size));
+            rows.push(Row::new(Kind::MooncakePut.size(size), "shm", "mooncake put_from", size, 1, p).group(size));
+            rows.push(Row::new(Kind::MooncakeGet.size(size), "shm", "mooncake get_into", size, 1, g).group(size));
         }
         for &value in &shape.batch_values {
             let t = tag(value);
@@ -1071,7 +1086,7 @@ pub fn mooncake(
             let b = batch as u64;
             rows.push(
                 Row::new(
-                    format!("mooncake.putb.{t}"),
+                    Kind::MooncakePutB.size(value),
                     "batch",
                     format!("mooncake batch_put_from x{batch}"),
                     value,
@@ -1082,7 +1097,7 @@ pub fn mooncake(
             );
             rows.push(
                 Row::new(
-                    format!("mooncake.getb.{t}"),
+                    Kind::MooncakeGetB.size(value),
                     "batch",
                     format!("mooncake batch_get_into x{batch}"),
                     value,
@@ -1093,7 +1108,7 @@ pub fn mooncake(
             );
             rows.push(
                 Row::new(
-                    format!("mooncake.existb.{t}"),
+                    Kind::MooncakeExistB.size(value),
                     "batch",
                     format!("mooncake batch_is_exist x{batch}"),
                     0,
@@ -1112,7 +1127,7 @@ pub fn mooncake(
             let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
             run_all(one, &cmd("clear", 0, 0, ""), false)?;
             rows.push(Row::new(
-                "layers.mooncake.put".into(),
+                Kind::LayersMooncakePut.one(),
                 "layers",
                 "mooncake put (multi buffers)",
                 BLOCK_BYTES,
@@ -1120,7 +1135,7 @@ pub fn mooncake(
                 put,
             ));
             rows.push(Row::new(
-                "layers.mooncake.get".into(),
+                Kind::LayersMooncakeGet.one(),
                 "layers",
                 "mooncake get (multi buffers)",
                 BLOCK_BYTES,
@@ -1135,7 +1150,7 @@ pub fn mooncake(
             let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mn{n}"))?;
             rows.push(
                 Row::new(
-                    format!("scale.mooncake.put.n{n}"),
+                    Kind::ScaleMooncakePut.procs(n),
                     "scale",
                     format!("mooncake put_from, {n} procs"),
                     size,
@@ -1146,7 +1161,7 @@ pub fn mooncake(
             );
             rows.push(
                 Row::new(
-                    format!("scale.mooncake.get.n{n}"),
+                    Kind::ScaleMooncakeGet.procs(n),
                     "scale",
                     format!("mooncake get_into, {n} procs"),
                     size,
@@ -1167,7 +1182,7 @@ pub fn mooncake(
             let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
             rows.push(
                 Row::new(
-                    format!("cross.mooncake.put.{t}"),
+                    Kind::CrossMooncakePut.size(size),
                     "cross",
                     "mooncake put_from",
                     size,
@@ -1178,7 +1193,7 @@ pub fn mooncake(
             );
             rows.push(
                 Row::new(
-                    format!("cross.mooncake.get.{t}"),
+                    Kind::CrossMooncakeGet.size(size),
                     "cross",
                     "mooncake get_into",
                     size,
@@ -1196,7 +1211,7 @@ pub fn mooncake(
                     size,
                     shape,
                     &format!("mxb{t}"),
-                    ("cross.mooncake.putb", "cross.mooncake.getb"),
+                    (Kind::CrossMooncakePutB, Kind::CrossMooncakeGetB),
                     ("mooncake batch_put_from", "mooncake batch_get_into"),
                 )?;
                 rows.extend([p, g]);
@@ -1210,7 +1225,7 @@ pub fn mooncake(
             let grp = (1u64 << 40) + n as u64;
             rows.push(
                 Row::new(
-                    format!("cross.mooncake.put.n{n}"),
+                    Kind::CrossMooncakePut.procs(n),
                     "cross",
                     format!("mooncake put_from, {n} procs"),
                     size,
@@ -1221,7 +1236,7 @@ pub fn mooncake(
             );
             rows.push(
                 Row::new(
-                    format!("cross.mooncake.get.n{n}"),
+                    Kind::CrossMooncakeGet.procs(n),
                     "cross",
                     format!("mooncake get_into, {n} procs"),
                     size,

@@ -11,7 +11,7 @@ pub struct Summary {
     pub json: Value,
 }
 
-struct Rows<'a>(HashMap<&'a str, &'a Row>);
+struct Rows<'a>(HashMap<String, &'a Row>);
 
 impl<'a> Rows<'a> {
     fn gbps(&self, id: &str) -> Option<f64> {
@@ -144,7 +144,7 @@ type Check = (String, String, &'static str, Value);
 /// Builds the comparison tables and their JSON from the rows of one run,
 /// section by section; a section without its MemCache rows is left out.
 pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[usize], cross_sizes: &[u64]) -> Summary {
-    let r = Rows(rows.iter().map(|r| (r.id.as_str(), r)).collect());
+    let r = Rows(rows.iter().map(|r| (r.id.to_string(), r)).collect());
     let mut text = String::new();
     let sweep = same_host_sweep(&r, sizes, &mut text);
     let batches = batches(&r, batch_values, &mut text);
@@ -858,7 +858,7 @@ mod tests {
         // 100 x 8 MiB (put) and 150 x 8 MiB (get), Mooncake's 10 x 8 MiB.
         let rows = vec![
             Row::new(
-                "cross.raw.send.1MiB".into(),
+                "cross.raw.send.1MiB".parse().unwrap(),
                 "cross",
                 "raw",
                 MIB,
@@ -866,17 +866,31 @@ mod tests {
                 Measured::of(1000, 1.0),
             ),
             Row::new(
-                "cross.raw.recv.1MiB".into(),
+                "cross.raw.recv.1MiB".parse().unwrap(),
                 "cross",
                 "raw",
                 MIB,
                 1,
                 Measured::of(1000, 1.0),
             ),
-            Row::new("cross.putb.1MiB".into(), "cross", "put", MIB, 8, Measured::of(100, 1.0)),
-            Row::new("cross.getb.1MiB".into(), "cross", "get", MIB, 8, Measured::of(150, 1.0)),
             Row::new(
-                "cross.mooncake.putb.1MiB".into(),
+                "cross.putb.1MiB".parse().unwrap(),
+                "cross",
+                "put",
+                MIB,
+                8,
+                Measured::of(100, 1.0),
+            ),
+            Row::new(
+                "cross.getb.1MiB".parse().unwrap(),
+                "cross",
+                "get",
+                MIB,
+                8,
+                Measured::of(150, 1.0),
+            ),
+            Row::new(
+                "cross.mooncake.putb.1MiB".parse().unwrap(),
                 "cross",
                 "mc",
                 MIB,
@@ -884,7 +898,7 @@ mod tests {
                 Measured::of(10, 1.0),
             ),
             Row::new(
-                "cross.mooncake.getb.1MiB".into(),
+                "cross.mooncake.getb.1MiB".parse().unwrap(),
                 "cross",
                 "mc",
                 MIB,
