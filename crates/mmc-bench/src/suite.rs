@@ -520,105 +520,186 @@ impl Drop for Killed {
     }
 }
 
+/// The cross-host MemCache cluster and the raw TCP pair: MetaService and
+/// memory providers in namespace A, forced-TCP client processes and raw
+/// TCP client processes in B, the raw TCP server in A. Fields drop in
+/// declaration order (the clients first, the MetaService last).
+struct CrossCluster {
+    raw: Vec<Proc>,
+    server: Proc,
+    mmc: Vec<Proc>,
+    provs: Vec<Provider>,
+    meta_proc: Killed,
+    /// The MetaService's address in A.
+    meta: String,
+    /// The raw TCP server's address in A.
+    raw_addr: String,
+}
+
+impl CrossCluster {
+    /// Starts the MetaService (with a cluster token the bench generates:
+    /// the services listen on the namespaces' addresses, not loopback, so
+    /// the measurements include its handshakes), the providers, the MemCache
+    /// and raw TCP client processes and the raw TCP server.
+    fn start(shape: &Shape, ns: &Pair) -> Result<CrossCluster, String> {
+        let nmax = shape.max_clients();
+        let meta = format!("{}:7000", ns.ip_a);
+        progress(&format!(
+            "cross: MetaService and {} providers in {}, clients in {}",
+            shape.providers, ns.a, ns.b
+        ));
+        let token_file = shape.log("cross-token");
+        let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
+        write_private(&token_file, &token)?;
+        let token_arg = token_file.display().to_string();
+        let meta_proc = Self::start_meta(shape, ns, &meta, &token_arg)?;
+        let listen = format!("{}:0", ns.ip_a);
+        let provs = (0..shape.providers)
+            .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen), Some(&token_file)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mmc = client_procs(
+            shape,
+            nmax,
+            Some(&ns.b),
+            &[
+                "--target",
+                "mmc",
+                "--meta",
+                &meta,
+                "--protocol",
+                "tcp",
+                "--spin-us",
+                &super::cluster::local_spin_us().to_string(),
+                "--token-file",
+                &token_arg,
+            ],
+            "cross-mmc",
+        )?;
+        let server = {
+            let mut c = bench_command(Some(&ns.a))?;
+            c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
+                .args(["--ws", &shape.ws.to_string()])
+                .args(["--congestion", &super::cluster::congestion()]);
+            Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
+        };
+        let raw_addr = server.info.clone();
+        let raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
+        Ok(CrossCluster {
+            raw,
+            server,
+            mmc,
+            provs,
+            meta_proc,
+            meta,
+            raw_addr,
+        })
+    }
+
+    /// The MetaService process in namespace A, once it accepts connections.
+    fn start_meta(shape: &Shape, ns: &Pair, meta: &str, token_arg: &str) -> Result<Killed, String> {
+        let mut mcmd = mmc_command(Some(&ns.a))?;
+        let meta_spin = super::cluster::meta_spin_us().to_string();
+        mcmd.args(["meta", "--listen", meta, "--http", "", "--spin-wait-us", &meta_spin])
+            .args(["--token-file", token_arg])
+            .args(["--tcp-polling", super::cluster::tcp_polling().name()])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(shape.log("cross-meta.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            );
+        super::cluster::die_with_parent(&mut mcmd);
+        let proc = Killed(
+            mcmd.spawn()
+                .map_err(|e| format!("cannot start the cross-host MetaService: {e}"))?,
+        );
+        wait_port(&ns.a, meta, Duration::from_secs(10))?;
+        Ok(proc)
+    }
+
+    /// Stops the clients, the raw server and the providers (in that order);
+    /// returns the MetaService (stopped when dropped) and the report's note.
+    fn stop(self, shape: &Shape, ns: &Pair) -> (Killed, String) {
+        let CrossCluster {
+            raw,
+            server,
+            mmc,
+            provs,
+            meta_proc,
+            meta,
+            raw_addr,
+        } = self;
+        drop(mmc);
+        drop(raw);
+        drop(server);
+        let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+        drop(provs);
+        let note = format!(
+            "cross: {}; MetaService ({meta}) and {} memory providers (pids {}) in {}, `mmc bench-client --protocol tcp` \
+             processes in {}; raw tcp = `mmc bench-client` processes in {} streaming to / from a raw TCP server process \
+             in {} ({raw_addr}), the time running until the receiver has every byte",
+            ns.describe(),
+            shape.providers,
+            pids.join(", "),
+            ns.a,
+            ns.b,
+            ns.b,
+            ns.a
+        );
+        (meta_proc, note)
+    }
+}
+
 /// MetaService and memory providers in namespace A, forced-TCP clients in
 /// namespace B; beside raw TCP streams and Redis between the same two
 /// namespaces.
 pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>) -> Result<Vec<Row>, String> {
-    let nmax = shape.max_clients();
-    let meta = format!("{}:7000", ns.ip_a);
-    progress(&format!(
-        "cross: MetaService and {} providers in {}, clients in {}",
-        shape.providers, ns.a, ns.b
-    ));
-    // The services listen on the namespaces' addresses, not loopback: they
-    // need a cluster token (and so the measurements include its handshakes).
-    let token_file = shape.log("cross-token");
-    let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
-    write_private(&token_file, &token)?;
-    let token_arg = token_file.display().to_string();
-    let mut mcmd = mmc_command(Some(&ns.a))?;
-    let meta_spin = super::cluster::meta_spin_us().to_string();
-    mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
-        .args(["--token-file", &token_arg])
-        .args(["--tcp-polling", super::cluster::tcp_polling().name()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(shape.log("cross-meta.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    super::cluster::die_with_parent(&mut mcmd);
-    let _meta = Killed(
-        mcmd.spawn()
-            .map_err(|e| format!("cannot start the cross-host MetaService: {e}"))?,
-    );
-    wait_port(&ns.a, &meta, Duration::from_secs(10))?;
-    let listen = format!("{}:0", ns.ip_a);
-    let provs = (0..shape.providers)
-        .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen), Some(&token_file)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut mmc = client_procs(
-        shape,
-        nmax,
-        Some(&ns.b),
-        &[
-            "--target",
-            "mmc",
-            "--meta",
-            &meta,
-            "--protocol",
-            "tcp",
-            "--spin-us",
-            &super::cluster::local_spin_us().to_string(),
-            "--token-file",
-            &token_arg,
-        ],
-        "cross-mmc",
-    )?;
-    let server = {
-        let mut c = bench_command(Some(&ns.a))?;
-        c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
-            .args(["--ws", &shape.ws.to_string()])
-            .args(["--congestion", &super::cluster::congestion()]);
-        Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
-    };
-    let raw_addr = server.info.clone();
-    let mut raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
-
+    let mut cl = CrossCluster::start(shape, ns)?;
     let batched = cross_batch_sizes(shape);
-    let b = shape.cross_batch_keys;
-    let mut rows = Vec::new();
+    let mut rows = cross_control_path(shape, &mut cl)?;
+    for &size in &shape.cross_sizes {
+        rows.extend(cross_size(shape, &mut cl, size, batched.contains(&size))?);
+    }
+    rows.extend(cross_clients(shape, &mut cl)?);
+    // The MetaService stays up until the Redis phase is over, as it always has.
+    let (_meta, note) = cl.stop(shape, ns);
+    notes.push(note);
+    if with_redis {
+        rows.extend(cross_redis(shape, ns, &batched)?);
+    }
+    Ok(rows)
+}
+
+/// The raw TCP round trip between the namespaces and the small operations of
+/// a remote client: what one control round trip over TCP costs (the
+/// MetaService polls TCP connections only on larger machines,
+/// `meta.tcp_polling`).
+fn cross_control_path(shape: &Shape, cl: &mut CrossCluster) -> Result<Vec<Row>, String> {
     progress("cross: raw tcp ping-pong between the namespaces");
     let mut pc = cmd("pingpong", 0, 0, "");
-    pc.addr = raw_addr.clone();
-    let rtt = aggregate(&measure_all(&mut raw[..1], &pc, shape.budget)?);
-    rows.push(Row::new(
+    pc.addr = cl.raw_addr.clone();
+    let rtt = aggregate(&measure_all(&mut cl.raw[..1], &pc, shape.budget)?);
+    let mut rows = vec![Row::new(
         Kind::CrossRtt.one(),
         "cross",
         "raw tcp ping-pong 64 B (A <-> B)",
         0,
         1,
         rtt,
-    ));
-    // Small operations of a remote client: what one control round trip
-    // over TCP costs (the MetaService polls TCP connections only on larger
-    // machines, `meta.tcp_polling`).
+    )];
     progress("cross: MemCache exist x1 and get_into 4KiB x1 (protocol tcp), 1 client");
     let small = SMALL_KEYS;
-    run_all(&mut mmc[..1], &cmd("fill", 4096, small, "xsg"), false)?;
+    let one = &mut cl.mmc[..1];
+    run_all(one, &cmd("fill", 4096, small, "xsg"), false)?;
     let exist1 = aggregate(&measure_all(
-        &mut mmc[..1],
+        one,
         &with_batch(cmd("exist_batch", 4096, small, ""), 1),
         shape.budget,
     )?);
-    let get1 = aggregate(&measure_all(
-        &mut mmc[..1],
-        &cmd("get", 4096, small, "xsg"),
-        shape.budget,
-    )?);
-    run_all(&mut mmc[..1], &cmd("clear", 0, 0, ""), false)?;
+    let get1 = aggregate(&measure_all(one, &cmd("get", 4096, small, "xsg"), shape.budget)?);
+    run_all(one, &cmd("clear", 0, 0, ""), false)?;
     rows.push(Row::new(
         Kind::CrossExist1.one(),
         "cross",
@@ -635,256 +716,152 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         1,
         get1,
     ));
-    for &size in &shape.cross_sizes {
-        let t = tag(size);
-        progress(&format!(
-            "cross: MemCache put_from / get_into {t} (protocol tcp), 1 client"
-        ));
-        let (p, g) = put_get_n(&mut mmc, 1, size, shape, &format!("x{t}"))?;
-        progress(&format!("cross: raw tcp stream {t} B -> A and A -> B"));
-        let (s, r) = streams_n(&mut raw, 1, size, &raw_addr, shape.budget)?;
-        rows.push(
-            Row::new(
-                Kind::CrossRawSend.size(size),
-                "cross",
-                "raw tcp stream B -> A",
-                size,
-                1,
-                s,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossRawRecv.size(size),
-                "cross",
-                "raw tcp stream A -> B",
-                size,
-                1,
-                r,
-            )
-            .group(size),
-        );
-        progress(&format!("cross: raw tcp request/response {t}"));
-        let mut rr = cmd("rr_send", size, 0, "");
-        rr.addr = raw_addr.clone();
-        let rs = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
-        rr.op = "rr_recv".into();
-        let rg = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
-        rows.push(
-            Row::new(
-                Kind::CrossRrSend.size(size),
-                "cross",
-                "raw tcp request+ack B -> A",
-                size,
-                1,
-                rs,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossRrRecv.size(size),
-                "cross",
-                "raw tcp request+reply A -> B",
-                size,
-                1,
-                rg,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossPut.size(size),
-                "cross",
-                "MemCache put_from (tcp)",
-                size,
-                1,
-                p,
-            )
+    Ok(rows)
+}
+
+/// One cross size with one client: MemCache put / get, the raw streams and
+/// the raw request/response beside them, and (`batched`) the batch calls.
+fn cross_size(shape: &Shape, cl: &mut CrossCluster, size: u64, batched: bool) -> Result<Vec<Row>, String> {
+    let t = tag(size);
+    progress(&format!(
+        "cross: MemCache put_from / get_into {t} (protocol tcp), 1 client"
+    ));
+    let (p, g) = put_get_n(&mut cl.mmc, 1, size, shape, &format!("x{t}"))?;
+    progress(&format!("cross: raw tcp stream {t} B -> A and A -> B"));
+    let (s, r) = streams_n(&mut cl.raw, 1, size, &cl.raw_addr, shape.budget)?;
+    progress(&format!("cross: raw tcp request/response {t}"));
+    let mut rr = cmd("rr_send", size, 0, "");
+    rr.addr = cl.raw_addr.clone();
+    let rs = aggregate(&measure_all(&mut cl.raw[..1], &rr, shape.budget)?);
+    rr.op = "rr_recv".into();
+    let rg = aggregate(&measure_all(&mut cl.raw[..1], &rr, shape.budget)?);
+    let row = |kind: Kind, op: &str, m| Row::new(kind.size(size), "cross", op, size, 1, m).group(size);
+    let mut rows = vec![
+        row(Kind::CrossRawSend, "raw tcp stream B -> A", s),
+        row(Kind::CrossRawRecv, "raw tcp stream A -> B", r),
+        row(Kind::CrossRrSend, "raw tcp request+ack B -> A", rs),
+        row(Kind::CrossRrRecv, "raw tcp request+reply A -> B", rg),
+        row(Kind::CrossPut, "MemCache put_from (tcp)", p)
             .vs("raw tcp", Kind::CrossRawSend.size(size))
             .vs("raw req/resp", Kind::CrossRrSend.size(size))
             .vs("redis", Kind::CrossRedisSet.size(size))
-            .vs("mooncake", Kind::CrossMooncakePut.size(size))
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossGet.size(size),
-                "cross",
-                "MemCache get_into (tcp)",
-                size,
-                1,
-                g,
-            )
+            .vs("mooncake", Kind::CrossMooncakePut.size(size)),
+        row(Kind::CrossGet, "MemCache get_into (tcp)", g)
             .vs("raw tcp", Kind::CrossRawRecv.size(size))
             .vs("raw req/resp", Kind::CrossRrRecv.size(size))
             .vs("redis", Kind::CrossRedisGet.size(size))
-            .vs("mooncake", Kind::CrossMooncakeGet.size(size))
-            .group(size),
+            .vs("mooncake", Kind::CrossMooncakeGet.size(size)),
+    ];
+    if batched {
+        // Several objects per call, as an engine offloads a layer's
+        // blocks: one Alloc and one Finish (or one Lookup) for the
+        // batch, the transfers concurrent.
+        progress(&format!(
+            "cross: MemCache batch put / get {} x {t} (protocol tcp), 1 client",
+            shape.cross_batch_keys
+        ));
+        let (p, g) = batch_rows(
+            &mut cl.mmc,
+            size,
+            shape,
+            &format!("xb{t}"),
+            (Kind::CrossPutB, Kind::CrossGetB),
+            ("MemCache put_batch", "MemCache get_batch"),
+        )?;
+        rows.push(
+            p.vs("raw tcp", Kind::CrossRawSend.size(size))
+                .vs("redis", Kind::CrossRedisMset.size(size))
+                .vs("mooncake", Kind::CrossMooncakePutB.size(size)),
         );
+        rows.push(
+            g.vs("raw tcp", Kind::CrossRawRecv.size(size))
+                .vs("redis", Kind::CrossRedisMget.size(size))
+                .vs("mooncake", Kind::CrossMooncakeGetB.size(size)),
+        );
+    }
+    Ok(rows)
+}
+
+/// The group of the cross-host rows with `n` client processes (after every size).
+fn cross_procs_group(n: usize) -> u64 {
+    (1u64 << 40) + n as u64
+}
+
+/// N > 1 MemCache client processes and N raw streams, `shape.scale_size` objects.
+fn cross_clients(shape: &Shape, cl: &mut CrossCluster) -> Result<Vec<Row>, String> {
+    let size = shape.scale_size;
+    let t = tag(size);
+    let mut rows = Vec::new();
+    for &n in shape.clients.iter().filter(|&&n| n > 1) {
+        progress(&format!(
+            "cross: {n} MemCache client processes and {n} raw streams, {t}"
+        ));
+        let (p, g) = put_get_n(&mut cl.mmc, n, size, shape, &format!("xn{n}"))?;
+        let (s, r) = streams_n(&mut cl.raw, n, size, &cl.raw_addr, shape.budget)?;
+        let row =
+            |kind: Kind, op: String, m| Row::new(kind.procs(n), "cross", op, size, 1, m).group(cross_procs_group(n));
+        rows.push(row(Kind::CrossRawSend, format!("raw tcp B -> A, {n} streams"), s));
+        rows.push(row(Kind::CrossRawRecv, format!("raw tcp A -> B, {n} streams"), r));
+        rows.push(
+            row(Kind::CrossPut, format!("MemCache put_from (tcp), {n} procs"), p)
+                .vs("raw tcp", Kind::CrossRawSend.procs(n))
+                .vs("redis", Kind::CrossRedisSet.procs(n))
+                .vs("mooncake", Kind::CrossMooncakePut.procs(n)),
+        );
+        rows.push(
+            row(Kind::CrossGet, format!("MemCache get_into (tcp), {n} procs"), g)
+                .vs("raw tcp", Kind::CrossRawRecv.procs(n))
+                .vs("redis", Kind::CrossRedisGet.procs(n))
+                .vs("mooncake", Kind::CrossMooncakeGet.procs(n)),
+        );
+    }
+    Ok(rows)
+}
+
+/// Redis between the namespaces: server in A, client processes in B; SET /
+/// GET (and MSET / MGET of the `batched` sizes) at every cross size with
+/// one client, then N > 1 clients.
+fn cross_redis(shape: &Shape, ns: &Pair, batched: &[u64]) -> Result<Vec<Row>, String> {
+    let port = 6379;
+    progress(&format!("cross: redis-server in {}", ns.a));
+    let server = super::redis::Server::start(Some(&ns.a), &ns.ip_a, port)?;
+    let addr = server.addr.clone();
+    let mut rc = client_procs(
+        shape,
+        shape.max_clients(),
+        Some(&ns.b),
+        &["--target", "redis", "--addr", &addr],
+        "cross-redis",
+    )?;
+    let mut rows = Vec::new();
+    for &size in &shape.cross_sizes {
+        let t = tag(size);
+        progress(&format!("cross: redis SET / GET {t}"));
+        let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
+        rows.push(Row::new(Kind::CrossRedisSet.size(size), "cross", "redis SET", size, 1, p).group(size));
+        rows.push(Row::new(Kind::CrossRedisGet.size(size), "cross", "redis GET", size, 1, g).group(size));
         if batched.contains(&size) {
-            // Several objects per call, as an engine offloads a layer's
-            // blocks: one Alloc and one Finish (or one Lookup) for the
-            // batch, the transfers concurrent.
-            progress(&format!(
-                "cross: MemCache batch put / get {b} x {t} (protocol tcp), 1 client"
-            ));
+            progress(&format!("cross: redis MSET / MGET {} x {t}", shape.cross_batch_keys));
             let (p, g) = batch_rows(
-                &mut mmc,
+                &mut rc,
                 size,
                 shape,
                 &format!("xb{t}"),
-                (Kind::CrossPutB, Kind::CrossGetB),
-                ("MemCache put_batch", "MemCache get_batch"),
+                (Kind::CrossRedisMset, Kind::CrossRedisMget),
+                ("redis MSET", "redis MGET"),
             )?;
-            rows.push(
-                p.vs("raw tcp", Kind::CrossRawSend.size(size))
-                    .vs("redis", Kind::CrossRedisMset.size(size))
-                    .vs("mooncake", Kind::CrossMooncakePutB.size(size)),
-            );
-            rows.push(
-                g.vs("raw tcp", Kind::CrossRawRecv.size(size))
-                    .vs("redis", Kind::CrossRedisMget.size(size))
-                    .vs("mooncake", Kind::CrossMooncakeGetB.size(size)),
-            );
+            rows.extend([p, g]);
         }
     }
     let size = shape.scale_size;
     let t = tag(size);
     for &n in shape.clients.iter().filter(|&&n| n > 1) {
-        progress(&format!(
-            "cross: {n} MemCache client processes and {n} raw streams, {t}"
-        ));
-        let (p, g) = put_get_n(&mut mmc, n, size, shape, &format!("xn{n}"))?;
-        let (s, r) = streams_n(&mut raw, n, size, &raw_addr, shape.budget)?;
-        let grp = (1u64 << 40) + n as u64;
-        rows.push(
-            Row::new(
-                Kind::CrossRawSend.procs(n),
-                "cross",
-                format!("raw tcp B -> A, {n} streams"),
-                size,
-                1,
-                s,
-            )
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossRawRecv.procs(n),
-                "cross",
-                format!("raw tcp A -> B, {n} streams"),
-                size,
-                1,
-                r,
-            )
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossPut.procs(n),
-                "cross",
-                format!("MemCache put_from (tcp), {n} procs"),
-                size,
-                1,
-                p,
-            )
-            .vs("raw tcp", Kind::CrossRawSend.procs(n))
-            .vs("redis", Kind::CrossRedisSet.procs(n))
-            .vs("mooncake", Kind::CrossMooncakePut.procs(n))
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                Kind::CrossGet.procs(n),
-                "cross",
-                format!("MemCache get_into (tcp), {n} procs"),
-                size,
-                1,
-                g,
-            )
-            .vs("raw tcp", Kind::CrossRawRecv.procs(n))
-            .vs("redis", Kind::CrossRedisGet.procs(n))
-            .vs("mooncake", Kind::CrossMooncakeGet.procs(n))
-            .group(grp),
-        );
-    }
-    drop(mmc);
-    drop(raw);
-    drop(server);
-    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
-    drop(provs);
-    notes.push(format!(
-        "cross: {}; MetaService ({meta}) and {} memory providers (pids {}) in {}, `mmc bench-client --protocol tcp` \
-         processes in {}; raw tcp = `mmc bench-client` processes in {} streaming to / from a raw TCP server process \
-         in {} ({raw_addr}), the time running until the receiver has every byte",
-        ns.describe(),
-        shape.providers,
-        pids.join(", "),
-        ns.a,
-        ns.b,
-        ns.b,
-        ns.a
-    ));
-    if with_redis {
-        let port = 6379;
-        progress(&format!("cross: redis-server in {}", ns.a));
-        let server = super::redis::Server::start(Some(&ns.a), &ns.ip_a, port)?;
-        let addr = server.addr.clone();
-        let mut rc = client_procs(
-            shape,
-            nmax,
-            Some(&ns.b),
-            &["--target", "redis", "--addr", &addr],
-            "cross-redis",
-        )?;
-        for &size in &shape.cross_sizes {
-            let t = tag(size);
-            progress(&format!("cross: redis SET / GET {t}"));
-            let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
-            rows.push(Row::new(Kind::CrossRedisSet.size(size), "cross", "redis SET", size, 1, p).group(size));
-            rows.push(Row::new(Kind::CrossRedisGet.size(size), "cross", "redis GET", size, 1, g).group(size));
-            if batched.contains(&size) {
-                progress(&format!("cross: redis MSET / MGET {b} x {t}"));
-                let (p, g) = batch_rows(
-                    &mut rc,
-                    size,
-                    shape,
-                    &format!("xb{t}"),
-                    (Kind::CrossRedisMset, Kind::CrossRedisMget),
-                    ("redis MSET", "redis MGET"),
-                )?;
-                rows.extend([p, g]);
-            }
-        }
-        for &n in shape.clients.iter().filter(|&&n| n > 1) {
-            progress(&format!("cross: {n} redis clients {t}"));
-            let (p, g) = put_get_n(&mut rc, n, size, shape, &format!("xn{n}"))?;
-            let grp = (1u64 << 40) + n as u64;
-            rows.push(
-                Row::new(
-                    Kind::CrossRedisSet.procs(n),
-                    "cross",
-                    format!("redis SET, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(grp),
-            );
-            rows.push(
-                Row::new(
-                    Kind::CrossRedisGet.procs(n),
-                    "cross",
-                    format!("redis GET, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(grp),
-            );
-        }
+        progress(&format!("cross: {n} redis clients {t}"));
+        let (p, g) = put_get_n(&mut rc, n, size, shape, &format!("xn{n}"))?;
+        let grp = cross_procs_group(n);
+        let op = |what: &str| format!("{what}, {n} procs");
+        rows.push(Row::new(Kind::CrossRedisSet.procs(n), "cross", op("redis SET"), size, 1, p).group(grp));
+        rows.push(Row::new(Kind::CrossRedisGet.procs(n), "cross", op("redis GET"), size, 1, g).group(grp));
     }
     Ok(rows)
 }
