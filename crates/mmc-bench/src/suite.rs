@@ -974,270 +974,335 @@ pub fn mooncake(
     cross_host: bool,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Row>, String> {
-    let nmax = shape.max_clients();
-    let master = format!("{}:50051", ns.ip_a);
-    let metadata = format!("http://{}:8080/metadata", ns.ip_a);
-    progress(&format!(
-        "mooncake: mooncake_master and {} providers in {}",
-        shape.providers, ns.a
-    ));
-    let mut m = Command::new("ip");
-    m.args(["netns", "exec", &ns.a])
-        .arg(&mc.master)
-        .args(["--rpc_port=50051", "--enable_http_metadata_server=true"])
-        .arg(format!("--http_metadata_server_host={}", ns.ip_a))
-        .args(["--http_metadata_server_port=8080", "--metrics_port=9003"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(shape.log("mooncake-master.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    super::cluster::die_with_parent(&mut m);
-    let _master = Killed(m.spawn().map_err(|e| format!("cannot start mooncake_master: {e}"))?);
-    wait_port(&ns.a, &master, Duration::from_secs(20))?;
-    wait_port(&ns.a, &format!("{}:8080", ns.ip_a), Duration::from_secs(20))?;
-    let provs = (0..shape.providers)
-        .map(|i| {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns.a])
-                .arg(&mc.python)
-                .arg(&mc.script)
-                .args(["--mooncake-provider", "--host", &ns.ip_a, "--mooncake-master", &master])
-                .args([
-                    "--mooncake-metadata",
-                    &metadata,
-                    "--segment",
-                    &shape.segment.to_string(),
-                ]);
-            Proc::spawn(
-                c,
-                &format!("mooncake provider {i}"),
-                Some(&shape.log(&format!("mooncake-provider-{i}.log"))),
-                60,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let cl = McCluster {
-        setup: mc,
-        master: master.clone(),
-        metadata: metadata.clone(),
-    };
+    let (services, cl) = McServices::start(shape, ns, mc)?;
     let mut rows = Vec::new();
-    let budget = shape.budget;
     if same_host {
-        let mut ps = py_clients(shape, &cl, nmax, (&ns.a, &ns.ip_a), "mooncake-client")?;
-        for &size in &shape.sizes {
-            let t = tag(size);
-            progress(&format!("mooncake: put_from / get_into {t}"));
-            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("m{t}"))?;
-            rows.push(Row::new(Kind::MooncakePut.size(size), "shm", "mooncake put_from", size, 1, p).group(size));
-            rows.push(Row::new(Kind::MooncakeGet.size(size), "shm", "mooncake get_into", size, 1, g).group(size));
-        }
-        for &value in &shape.batch_values {
-            let t = tag(value);
-            let batch = shape.batch_keys;
-            let n = (SMALL_KEYS / batch).max(1) * batch;
-            progress(&format!(
-                "mooncake: batch_put_from / batch_get_into / batch_is_exist {batch} x {t}"
-            ));
-            let one = &mut ps[..1];
-            let put = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("put_batch", value, n, &format!("mb{t}")), batch),
-                budget,
-            )?);
-            run_all(one, &cmd("fill", value, n, &format!("mbg{t}")), false)?;
-            let get = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("get_batch", value, n, ""), batch),
-                budget,
-            )?);
-            let ex = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("exist_batch", value, n, ""), batch),
-                budget,
-            )?);
-            run_all(one, &cmd("clear", 0, 0, ""), false)?;
-            let b = batch as u64;
-            rows.push(
-                Row::new(
-                    Kind::MooncakePutB.size(value),
-                    "batch",
-                    format!("mooncake batch_put_from x{batch}"),
-                    value,
-                    b,
-                    put,
-                )
-                .group(value),
-            );
-            rows.push(
-                Row::new(
-                    Kind::MooncakeGetB.size(value),
-                    "batch",
-                    format!("mooncake batch_get_into x{batch}"),
-                    value,
-                    b,
-                    get,
-                )
-                .group(value),
-            );
-            rows.push(
-                Row::new(
-                    Kind::MooncakeExistB.size(value),
-                    "batch",
-                    format!("mooncake batch_is_exist x{batch}"),
-                    0,
-                    b,
-                    ex,
-                )
-                .group(value),
-            );
-        }
-        progress("mooncake: layered block (batch_put_from_multi_buffers / batch_get_into_multi_buffers)");
-        {
-            let one = &mut ps[..1];
-            let slots = slots_for(shape.ws, BLOCK_BYTES);
-            let put = aggregate(&measure_all(one, &layered(cmd("put", 0, slots, "mlp")), budget)?);
-            run_all(one, &layered(cmd("fill", 0, slots, "mlg")), false)?;
-            let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
-            run_all(one, &cmd("clear", 0, 0, ""), false)?;
-            rows.push(Row::new(
-                Kind::LayersMooncakePut.one(),
-                "layers",
-                "mooncake put (multi buffers)",
-                BLOCK_BYTES,
-                1,
-                put,
-            ));
-            rows.push(Row::new(
-                Kind::LayersMooncakeGet.one(),
-                "layers",
-                "mooncake get (multi buffers)",
-                BLOCK_BYTES,
-                1,
-                get,
-            ));
-        }
-        let size = shape.scale_size;
-        let t = tag(size);
-        for &n in &shape.clients {
-            progress(&format!("mooncake: {n} client processes {t}"));
-            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mn{n}"))?;
-            rows.push(
-                Row::new(
-                    Kind::ScaleMooncakePut.procs(n),
-                    "scale",
-                    format!("mooncake put_from, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(n as u64),
-            );
-            rows.push(
-                Row::new(
-                    Kind::ScaleMooncakeGet.procs(n),
-                    "scale",
-                    format!("mooncake get_into, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(n as u64),
-            );
-        }
+        rows.extend(mooncake_same_host(shape, ns, &cl)?);
     }
     if cross_host {
-        let batched = cross_batch_sizes(shape);
-        let b = shape.cross_batch_keys;
-        let mut ps = py_clients(shape, &cl, nmax, (&ns.b, &ns.ip_b), "mooncake-xclient")?;
-        for &size in &shape.cross_sizes {
-            let t = tag(size);
-            progress(&format!("mooncake cross-host: put_from / get_into {t}"));
-            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
-            rows.push(
-                Row::new(
-                    Kind::CrossMooncakePut.size(size),
-                    "cross",
-                    "mooncake put_from",
-                    size,
-                    1,
-                    p,
-                )
-                .group(size),
+        rows.extend(mooncake_cross_host(shape, ns, &cl)?);
+    }
+    notes.push(services.note(shape, ns, &cl));
+    Ok(rows)
+}
+
+/// The Mooncake master and providers, stopped when dropped (the providers
+/// first).
+struct McServices {
+    provs: Vec<Proc>,
+    _master: Killed,
+}
+
+impl McServices {
+    /// Starts mooncake_master (with its HTTP metadata server) and
+    /// `shape.providers` provider processes in namespace A.
+    fn start<'a>(shape: &Shape, ns: &Pair, mc: &'a MooncakeSetup) -> Result<(McServices, McCluster<'a>), String> {
+        let master = format!("{}:50051", ns.ip_a);
+        let metadata = format!("http://{}:8080/metadata", ns.ip_a);
+        progress(&format!(
+            "mooncake: mooncake_master and {} providers in {}",
+            shape.providers, ns.a
+        ));
+        let mut m = Command::new("ip");
+        m.args(["netns", "exec", &ns.a])
+            .arg(&mc.master)
+            .args(["--rpc_port=50051", "--enable_http_metadata_server=true"])
+            .arg(format!("--http_metadata_server_host={}", ns.ip_a))
+            .args(["--http_metadata_server_port=8080", "--metrics_port=9003"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(shape.log("mooncake-master.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
             );
-            rows.push(
-                Row::new(
-                    Kind::CrossMooncakeGet.size(size),
-                    "cross",
-                    "mooncake get_into",
-                    size,
-                    1,
-                    g,
+        super::cluster::die_with_parent(&mut m);
+        let _master = Killed(m.spawn().map_err(|e| format!("cannot start mooncake_master: {e}"))?);
+        wait_port(&ns.a, &master, Duration::from_secs(20))?;
+        wait_port(&ns.a, &format!("{}:8080", ns.ip_a), Duration::from_secs(20))?;
+        let provs = (0..shape.providers)
+            .map(|i| {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.a])
+                    .arg(&mc.python)
+                    .arg(&mc.script)
+                    .args(["--mooncake-provider", "--host", &ns.ip_a, "--mooncake-master", &master])
+                    .args([
+                        "--mooncake-metadata",
+                        &metadata,
+                        "--segment",
+                        &shape.segment.to_string(),
+                    ]);
+                Proc::spawn(
+                    c,
+                    &format!("mooncake provider {i}"),
+                    Some(&shape.log(&format!("mooncake-provider-{i}.log"))),
+                    60,
                 )
-                .group(size),
-            );
-            if batched.contains(&size) {
-                progress(&format!(
-                    "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
-                ));
-                let (p, g) = batch_rows(
-                    &mut ps,
-                    size,
-                    shape,
-                    &format!("mxb{t}"),
-                    (Kind::CrossMooncakePutB, Kind::CrossMooncakeGetB),
-                    ("mooncake batch_put_from", "mooncake batch_get_into"),
-                )?;
-                rows.extend([p, g]);
-            }
-        }
-        let size = shape.scale_size;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cl = McCluster {
+            setup: mc,
+            master: master.clone(),
+            metadata: metadata.clone(),
+        };
+        Ok((McServices { provs, _master }, cl))
+    }
+
+    /// The report's note on the Mooncake services.
+    fn note(&self, shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> String {
+        let (provs, mc, master, metadata) = (&self.provs, cl.setup, &cl.master, &cl.metadata);
+        let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+        format!(
+            "mooncake: mooncake_master ({master}, HTTP metadata {metadata}) and {} provider processes (pids {}, {} segments) \
+             in {}, TCP transport; clients are `{} {} --serve` processes ({} for same-host figures, {} for cross-host \
+             ones) running the same loops as `mmc bench-client` through the Python client (put_from / get_into / \
+             batch_put_from / batch_get_into / batch_is_exist / batch_*_multi_buffers on registered numpy buffers)",
+            shape.providers,
+            pids.join(", "),
+            fmt_size(shape.segment),
+            ns.a,
+            mc.python.display(),
+            mc.script.display(),
+            ns.a,
+            ns.b
+        )
+    }
+}
+
+/// Same host: Python clients in namespace A, one for the size sweep, the
+/// batches and the layered block, N for the client scaling.
+fn mooncake_same_host(shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> Result<Vec<Row>, String> {
+    let mut ps = py_clients(shape, cl, shape.max_clients(), (&ns.a, &ns.ip_a), "mooncake-client")?;
+    let mut rows = mooncake_sizes(shape, &mut ps)?;
+    rows.extend(mooncake_batches(shape, &mut ps)?);
+    rows.extend(mooncake_layers(shape, &mut ps)?);
+    rows.extend(mooncake_scale(shape, &mut ps)?);
+    Ok(rows)
+}
+
+/// put_from / get_into of every sweep size with one client.
+fn mooncake_sizes(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for &size in &shape.sizes {
         let t = tag(size);
-        for &n in shape.clients.iter().filter(|&&n| n > 1) {
-            progress(&format!("mooncake cross-host: {n} client processes {t}"));
-            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mxn{n}"))?;
-            let grp = (1u64 << 40) + n as u64;
-            rows.push(
-                Row::new(
-                    Kind::CrossMooncakePut.procs(n),
-                    "cross",
-                    format!("mooncake put_from, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(grp),
-            );
-            rows.push(
-                Row::new(
-                    Kind::CrossMooncakeGet.procs(n),
-                    "cross",
-                    format!("mooncake get_into, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(grp),
-            );
+        progress(&format!("mooncake: put_from / get_into {t}"));
+        let (p, g) = put_get_n(ps, 1, size, shape, &format!("m{t}"))?;
+        rows.push(Row::new(Kind::MooncakePut.size(size), "shm", "mooncake put_from", size, 1, p).group(size));
+        rows.push(Row::new(Kind::MooncakeGet.size(size), "shm", "mooncake get_into", size, 1, g).group(size));
+    }
+    Ok(rows)
+}
+
+/// batch_put_from / batch_get_into / batch_is_exist of every batch shape.
+fn mooncake_batches(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let budget = shape.budget;
+    let mut rows = Vec::new();
+    for &value in &shape.batch_values {
+        let t = tag(value);
+        let batch = shape.batch_keys;
+        let n = (SMALL_KEYS / batch).max(1) * batch;
+        progress(&format!(
+            "mooncake: batch_put_from / batch_get_into / batch_is_exist {batch} x {t}"
+        ));
+        let one = &mut ps[..1];
+        let put = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("put_batch", value, n, &format!("mb{t}")), batch),
+            budget,
+        )?);
+        run_all(one, &cmd("fill", value, n, &format!("mbg{t}")), false)?;
+        let get = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("get_batch", value, n, ""), batch),
+            budget,
+        )?);
+        let ex = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("exist_batch", value, n, ""), batch),
+            budget,
+        )?);
+        run_all(one, &cmd("clear", 0, 0, ""), false)?;
+        let b = batch as u64;
+        rows.push(
+            Row::new(
+                Kind::MooncakePutB.size(value),
+                "batch",
+                format!("mooncake batch_put_from x{batch}"),
+                value,
+                b,
+                put,
+            )
+            .group(value),
+        );
+        rows.push(
+            Row::new(
+                Kind::MooncakeGetB.size(value),
+                "batch",
+                format!("mooncake batch_get_into x{batch}"),
+                value,
+                b,
+                get,
+            )
+            .group(value),
+        );
+        rows.push(
+            Row::new(
+                Kind::MooncakeExistB.size(value),
+                "batch",
+                format!("mooncake batch_is_exist x{batch}"),
+                0,
+                b,
+                ex,
+            )
+            .group(value),
+        );
+    }
+    Ok(rows)
+}
+
+/// The layered block (batch_*_multi_buffers) with one client.
+fn mooncake_layers(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let budget = shape.budget;
+    let mut rows = Vec::new();
+    progress("mooncake: layered block (batch_put_from_multi_buffers / batch_get_into_multi_buffers)");
+    {
+        let one = &mut ps[..1];
+        let slots = slots_for(shape.ws, BLOCK_BYTES);
+        let put = aggregate(&measure_all(one, &layered(cmd("put", 0, slots, "mlp")), budget)?);
+        run_all(one, &layered(cmd("fill", 0, slots, "mlg")), false)?;
+        let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
+        run_all(one, &cmd("clear", 0, 0, ""), false)?;
+        rows.push(Row::new(
+            Kind::LayersMooncakePut.one(),
+            "layers",
+            "mooncake put (multi buffers)",
+            BLOCK_BYTES,
+            1,
+            put,
+        ));
+        rows.push(Row::new(
+            Kind::LayersMooncakeGet.one(),
+            "layers",
+            "mooncake get (multi buffers)",
+            BLOCK_BYTES,
+            1,
+            get,
+        ));
+    }
+    Ok(rows)
+}
+
+/// N client processes, `shape.scale_size` objects.
+fn mooncake_scale(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let size = shape.scale_size;
+    let t = tag(size);
+    for &n in &shape.clients {
+        progress(&format!("mooncake: {n} client processes {t}"));
+        let (p, g) = put_get_n(ps, n, size, shape, &format!("mn{n}"))?;
+        rows.push(
+            Row::new(
+                Kind::ScaleMooncakePut.procs(n),
+                "scale",
+                format!("mooncake put_from, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .group(n as u64),
+        );
+        rows.push(
+            Row::new(
+                Kind::ScaleMooncakeGet.procs(n),
+                "scale",
+                format!("mooncake get_into, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .group(n as u64),
+        );
+    }
+    Ok(rows)
+}
+
+/// Cross host: Python clients in namespace B; every cross size (and its
+/// batch where it fits), then N > 1 clients.
+fn mooncake_cross_host(shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let batched = cross_batch_sizes(shape);
+    let b = shape.cross_batch_keys;
+    let mut ps = py_clients(shape, cl, shape.max_clients(), (&ns.b, &ns.ip_b), "mooncake-xclient")?;
+    for &size in &shape.cross_sizes {
+        let t = tag(size);
+        progress(&format!("mooncake cross-host: put_from / get_into {t}"));
+        let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakePut.size(size),
+                "cross",
+                "mooncake put_from",
+                size,
+                1,
+                p,
+            )
+            .group(size),
+        );
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakeGet.size(size),
+                "cross",
+                "mooncake get_into",
+                size,
+                1,
+                g,
+            )
+            .group(size),
+        );
+        if batched.contains(&size) {
+            progress(&format!(
+                "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
+            ));
+            let (p, g) = batch_rows(
+                &mut ps,
+                size,
+                shape,
+                &format!("mxb{t}"),
+                (Kind::CrossMooncakePutB, Kind::CrossMooncakeGetB),
+                ("mooncake batch_put_from", "mooncake batch_get_into"),
+            )?;
+            rows.extend([p, g]);
         }
     }
-    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
-    notes.push(format!(
-        "mooncake: mooncake_master ({master}, HTTP metadata {metadata}) and {} provider processes (pids {}, {} segments) \
-         in {}, TCP transport; clients are `{} {} --serve` processes ({} for same-host figures, {} for cross-host \
-         ones) running the same loops as `mmc bench-client` through the Python client (put_from / get_into / \
-         batch_put_from / batch_get_into / batch_is_exist / batch_*_multi_buffers on registered numpy buffers)",
-        shape.providers,
-        pids.join(", "),
-        fmt_size(shape.segment),
-        ns.a,
-        mc.python.display(),
-        mc.script.display(),
-        ns.a,
-        ns.b
-    ));
+    let size = shape.scale_size;
+    let t = tag(size);
+    for &n in shape.clients.iter().filter(|&&n| n > 1) {
+        progress(&format!("mooncake cross-host: {n} client processes {t}"));
+        let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mxn{n}"))?;
+        let grp = (1u64 << 40) + n as u64;
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakePut.procs(n),
+                "cross",
+                format!("mooncake put_from, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .group(grp),
+        );
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakeGet.procs(n),
+                "cross",
+                format!("mooncake get_into, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .group(grp),
+        );
+    }
     Ok(rows)
 }
