@@ -42,6 +42,8 @@
 //! runs.
 
 mod cluster;
+#[cfg(test)]
+mod golden_tests;
 mod measure;
 mod netns;
 mod plot;
@@ -49,6 +51,7 @@ mod procs;
 mod progress;
 mod redis;
 mod report;
+mod rows;
 mod suite;
 mod summary;
 mod worker;

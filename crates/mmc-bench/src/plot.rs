@@ -4,6 +4,7 @@
 //! dependencies.
 
 use super::report::{fmt_size, Row};
+use super::rows::{size_tag, At, Kind, RowId};
 use std::collections::HashMap;
 use std::fmt::Write;
 
@@ -17,16 +18,18 @@ struct Series {
 const W: f64 = 1180.0;
 const H: f64 = 560.0;
 
-fn series(rows: &HashMap<&str, &Row>, specs: &[(&'static str, &'static str, &'static str, bool)]) -> Vec<Series> {
+/// The points (size, GB/s) of every measured row of each kind in `specs`
+/// at an object size. Sizes whose tag is not exact (`1.5MiB`) are left out,
+/// as they always were when rows were matched by their id strings.
+fn series(rows: &HashMap<RowId, &Row>, specs: &[(Kind, &'static str, &'static str, bool)]) -> Vec<Series> {
     specs
         .iter()
-        .filter_map(|&(prefix, name, color, dash)| {
+        .filter_map(|&(kind, name, color, dash)| {
             let mut pts: Vec<(f64, f64)> = rows
                 .iter()
                 .filter(|(id, r)| {
-                    id.strip_prefix(prefix)
-                        .and_then(|rest| rest.strip_prefix('.'))
-                        .is_some_and(|t| !t.starts_with('n') && !t.contains('.'))
+                    id.kind == kind
+                        && matches!(id.at, At::Size(s) if !size_tag(s).contains('.'))
                         && r.size > 0
                         && r.m.ops > 0
                 })
@@ -187,33 +190,33 @@ fn legend(out: &mut String, x: f64, y: f64, ss: &[Series]) {
 /// The bandwidth-versus-size plot of the rows, or `None` when the run
 /// measured no bandwidth series (the batch or scale workloads alone).
 pub fn bandwidth_svg(rows: &[Row], machine: &str) -> Option<String> {
-    let by: HashMap<&str, &Row> = rows.iter().map(|r| (r.id.as_str(), r)).collect();
+    let by: HashMap<RowId, &Row> = rows.iter().map(|r| (r.id, r)).collect();
     let same = series(
         &by,
         &[
-            ("shm.put", "MemCache put_from (shm)", "#1f63b4", false),
-            ("shm.get", "MemCache get_into (shm)", "#1f63b4", true),
-            ("shm.putac", "MemCache put_from, async_commit", "#17becf", false),
-            ("memcpy.wswrite", "memcpy into working set", "#555555", false),
-            ("memcpy.wsread", "memcpy out of working set", "#555555", true),
-            ("memcpy.hot", "memcpy hot (cache)", "#aaaaaa", true),
-            ("redis.set", "Redis SET", "#d62728", false),
-            ("redis.get", "Redis GET", "#d62728", true),
-            ("mooncake.put", "Mooncake put_from", "#2ca02c", false),
-            ("mooncake.get", "Mooncake get_into", "#2ca02c", true),
+            (Kind::ShmPut, "MemCache put_from (shm)", "#1f63b4", false),
+            (Kind::ShmGet, "MemCache get_into (shm)", "#1f63b4", true),
+            (Kind::ShmPutAc, "MemCache put_from, async_commit", "#17becf", false),
+            (Kind::MemcpyWsWrite, "memcpy into working set", "#555555", false),
+            (Kind::MemcpyWsRead, "memcpy out of working set", "#555555", true),
+            (Kind::MemcpyHot, "memcpy hot (cache)", "#aaaaaa", true),
+            (Kind::RedisSet, "Redis SET", "#d62728", false),
+            (Kind::RedisGet, "Redis GET", "#d62728", true),
+            (Kind::MooncakePut, "Mooncake put_from", "#2ca02c", false),
+            (Kind::MooncakeGet, "Mooncake get_into", "#2ca02c", true),
         ],
     );
     let cross = series(
         &by,
         &[
-            ("cross.put", "MemCache put_from (tcp)", "#1f63b4", false),
-            ("cross.get", "MemCache get_into (tcp)", "#1f63b4", true),
-            ("cross.raw.send", "raw TCP stream B -> A", "#555555", false),
-            ("cross.raw.recv", "raw TCP stream A -> B", "#555555", true),
-            ("cross.redis.set", "Redis SET", "#d62728", false),
-            ("cross.redis.get", "Redis GET", "#d62728", true),
-            ("cross.mooncake.put", "Mooncake put_from", "#2ca02c", false),
-            ("cross.mooncake.get", "Mooncake get_into", "#2ca02c", true),
+            (Kind::CrossPut, "MemCache put_from (tcp)", "#1f63b4", false),
+            (Kind::CrossGet, "MemCache get_into (tcp)", "#1f63b4", true),
+            (Kind::CrossRawSend, "raw TCP stream B -> A", "#555555", false),
+            (Kind::CrossRawRecv, "raw TCP stream A -> B", "#555555", true),
+            (Kind::CrossRedisSet, "Redis SET", "#d62728", false),
+            (Kind::CrossRedisGet, "Redis GET", "#d62728", true),
+            (Kind::CrossMooncakePut, "Mooncake put_from", "#2ca02c", false),
+            (Kind::CrossMooncakeGet, "Mooncake get_into", "#2ca02c", true),
         ],
     );
     let all: Vec<&(f64, f64)> = same.iter().chain(&cross).flat_map(|s| s.pts.iter()).collect();
@@ -299,9 +302,9 @@ mod tests {
             cpu_pct: None,
         };
         let rows = vec![
-            Row::new("shm.put.4KiB".into(), "shm", "put", 4096, 1, m(1000)),
-            Row::new("shm.put.1MiB".into(), "shm", "put", 1 << 20, 1, m(1000)),
-            Row::new("cross.put.n2".into(), "cross", "put", 1 << 20, 1, m(10)),
+            Row::new(Kind::ShmPut.size(4096), "shm", "put", 4096, 1, m(1000)),
+            Row::new(Kind::ShmPut.size(1 << 20), "shm", "put", 1 << 20, 1, m(1000)),
+            Row::new(Kind::CrossPut.procs(2), "cross", "put", 1 << 20, 1, m(10)),
         ];
         let svg = bandwidth_svg(&rows, "test").expect("bandwidth rows give a plot");
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
@@ -323,7 +326,7 @@ mod tests {
             faults: 0,
             cpu_pct: None,
         };
-        let rows = vec![Row::new("batch.put.32x4KiB".into(), "batch", "put", 4096, 32, m)];
+        let rows = vec![Row::new(Kind::BatchPut.size(4096), "batch", "put", 4096, 32, m)];
         assert!(bandwidth_svg(&rows, "test").is_none());
         assert!(bandwidth_svg(&[], "test").is_none());
     }

@@ -1,13 +1,14 @@
 //! Result rows, the printed table and the JSON file of `mmc bench`.
 
 use super::measure::Measured;
+use super::rows::RowId;
 use serde_json::{json, Value};
 
 /// One measured line of the report.
 #[derive(Debug, Clone)]
 pub struct Row {
-    /// Stable identifier, e.g. `shm.put.1MiB`; baselines refer to it.
-    pub id: String,
+    /// Stable identifier, printed e.g. `shm.put.1MiB`; baselines refer to it.
+    pub id: RowId,
     pub section: &'static str,
     pub op: String,
     /// Bytes per key.
@@ -16,7 +17,7 @@ pub struct Row {
     pub keys: u64,
     pub m: Measured,
     /// (label, row id) of the baselines this row is compared with.
-    pub baselines: Vec<(String, String)>,
+    pub baselines: Vec<(String, RowId)>,
     /// (label, throughput ratio) filled by [`resolve_ratios`].
     pub ratios: Vec<(String, f64)>,
     /// Rows of a section are listed by group (object size, client count).
@@ -24,7 +25,7 @@ pub struct Row {
 }
 
 impl Row {
-    pub fn new(id: String, section: &'static str, op: impl Into<String>, size: u64, keys: u64, m: Measured) -> Row {
+    pub fn new(id: RowId, section: &'static str, op: impl Into<String>, size: u64, keys: u64, m: Measured) -> Row {
         Row {
             id,
             section,
@@ -43,8 +44,8 @@ impl Row {
         self
     }
 
-    pub fn vs(mut self, label: impl Into<String>, id: impl Into<String>) -> Row {
-        self.baselines.push((label.into(), id.into()));
+    pub fn vs(mut self, label: impl Into<String>, id: RowId) -> Row {
+        self.baselines.push((label.into(), id));
         self
     }
 
@@ -64,10 +65,7 @@ impl Row {
 
 /// Fills every row's ratios to its baselines (throughput over throughput).
 pub fn resolve_ratios(rows: &mut [Row]) {
-    let tput: Vec<(String, u64, f64, f64)> = rows
-        .iter()
-        .map(|r| (r.id.clone(), r.size, r.gbps(), r.keys_per_s()))
-        .collect();
+    let tput: Vec<(RowId, u64, f64, f64)> = rows.iter().map(|r| (r.id, r.size, r.gbps(), r.keys_per_s())).collect();
     for r in rows.iter_mut() {
         let (size, gbps, kps) = (r.size, r.gbps(), r.keys_per_s());
         r.ratios = r
@@ -223,14 +221,23 @@ pub fn row_json(r: &Row) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rows::Kind;
 
     #[test]
     fn ratios_compare_throughput() {
+        let a = Kind::MemcpyWsWrite.size(1 << 20);
         let mut rows = vec![
-            Row::new("a".into(), "memcpy", "copy", 1 << 20, 1, Measured::of(1000, 0.1)),
-            Row::new("b".into(), "shm", "put", 1 << 20, 1, Measured::of(1000, 0.2))
-                .vs("copy", "a")
-                .vs("missing", "zz"),
+            Row::new(a, "memcpy", "copy", 1 << 20, 1, Measured::of(1000, 0.1)),
+            Row::new(
+                Kind::ShmPut.size(1 << 20),
+                "shm",
+                "put",
+                1 << 20,
+                1,
+                Measured::of(1000, 0.2),
+            )
+            .vs("copy", a)
+            .vs("missing", Kind::RedisSet.size(1 << 20)),
         ];
         resolve_ratios(&mut rows);
         assert_eq!(rows[1].ratios.len(), 1);

@@ -8,6 +8,7 @@ use super::measure::{Budget, Measured};
 use super::netns::{in_netns, Pair};
 use super::procs::{aggregate, measure_all, run_all, Proc};
 use super::report::{fmt_size, Row};
+use super::rows::Kind;
 use super::worker::{Cmd, Memcpy, Mmc, Redis, Target, Worker, BLOCK_BYTES};
 use super::workloads::{progress, slots_for, tag, SMALL_KEYS};
 use mmc_local::BlockingObjectStore;
@@ -99,8 +100,8 @@ pub fn redis_size(w: &mut Worker<Redis>, size: u64, budget: Budget, ws: u64) -> 
     let get = local(w, &cmd("get", size, slots, &format!("rg-{t}")), budget)?;
     untimed(w, &cmd("clear", 0, 0, ""))?;
     Ok(vec![
-        Row::new(format!("redis.set.{t}"), "shm", "redis SET", size, 1, set).group(size),
-        Row::new(format!("redis.get.{t}"), "shm", "redis GET", size, 1, get).group(size),
+        Row::new(Kind::RedisSet.size(size), "shm", "redis SET", size, 1, set).group(size),
+        Row::new(Kind::RedisGet.size(size), "shm", "redis GET", size, 1, get).group(size),
     ])
 }
 
@@ -121,7 +122,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
     untimed(w, &cmd("clear", 0, 0, ""))?;
     Ok(vec![
         Row::new(
-            format!("redis.mset.{t}"),
+            Kind::RedisMset.size(value),
             "batch",
             format!("redis MSET x{batch}"),
             value,
@@ -130,7 +131,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
         )
         .group(value),
         Row::new(
-            format!("redis.mget.{t}"),
+            Kind::RedisMget.size(value),
             "batch",
             format!("redis MGET x{batch}"),
             value,
@@ -139,7 +140,7 @@ pub fn redis_batch(w: &mut Worker<Redis>, batch: usize, value: u64, budget: Budg
         )
         .group(value),
         Row::new(
-            format!("redis.exists.{t}"),
+            Kind::RedisExists.size(value),
             "batch",
             format!("redis EXISTS x{batch}"),
             0,
@@ -185,7 +186,7 @@ pub fn layers(
     let mut mw = Worker::new(Memcpy::new(slots as u64 * sz), None);
     let (p, g) = layers_of(&mut mw, "m", budget, ws)?;
     rows.push(Row::new(
-        "layers.memcpy.put".into(),
+        Kind::LayersMemcpyPut.one(),
         "layers",
         "memcpy gather 122 bufs -> ws",
         sz,
@@ -193,7 +194,7 @@ pub fn layers(
         p,
     ));
     rows.push(Row::new(
-        "layers.memcpy.get".into(),
+        Kind::LayersMemcpyGet.one(),
         "layers",
         "memcpy scatter ws -> 122 bufs",
         sz,
@@ -205,22 +206,22 @@ pub fn layers(
     let (p, g) = layers_of(&mut w, "c", budget, ws)?;
     cluster.empty(c)?;
     rows.push(
-        Row::new("layers.put".into(), "layers", "MemCache put_from_layers", sz, 1, p)
-            .vs("memcpy", "layers.memcpy.put")
-            .vs("redis", "layers.redis.set")
-            .vs("mooncake", "layers.mooncake.put"),
+        Row::new(Kind::LayersPut.one(), "layers", "MemCache put_from_layers", sz, 1, p)
+            .vs("memcpy", Kind::LayersMemcpyPut.one())
+            .vs("redis", Kind::LayersRedisSet.one())
+            .vs("mooncake", Kind::LayersMooncakePut.one()),
     );
     rows.push(
-        Row::new("layers.get".into(), "layers", "MemCache get_into_layers", sz, 1, g)
-            .vs("memcpy", "layers.memcpy.get")
-            .vs("redis", "layers.redis.get")
-            .vs("mooncake", "layers.mooncake.get"),
+        Row::new(Kind::LayersGet.one(), "layers", "MemCache get_into_layers", sz, 1, g)
+            .vs("memcpy", Kind::LayersMemcpyGet.one())
+            .vs("redis", Kind::LayersRedisGet.one())
+            .vs("mooncake", Kind::LayersMooncakeGet.one()),
     );
     if let Some(r) = redis {
         progress("layered block: redis SET / GET (writev from / read into the 122 buffers)");
         let (p, g) = layers_of(r, "r", budget, ws)?;
         rows.push(Row::new(
-            "layers.redis.set".into(),
+            Kind::LayersRedisSet.one(),
             "layers",
             "redis SET of the block",
             sz,
@@ -228,7 +229,7 @@ pub fn layers(
             p,
         ));
         rows.push(Row::new(
-            "layers.redis.get".into(),
+            Kind::LayersRedisGet.one(),
             "layers",
             "redis GET of the block",
             sz,
@@ -299,13 +300,13 @@ pub fn cross_batch_sizes(shape: &Shape) -> Vec<u64> {
 
 /// Batch puts / gets of `shape.cross_batch_keys` objects of `size` bytes
 /// (one call each) with the first of `procs`, rotating over the working
-/// set: rows `{ids.0}.{tag}` and `{ids.1}.{tag}` named `{ops.0} xB` and `{ops.1} xB`.
+/// set: rows of kinds `kinds.0` and `kinds.1` at `size`, named `{ops.0} xB` and `{ops.1} xB`.
 fn batch_rows(
     procs: &mut [Proc],
     size: u64,
     shape: &Shape,
     key: &str,
-    ids: (&str, &str),
+    kinds: (Kind, Kind),
     ops: (&str, &str),
 ) -> Result<(Row, Row), String> {
     let batch = shape.cross_batch_keys.max(1);
@@ -323,10 +324,10 @@ fn batch_rows(
         shape.budget,
     )?);
     run_all(one, &cmd("clear", 0, 0, ""), false)?;
-    let (t, b) = (tag(size), batch as u64);
+    let b = batch as u64;
     let row =
-        |id: &str, op: &str, m| Row::new(format!("{id}.{t}"), "cross", format!("{op} x{b}"), size, b, m).group(size);
-    Ok((row(ids.0, ops.0, put), row(ids.1, ops.1, get)))
+        |kind: Kind, op: &str, m| Row::new(kind.size(size), "cross", format!("{op} x{b}"), size, b, m).group(size);
+    Ok((row(kinds.0, ops.0, put), row(kinds.1, ops.1, get)))
 }
 
 /// Raw TCP streams of `size`-byte writes / reads with the first `n` of `procs`.
@@ -386,32 +387,32 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         let g_ = n as u64;
         rows.push(
             Row::new(
-                format!("scale.mmc.put.n{n}"),
+                Kind::ScaleMmcPut.procs(n),
                 "scale",
                 format!("MemCache put_from, {n} procs"),
                 size,
                 1,
                 p,
             )
-            .vs("memcpy", format!("scale.memcpy.put.n{n}"))
-            .vs("redis", format!("scale.redis.set.n{n}"))
-            .vs("mooncake", format!("scale.mooncake.put.n{n}"))
-            .vs("1 proc", "scale.mmc.put.n1")
+            .vs("memcpy", Kind::ScaleMemcpyPut.procs(n))
+            .vs("redis", Kind::ScaleRedisSet.procs(n))
+            .vs("mooncake", Kind::ScaleMooncakePut.procs(n))
+            .vs("1 proc", Kind::ScaleMmcPut.procs(1))
             .group(g_),
         );
         rows.push(
             Row::new(
-                format!("scale.mmc.get.n{n}"),
+                Kind::ScaleMmcGet.procs(n),
                 "scale",
                 format!("MemCache get_into, {n} procs"),
                 size,
                 1,
                 g,
             )
-            .vs("memcpy", format!("scale.memcpy.get.n{n}"))
-            .vs("redis", format!("scale.redis.get.n{n}"))
-            .vs("mooncake", format!("scale.mooncake.get.n{n}"))
-            .vs("1 proc", "scale.mmc.get.n1")
+            .vs("memcpy", Kind::ScaleMemcpyGet.procs(n))
+            .vs("redis", Kind::ScaleRedisGet.procs(n))
+            .vs("mooncake", Kind::ScaleMooncakeGet.procs(n))
+            .vs("1 proc", Kind::ScaleMmcGet.procs(1))
             .group(g_),
         );
     }
@@ -433,7 +434,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         let (p, g) = put_get_n(&mut mc, n, size, shape, "m")?;
         rows.push(
             Row::new(
-                format!("scale.memcpy.put.n{n}"),
+                Kind::ScaleMemcpyPut.procs(n),
                 "scale",
                 format!("memcpy ws-write, {n} procs"),
                 size,
@@ -444,7 +445,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         );
         rows.push(
             Row::new(
-                format!("scale.memcpy.get.n{n}"),
+                Kind::ScaleMemcpyGet.procs(n),
                 "scale",
                 format!("memcpy ws-read, {n} procs"),
                 size,
@@ -462,7 +463,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
             let (p, g) = put_get_n(&mut rc, n, size, shape, "r")?;
             rows.push(
                 Row::new(
-                    format!("scale.redis.set.n{n}"),
+                    Kind::ScaleRedisSet.procs(n),
                     "scale",
                     format!("redis SET, {n} procs"),
                     size,
@@ -473,7 +474,7 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
             );
             rows.push(
                 Row::new(
-                    format!("scale.redis.get.n{n}"),
+                    Kind::ScaleRedisGet.procs(n),
                     "scale",
                     format!("redis GET, {n} procs"),
                     size,
@@ -519,107 +520,188 @@ impl Drop for Killed {
     }
 }
 
+/// The cross-host MemCache cluster and the raw TCP pair: MetaService and
+/// memory providers in namespace A, forced-TCP client processes and raw
+/// TCP client processes in B, the raw TCP server in A. Fields drop in
+/// declaration order (the clients first, the MetaService last).
+struct CrossCluster {
+    raw: Vec<Proc>,
+    server: Proc,
+    mmc: Vec<Proc>,
+    provs: Vec<Provider>,
+    meta_proc: Killed,
+    /// The MetaService's address in A.
+    meta: String,
+    /// The raw TCP server's address in A.
+    raw_addr: String,
+}
+
+impl CrossCluster {
+    /// Starts the MetaService (with a cluster token the bench generates:
+    /// the services listen on the namespaces' addresses, not loopback, so
+    /// the measurements include its handshakes), the providers, the MemCache
+    /// and raw TCP client processes and the raw TCP server.
+    fn start(shape: &Shape, ns: &Pair) -> Result<CrossCluster, String> {
+        let nmax = shape.max_clients();
+        let meta = format!("{}:7000", ns.ip_a);
+        progress(&format!(
+            "cross: MetaService and {} providers in {}, clients in {}",
+            shape.providers, ns.a, ns.b
+        ));
+        let token_file = shape.log("cross-token");
+        let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
+        write_private(&token_file, &token)?;
+        let token_arg = token_file.display().to_string();
+        let meta_proc = Self::start_meta(shape, ns, &meta, &token_arg)?;
+        let listen = format!("{}:0", ns.ip_a);
+        let provs = (0..shape.providers)
+            .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen), Some(&token_file)))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mmc = client_procs(
+            shape,
+            nmax,
+            Some(&ns.b),
+            &[
+                "--target",
+                "mmc",
+                "--meta",
+                &meta,
+                "--protocol",
+                "tcp",
+                "--spin-us",
+                &super::cluster::local_spin_us().to_string(),
+                "--token-file",
+                &token_arg,
+            ],
+            "cross-mmc",
+        )?;
+        let server = {
+            let mut c = bench_command(Some(&ns.a))?;
+            c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
+                .args(["--ws", &shape.ws.to_string()])
+                .args(["--congestion", &super::cluster::congestion()]);
+            Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
+        };
+        let raw_addr = server.info.clone();
+        let raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
+        Ok(CrossCluster {
+            raw,
+            server,
+            mmc,
+            provs,
+            meta_proc,
+            meta,
+            raw_addr,
+        })
+    }
+
+    /// The MetaService process in namespace A, once it accepts connections.
+    fn start_meta(shape: &Shape, ns: &Pair, meta: &str, token_arg: &str) -> Result<Killed, String> {
+        let mut mcmd = mmc_command(Some(&ns.a))?;
+        let meta_spin = super::cluster::meta_spin_us().to_string();
+        mcmd.args(["meta", "--listen", meta, "--http", "", "--spin-wait-us", &meta_spin])
+            .args(["--token-file", token_arg])
+            .args(["--tcp-polling", super::cluster::tcp_polling().name()])
+            .env("RUST_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(shape.log("cross-meta.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
+            );
+        super::cluster::die_with_parent(&mut mcmd);
+        let proc = Killed(
+            mcmd.spawn()
+                .map_err(|e| format!("cannot start the cross-host MetaService: {e}"))?,
+        );
+        wait_port(&ns.a, meta, Duration::from_secs(10))?;
+        Ok(proc)
+    }
+
+    /// Stops the clients, the raw server and the providers (in that order);
+    /// returns the MetaService (stopped when dropped) and the report's note.
+    fn stop(self, shape: &Shape, ns: &Pair) -> (Killed, String) {
+        let CrossCluster {
+            raw,
+            server,
+            mmc,
+            provs,
+            meta_proc,
+            meta,
+            raw_addr,
+        } = self;
+        drop(mmc);
+        drop(raw);
+        drop(server);
+        let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+        drop(provs);
+        let note = format!(
+            "cross: {}; MetaService ({meta}) and {} memory providers (pids {}) in {}, `mmc bench-client --protocol tcp` \
+             processes in {}; raw tcp = `mmc bench-client` processes in {} streaming to / from a raw TCP server process \
+             in {} ({raw_addr}), the time running until the receiver has every byte",
+            ns.describe(),
+            shape.providers,
+            pids.join(", "),
+            ns.a,
+            ns.b,
+            ns.b,
+            ns.a
+        );
+        (meta_proc, note)
+    }
+}
+
 /// MetaService and memory providers in namespace A, forced-TCP clients in
 /// namespace B; beside raw TCP streams and Redis between the same two
 /// namespaces.
 pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>) -> Result<Vec<Row>, String> {
-    let nmax = shape.max_clients();
-    let meta = format!("{}:7000", ns.ip_a);
-    progress(&format!(
-        "cross: MetaService and {} providers in {}, clients in {}",
-        shape.providers, ns.a, ns.b
-    ));
-    // The services listen on the namespaces' addresses, not loopback: they
-    // need a cluster token (and so the measurements include its handshakes).
-    let token_file = shape.log("cross-token");
-    let token = mmc_wire::auth::generate_token().map_err(|e| format!("cannot make a cluster token: {e}"))?;
-    write_private(&token_file, &token)?;
-    let token_arg = token_file.display().to_string();
-    let mut mcmd = mmc_command(Some(&ns.a))?;
-    let meta_spin = super::cluster::meta_spin_us().to_string();
-    mcmd.args(["meta", "--listen", &meta, "--http", "", "--spin-wait-us", &meta_spin])
-        .args(["--token-file", &token_arg])
-        .args(["--tcp-polling", super::cluster::tcp_polling().name()])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(shape.log("cross-meta.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    super::cluster::die_with_parent(&mut mcmd);
-    let _meta = Killed(
-        mcmd.spawn()
-            .map_err(|e| format!("cannot start the cross-host MetaService: {e}"))?,
-    );
-    wait_port(&ns.a, &meta, Duration::from_secs(10))?;
-    let listen = format!("{}:0", ns.ip_a);
-    let provs = (0..shape.providers)
-        .map(|_| Provider::spawn_in(Some(&ns.a), &meta, shape.segment, Some(&listen), Some(&token_file)))
-        .collect::<Result<Vec<_>, _>>()?;
-    let mut mmc = client_procs(
-        shape,
-        nmax,
-        Some(&ns.b),
-        &[
-            "--target",
-            "mmc",
-            "--meta",
-            &meta,
-            "--protocol",
-            "tcp",
-            "--spin-us",
-            &super::cluster::local_spin_us().to_string(),
-            "--token-file",
-            &token_arg,
-        ],
-        "cross-mmc",
-    )?;
-    let server = {
-        let mut c = bench_command(Some(&ns.a))?;
-        c.args(["bench-client", "--target", "tcp-server", "--addr", &listen])
-            .args(["--ws", &shape.ws.to_string()])
-            .args(["--congestion", &super::cluster::congestion()]);
-        Proc::spawn(c, "raw tcp server", Some(&shape.log("cross-tcp-server.log")), 10)?
-    };
-    let raw_addr = server.info.clone();
-    let mut raw = client_procs(shape, nmax, Some(&ns.b), &["--target", "tcp"], "cross-tcp")?;
-
+    let mut cl = CrossCluster::start(shape, ns)?;
     let batched = cross_batch_sizes(shape);
-    let b = shape.cross_batch_keys;
-    let mut rows = Vec::new();
+    let mut rows = cross_control_path(shape, &mut cl)?;
+    for &size in &shape.cross_sizes {
+        rows.extend(cross_size(shape, &mut cl, size, batched.contains(&size))?);
+    }
+    rows.extend(cross_clients(shape, &mut cl)?);
+    // The MetaService stays up until the Redis phase is over, as it always has.
+    let (_meta, note) = cl.stop(shape, ns);
+    notes.push(note);
+    if with_redis {
+        rows.extend(cross_redis(shape, ns, &batched)?);
+    }
+    Ok(rows)
+}
+
+/// The raw TCP round trip between the namespaces and the small operations of
+/// a remote client: what one control round trip over TCP costs (the
+/// MetaService polls TCP connections only on larger machines,
+/// `meta.tcp_polling`).
+fn cross_control_path(shape: &Shape, cl: &mut CrossCluster) -> Result<Vec<Row>, String> {
     progress("cross: raw tcp ping-pong between the namespaces");
     let mut pc = cmd("pingpong", 0, 0, "");
-    pc.addr = raw_addr.clone();
-    let rtt = aggregate(&measure_all(&mut raw[..1], &pc, shape.budget)?);
-    rows.push(Row::new(
-        "cross.rtt".into(),
+    pc.addr = cl.raw_addr.clone();
+    let rtt = aggregate(&measure_all(&mut cl.raw[..1], &pc, shape.budget)?);
+    let mut rows = vec![Row::new(
+        Kind::CrossRtt.one(),
         "cross",
         "raw tcp ping-pong 64 B (A <-> B)",
         0,
         1,
         rtt,
-    ));
-    // Small operations of a remote client: what one control round trip
-    // over TCP costs (the MetaService polls TCP connections only on larger
-    // machines, `meta.tcp_polling`).
+    )];
     progress("cross: MemCache exist x1 and get_into 4KiB x1 (protocol tcp), 1 client");
     let small = SMALL_KEYS;
-    run_all(&mut mmc[..1], &cmd("fill", 4096, small, "xsg"), false)?;
+    let one = &mut cl.mmc[..1];
+    run_all(one, &cmd("fill", 4096, small, "xsg"), false)?;
     let exist1 = aggregate(&measure_all(
-        &mut mmc[..1],
+        one,
         &with_batch(cmd("exist_batch", 4096, small, ""), 1),
         shape.budget,
     )?);
-    let get1 = aggregate(&measure_all(
-        &mut mmc[..1],
-        &cmd("get", 4096, small, "xsg"),
-        shape.budget,
-    )?);
-    run_all(&mut mmc[..1], &cmd("clear", 0, 0, ""), false)?;
+    let get1 = aggregate(&measure_all(one, &cmd("get", 4096, small, "xsg"), shape.budget)?);
+    run_all(one, &cmd("clear", 0, 0, ""), false)?;
     rows.push(Row::new(
-        "cross.exist1".into(),
+        Kind::CrossExist1.one(),
         "cross",
         "MemCache exist x1 (tcp)",
         4096,
@@ -627,249 +709,159 @@ pub fn cross(shape: &Shape, ns: &Pair, with_redis: bool, notes: &mut Vec<String>
         exist1,
     ));
     rows.push(Row::new(
-        "cross.get1.4KiB".into(),
+        Kind::CrossGet1.size(4096),
         "cross",
         "MemCache get_into 4 KiB x1 (tcp)",
         4096,
         1,
         get1,
     ));
+    Ok(rows)
+}
+
+/// One cross size with one client: MemCache put / get, the raw streams and
+/// the raw request/response beside them, and (`batched`) the batch calls.
+fn cross_size(shape: &Shape, cl: &mut CrossCluster, size: u64, batched: bool) -> Result<Vec<Row>, String> {
+    let t = tag(size);
+    progress(&format!(
+        "cross: MemCache put_from / get_into {t} (protocol tcp), 1 client"
+    ));
+    let (p, g) = put_get_n(&mut cl.mmc, 1, size, shape, &format!("x{t}"))?;
+    progress(&format!("cross: raw tcp stream {t} B -> A and A -> B"));
+    let (s, r) = streams_n(&mut cl.raw, 1, size, &cl.raw_addr, shape.budget)?;
+    progress(&format!("cross: raw tcp request/response {t}"));
+    let mut rr = cmd("rr_send", size, 0, "");
+    rr.addr = cl.raw_addr.clone();
+    let rs = aggregate(&measure_all(&mut cl.raw[..1], &rr, shape.budget)?);
+    rr.op = "rr_recv".into();
+    let rg = aggregate(&measure_all(&mut cl.raw[..1], &rr, shape.budget)?);
+    let row = |kind: Kind, op: &str, m| Row::new(kind.size(size), "cross", op, size, 1, m).group(size);
+    let mut rows = vec![
+        row(Kind::CrossRawSend, "raw tcp stream B -> A", s),
+        row(Kind::CrossRawRecv, "raw tcp stream A -> B", r),
+        row(Kind::CrossRrSend, "raw tcp request+ack B -> A", rs),
+        row(Kind::CrossRrRecv, "raw tcp request+reply A -> B", rg),
+        row(Kind::CrossPut, "MemCache put_from (tcp)", p)
+            .vs("raw tcp", Kind::CrossRawSend.size(size))
+            .vs("raw req/resp", Kind::CrossRrSend.size(size))
+            .vs("redis", Kind::CrossRedisSet.size(size))
+            .vs("mooncake", Kind::CrossMooncakePut.size(size)),
+        row(Kind::CrossGet, "MemCache get_into (tcp)", g)
+            .vs("raw tcp", Kind::CrossRawRecv.size(size))
+            .vs("raw req/resp", Kind::CrossRrRecv.size(size))
+            .vs("redis", Kind::CrossRedisGet.size(size))
+            .vs("mooncake", Kind::CrossMooncakeGet.size(size)),
+    ];
+    if batched {
+        // Several objects per call, as an engine offloads a layer's
+        // blocks: one Alloc and one Finish (or one Lookup) for the
+        // batch, the transfers concurrent.
+        progress(&format!(
+            "cross: MemCache batch put / get {} x {t} (protocol tcp), 1 client",
+            shape.cross_batch_keys
+        ));
+        let (p, g) = batch_rows(
+            &mut cl.mmc,
+            size,
+            shape,
+            &format!("xb{t}"),
+            (Kind::CrossPutB, Kind::CrossGetB),
+            ("MemCache put_batch", "MemCache get_batch"),
+        )?;
+        rows.push(
+            p.vs("raw tcp", Kind::CrossRawSend.size(size))
+                .vs("redis", Kind::CrossRedisMset.size(size))
+                .vs("mooncake", Kind::CrossMooncakePutB.size(size)),
+        );
+        rows.push(
+            g.vs("raw tcp", Kind::CrossRawRecv.size(size))
+                .vs("redis", Kind::CrossRedisMget.size(size))
+                .vs("mooncake", Kind::CrossMooncakeGetB.size(size)),
+        );
+    }
+    Ok(rows)
+}
+
+/// The group of the cross-host rows with `n` client processes (after every size).
+fn cross_procs_group(n: usize) -> u64 {
+    (1u64 << 40) + n as u64
+}
+
+/// N > 1 MemCache client processes and N raw streams, `shape.scale_size` objects.
+fn cross_clients(shape: &Shape, cl: &mut CrossCluster) -> Result<Vec<Row>, String> {
+    let size = shape.scale_size;
+    let t = tag(size);
+    let mut rows = Vec::new();
+    for &n in shape.clients.iter().filter(|&&n| n > 1) {
+        progress(&format!(
+            "cross: {n} MemCache client processes and {n} raw streams, {t}"
+        ));
+        let (p, g) = put_get_n(&mut cl.mmc, n, size, shape, &format!("xn{n}"))?;
+        let (s, r) = streams_n(&mut cl.raw, n, size, &cl.raw_addr, shape.budget)?;
+        let row =
+            |kind: Kind, op: String, m| Row::new(kind.procs(n), "cross", op, size, 1, m).group(cross_procs_group(n));
+        rows.push(row(Kind::CrossRawSend, format!("raw tcp B -> A, {n} streams"), s));
+        rows.push(row(Kind::CrossRawRecv, format!("raw tcp A -> B, {n} streams"), r));
+        rows.push(
+            row(Kind::CrossPut, format!("MemCache put_from (tcp), {n} procs"), p)
+                .vs("raw tcp", Kind::CrossRawSend.procs(n))
+                .vs("redis", Kind::CrossRedisSet.procs(n))
+                .vs("mooncake", Kind::CrossMooncakePut.procs(n)),
+        );
+        rows.push(
+            row(Kind::CrossGet, format!("MemCache get_into (tcp), {n} procs"), g)
+                .vs("raw tcp", Kind::CrossRawRecv.procs(n))
+                .vs("redis", Kind::CrossRedisGet.procs(n))
+                .vs("mooncake", Kind::CrossMooncakeGet.procs(n)),
+        );
+    }
+    Ok(rows)
+}
+
+/// Redis between the namespaces: server in A, client processes in B; SET /
+/// GET (and MSET / MGET of the `batched` sizes) at every cross size with
+/// one client, then N > 1 clients.
+fn cross_redis(shape: &Shape, ns: &Pair, batched: &[u64]) -> Result<Vec<Row>, String> {
+    let port = 6379;
+    progress(&format!("cross: redis-server in {}", ns.a));
+    let server = super::redis::Server::start(Some(&ns.a), &ns.ip_a, port)?;
+    let addr = server.addr.clone();
+    let mut rc = client_procs(
+        shape,
+        shape.max_clients(),
+        Some(&ns.b),
+        &["--target", "redis", "--addr", &addr],
+        "cross-redis",
+    )?;
+    let mut rows = Vec::new();
     for &size in &shape.cross_sizes {
         let t = tag(size);
-        progress(&format!(
-            "cross: MemCache put_from / get_into {t} (protocol tcp), 1 client"
-        ));
-        let (p, g) = put_get_n(&mut mmc, 1, size, shape, &format!("x{t}"))?;
-        progress(&format!("cross: raw tcp stream {t} B -> A and A -> B"));
-        let (s, r) = streams_n(&mut raw, 1, size, &raw_addr, shape.budget)?;
-        rows.push(
-            Row::new(
-                format!("cross.raw.send.{t}"),
-                "cross",
-                "raw tcp stream B -> A",
-                size,
-                1,
-                s,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                format!("cross.raw.recv.{t}"),
-                "cross",
-                "raw tcp stream A -> B",
-                size,
-                1,
-                r,
-            )
-            .group(size),
-        );
-        progress(&format!("cross: raw tcp request/response {t}"));
-        let mut rr = cmd("rr_send", size, 0, "");
-        rr.addr = raw_addr.clone();
-        let rs = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
-        rr.op = "rr_recv".into();
-        let rg = aggregate(&measure_all(&mut raw[..1], &rr, shape.budget)?);
-        rows.push(
-            Row::new(
-                format!("cross.rr.send.{t}"),
-                "cross",
-                "raw tcp request+ack B -> A",
-                size,
-                1,
-                rs,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(
-                format!("cross.rr.recv.{t}"),
-                "cross",
-                "raw tcp request+reply A -> B",
-                size,
-                1,
-                rg,
-            )
-            .group(size),
-        );
-        rows.push(
-            Row::new(format!("cross.put.{t}"), "cross", "MemCache put_from (tcp)", size, 1, p)
-                .vs("raw tcp", format!("cross.raw.send.{t}"))
-                .vs("raw req/resp", format!("cross.rr.send.{t}"))
-                .vs("redis", format!("cross.redis.set.{t}"))
-                .vs("mooncake", format!("cross.mooncake.put.{t}"))
-                .group(size),
-        );
-        rows.push(
-            Row::new(format!("cross.get.{t}"), "cross", "MemCache get_into (tcp)", size, 1, g)
-                .vs("raw tcp", format!("cross.raw.recv.{t}"))
-                .vs("raw req/resp", format!("cross.rr.recv.{t}"))
-                .vs("redis", format!("cross.redis.get.{t}"))
-                .vs("mooncake", format!("cross.mooncake.get.{t}"))
-                .group(size),
-        );
+        progress(&format!("cross: redis SET / GET {t}"));
+        let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
+        rows.push(Row::new(Kind::CrossRedisSet.size(size), "cross", "redis SET", size, 1, p).group(size));
+        rows.push(Row::new(Kind::CrossRedisGet.size(size), "cross", "redis GET", size, 1, g).group(size));
         if batched.contains(&size) {
-            // Several objects per call, as an engine offloads a layer's
-            // blocks: one Alloc and one Finish (or one Lookup) for the
-            // batch, the transfers concurrent.
-            progress(&format!(
-                "cross: MemCache batch put / get {b} x {t} (protocol tcp), 1 client"
-            ));
+            progress(&format!("cross: redis MSET / MGET {} x {t}", shape.cross_batch_keys));
             let (p, g) = batch_rows(
-                &mut mmc,
+                &mut rc,
                 size,
                 shape,
                 &format!("xb{t}"),
-                ("cross.putb", "cross.getb"),
-                ("MemCache put_batch", "MemCache get_batch"),
+                (Kind::CrossRedisMset, Kind::CrossRedisMget),
+                ("redis MSET", "redis MGET"),
             )?;
-            rows.push(
-                p.vs("raw tcp", format!("cross.raw.send.{t}"))
-                    .vs("redis", format!("cross.redis.mset.{t}"))
-                    .vs("mooncake", format!("cross.mooncake.putb.{t}")),
-            );
-            rows.push(
-                g.vs("raw tcp", format!("cross.raw.recv.{t}"))
-                    .vs("redis", format!("cross.redis.mget.{t}"))
-                    .vs("mooncake", format!("cross.mooncake.getb.{t}")),
-            );
+            rows.extend([p, g]);
         }
     }
     let size = shape.scale_size;
     let t = tag(size);
     for &n in shape.clients.iter().filter(|&&n| n > 1) {
-        progress(&format!(
-            "cross: {n} MemCache client processes and {n} raw streams, {t}"
-        ));
-        let (p, g) = put_get_n(&mut mmc, n, size, shape, &format!("xn{n}"))?;
-        let (s, r) = streams_n(&mut raw, n, size, &raw_addr, shape.budget)?;
-        let grp = (1u64 << 40) + n as u64;
-        rows.push(
-            Row::new(
-                format!("cross.raw.send.n{n}"),
-                "cross",
-                format!("raw tcp B -> A, {n} streams"),
-                size,
-                1,
-                s,
-            )
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                format!("cross.raw.recv.n{n}"),
-                "cross",
-                format!("raw tcp A -> B, {n} streams"),
-                size,
-                1,
-                r,
-            )
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                format!("cross.put.n{n}"),
-                "cross",
-                format!("MemCache put_from (tcp), {n} procs"),
-                size,
-                1,
-                p,
-            )
-            .vs("raw tcp", format!("cross.raw.send.n{n}"))
-            .vs("redis", format!("cross.redis.set.n{n}"))
-            .vs("mooncake", format!("cross.mooncake.put.n{n}"))
-            .group(grp),
-        );
-        rows.push(
-            Row::new(
-                format!("cross.get.n{n}"),
-                "cross",
-                format!("MemCache get_into (tcp), {n} procs"),
-                size,
-                1,
-                g,
-            )
-            .vs("raw tcp", format!("cross.raw.recv.n{n}"))
-            .vs("redis", format!("cross.redis.get.n{n}"))
-            .vs("mooncake", format!("cross.mooncake.get.n{n}"))
-            .group(grp),
-        );
-    }
-    drop(mmc);
-    drop(raw);
-    drop(server);
-    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
-    drop(provs);
-    notes.push(format!(
-        "cross: {}; MetaService ({meta}) and {} memory providers (pids {}) in {}, `mmc bench-client --protocol tcp` \
-         processes in {}; raw tcp = `mmc bench-client` processes in {} streaming to / from a raw TCP server process \
-         in {} ({raw_addr}), the time running until the receiver has every byte",
-        ns.describe(),
-        shape.providers,
-        pids.join(", "),
-        ns.a,
-        ns.b,
-        ns.b,
-        ns.a
-    ));
-    if with_redis {
-        let port = 6379;
-        progress(&format!("cross: redis-server in {}", ns.a));
-        let server = super::redis::Server::start(Some(&ns.a), &ns.ip_a, port)?;
-        let addr = server.addr.clone();
-        let mut rc = client_procs(
-            shape,
-            nmax,
-            Some(&ns.b),
-            &["--target", "redis", "--addr", &addr],
-            "cross-redis",
-        )?;
-        for &size in &shape.cross_sizes {
-            let t = tag(size);
-            progress(&format!("cross: redis SET / GET {t}"));
-            let (p, g) = put_get_n(&mut rc, 1, size, shape, &format!("x{t}"))?;
-            rows.push(Row::new(format!("cross.redis.set.{t}"), "cross", "redis SET", size, 1, p).group(size));
-            rows.push(Row::new(format!("cross.redis.get.{t}"), "cross", "redis GET", size, 1, g).group(size));
-            if batched.contains(&size) {
-                progress(&format!("cross: redis MSET / MGET {b} x {t}"));
-                let (p, g) = batch_rows(
-                    &mut rc,
-                    size,
-                    shape,
-                    &format!("xb{t}"),
-                    ("cross.redis.mset", "cross.redis.mget"),
-                    ("redis MSET", "redis MGET"),
-                )?;
-                rows.extend([p, g]);
-            }
-        }
-        for &n in shape.clients.iter().filter(|&&n| n > 1) {
-            progress(&format!("cross: {n} redis clients {t}"));
-            let (p, g) = put_get_n(&mut rc, n, size, shape, &format!("xn{n}"))?;
-            let grp = (1u64 << 40) + n as u64;
-            rows.push(
-                Row::new(
-                    format!("cross.redis.set.n{n}"),
-                    "cross",
-                    format!("redis SET, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(grp),
-            );
-            rows.push(
-                Row::new(
-                    format!("cross.redis.get.n{n}"),
-                    "cross",
-                    format!("redis GET, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(grp),
-            );
-        }
+        progress(&format!("cross: {n} redis clients {t}"));
+        let (p, g) = put_get_n(&mut rc, n, size, shape, &format!("xn{n}"))?;
+        let grp = cross_procs_group(n);
+        let op = |what: &str| format!("{what}, {n} procs");
+        rows.push(Row::new(Kind::CrossRedisSet.procs(n), "cross", op("redis SET"), size, 1, p).group(grp));
+        rows.push(Row::new(Kind::CrossRedisGet.procs(n), "cross", op("redis GET"), size, 1, g).group(grp));
     }
     Ok(rows)
 }
@@ -982,270 +974,335 @@ pub fn mooncake(
     cross_host: bool,
     notes: &mut Vec<String>,
 ) -> Result<Vec<Row>, String> {
-    let nmax = shape.max_clients();
-    let master = format!("{}:50051", ns.ip_a);
-    let metadata = format!("http://{}:8080/metadata", ns.ip_a);
-    progress(&format!(
-        "mooncake: mooncake_master and {} providers in {}",
-        shape.providers, ns.a
-    ));
-    let mut m = Command::new("ip");
-    m.args(["netns", "exec", &ns.a])
-        .arg(&mc.master)
-        .args(["--rpc_port=50051", "--enable_http_metadata_server=true"])
-        .arg(format!("--http_metadata_server_host={}", ns.ip_a))
-        .args(["--http_metadata_server_port=8080", "--metrics_port=9003"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(
-            std::fs::File::create(shape.log("mooncake-master.log"))
-                .map(Stdio::from)
-                .unwrap_or(Stdio::null()),
-        );
-    super::cluster::die_with_parent(&mut m);
-    let _master = Killed(m.spawn().map_err(|e| format!("cannot start mooncake_master: {e}"))?);
-    wait_port(&ns.a, &master, Duration::from_secs(20))?;
-    wait_port(&ns.a, &format!("{}:8080", ns.ip_a), Duration::from_secs(20))?;
-    let provs = (0..shape.providers)
-        .map(|i| {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", &ns.a])
-                .arg(&mc.python)
-                .arg(&mc.script)
-                .args(["--mooncake-provider", "--host", &ns.ip_a, "--mooncake-master", &master])
-                .args([
-                    "--mooncake-metadata",
-                    &metadata,
-                    "--segment",
-                    &shape.segment.to_string(),
-                ]);
-            Proc::spawn(
-                c,
-                &format!("mooncake provider {i}"),
-                Some(&shape.log(&format!("mooncake-provider-{i}.log"))),
-                60,
-            )
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let cl = McCluster {
-        setup: mc,
-        master: master.clone(),
-        metadata: metadata.clone(),
-    };
+    let (services, cl) = McServices::start(shape, ns, mc)?;
     let mut rows = Vec::new();
-    let budget = shape.budget;
     if same_host {
-        let mut ps = py_clients(shape, &cl, nmax, (&ns.a, &ns.ip_a), "mooncake-client")?;
-        for &size in &shape.sizes {
-            let t = tag(size);
-            progress(&format!("mooncake: put_from / get_into {t}"));
-            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("m{t}"))?;
-            rows.push(Row::new(format!("mooncake.put.{t}"), "shm", "mooncake put_from", size, 1, p).group(size));
-            rows.push(Row::new(format!("mooncake.get.{t}"), "shm", "mooncake get_into", size, 1, g).group(size));
-        }
-        for &value in &shape.batch_values {
-            let t = tag(value);
-            let batch = shape.batch_keys;
-            let n = (SMALL_KEYS / batch).max(1) * batch;
-            progress(&format!(
-                "mooncake: batch_put_from / batch_get_into / batch_is_exist {batch} x {t}"
-            ));
-            let one = &mut ps[..1];
-            let put = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("put_batch", value, n, &format!("mb{t}")), batch),
-                budget,
-            )?);
-            run_all(one, &cmd("fill", value, n, &format!("mbg{t}")), false)?;
-            let get = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("get_batch", value, n, ""), batch),
-                budget,
-            )?);
-            let ex = aggregate(&measure_all(
-                one,
-                &with_batch(cmd("exist_batch", value, n, ""), batch),
-                budget,
-            )?);
-            run_all(one, &cmd("clear", 0, 0, ""), false)?;
-            let b = batch as u64;
-            rows.push(
-                Row::new(
-                    format!("mooncake.putb.{t}"),
-                    "batch",
-                    format!("mooncake batch_put_from x{batch}"),
-                    value,
-                    b,
-                    put,
-                )
-                .group(value),
-            );
-            rows.push(
-                Row::new(
-                    format!("mooncake.getb.{t}"),
-                    "batch",
-                    format!("mooncake batch_get_into x{batch}"),
-                    value,
-                    b,
-                    get,
-                )
-                .group(value),
-            );
-            rows.push(
-                Row::new(
-                    format!("mooncake.existb.{t}"),
-                    "batch",
-                    format!("mooncake batch_is_exist x{batch}"),
-                    0,
-                    b,
-                    ex,
-                )
-                .group(value),
-            );
-        }
-        progress("mooncake: layered block (batch_put_from_multi_buffers / batch_get_into_multi_buffers)");
-        {
-            let one = &mut ps[..1];
-            let slots = slots_for(shape.ws, BLOCK_BYTES);
-            let put = aggregate(&measure_all(one, &layered(cmd("put", 0, slots, "mlp")), budget)?);
-            run_all(one, &layered(cmd("fill", 0, slots, "mlg")), false)?;
-            let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
-            run_all(one, &cmd("clear", 0, 0, ""), false)?;
-            rows.push(Row::new(
-                "layers.mooncake.put".into(),
-                "layers",
-                "mooncake put (multi buffers)",
-                BLOCK_BYTES,
-                1,
-                put,
-            ));
-            rows.push(Row::new(
-                "layers.mooncake.get".into(),
-                "layers",
-                "mooncake get (multi buffers)",
-                BLOCK_BYTES,
-                1,
-                get,
-            ));
-        }
-        let size = shape.scale_size;
-        let t = tag(size);
-        for &n in &shape.clients {
-            progress(&format!("mooncake: {n} client processes {t}"));
-            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mn{n}"))?;
-            rows.push(
-                Row::new(
-                    format!("scale.mooncake.put.n{n}"),
-                    "scale",
-                    format!("mooncake put_from, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(n as u64),
-            );
-            rows.push(
-                Row::new(
-                    format!("scale.mooncake.get.n{n}"),
-                    "scale",
-                    format!("mooncake get_into, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(n as u64),
-            );
-        }
+        rows.extend(mooncake_same_host(shape, ns, &cl)?);
     }
     if cross_host {
-        let batched = cross_batch_sizes(shape);
-        let b = shape.cross_batch_keys;
-        let mut ps = py_clients(shape, &cl, nmax, (&ns.b, &ns.ip_b), "mooncake-xclient")?;
-        for &size in &shape.cross_sizes {
-            let t = tag(size);
-            progress(&format!("mooncake cross-host: put_from / get_into {t}"));
-            let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
-            rows.push(
-                Row::new(
-                    format!("cross.mooncake.put.{t}"),
-                    "cross",
-                    "mooncake put_from",
-                    size,
-                    1,
-                    p,
-                )
-                .group(size),
+        rows.extend(mooncake_cross_host(shape, ns, &cl)?);
+    }
+    notes.push(services.note(shape, ns, &cl));
+    Ok(rows)
+}
+
+/// The Mooncake master and providers, stopped when dropped (the providers
+/// first).
+struct McServices {
+    provs: Vec<Proc>,
+    _master: Killed,
+}
+
+impl McServices {
+    /// Starts mooncake_master (with its HTTP metadata server) and
+    /// `shape.providers` provider processes in namespace A.
+    fn start<'a>(shape: &Shape, ns: &Pair, mc: &'a MooncakeSetup) -> Result<(McServices, McCluster<'a>), String> {
+        let master = format!("{}:50051", ns.ip_a);
+        let metadata = format!("http://{}:8080/metadata", ns.ip_a);
+        progress(&format!(
+            "mooncake: mooncake_master and {} providers in {}",
+            shape.providers, ns.a
+        ));
+        let mut m = Command::new("ip");
+        m.args(["netns", "exec", &ns.a])
+            .arg(&mc.master)
+            .args(["--rpc_port=50051", "--enable_http_metadata_server=true"])
+            .arg(format!("--http_metadata_server_host={}", ns.ip_a))
+            .args(["--http_metadata_server_port=8080", "--metrics_port=9003"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(
+                std::fs::File::create(shape.log("mooncake-master.log"))
+                    .map(Stdio::from)
+                    .unwrap_or(Stdio::null()),
             );
-            rows.push(
-                Row::new(
-                    format!("cross.mooncake.get.{t}"),
-                    "cross",
-                    "mooncake get_into",
-                    size,
-                    1,
-                    g,
+        super::cluster::die_with_parent(&mut m);
+        let _master = Killed(m.spawn().map_err(|e| format!("cannot start mooncake_master: {e}"))?);
+        wait_port(&ns.a, &master, Duration::from_secs(20))?;
+        wait_port(&ns.a, &format!("{}:8080", ns.ip_a), Duration::from_secs(20))?;
+        let provs = (0..shape.providers)
+            .map(|i| {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", &ns.a])
+                    .arg(&mc.python)
+                    .arg(&mc.script)
+                    .args(["--mooncake-provider", "--host", &ns.ip_a, "--mooncake-master", &master])
+                    .args([
+                        "--mooncake-metadata",
+                        &metadata,
+                        "--segment",
+                        &shape.segment.to_string(),
+                    ]);
+                Proc::spawn(
+                    c,
+                    &format!("mooncake provider {i}"),
+                    Some(&shape.log(&format!("mooncake-provider-{i}.log"))),
+                    60,
                 )
-                .group(size),
-            );
-            if batched.contains(&size) {
-                progress(&format!(
-                    "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
-                ));
-                let (p, g) = batch_rows(
-                    &mut ps,
-                    size,
-                    shape,
-                    &format!("mxb{t}"),
-                    ("cross.mooncake.putb", "cross.mooncake.getb"),
-                    ("mooncake batch_put_from", "mooncake batch_get_into"),
-                )?;
-                rows.extend([p, g]);
-            }
-        }
-        let size = shape.scale_size;
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let cl = McCluster {
+            setup: mc,
+            master: master.clone(),
+            metadata: metadata.clone(),
+        };
+        Ok((McServices { provs, _master }, cl))
+    }
+
+    /// The report's note on the Mooncake services.
+    fn note(&self, shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> String {
+        let (provs, mc, master, metadata) = (&self.provs, cl.setup, &cl.master, &cl.metadata);
+        let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
+        format!(
+            "mooncake: mooncake_master ({master}, HTTP metadata {metadata}) and {} provider processes (pids {}, {} segments) \
+             in {}, TCP transport; clients are `{} {} --serve` processes ({} for same-host figures, {} for cross-host \
+             ones) running the same loops as `mmc bench-client` through the Python client (put_from / get_into / \
+             batch_put_from / batch_get_into / batch_is_exist / batch_*_multi_buffers on registered numpy buffers)",
+            shape.providers,
+            pids.join(", "),
+            fmt_size(shape.segment),
+            ns.a,
+            mc.python.display(),
+            mc.script.display(),
+            ns.a,
+            ns.b
+        )
+    }
+}
+
+/// Same host: Python clients in namespace A, one for the size sweep, the
+/// batches and the layered block, N for the client scaling.
+fn mooncake_same_host(shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> Result<Vec<Row>, String> {
+    let mut ps = py_clients(shape, cl, shape.max_clients(), (&ns.a, &ns.ip_a), "mooncake-client")?;
+    let mut rows = mooncake_sizes(shape, &mut ps)?;
+    rows.extend(mooncake_batches(shape, &mut ps)?);
+    rows.extend(mooncake_layers(shape, &mut ps)?);
+    rows.extend(mooncake_scale(shape, &mut ps)?);
+    Ok(rows)
+}
+
+/// put_from / get_into of every sweep size with one client.
+fn mooncake_sizes(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    for &size in &shape.sizes {
         let t = tag(size);
-        for &n in shape.clients.iter().filter(|&&n| n > 1) {
-            progress(&format!("mooncake cross-host: {n} client processes {t}"));
-            let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mxn{n}"))?;
-            let grp = (1u64 << 40) + n as u64;
-            rows.push(
-                Row::new(
-                    format!("cross.mooncake.put.n{n}"),
-                    "cross",
-                    format!("mooncake put_from, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(grp),
-            );
-            rows.push(
-                Row::new(
-                    format!("cross.mooncake.get.n{n}"),
-                    "cross",
-                    format!("mooncake get_into, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(grp),
-            );
+        progress(&format!("mooncake: put_from / get_into {t}"));
+        let (p, g) = put_get_n(ps, 1, size, shape, &format!("m{t}"))?;
+        rows.push(Row::new(Kind::MooncakePut.size(size), "shm", "mooncake put_from", size, 1, p).group(size));
+        rows.push(Row::new(Kind::MooncakeGet.size(size), "shm", "mooncake get_into", size, 1, g).group(size));
+    }
+    Ok(rows)
+}
+
+/// batch_put_from / batch_get_into / batch_is_exist of every batch shape.
+fn mooncake_batches(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let budget = shape.budget;
+    let mut rows = Vec::new();
+    for &value in &shape.batch_values {
+        let t = tag(value);
+        let batch = shape.batch_keys;
+        let n = (SMALL_KEYS / batch).max(1) * batch;
+        progress(&format!(
+            "mooncake: batch_put_from / batch_get_into / batch_is_exist {batch} x {t}"
+        ));
+        let one = &mut ps[..1];
+        let put = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("put_batch", value, n, &format!("mb{t}")), batch),
+            budget,
+        )?);
+        run_all(one, &cmd("fill", value, n, &format!("mbg{t}")), false)?;
+        let get = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("get_batch", value, n, ""), batch),
+            budget,
+        )?);
+        let ex = aggregate(&measure_all(
+            one,
+            &with_batch(cmd("exist_batch", value, n, ""), batch),
+            budget,
+        )?);
+        run_all(one, &cmd("clear", 0, 0, ""), false)?;
+        let b = batch as u64;
+        rows.push(
+            Row::new(
+                Kind::MooncakePutB.size(value),
+                "batch",
+                format!("mooncake batch_put_from x{batch}"),
+                value,
+                b,
+                put,
+            )
+            .group(value),
+        );
+        rows.push(
+            Row::new(
+                Kind::MooncakeGetB.size(value),
+                "batch",
+                format!("mooncake batch_get_into x{batch}"),
+                value,
+                b,
+                get,
+            )
+            .group(value),
+        );
+        rows.push(
+            Row::new(
+                Kind::MooncakeExistB.size(value),
+                "batch",
+                format!("mooncake batch_is_exist x{batch}"),
+                0,
+                b,
+                ex,
+            )
+            .group(value),
+        );
+    }
+    Ok(rows)
+}
+
+/// The layered block (batch_*_multi_buffers) with one client.
+fn mooncake_layers(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let budget = shape.budget;
+    let mut rows = Vec::new();
+    progress("mooncake: layered block (batch_put_from_multi_buffers / batch_get_into_multi_buffers)");
+    {
+        let one = &mut ps[..1];
+        let slots = slots_for(shape.ws, BLOCK_BYTES);
+        let put = aggregate(&measure_all(one, &layered(cmd("put", 0, slots, "mlp")), budget)?);
+        run_all(one, &layered(cmd("fill", 0, slots, "mlg")), false)?;
+        let get = aggregate(&measure_all(one, &layered(cmd("get", 0, slots, "")), budget)?);
+        run_all(one, &cmd("clear", 0, 0, ""), false)?;
+        rows.push(Row::new(
+            Kind::LayersMooncakePut.one(),
+            "layers",
+            "mooncake put (multi buffers)",
+            BLOCK_BYTES,
+            1,
+            put,
+        ));
+        rows.push(Row::new(
+            Kind::LayersMooncakeGet.one(),
+            "layers",
+            "mooncake get (multi buffers)",
+            BLOCK_BYTES,
+            1,
+            get,
+        ));
+    }
+    Ok(rows)
+}
+
+/// N client processes, `shape.scale_size` objects.
+fn mooncake_scale(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let size = shape.scale_size;
+    let t = tag(size);
+    for &n in &shape.clients {
+        progress(&format!("mooncake: {n} client processes {t}"));
+        let (p, g) = put_get_n(ps, n, size, shape, &format!("mn{n}"))?;
+        rows.push(
+            Row::new(
+                Kind::ScaleMooncakePut.procs(n),
+                "scale",
+                format!("mooncake put_from, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .group(n as u64),
+        );
+        rows.push(
+            Row::new(
+                Kind::ScaleMooncakeGet.procs(n),
+                "scale",
+                format!("mooncake get_into, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .group(n as u64),
+        );
+    }
+    Ok(rows)
+}
+
+/// Cross host: Python clients in namespace B; every cross size (and its
+/// batch where it fits), then N > 1 clients.
+fn mooncake_cross_host(shape: &Shape, ns: &Pair, cl: &McCluster<'_>) -> Result<Vec<Row>, String> {
+    let mut rows = Vec::new();
+    let batched = cross_batch_sizes(shape);
+    let b = shape.cross_batch_keys;
+    let mut ps = py_clients(shape, cl, shape.max_clients(), (&ns.b, &ns.ip_b), "mooncake-xclient")?;
+    for &size in &shape.cross_sizes {
+        let t = tag(size);
+        progress(&format!("mooncake cross-host: put_from / get_into {t}"));
+        let (p, g) = put_get_n(&mut ps, 1, size, shape, &format!("mx{t}"))?;
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakePut.size(size),
+                "cross",
+                "mooncake put_from",
+                size,
+                1,
+                p,
+            )
+            .group(size),
+        );
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakeGet.size(size),
+                "cross",
+                "mooncake get_into",
+                size,
+                1,
+                g,
+            )
+            .group(size),
+        );
+        if batched.contains(&size) {
+            progress(&format!(
+                "mooncake cross-host: batch_put_from / batch_get_into {b} x {t}"
+            ));
+            let (p, g) = batch_rows(
+                &mut ps,
+                size,
+                shape,
+                &format!("mxb{t}"),
+                (Kind::CrossMooncakePutB, Kind::CrossMooncakeGetB),
+                ("mooncake batch_put_from", "mooncake batch_get_into"),
+            )?;
+            rows.extend([p, g]);
         }
     }
-    let pids: Vec<String> = provs.iter().map(|p| p.pid.to_string()).collect();
-    notes.push(format!(
-        "mooncake: mooncake_master ({master}, HTTP metadata {metadata}) and {} provider processes (pids {}, {} segments) \
-         in {}, TCP transport; clients are `{} {} --serve` processes ({} for same-host figures, {} for cross-host \
-         ones) running the same loops as `mmc bench-client` through the Python client (put_from / get_into / \
-         batch_put_from / batch_get_into / batch_is_exist / batch_*_multi_buffers on registered numpy buffers)",
-        shape.providers,
-        pids.join(", "),
-        fmt_size(shape.segment),
-        ns.a,
-        mc.python.display(),
-        mc.script.display(),
-        ns.a,
-        ns.b
-    ));
+    let size = shape.scale_size;
+    let t = tag(size);
+    for &n in shape.clients.iter().filter(|&&n| n > 1) {
+        progress(&format!("mooncake cross-host: {n} client processes {t}"));
+        let (p, g) = put_get_n(&mut ps, n, size, shape, &format!("mxn{n}"))?;
+        let grp = (1u64 << 40) + n as u64;
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakePut.procs(n),
+                "cross",
+                format!("mooncake put_from, {n} procs"),
+                size,
+                1,
+                p,
+            )
+            .group(grp),
+        );
+        rows.push(
+            Row::new(
+                Kind::CrossMooncakeGet.procs(n),
+                "cross",
+                format!("mooncake get_into, {n} procs"),
+                size,
+                1,
+                g,
+            )
+            .group(grp),
+        );
+    }
     Ok(rows)
 }

@@ -11,7 +11,7 @@ pub struct Summary {
     pub json: Value,
 }
 
-struct Rows<'a>(HashMap<&'a str, &'a Row>);
+struct Rows<'a>(HashMap<String, &'a Row>);
 
 impl<'a> Rows<'a> {
     fn gbps(&self, id: &str) -> Option<f64> {
@@ -138,11 +138,37 @@ fn check(
     )
 }
 
-pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[usize], cross_sizes: &[u64]) -> Summary {
-    let r = Rows(rows.iter().map(|r| (r.id.as_str(), r)).collect());
-    let mut text = String::new();
-    let mut sweep = Vec::new();
+/// The check of one target: (name, measured detail, status, JSON result).
+type Check = (String, String, &'static str, Value);
 
+/// Builds the comparison tables and their JSON from the rows of one run,
+/// section by section; a section without its MemCache rows is left out.
+pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[usize], cross_sizes: &[u64]) -> Summary {
+    let r = Rows(rows.iter().map(|r| (r.id.to_string(), r)).collect());
+    let mut text = String::new();
+    let sweep = same_host_sweep(&r, sizes, &mut text);
+    let batches = batches(&r, batch_values, &mut text);
+    let layers = layered_block(&r, &mut text);
+    let scale = client_scaling(&r, clients, &mut text);
+    let cross = cross_host(&r, clients, cross_sizes, &mut text);
+    let batched = cross_batched(&r, cross_sizes);
+    let cross_batch = cross_host_batches(&r, &batched, &mut text);
+    let lat_json = control_latency(&r, &mut text);
+    let checks = target_checks(&r, sizes, cross_sizes, &batched);
+    let targets = targets_table(&checks, &mut text);
+    Summary {
+        text,
+        json: json!({
+            "sweep": sweep, "batches": batches, "layers": layers, "scale": scale, "cross": cross, "cross_batch": cross_batch,
+            "latency": lat_json, "targets": targets,
+        }),
+    }
+}
+
+/// Same host (shm): the object size sweep (GB/s, latency, the baselines) and
+/// its ratio table; the JSON `sweep` rows.
+fn same_host_sweep(r: &Rows<'_>, sizes: &[u64], text: &mut String) -> Vec<Value> {
+    let mut sweep = Vec::new();
     // ---- same-host sweep
     if sizes.iter().any(|&s| r.gbps(&format!("shm.put.{}", tag(s))).is_some()) {
         let mut t = Table::new(
@@ -231,8 +257,12 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         text.push_str(&t.done());
         text.push_str(&q.done());
     }
+    sweep
+}
 
-    // ---- batches
+/// Batches on the same host: keys/s against one call per key, Redis and
+/// Mooncake; the JSON `batches` rows.
+fn batches(r: &Rows<'_>, batch_values: &[u64], text: &mut String) -> Vec<Value> {
     let mut batches = Vec::new();
     if batch_values
         .iter()
@@ -293,8 +323,12 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         }
         text.push_str(&t.done());
     }
+    batches
+}
 
-    // ---- layered block
+/// The layered KV block against memcpy, Redis and Mooncake; the JSON `layers`
+/// object (null when not measured).
+fn layered_block(r: &Rows<'_>, text: &mut String) -> Value {
     let mut layers = Value::Null;
     if r.gbps("layers.put").is_some() {
         let mut t = Table::new(
@@ -348,8 +382,11 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         });
         text.push_str(&t.done());
     }
+    layers
+}
 
-    // ---- N clients
+/// N client processes on the same host: aggregate GB/s; the JSON `scale` rows.
+fn client_scaling(r: &Rows<'_>, clients: &[usize], text: &mut String) -> Vec<Value> {
     let mut scale = Vec::new();
     if clients
         .iter()
@@ -412,8 +449,12 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         }
         text.push_str(&t.done());
     }
+    scale
+}
 
-    // ---- cross-host
+/// Cross host, by object size and by client count: GB/s, latency and the
+/// ratio table; the JSON `cross` rows.
+fn cross_host(r: &Rows<'_>, clients: &[usize], cross_sizes: &[u64], text: &mut String) -> Vec<Value> {
     let mut cross = Vec::new();
     let cross_keys: Vec<(String, String, u64)> = cross_sizes
         .iter()
@@ -493,16 +534,24 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         text.push_str(&t.done());
         text.push_str(&q.done());
     }
+    cross
+}
 
-    // ---- cross-host batches
-    let mut cross_batch = Vec::new();
-    let batched: Vec<(u64, u64)> = cross_sizes
+/// The cross-host sizes measured in batches, with their keys per call.
+fn cross_batched(r: &Rows<'_>, cross_sizes: &[u64]) -> Vec<(u64, u64)> {
+    cross_sizes
         .iter()
         .filter_map(|&s| {
             r.0.get(format!("cross.putb.{}", tag(s)).as_str())
                 .map(|row| (s, row.keys))
         })
-        .collect();
+        .collect()
+}
+
+/// Cross host, several objects per call: GB/s, latency and the ratio table;
+/// the JSON `cross_batch` rows.
+fn cross_host_batches(r: &Rows<'_>, batched: &[(u64, u64)], text: &mut String) -> Vec<Value> {
+    let mut cross_batch = Vec::new();
     if let Some(&(_, b)) = batched.first() {
         let mut t = Table::new(
             &format!(
@@ -532,7 +581,7 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
                 "get / mooncake",
             ],
         );
-        for &(s, keys) in &batched {
+        for &(s, keys) in batched {
             let kk = &tag(s);
             let label = format!("{keys} x {}", fmt_size(s));
             let (p, gg) = r.gbps2("cross.putb", "cross.getb", kk);
@@ -567,8 +616,12 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         text.push_str(&t.done());
         text.push_str(&q.done());
     }
+    cross_batch
+}
 
-    // ---- control-path latency
+/// Control path: the round-trip floor and small operations (p50, p99, ops/s);
+/// the JSON `latency` rows.
+fn control_latency(r: &Rows<'_>, text: &mut String) -> Vec<Value> {
     let mut lat = Table::new(
         "Control path: round-trip latency floor and small operations (us)",
         &["what", "p50", "p99", "ops/s"],
@@ -611,8 +664,11 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
     if !lat_json.is_empty() {
         text.push_str(&lat.done());
     }
+    lat_json
+}
 
-    // ---- targets
+/// The targets of issue #5, each checked over the ratios of this run.
+fn target_checks(r: &Rows<'_>, sizes: &[u64], cross_sizes: &[u64], batched: &[(u64, u64)]) -> [Check; 15] {
     let big: Vec<u64> = sizes
         .iter()
         .copied()
@@ -674,7 +730,7 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
     let mut t2b = Vec::new();
     let mut t4xpb = Vec::new();
     let mut t4xgb = Vec::new();
-    for &(s, keys) in &batched {
+    for &(s, keys) in batched {
         let tg = tag(s);
         let what = |op: &str| format!("{op} {keys} x {}", fmt_size(s));
         t2b.push((what("put"), r.ratio2("cross.putb", "cross.raw.send", &tg)));
@@ -697,7 +753,7 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
         ));
     }
     let t3c = vec![("put".to_string(), b4("batch.putac", "mooncake.putb"))];
-    let checks = [
+    [
         check(
             "same-host put_from / get_into, 1 MiB..64 MiB, >= 0.85x memcpy (same working set)",
             &t1,
@@ -768,28 +824,26 @@ pub fn summarize(rows: &[Row], sizes: &[u64], batch_values: &[u64], clients: &[u
             1.0,
             true,
         ),
-    ];
+    ]
+}
+
+/// The table of the targets (left out when none was measured); the JSON
+/// `targets` rows.
+fn targets_table(checks: &[Check], text: &mut String) -> Vec<Value> {
     if checks.iter().any(|c| c.2 != "n/a") {
         let mut t = Table::new(
             "Targets of issue #5 (ratios from this run)",
             &["target", "status", "measured"],
         );
-        for (name, detail, status, _) in &checks {
+        for (name, detail, status, _) in checks {
             t.row(vec![name.clone(), status.to_string(), detail.clone()]);
         }
         text.push_str(&t.done());
     }
-    let targets: Vec<Value> = checks
+    checks
         .iter()
         .map(|(name, detail, _, j)| json!({"target": name, "detail": detail, "result": j}))
-        .collect();
-    Summary {
-        text,
-        json: json!({
-            "sweep": sweep, "batches": batches, "layers": layers, "scale": scale, "cross": cross, "cross_batch": cross_batch,
-            "latency": lat_json, "targets": targets,
-        }),
-    }
+        .collect()
 }
 
 #[cfg(test)]
@@ -804,7 +858,7 @@ mod tests {
         // 100 x 8 MiB (put) and 150 x 8 MiB (get), Mooncake's 10 x 8 MiB.
         let rows = vec![
             Row::new(
-                "cross.raw.send.1MiB".into(),
+                "cross.raw.send.1MiB".parse().unwrap(),
                 "cross",
                 "raw",
                 MIB,
@@ -812,17 +866,31 @@ mod tests {
                 Measured::of(1000, 1.0),
             ),
             Row::new(
-                "cross.raw.recv.1MiB".into(),
+                "cross.raw.recv.1MiB".parse().unwrap(),
                 "cross",
                 "raw",
                 MIB,
                 1,
                 Measured::of(1000, 1.0),
             ),
-            Row::new("cross.putb.1MiB".into(), "cross", "put", MIB, 8, Measured::of(100, 1.0)),
-            Row::new("cross.getb.1MiB".into(), "cross", "get", MIB, 8, Measured::of(150, 1.0)),
             Row::new(
-                "cross.mooncake.putb.1MiB".into(),
+                "cross.putb.1MiB".parse().unwrap(),
+                "cross",
+                "put",
+                MIB,
+                8,
+                Measured::of(100, 1.0),
+            ),
+            Row::new(
+                "cross.getb.1MiB".parse().unwrap(),
+                "cross",
+                "get",
+                MIB,
+                8,
+                Measured::of(150, 1.0),
+            ),
+            Row::new(
+                "cross.mooncake.putb.1MiB".parse().unwrap(),
                 "cross",
                 "mc",
                 MIB,
@@ -830,7 +898,7 @@ mod tests {
                 Measured::of(10, 1.0),
             ),
             Row::new(
-                "cross.mooncake.getb.1MiB".into(),
+                "cross.mooncake.getb.1MiB".parse().unwrap(),
                 "cross",
                 "mc",
                 MIB,

@@ -5,6 +5,7 @@
 use super::cluster::Cluster;
 use super::measure::{Budget, Measured, Recorder};
 use super::report::{fmt_size, Row};
+use super::rows::{Kind, RowId};
 use super::worker::{fill, stamp, OffsetBuf};
 use mmc_local::{BatchResult, BlockingObjectStore, Piece, PutOptions};
 use std::hint::black_box;
@@ -25,7 +26,7 @@ pub fn slots_for(ws: u64, size: u64) -> usize {
 
 /// `1MiB`, `8MiB`: size tags used in row ids and key names.
 pub fn tag(size: u64) -> String {
-    fmt_size(size).replace(' ', "")
+    super::rows::size_tag(size)
 }
 
 pub fn progress(msg: &str) {
@@ -121,7 +122,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
         let m = copy_measure(budget, n, |_| (sp, dp));
         rows.push(
             Row::new(
-                format!("memcpy.hot.{t}"),
+                Kind::MemcpyHot.size(size),
                 section,
                 "memcpy hot: buffer -> buffer",
                 size,
@@ -133,7 +134,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
         let m = copy_measure(budget, n, |i| (sp, base.wrapping_add((i % slots) * n)));
         rows.push(
             Row::new(
-                format!("memcpy.wswrite.{t}"),
+                Kind::MemcpyWsWrite.size(size),
                 section,
                 format!("memcpy ws-write: buf -> {}", fmt_size(slots as u64 * size)),
                 size,
@@ -145,7 +146,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
         let m = copy_measure(budget, n, |i| (base.wrapping_add((i % slots) * n) as *const u8, dp));
         rows.push(
             Row::new(
-                format!("memcpy.wsread.{t}"),
+                Kind::MemcpyWsRead.size(size),
                 section,
                 format!("memcpy ws-read: {} -> buf", fmt_size(slots as u64 * size)),
                 size,
@@ -161,7 +162,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
             let m = store_copy_measure(budget, n, |i| (sp, base.wrapping_add((i % slots) * n)));
             rows.push(
                 Row::new(
-                    format!("memcpy.mmcwrite.{t}"),
+                    Kind::MemcpyMmcWrite.size(size),
                     section,
                     "mmc copy ws-write (copy.rs)",
                     size,
@@ -173,7 +174,7 @@ pub fn memcpy(section: &'static str, sizes: &[u64], budget: Budget, ws: u64) -> 
             let m = store_copy_measure(budget, n, |i| (base.wrapping_add((i % slots) * n) as *const u8, dp));
             rows.push(
                 Row::new(
-                    format!("memcpy.mmcread.{t}"),
+                    Kind::MemcpyMmcRead.size(size),
                     section,
                     "mmc copy ws-read (copy.rs)",
                     size,
@@ -428,7 +429,7 @@ pub fn pretouch(cluster: &Cluster, c: &BlockingObjectStore, size: u64, notes: &m
     }
     let m = rec.finish();
     emptied(cluster, c, notes)?;
-    let row = Row::new("shm.pretouch".into(), "shm", "put_from, first touch", size, 1, m);
+    let row = Row::new(Kind::ShmPretouch.one(), "shm", "put_from, first touch", size, 1, m);
     notes.push(format!(
         "pre-touch: one pass of {n} x {} puts ({}, {pct}% of the segment) before any timed shm/tcp/batch \
          measurement, then remove_all; the allocator is best-fit from offset 0, so the measured objects \
@@ -467,18 +468,18 @@ pub fn shm(
         ));
         let (m, base) = put_interleaved(budget, peer, c, &format!("shm-put-{t}"), slots, &src, &seg)?;
         rows.push(paired_base(
-            format!("shm.wswrite.{t}"),
+            Kind::ShmWsWrite.size(size),
             "memcpy buf -> segment, interleaved",
             size,
             base,
         ));
         rows.push(
-            Row::new(format!("shm.put.{t}"), "shm", "MemCache put_from", size, 1, m)
-                .vs("memcpy ws-write (interleaved)", format!("shm.wswrite.{t}"))
-                .vs("mmc copy", format!("memcpy.mmcwrite.{t}"))
-                .vs("memcpy hot", format!("memcpy.hot.{t}"))
-                .vs("redis", format!("redis.set.{t}"))
-                .vs("mooncake", format!("mooncake.put.{t}"))
+            Row::new(Kind::ShmPut.size(size), "shm", "MemCache put_from", size, 1, m)
+                .vs("memcpy ws-write (interleaved)", Kind::ShmWsWrite.size(size))
+                .vs("mmc copy", Kind::MemcpyMmcWrite.size(size))
+                .vs("memcpy hot", Kind::MemcpyHot.size(size))
+                .vs("redis", Kind::RedisSet.size(size))
+                .vs("mooncake", Kind::MooncakePut.size(size))
                 .group(size),
         );
         emptied(cluster, c, notes)?;
@@ -501,18 +502,18 @@ pub fn shm(
             memcpy_step(&seg, slots, n, bdst.as_mut_ptr(), false),
         )?;
         rows.push(paired_base(
-            format!("shm.wsread.{t}"),
+            Kind::ShmWsRead.size(size),
             "memcpy segment -> buf, interleaved",
             size,
             base,
         ));
         rows.push(
-            Row::new(format!("shm.get.{t}"), "shm", "MemCache get_into", size, 1, m)
-                .vs("memcpy ws-read (interleaved)", format!("shm.wsread.{t}"))
-                .vs("mmc copy", format!("memcpy.mmcread.{t}"))
-                .vs("memcpy hot", format!("memcpy.hot.{t}"))
-                .vs("redis", format!("redis.get.{t}"))
-                .vs("mooncake", format!("mooncake.get.{t}"))
+            Row::new(Kind::ShmGet.size(size), "shm", "MemCache get_into", size, 1, m)
+                .vs("memcpy ws-read (interleaved)", Kind::ShmWsRead.size(size))
+                .vs("mmc copy", Kind::MemcpyMmcRead.size(size))
+                .vs("memcpy hot", Kind::MemcpyHot.size(size))
+                .vs("redis", Kind::RedisGet.size(size))
+                .vs("mooncake", Kind::MooncakeGet.size(size))
                 .group(size),
         );
         emptied(cluster, c, notes)?;
@@ -553,7 +554,7 @@ fn put_interleaved(
 }
 
 /// A baseline row of an [`interleaved`] pair.
-fn paired_base(id: String, what: &str, size: u64, m: Measured) -> Row {
+fn paired_base(id: RowId, what: &str, size: u64, m: Measured) -> Row {
     Row::new(id, "shm", what, size, 1, m).group(size)
 }
 
@@ -580,23 +581,23 @@ pub fn shm_async_commit(
     emptied(cluster, ca, notes)?;
     Ok(vec![
         paired_base(
-            format!("shm.wswriteac.{t}"),
+            Kind::ShmWsWriteAc.size(size),
             "memcpy buf -> segment, interleaved (async)",
             size,
             base,
         ),
         Row::new(
-            format!("shm.putac.{t}"),
+            Kind::ShmPutAc.size(size),
             "shm",
             "MemCache put_from, async_commit",
             size,
             1,
             m,
         )
-        .vs("memcpy ws-write (interleaved)", format!("shm.wswriteac.{t}"))
-        .vs("redis", format!("redis.set.{t}"))
-        .vs("mooncake", format!("mooncake.put.{t}"))
-        .vs("default put", format!("shm.put.{t}"))
+        .vs("memcpy ws-write (interleaved)", Kind::ShmWsWriteAc.size(size))
+        .vs("redis", Kind::RedisSet.size(size))
+        .vs("mooncake", Kind::MooncakePut.size(size))
+        .vs("default put", Kind::ShmPut.size(size))
         .group(size),
     ])
 }
@@ -679,11 +680,11 @@ pub fn tcp(
          measurements) one way over one connection; its p50/p99 are per write_all call"
     ));
     Ok(vec![
-        Row::new(format!("tcp.raw.{t}"), "tcp", "raw loopback stream", size, 1, raw),
-        Row::new(format!("tcp.put.{t}"), "tcp", "put_from (protocol tcp)", size, 1, put)
-            .vs("raw tcp", format!("tcp.raw.{t}")),
-        Row::new(format!("tcp.get.{t}"), "tcp", "get_into (protocol tcp)", size, 1, get)
-            .vs("raw tcp", format!("tcp.raw.{t}")),
+        Row::new(Kind::TcpRaw.size(size), "tcp", "raw loopback stream", size, 1, raw),
+        Row::new(Kind::TcpPut.size(size), "tcp", "put_from (protocol tcp)", size, 1, put)
+            .vs("raw tcp", Kind::TcpRaw.size(size)),
+        Row::new(Kind::TcpGet.size(size), "tcp", "get_into (protocol tcp)", size, 1, get)
+            .vs("raw tcp", Kind::TcpRaw.size(size)),
     ])
 }
 
@@ -895,7 +896,7 @@ pub fn batch(
     let g = value;
     let mut rows = vec![
         Row::new(
-            format!("batch.put1.{t}"),
+            Kind::BatchPut1.size(value),
             "batch",
             "MemCache put_from x1",
             value,
@@ -904,19 +905,19 @@ pub fn batch(
         )
         .group(g),
         Row::new(
-            format!("batch.put.{t}"),
+            Kind::BatchPut.size(value),
             "batch",
             format!("MemCache put_batch x{batch}"),
             value,
             b,
             putb,
         )
-        .vs("x1", format!("batch.put1.{t}"))
-        .vs("redis MSET", format!("redis.mset.{t}"))
-        .vs("mooncake", format!("mooncake.putb.{t}"))
+        .vs("x1", Kind::BatchPut1.size(value))
+        .vs("redis MSET", Kind::RedisMset.size(value))
+        .vs("mooncake", Kind::MooncakePutB.size(value))
         .group(g),
         Row::new(
-            format!("batch.get1.{t}"),
+            Kind::BatchGet1.size(value),
             "batch",
             "MemCache get_into x1",
             value,
@@ -925,68 +926,68 @@ pub fn batch(
         )
         .group(g),
         Row::new(
-            format!("batch.get.{t}"),
+            Kind::BatchGet.size(value),
             "batch",
             format!("MemCache get_into_batch x{batch}"),
             value,
             b,
             getb,
         )
-        .vs("x1", format!("batch.get1.{t}"))
-        .vs("redis MGET", format!("redis.mget.{t}"))
-        .vs("mooncake", format!("mooncake.getb.{t}"))
+        .vs("x1", Kind::BatchGet1.size(value))
+        .vs("redis MGET", Kind::RedisMget.size(value))
+        .vs("mooncake", Kind::MooncakeGetB.size(value))
         .group(g),
     ];
     if let Some(m) = putac {
         rows.push(
             Row::new(
-                format!("batch.putac.{t}"),
+                Kind::BatchPutAc.size(value),
                 "batch",
                 format!("MemCache put_batch x{batch}, async_commit"),
                 value,
                 b,
                 m,
             )
-            .vs("default", format!("batch.put.{t}"))
-            .vs("redis MSET", format!("redis.mset.{t}"))
-            .vs("mooncake", format!("mooncake.putb.{t}"))
+            .vs("default", Kind::BatchPut.size(value))
+            .vs("redis MSET", Kind::RedisMset.size(value))
+            .vs("mooncake", Kind::MooncakePutB.size(value))
             .group(g),
         );
     }
     if let Some(rtt) = rtt {
-        rows.push(Row::new("batch.rtt".into(), "batch", "raw tcp ping-pong 64 B", 0, 1, rtt).group(g));
+        rows.push(Row::new(Kind::BatchRtt.one(), "batch", "raw tcp ping-pong 64 B", 0, 1, rtt).group(g));
     }
     rows.push(
-        Row::new(format!("batch.exist1.{t}"), "batch", "MemCache exist x1", 0, 1, ex1)
-            .vs("raw rtt", "batch.rtt")
+        Row::new(Kind::BatchExist1.size(value), "batch", "MemCache exist x1", 0, 1, ex1)
+            .vs("raw rtt", Kind::BatchRtt.one())
             .group(g),
     );
     rows.push(
         Row::new(
-            format!("batch.exist.{t}"),
+            Kind::BatchExist.size(value),
             "batch",
             format!("MemCache exist_batch x{batch}"),
             0,
             b,
             exb,
         )
-        .vs("x1", format!("batch.exist1.{t}"))
-        .vs("redis EXISTS", format!("redis.exists.{t}"))
-        .vs("mooncake", format!("mooncake.existb.{t}"))
+        .vs("x1", Kind::BatchExist1.size(value))
+        .vs("redis EXISTS", Kind::RedisExists.size(value))
+        .vs("mooncake", Kind::MooncakeExistB.size(value))
         .group(g),
     );
     if let Some(exa) = exa {
         rows.push(
             Row::new(
-                format!("batch.existasync.{t}"),
+                Kind::BatchExistAsync.size(value),
                 "batch",
                 "MemCache exist x1, async 1-thread rt",
                 0,
                 1,
                 exa,
             )
-            .vs("raw rtt", "batch.rtt")
-            .vs("x1", format!("batch.exist1.{t}"))
+            .vs("raw rtt", Kind::BatchRtt.one())
+            .vs("x1", Kind::BatchExist1.size(value))
             .group(g),
         );
     }
