@@ -9,9 +9,13 @@ fn data(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
 }
 
-/// A copy of a data file with `edits` applied, in a fresh directory.
+/// A copy of a data file with `edits` applied, in a fresh directory of its
+/// own (tests run in parallel: two copies of one file must never share a
+/// path, or one test reads the other's half-written file).
 fn copy_with(name: &str, edits: &[(&str, &str)]) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("mmc-ockfmt-{}-{name}", std::process::id()));
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("mmc-ockfmt-{}-{n}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let mut text = std::fs::read_to_string(data(name)).unwrap();
     for (from, to) in edits {
