@@ -44,7 +44,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import hashlib
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # First Party (LMCache): this module is loaded by LMCache, which is installed.
 from lmcache.logging import init_logger
@@ -230,6 +230,31 @@ class MemCacheConnector(RemoteConnector):
     def _object_sizes(self, names: List[str]) -> List[int]:
         return [i.size() for i in self.store.batch_get_key_info(names)]
 
+    def _read_chunks(
+        self, names: List[str], caps: List[int], header: int, read: Callable[[List[int], List[int]], List[int]]
+    ) -> List[Optional[int]]:
+        """Bytes of chunk data read per name (None where it failed): one batch
+        read at full chunk size; chunks smaller than that (the last chunk of a
+        prompt: the full-size read answers INVALID_PARAM) are read again at
+        their exact size after one lookup of their sizes. `read(js, lens)`
+        reads the names of indexes `js` with `lens` chunk bytes each, after
+        `header` bytes of metadata."""
+        got: List[Optional[int]] = [None] * len(names)
+        res = read(list(range(len(names))), caps)
+        for j, r in enumerate(res):
+            if r == 0:
+                got[j] = caps[j]
+        again = [j for j, r in enumerate(res) if r == _mmc.INVALID_PARAM]
+        if again:
+            sizes = self._object_sizes([names[j] for j in again])
+            retry = [(j, n - header) for j, n in zip(again, sizes) if header < n < header + caps[j]]
+            if retry:
+                r2 = read([j for j, _ in retry], [n for _, n in retry])
+                for (j, n), r in zip(retry, r2):
+                    if r == 0:
+                        got[j] = n
+        return got
+
     def _fill(self, keys: List[CacheEngineKey], objs: List[Optional[MemoryObj]]) -> List[Optional[MemoryObj]]:
         """Reads each key into its allocated object; None (and the object released) where it fails."""
         out: List[Optional[MemoryObj]] = [None] * len(keys)
@@ -241,26 +266,16 @@ class MemCacheConnector(RemoteConnector):
         names = [store_key(keys[i]) for i in idx]
         caps = [objs[i].get_size() for i in idx]  # type: ignore[union-attr]
         ptrs = [objs[i].data_ptr for i in idx]  # type: ignore[union-attr]
-        got: List[Optional[int]] = [None] * len(idx)  # bytes of chunk data read, per idx
         if self.save_chunk_meta:
             H = self.remote_metadata_bytes
             heads = [bytearray(H) for _ in idx]
-            res = self.store.batch_get_into_layers(names, [[h, p] for h, p in zip(heads, ptrs)], [[H, c] for c in caps])
-            for j, r in enumerate(res):
-                if r == 0:
-                    got[j] = caps[j]
-            # Smaller than a full chunk (the last chunk of a prompt): one lookup, then exact sizes.
-            again = [j for j, r in enumerate(res) if r == _mmc.INVALID_PARAM]
-            if again:
-                sizes = self._object_sizes([names[j] for j in again])
-                retry = [(j, n - H) for j, n in zip(again, sizes) if H < n < H + caps[j]]
-                if retry:
-                    r2 = self.store.batch_get_into_layers(
-                        [names[j] for j, _ in retry], [[heads[j], ptrs[j]] for j, _ in retry], [[H, n] for _, n in retry]
-                    )
-                    for (j, n), r in zip(retry, r2):
-                        if r == 0:
-                            got[j] = n
+
+            def read(js: List[int], lens: List[int]) -> List[int]:
+                return self.store.batch_get_into_layers(
+                    [names[j] for j in js], [[heads[j], ptrs[j]] for j in js], [[H, n] for j, n in zip(js, lens)]
+                )
+
+            got = self._read_chunks(names, caps, H, read)
             for j, i in enumerate(idx):
                 obj = objs[i]
                 assert obj is not None
@@ -269,21 +284,11 @@ class MemCacheConnector(RemoteConnector):
                     continue
                 out[i] = self._with_header(obj, heads[j], got[j])  # type: ignore[arg-type]
         else:
-            res = self.store.batch_get_into(names, ptrs, caps)
-            for j, r in enumerate(res):
-                if r == 0:
-                    got[j] = caps[j]
-            again = [j for j, r in enumerate(res) if r == _mmc.INVALID_PARAM]
-            if again:
-                sizes = self._object_sizes([names[j] for j in again])
-                retry = [(j, n) for j, n in zip(again, sizes) if 0 < n < caps[j]]
-                if retry:
-                    r2 = self.store.batch_get_into(
-                        [names[j] for j, _ in retry], [ptrs[j] for j, _ in retry], [n for _, n in retry]
-                    )
-                    for (j, n), r in zip(retry, r2):
-                        if r == 0:
-                            got[j] = n
+
+            def read(js: List[int], lens: List[int]) -> List[int]:
+                return self.store.batch_get_into([names[j] for j in js], [ptrs[j] for j in js], lens)
+
+            got = self._read_chunks(names, caps, 0, read)
             for j, i in enumerate(idx):
                 obj = objs[i]
                 assert obj is not None
