@@ -15,6 +15,8 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=lib/bench-netns.sh
+. "$ROOT/scripts/lib/bench-netns.sh"
 
 if [ "${MMC_BENCH_IN_NETNS:-}" != 1 ]; then
   VENV="$ROOT/.venv"
@@ -22,11 +24,7 @@ if [ "${MMC_BENCH_IN_NETNS:-}" != 1 ]; then
   export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
   echo "== installing maturin, numpy, mooncake-transfer-engine-non-cuda"
   python -m pip install --quiet --disable-pip-version-check "maturin>=1.9.4,<2" numpy mooncake-transfer-engine-non-cuda
-  if ! ldconfig -p | grep -q libibverbs.so.1 || ! ldconfig -p | grep -q librdmacm.so.1 || ! ldconfig -p | grep -q libnuma.so.1; then
-    echo "== installing libibverbs1 librdmacm1 libnuma1 (Mooncake's shared libraries)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libibverbs1 librdmacm1 libnuma1 >/dev/null
-  fi
+  bench_mooncake_libs
   echo "== building memcache_rs (release) and mmc"
   (cd crates/mmc-python && maturin develop --release)
   cargo build --release -p mmc-cli
@@ -34,51 +32,16 @@ if [ "${MMC_BENCH_IN_NETNS:-}" != 1 ]; then
 fi
 
 # ---- inside the private network namespace ------------------------------------------
-ip link set lo up
-ip link add mcbench0 type veth peer name mcbench1
-ip addr add 198.18.0.1/24 dev mcbench0
-ip link set mcbench0 up
-ip link set mcbench1 up
+bench_netns_up
 
 OUT="$ROOT/bench-out/python"
 mkdir -p "$OUT"
 MMC="$ROOT/target/release/mmc"
 PY="$ROOT/.venv/bin/python"
 BENCH="$ROOT/crates/mmc-python/bench/bench_vs_mooncake.py"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
-printf '[meta]\nlog_level = "warn"\n[local]\nlog_level = "warn"\n' >"$OUT/mmc.toml"
-echo "== MemCache: mmc meta + 2 x mmc local (1GB segments)"
-"$MMC" meta --config "$OUT/mmc.toml" --listen 127.0.0.1:5000 --http "" >"$OUT/mmc-meta.log" 2>&1 &
-PIDS+=($!)
-wait_port 5000
-for i in 1 2; do
-  "$MMC" local --config "$OUT/mmc.toml" --meta 127.0.0.1:5000 --dram-size 1GB >"$OUT/mmc-local-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-
-echo "== Mooncake: mooncake_master (HTTP metadata server embedded)"
-"$ROOT/.venv/bin/mooncake_master" --rpc_port=50051 --enable_http_metadata_server=true \
-  --http_metadata_server_host=127.0.0.1 --http_metadata_server_port=8080 --metrics_port=9003 \
-  >"$OUT/mooncake-master.log" 2>&1 &
-PIDS+=($!)
-wait_port 50051
-wait_port 8080
-sleep 1
+bench_start_clusters "$MMC" "$ROOT/.venv/bin/mooncake_master" "$OUT"
 
 run_bench() {
   echo "== bench, layout $1"

@@ -21,22 +21,21 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
+# shellcheck source=lib/bench-netns.sh
+. "$ROOT/scripts/lib/bench-netns.sh"
 VENV="${MMC_ENGINES_VENV:-$ROOT/.venv-engines}"
 
 if [ "${MMC_BENCH_IN_NETNS:-}" != 1 ]; then
   [ -x "$VENV/bin/python" ] || { echo "no engine venv at $VENV (run scripts/test-engines.sh first)" >&2; exit 1; }
   "$VENV/bin/python" -c "import memcache_rs.integrations.sglang, sglang.srt.mem_cache.storage.backend_factory" 2>/dev/null ||
     { echo "$VENV lacks memcache_rs or sglang (run scripts/test-engines.sh first)" >&2; exit 1; }
-  if ! ldconfig -p | grep -q libibverbs.so.1 || ! ldconfig -p | grep -q librdmacm.so.1 || ! ldconfig -p | grep -q libnuma.so.1; then
-    echo "== installing libibverbs1 librdmacm1 libnuma1 (Mooncake's shared libraries)"
-    apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libibverbs1 librdmacm1 libnuma1 >/dev/null
-  fi
+  bench_mooncake_libs
   if [ ! -x "$VENV/bin/mooncake_master" ]; then
     echo "== installing mooncake-transfer-engine-non-cuda into $VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check mooncake-transfer-engine-non-cuda
   fi
-  if [ -z "${MMC_BIN:-}" ] && [ ! -x "$ROOT/target/release/mmc" ]; then
+  if [ -z "${MMC_BIN:-}" ]; then
+    # Always (a no-op when up to date): a stale mmc may speak an older protocol.
     echo "== building mmc (release)"
     cargo build --release -p mmc-cli
   fi
@@ -44,11 +43,7 @@ if [ "${MMC_BENCH_IN_NETNS:-}" != 1 ]; then
 fi
 
 # ---- inside the private network namespace ------------------------------------------
-ip link set lo up
-ip link add mcbench0 type veth peer name mcbench1
-ip addr add 198.18.0.1/24 dev mcbench0
-ip link set mcbench0 up
-ip link set mcbench1 up
+bench_netns_up
 
 OUT="$ROOT/bench-out/sglang"
 mkdir -p "$OUT"
@@ -57,21 +52,7 @@ MMC="${MMC_BIN:-$ROOT/target/release/mmc}"
 PY="$VENV/bin/python"
 BENCH="$ROOT/crates/mmc-python/bench/bench_sglang_backend.py"
 PROVIDER="$ROOT/crates/mmc-python/bench/bench_vs_mooncake.py"
-PIDS=()
-cleanup() {
-  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-}
-trap cleanup EXIT
 
-wait_port() {
-  for _ in $(seq 1 400); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  return 1
-}
 
 {
   echo "date: $(date -u '+%Y-%m-%d %H:%M UTC')"
@@ -83,24 +64,7 @@ wait_port() {
 } >"$OUT/env.txt"
 cat "$OUT/env.txt"
 
-printf '[meta]\nlog_level = "warn"\n[local]\nlog_level = "warn"\n' >"$OUT/mmc.toml"
-echo "== MemCache: mmc meta + 2 x mmc local (1GB segments)"
-"$MMC" meta --config "$OUT/mmc.toml" --listen 127.0.0.1:5000 --http "" >"$OUT/mmc-meta.log" 2>&1 &
-PIDS+=($!)
-wait_port 5000
-for i in 1 2; do
-  "$MMC" local --config "$OUT/mmc.toml" --meta 127.0.0.1:5000 --dram-size 1GB >"$OUT/mmc-local-$i.log" 2>&1 &
-  PIDS+=($!)
-done
-
-echo "== Mooncake: mooncake_master (HTTP metadata server embedded)"
-"$VENV/bin/mooncake_master" --rpc_port=50051 --enable_http_metadata_server=true \
-  --http_metadata_server_host=127.0.0.1 --http_metadata_server_port=8080 --metrics_port=9003 \
-  >"$OUT/mooncake-master.log" 2>&1 &
-PIDS+=($!)
-wait_port 50051
-wait_port 8080
-sleep 1
+bench_start_clusters "$MMC" "$VENV/bin/mooncake_master" "$OUT"
 
 run_bench() {
   echo "== bench, layout $1"
