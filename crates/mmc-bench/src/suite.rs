@@ -301,6 +301,12 @@ pub fn cross_batch_sizes(shape: &Shape) -> Vec<u64> {
 /// Batch puts / gets of `shape.cross_batch_keys` objects of `size` bytes
 /// (one call each) with the first of `procs`, rotating over the working
 /// set: rows of kinds `kinds.0` and `kinds.1` at `size`, named `{ops.0} xB` and `{ops.1} xB`.
+/// A row of the client-scaling section: `n` client processes, one key of
+/// `size` bytes per operation, grouped by `n`.
+fn scale_row(kind: Kind, op: &str, n: usize, size: u64, m: Measured) -> Row {
+    Row::new(kind.procs(n), "scale", format!("{op}, {n} procs"), size, 1, m).group(n as u64)
+}
+
 fn batch_rows(
     procs: &mut [Proc],
     size: u64,
@@ -384,36 +390,19 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
             "scale: {n} MemCache client processes, put_from / get_into {t}"
         ));
         let (p, g) = put_get_n(&mut mmc, n, size, shape, &format!("s{n}"))?;
-        let g_ = n as u64;
         rows.push(
-            Row::new(
-                Kind::ScaleMmcPut.procs(n),
-                "scale",
-                format!("MemCache put_from, {n} procs"),
-                size,
-                1,
-                p,
-            )
-            .vs("memcpy", Kind::ScaleMemcpyPut.procs(n))
-            .vs("redis", Kind::ScaleRedisSet.procs(n))
-            .vs("mooncake", Kind::ScaleMooncakePut.procs(n))
-            .vs("1 proc", Kind::ScaleMmcPut.procs(1))
-            .group(g_),
+            scale_row(Kind::ScaleMmcPut, "MemCache put_from", n, size, p)
+                .vs("memcpy", Kind::ScaleMemcpyPut.procs(n))
+                .vs("redis", Kind::ScaleRedisSet.procs(n))
+                .vs("mooncake", Kind::ScaleMooncakePut.procs(n))
+                .vs("1 proc", Kind::ScaleMmcPut.procs(1)),
         );
         rows.push(
-            Row::new(
-                Kind::ScaleMmcGet.procs(n),
-                "scale",
-                format!("MemCache get_into, {n} procs"),
-                size,
-                1,
-                g,
-            )
-            .vs("memcpy", Kind::ScaleMemcpyGet.procs(n))
-            .vs("redis", Kind::ScaleRedisGet.procs(n))
-            .vs("mooncake", Kind::ScaleMooncakeGet.procs(n))
-            .vs("1 proc", Kind::ScaleMmcGet.procs(1))
-            .group(g_),
+            scale_row(Kind::ScaleMmcGet, "MemCache get_into", n, size, g)
+                .vs("memcpy", Kind::ScaleMemcpyGet.procs(n))
+                .vs("redis", Kind::ScaleRedisGet.procs(n))
+                .vs("mooncake", Kind::ScaleMooncakeGet.procs(n))
+                .vs("1 proc", Kind::ScaleMmcGet.procs(1)),
         );
     }
     let pids: Vec<String> = cluster.providers().iter().map(|p| p.pid.to_string()).collect();
@@ -432,28 +421,8 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
     for &n in &shape.clients {
         progress(&format!("scale: {n} memcpy processes {t}"));
         let (p, g) = put_get_n(&mut mc, n, size, shape, "m")?;
-        rows.push(
-            Row::new(
-                Kind::ScaleMemcpyPut.procs(n),
-                "scale",
-                format!("memcpy ws-write, {n} procs"),
-                size,
-                1,
-                p,
-            )
-            .group(n as u64),
-        );
-        rows.push(
-            Row::new(
-                Kind::ScaleMemcpyGet.procs(n),
-                "scale",
-                format!("memcpy ws-read, {n} procs"),
-                size,
-                1,
-                g,
-            )
-            .group(n as u64),
-        );
+        rows.push(scale_row(Kind::ScaleMemcpyPut, "memcpy ws-write", n, size, p));
+        rows.push(scale_row(Kind::ScaleMemcpyGet, "memcpy ws-read", n, size, g));
     }
     drop(mc);
     if let Some(addr) = redis {
@@ -461,28 +430,8 @@ pub fn scale(shape: &Shape, redis: Option<&str>, notes: &mut Vec<String>) -> Res
         for &n in &shape.clients {
             progress(&format!("scale: {n} redis clients {t}"));
             let (p, g) = put_get_n(&mut rc, n, size, shape, "r")?;
-            rows.push(
-                Row::new(
-                    Kind::ScaleRedisSet.procs(n),
-                    "scale",
-                    format!("redis SET, {n} procs"),
-                    size,
-                    1,
-                    p,
-                )
-                .group(n as u64),
-            );
-            rows.push(
-                Row::new(
-                    Kind::ScaleRedisGet.procs(n),
-                    "scale",
-                    format!("redis GET, {n} procs"),
-                    size,
-                    1,
-                    g,
-                )
-                .group(n as u64),
-            );
+            rows.push(scale_row(Kind::ScaleRedisSet, "redis SET", n, size, p));
+            rows.push(scale_row(Kind::ScaleRedisGet, "redis GET", n, size, g));
         }
     }
     Ok(rows)
@@ -1201,28 +1150,8 @@ fn mooncake_scale(shape: &Shape, ps: &mut [Proc]) -> Result<Vec<Row>, String> {
     for &n in &shape.clients {
         progress(&format!("mooncake: {n} client processes {t}"));
         let (p, g) = put_get_n(ps, n, size, shape, &format!("mn{n}"))?;
-        rows.push(
-            Row::new(
-                Kind::ScaleMooncakePut.procs(n),
-                "scale",
-                format!("mooncake put_from, {n} procs"),
-                size,
-                1,
-                p,
-            )
-            .group(n as u64),
-        );
-        rows.push(
-            Row::new(
-                Kind::ScaleMooncakeGet.procs(n),
-                "scale",
-                format!("mooncake get_into, {n} procs"),
-                size,
-                1,
-                g,
-            )
-            .group(n as u64),
-        );
+        rows.push(scale_row(Kind::ScaleMooncakePut, "mooncake put_from", n, size, p));
+        rows.push(scale_row(Kind::ScaleMooncakeGet, "mooncake get_into", n, size, g));
     }
     Ok(rows)
 }
