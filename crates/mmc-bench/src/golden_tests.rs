@@ -67,6 +67,19 @@ fn tag(s: u64) -> String {
 /// Rows of every workload, some baselines left out or measured empty.
 fn fixture() -> Vec<Row> {
     let mut f = Fixture { rows: Vec::new() };
+    memcpy_rows(&mut f);
+    shm_rows(&mut f);
+    tcp_rows(&mut f);
+    batch_rows(&mut f);
+    layers_rows(&mut f);
+    scale_rows(&mut f);
+    cross_rows(&mut f);
+    report::resolve_ratios(&mut f.rows);
+    f.rows
+}
+
+/// The memcpy baselines at every size.
+fn memcpy_rows(f: &mut Fixture) {
     for &s in &SIZES {
         let t = tag(s);
         f.add(
@@ -83,6 +96,10 @@ fn fixture() -> Vec<Row> {
             f.add(&format!("memcpy.mmcread.{t}"), "memcpy", "mmc copy ws-read", s, 1);
         }
     }
+}
+
+/// The same-host rows, with Redis and Mooncake beside them.
+fn shm_rows(f: &mut Fixture) {
     f.add("shm.pretouch", "shm", "put_from, first touch", MIB, 1);
     for &s in &SIZES {
         let t = tag(s);
@@ -131,11 +148,19 @@ fn fixture() -> Vec<Row> {
             f.no_ops();
         }
     }
+}
+
+/// The forced-TCP rows on one host.
+fn tcp_rows(f: &mut Fixture) {
     f.add("tcp.raw.1MiB", "tcp", "raw loopback stream", MIB, 1);
     f.add("tcp.put.1MiB", "tcp", "put_from (protocol tcp)", MIB, 1);
     f.vs("raw tcp", "tcp.raw.1MiB");
     f.add("tcp.get.1MiB", "tcp", "get_into (protocol tcp)", MIB, 1);
     f.vs("raw tcp", "tcp.raw.1MiB");
+}
+
+/// The batches of small keys.
+fn batch_rows(f: &mut Fixture) {
     for &v in &BATCH_VALUES {
         let t = tag(v);
         f.add(&format!("batch.put1.{t}"), "batch", "MemCache put_from x1", v, 1);
@@ -197,6 +222,10 @@ fn fixture() -> Vec<Row> {
             );
         }
     }
+}
+
+/// The layered KV block.
+fn layers_rows(f: &mut Fixture) {
     let block = 8_998_912;
     f.add("layers.memcpy.put", "layers", "memcpy gather", block, 1);
     f.add("layers.memcpy.get", "layers", "memcpy scatter", block, 1);
@@ -207,6 +236,10 @@ fn fixture() -> Vec<Row> {
     f.vs("memcpy", "layers.memcpy.get");
     f.add("layers.redis.set", "layers", "redis SET of the block", block, 1);
     f.add("layers.redis.get", "layers", "redis GET of the block", block, 1);
+}
+
+/// The client-scaling rows.
+fn scale_rows(f: &mut Fixture) {
     for &n in &CLIENTS {
         f.add(
             &format!("scale.mmc.put.n{n}"),
@@ -245,6 +278,10 @@ fn fixture() -> Vec<Row> {
             );
         }
     }
+}
+
+/// The cross-host rows.
+fn cross_rows(f: &mut Fixture) {
     f.add("cross.rtt", "cross", "raw tcp ping-pong 64 B (A <-> B)", 0, 1);
     f.add("cross.exist1", "cross", "MemCache exist x1 (tcp)", 4096, 1);
     f.add("cross.get1.4KiB", "cross", "MemCache get_into 4 KiB x1 (tcp)", 4096, 1);
@@ -309,8 +346,6 @@ fn fixture() -> Vec<Row> {
     f.add("cross.redis.get.n2", "cross", "redis GET, 2 procs", MIB, 1);
     f.add("cross.mooncake.put.n2", "cross", "mooncake put_from, 2 procs", MIB, 1);
     f.add("cross.mooncake.get.n2", "cross", "mooncake get_into, 2 procs", MIB, 1);
-    report::resolve_ratios(&mut f.rows);
-    f.rows
 }
 
 /// Compares `got` with the golden file `name` (or rewrites it when blessing).
