@@ -1,5 +1,8 @@
 //! Human-readable byte sizes: `4096`, `64KB`, `128MB`, `2.5G`, `1TB`, `1GiB`.
-//! Units are powers of 1024 whether or not an `i` is written.
+//! Units are powers of 1024 whether or not an `i` is written. [`ByteSize`]
+//! is a size field of the configuration, read from a number or such a text.
+
+use serde::{Deserialize, Serialize};
 
 /// Parses a size; the error names the text that could not be read.
 pub fn parse_size(text: &str) -> Result<u64, String> {
@@ -37,6 +40,34 @@ pub fn format_size(n: u64) -> String {
         }
     }
     n.to_string()
+}
+
+/// A byte size written as a number of bytes or a string such as `"512MB"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "SizeRepr", into = "SizeRepr")]
+pub struct ByteSize(pub u64);
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum SizeRepr {
+    Int(u64),
+    Str(String),
+}
+
+impl TryFrom<SizeRepr> for ByteSize {
+    type Error = String;
+    fn try_from(r: SizeRepr) -> Result<Self, String> {
+        match r {
+            SizeRepr::Int(n) => Ok(ByteSize(n)),
+            SizeRepr::Str(s) => parse_size(&s).map(ByteSize),
+        }
+    }
+}
+
+impl From<ByteSize> for SizeRepr {
+    fn from(b: ByteSize) -> Self {
+        SizeRepr::Str(format_size(b.0))
+    }
 }
 
 #[cfg(test)]

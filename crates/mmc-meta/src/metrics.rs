@@ -187,7 +187,19 @@ fn single(enc: &mut DescriptorEncoder, name: &str, help: &str, kind: MetricType,
 
 impl Collector for Snapshot {
     fn encode(&self, mut enc: DescriptorEncoder) -> std::fmt::Result {
-        use MetricType::{Counter, Gauge, Histogram};
+        self.encode_requests(&mut enc)?;
+        self.encode_connections(&mut enc)?;
+        self.encode_contents(&mut enc)?;
+        self.encode_housekeeping(&mut enc)
+    }
+}
+
+/// The steps of [`Collector::encode`] for a [`Snapshot`], in the order of
+/// the exposition.
+impl Snapshot {
+    /// Per operation: requests, failures, keys and latency.
+    fn encode_requests(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        use MetricType::{Counter, Histogram};
         let per_op = |enc: &mut DescriptorEncoder, name: &str, help: &str, f: fn(&OpSnapshot) -> u64| {
             let mut m = enc.encode_descriptor(name, help, None, Counter)?;
             for (op, s) in OPS.iter().zip(&self.ops) {
@@ -196,20 +208,17 @@ impl Collector for Snapshot {
             }
             Ok::<(), std::fmt::Error>(())
         };
+        per_op(enc, "mmc_requests", "Control requests handled, by operation.", |s| {
+            s.requests
+        })?;
         per_op(
-            &mut enc,
-            "mmc_requests",
-            "Control requests handled, by operation.",
-            |s| s.requests,
-        )?;
-        per_op(
-            &mut enc,
+            enc,
             "mmc_request_failures",
             "Control requests answered with an error, by operation.",
             |s| s.failures,
         )?;
         per_op(
-            &mut enc,
+            enc,
             "mmc_request_keys",
             "Keys carried by control requests (batch sizes summed), by operation.",
             |s| s.keys,
@@ -233,22 +242,29 @@ impl Collector for Snapshot {
                 None,
             )?;
         }
+        Ok(())
+    }
+
+    /// The control port: bad frames, connections, failed authentications and
+    /// the connection limit.
+    fn encode_connections(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        use MetricType::{Counter, Gauge};
         single(
-            &mut enc,
+            enc,
             "mmc_bad_frames",
             "Malformed control frames received.",
             Counter,
             self.bad_frames,
         )?;
         single(
-            &mut enc,
+            enc,
             "mmc_connections",
             "Control connections accepted.",
             Counter,
             self.connections,
         )?;
         single(
-            &mut enc,
+            enc,
             "mmc_ring_connections",
             "Control connections moved to a shared-memory ring.",
             Counter,
@@ -269,30 +285,36 @@ impl Collector for Snapshot {
         }
         if let Some((open, refused, accept_errors)) = self.control_limit {
             single(
-                &mut enc,
+                enc,
                 "mmc_connections_open",
                 "Control connections open now.",
                 Gauge,
                 open,
             )?;
             single(
-                &mut enc,
+                enc,
                 "mmc_connections_refused",
                 "Control connections refused by meta.max_connections.",
                 Counter,
                 refused,
             )?;
             single(
-                &mut enc,
+                enc,
                 "mmc_accept_errors",
                 "Failed accepts on the control port (retried).",
                 Counter,
                 accept_errors,
             )?;
         }
-        single(&mut enc, "mmc_keys", "Readable keys stored.", Gauge, self.keys)?;
+        Ok(())
+    }
+
+    /// What is stored: keys, members, segments and media.
+    fn encode_contents(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        use MetricType::Gauge;
+        single(enc, "mmc_keys", "Readable keys stored.", Gauge, self.keys)?;
         single(
-            &mut enc,
+            enc,
             "mmc_members_alive",
             "LocalServices registered and alive.",
             Gauge,
@@ -309,15 +331,12 @@ impl Collector for Snapshot {
             }
             Ok::<(), std::fmt::Error>(())
         };
+        per_segment(enc, "mmc_segment_capacity_bytes", "Segment capacity in bytes.", |s| {
+            s.capacity
+        })?;
+        per_segment(enc, "mmc_segment_used_bytes", "Segment bytes in use.", |s| s.used)?;
         per_segment(
-            &mut enc,
-            "mmc_segment_capacity_bytes",
-            "Segment capacity in bytes.",
-            |s| s.capacity,
-        )?;
-        per_segment(&mut enc, "mmc_segment_used_bytes", "Segment bytes in use.", |s| s.used)?;
-        per_segment(
-            &mut enc,
+            enc,
             "mmc_segment_objects",
             "Committed replicas stored in the segment.",
             |s| s.objects,
@@ -340,30 +359,30 @@ impl Collector for Snapshot {
                     .encode_gauge(if used { u } else { cap })?;
             }
         }
-        single(&mut enc, "mmc_evictions", "Objects evicted.", Counter, self.evictions)?;
+        Ok(())
+    }
+
+    /// Evictions, put timeouts, dead services and active leases.
+    fn encode_housekeeping(&self, enc: &mut DescriptorEncoder) -> std::fmt::Result {
+        use MetricType::{Counter, Gauge};
+        single(enc, "mmc_evictions", "Objects evicted.", Counter, self.evictions)?;
+        single(enc, "mmc_evicted_bytes", "Bytes evicted.", Counter, self.evicted_bytes)?;
         single(
-            &mut enc,
-            "mmc_evicted_bytes",
-            "Bytes evicted.",
-            Counter,
-            self.evicted_bytes,
-        )?;
-        single(
-            &mut enc,
+            enc,
             "mmc_put_timeouts",
             "Writes reclaimed for not committing within put_timeout.",
             Counter,
             self.put_timeouts,
         )?;
         single(
-            &mut enc,
+            enc,
             "mmc_dead_services",
             "LocalServices removed (heartbeat timeout or unregister).",
             Counter,
             self.dead_services,
         )?;
         single(
-            &mut enc,
+            enc,
             "mmc_leases_active",
             "Objects with an active read lease.",
             Gauge,

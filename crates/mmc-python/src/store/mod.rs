@@ -1,19 +1,6 @@
 //! `DistributedObjectStore`: the memcache_hybrid-compatible object API, and
 //! the process-wide client behind it.
 //!
-//! One client per process, as in the original: the first ``init`` starts a
-//! LocalService (joins the cluster); a later ``init`` of any store object of
-//! the process with the same effective configuration (the ``setup`` config,
-//! or the ``MMC_LOCAL_CONFIG_PATH`` file, with ``init_bm`` applied) shares
-//! it and returns 0, so nothing the first one stored is lost. A store set
-//! up differently (another cluster, a pure client next to a provider, ...)
-//! gets a LocalService of its own. Each store that initialised holds a
-//! reference: ``close()`` drops it, and the last ``close()`` leaves the
-//! cluster (its segment's objects go with it). A store collected without
-//! ``close()`` drops its reference but never makes the client leave: the
-//! client stays joined, for the next store to share, until interpreter exit
-//! (the package's ``atexit`` hook leaves gracefully).
-//!
 //! Every method parses its arguments while attached to the interpreter
 //! (holding buffer views so the memory stays put), then detaches (releases
 //! the GIL) for the whole blocking call into [`BlockingObjectStore`], so
@@ -21,127 +8,27 @@
 //! memcache_hybrid conventions: 0 / negative result codes, `is_exist` 1 / 0,
 //! `get` returning `b""` when absent, one int per key for batch calls, a
 //! duplicate put counting as success.
+//!
+//! This file holds the class and its Python methods; `clients` the
+//! process-wide clients a store holds a reference to, and `calls` the
+//! detached batch calls behind the methods and their result codes.
 
-use crate::args::{self, Ptr};
+use crate::args;
 use crate::code;
 use crate::config::LocalConfig;
 use crate::types::{KeyInfo, ReplicateConfig};
-use mmc_local::{BlockingObjectStore, Error, ObjectStore, Piece, PutOptions};
+use mmc_local::{BlockingObjectStore, ObjectStore};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes, PyDict, PyList};
-use std::panic::{catch_unwind, AssertUnwindSafe};
 
-/// Runs `f` detached from the interpreter; a panic becomes `None` (never
-/// unwinds into Python).
-fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> Option<T> {
-    py.detach(|| catch_unwind(AssertUnwindSafe(f)).ok())
-}
+mod calls;
+mod clients;
 
-/// The code of a put result: a duplicate key is success.
-fn put_code(r: &Result<(), Error>) -> i32 {
-    match r {
-        Ok(()) | Err(Error::DuplicatedObject) => code::OK,
-        Err(e) => e.code(),
-    }
-}
-
-fn unit_code(r: &Result<(), Error>) -> i32 {
-    match r {
-        Ok(()) => code::OK,
-        Err(e) => e.code(),
-    }
-}
-
-/// Collapses per-key codes into one int: 0, or the first failure.
-fn first_failure(codes: &[i32]) -> i32 {
-    codes.iter().copied().find(|&c| c != code::OK).unwrap_or(code::OK)
-}
-
-/// One value (a list of pieces) per key; `None` marks an invalid one.
-type Values = Vec<Option<Vec<Piece>>>;
-
-/// The valid entries of a batch: their positions and values.
-struct Valid<'a, T> {
-    idx: Vec<usize>,
-    keys: Vec<&'a str>,
-    vals: Vec<T>,
-}
-
-fn select<'a, T>(keys: &'a [Option<String>], vals: Vec<Option<T>>) -> Valid<'a, T> {
-    let mut v = Valid {
-        idx: Vec::new(),
-        keys: Vec::new(),
-        vals: Vec::new(),
-    };
-    for (i, (k, val)) in keys.iter().zip(vals).enumerate() {
-        if let (Some(k), Some(val)) = (k, val) {
-            v.idx.push(i);
-            v.keys.push(k.as_str());
-            v.vals.push(val);
-        }
-    }
-    v
-}
-
-fn select_keys(keys: &[Option<String>]) -> Valid<'_, ()> {
-    select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
-}
-
-/// A client of this process (see the module documentation).
-struct Shared {
-    id: u64,
-    /// The configuration it was started with (`init_bm` applied).
-    cfg: mmc_config::LocalConfig,
-    store: BlockingObjectStore,
-    /// Store objects holding it: initialised, not closed, not collected.
-    refs: usize,
-}
-
-/// The clients of this process.
-static CLIENTS: Mutex<Vec<Shared>> = Mutex::new(Vec::new());
-
-/// The next [`Shared::id`].
-static NEXT_CLIENT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
-
-/// Takes a reference to the client started with `cfg`, if there is one.
-fn share(cfg: &mmc_config::LocalConfig) -> Option<(u64, BlockingObjectStore)> {
-    let mut clients = CLIENTS.lock();
-    let c = clients.iter_mut().find(|c| c.cfg == *cfg)?;
-    c.refs += 1;
-    Some((c.id, c.store.clone()))
-}
-
-/// Drops a reference to client `id`. With `leave`, the last reference
-/// takes the client out of the registry and returns it, to be closed; a
-/// reference dropped without `leave` (collection) keeps it joined.
-fn release(id: u64, leave: bool) -> Option<BlockingObjectStore> {
-    let mut clients = CLIENTS.lock();
-    let i = clients.iter().position(|c| c.id == id)?;
-    let c = &mut clients[i];
-    c.refs = c.refs.saturating_sub(1);
-    if leave && c.refs == 0 {
-        return Some(clients.remove(i).store);
-    }
-    None
-}
-
-/// Leaves the cluster with every client of this process (the package
-/// registers it with ``atexit``). Stores that still hold one then return
-/// NOT_INITIALIZED-like failures. Returns the number of clients closed.
-#[pyfunction]
-#[pyo3(name = "_close_all")]
-pub(crate) fn close_all(py: Python<'_>) -> usize {
-    let all: Vec<Shared> = std::mem::take(&mut *CLIENTS.lock());
-    let n = all.len();
-    let _ = blocking(py, move || {
-        for c in all {
-            c.store.close();
-        }
-    });
-    n
-}
+use calls::{blocking, first_failure, select_keys};
+pub(crate) use clients::close_all;
+use clients::{share, Shared, CLIENTS, NEXT_CLIENT};
 
 /// Distributed object store client (memcache_hybrid's
 /// ``DistributedObjectStore``).
@@ -159,186 +46,6 @@ pub struct DistributedObjectStore {
     config: Mutex<Option<mmc_config::LocalConfig>>,
     /// The process client this store holds a reference to, and its id.
     store: RwLock<Option<(u64, BlockingObjectStore)>>,
-}
-
-impl DistributedObjectStore {
-    fn handle(&self) -> Option<BlockingObjectStore> {
-        self.store.read().as_ref().map(|(_, s)| s.clone())
-    }
-
-    /// Puts the valid entries; the others read INVALID_PARAM.
-    fn run_put(&self, py: Python<'_>, keys: &[Option<String>], values: Values, opts: Option<PutOptions>) -> Vec<i32> {
-        let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
-        };
-        let mut out = vec![code::INVALID_PARAM; n];
-        let Some(opts) = opts else { return out };
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select(keys, values);
-        if v.idx.is_empty() {
-            return out;
-        }
-        let (ks, vs) = (&v.keys, &v.vals);
-        // SAFETY: every piece points into a live buffer view held by the
-        // caller's frame, or at an address the Python caller vouched for
-        // (the memcache_hybrid contract for integer pointers).
-        let r = blocking(py, || unsafe { store.put_raw_batch(ks, vs, &opts) });
-        match r {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = put_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
-    }
-
-    /// Gets the valid entries into their buffers; the others read
-    /// INVALID_PARAM.
-    fn run_get_into(&self, py: Python<'_>, keys: &[Option<String>], dests: Values) -> Vec<i32> {
-        let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
-        };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select(keys, dests);
-        if v.idx.is_empty() {
-            return out;
-        }
-        let (ks, ds) = (&v.keys, &v.vals);
-        // SAFETY: as in run_put, for writes.
-        let r = blocking(py, || unsafe { store.get_into_raw_batch(ks, ds) });
-        match r {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = unit_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
-    }
-
-    /// One value per key from flat pointer and size lists.
-    fn flat_pieces(
-        n: usize,
-        ptrs: &Bound<'_, PyAny>,
-        sizes: &Bound<'_, PyAny>,
-        writable: bool,
-    ) -> PyResult<(Values, Vec<Ptr>)> {
-        let ptrs = args::ptrs(ptrs, writable, "buffer_ptrs")?;
-        let sizes = args::sizes(sizes, "sizes")?;
-        if ptrs.len() != n || sizes.len() != n {
-            return Ok((vec![None; n], Vec::new()));
-        }
-        let pieces = ptrs
-            .iter()
-            .zip(&sizes)
-            .map(|(p, s)| p.as_ref()?.piece(*s).map(|p| vec![p]))
-            .collect();
-        Ok((pieces, ptrs.into_iter().flatten().collect()))
-    }
-
-    /// One layered value per key from 2-D pointer and size lists.
-    fn layered_pieces(
-        n: usize,
-        ptrs2d: &Bound<'_, PyAny>,
-        sizes2d: &Bound<'_, PyAny>,
-        writable: bool,
-    ) -> PyResult<(Values, Vec<Ptr>)> {
-        let rows_p = args::items(ptrs2d, "buffer_ptrs")?;
-        let rows_s = args::items(sizes2d, "sizes")?;
-        let mut held = Vec::new();
-        let mut pieces = Vec::with_capacity(n);
-        let mismatched = rows_p.len() != n || rows_s.len() != n;
-        for (rp, rs) in rows_p.iter().zip(&rows_s) {
-            let ps = args::ptrs(rp, writable, "buffer_ptrs")?;
-            let ss = args::sizes(rs, "sizes")?;
-            pieces.push(args::layer_pieces(&ps, &ss));
-            held.extend(ps.into_iter().flatten());
-        }
-        if mismatched {
-            return Ok((vec![None; n], held));
-        }
-        Ok((pieces, held))
-    }
-
-    fn batch_put_layers_impl(
-        &self,
-        py: Python<'_>,
-        keys: &Bound<'_, PyAny>,
-        buffer_ptrs: &Bound<'_, PyAny>,
-        sizes: &Bound<'_, PyAny>,
-        direct: i64,
-        config: Option<&Bound<'_, PyAny>>,
-    ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
-        let opts = ReplicateConfig::from_arg(config)?;
-        let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, false)?;
-        if !args::direct_put_ok(direct) {
-            return Ok(vec![code::INVALID_PARAM; keys.len()]);
-        }
-        Ok(self.run_put(py, &keys, pieces, opts))
-    }
-
-    fn batch_get_layers_impl(
-        &self,
-        py: Python<'_>,
-        keys: &Bound<'_, PyAny>,
-        buffer_ptrs: &Bound<'_, PyAny>,
-        sizes: &Bound<'_, PyAny>,
-        direct: i64,
-    ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
-        let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, true)?;
-        if !args::direct_get_ok(direct) {
-            return Ok(vec![code::INVALID_PARAM; keys.len()]);
-        }
-        Ok(self.run_get_into(py, &keys, pieces))
-    }
-
-    /// Makes this store hold `client` (a reference already taken); a
-    /// concurrent init of this same store that won gives it back.
-    fn hold(&self, py: Python<'_>, client: (u64, BlockingObjectStore)) -> i32 {
-        let mut guard = self.store.write();
-        if guard.is_none() {
-            *guard = Some(client);
-            return code::OK;
-        }
-        drop(guard);
-        if let Some(store) = release(client.0, true) {
-            let _ = blocking(py, move || store.close());
-        }
-        code::OK
-    }
-
-    /// Drops this store's reference to its client; with `py` (an explicit
-    /// `close()`), the last reference leaves the cluster.
-    fn close_inner(&self, py: Option<Python<'_>>) {
-        let Some((id, _)) = self.store.write().take() else {
-            return;
-        };
-        let Some(py) = py else {
-            // Collected without close(): the client stays joined.
-            release(id, false);
-            return;
-        };
-        if let Some(store) = release(id, true) {
-            let _ = blocking(py, move || {
-                store.close();
-                drop(store);
-            });
-        }
-    }
 }
 
 #[pymethods]
@@ -983,104 +690,5 @@ impl DistributedObjectStore {
             Some(s) => format!("DistributedObjectStore(service_id={})", s.service_id()),
             None => "DistributedObjectStore(not initialized)".into(),
         }
-    }
-}
-
-impl DistributedObjectStore {
-    fn exist_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
-        let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
-        };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
-        let ks = &v.keys;
-        match blocking(py, || store.exist_batch(ks)) {
-            Some(Ok(found)) => {
-                for (i, f) in v.idx.iter().zip(found) {
-                    out[*i] = f as i32;
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
-    }
-
-    fn remove_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
-        let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
-        };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
-        let ks = &v.keys;
-        match blocking(py, || store.remove_batch(ks)) {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = unit_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
-    }
-
-    fn key_infos(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<KeyInfo> {
-        let n = keys.len();
-        let mut out = vec![KeyInfo::default(); n];
-        let Some(store) = self.handle() else {
-            return out;
-        };
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
-        let ks = &v.keys;
-        if let Some(Ok(results)) = blocking(py, || store.key_info_batch(ks)) {
-            let found: Vec<&str> = ks
-                .iter()
-                .zip(&results)
-                .filter(|(_, r)| r.is_ok())
-                .map(|(k, _)| *k)
-                .collect();
-            let mut gvas = if found.is_empty() {
-                Vec::new()
-            } else {
-                crate::layerwise::addresses(py, &store, &found)
-            }
-            .into_iter();
-            for (i, r) in v.idx.iter().zip(&results) {
-                if let Ok(info) = r {
-                    out[*i] = KeyInfo::from_info(info, gvas.next().unwrap_or_default());
-                }
-            }
-        }
-        out
-    }
-}
-
-impl Drop for DistributedObjectStore {
-    fn drop(&mut self) {
-        // Collected without close(): drop the reference; the process client
-        // stays joined (as in the original, where only an explicit teardown
-        // stops it) for the next store to share, until interpreter exit.
-        self.close_inner(None);
     }
 }
