@@ -53,6 +53,7 @@ mod progress;
 mod redis;
 mod report;
 mod rows;
+mod small_ops;
 mod suite;
 mod summary;
 mod worker;
@@ -91,12 +92,23 @@ enum Cmd {
     /// A client process of the bench (JSON commands on stdin, results on stdout).
     #[command(hide = true)]
     BenchClient(ClientArgs),
+    /// Small operations (exist, get_into 4 KiB, 32-key batches) from a client in this process beside client
+    /// processes (Rust, C, Python) with the MetaService and the memory provider in processes of their own.
+    SmallOps(small_ops::SmallOpsArgs),
+    /// A client process of small-ops (configuration from $MMC_LOCAL_CONFIG_PATH).
+    #[command(hide = true)]
+    SmallOpsClient(small_ops::ClientArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
         Some(Cmd::BenchClient(a)) => client_main(a),
+        Some(Cmd::SmallOps(a)) => {
+            init_logging("warn");
+            small_ops::run(a)
+        }
+        Some(Cmd::SmallOpsClient(a)) => small_ops::client_main(a),
         None => run(*cli.bench),
     };
     match r {

@@ -103,7 +103,7 @@ impl Server {
                             self.metrics
                                 .ring_connections
                                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            return self.ring_connection(rd.half(), tx, region).await;
+                            return self.serve_ring(rd.half(), tx, region).await;
                         }
                         None => continue,
                     }
@@ -157,6 +157,27 @@ impl Server {
         let buf = frame::encode(FrameKind::Response, id, &resp).ok()?;
         tx.send(buf).ok()?;
         r.ok().map(Arc::new)
+    }
+
+    /// Serves a ring connection on the ring runtime ([`ring_runtime`]),
+    /// where it stays for its whole life; this task waits for it, and
+    /// ending this task (the MetaService's runtime shutting down) ends it.
+    async fn serve_ring(
+        self: Arc<Self>,
+        sock: Arc<tokio::net::tcp::OwnedReadHalf>,
+        bell: Arc<FrameWriter>,
+        region: Arc<ShmRegion>,
+    ) -> Result<(), FrameError> {
+        let Some(rt) = ring_runtime() else {
+            return self.ring_connection(sock, bell, region).await;
+        };
+        let mut task = AbortOnDrop(rt.spawn(self.ring_connection(sock, bell, region)));
+        match (&mut task.0).await {
+            Ok(r) => r,
+            Err(e) => Err(FrameError::Io(std::io::Error::other(format!(
+                "ring connection ended: {e}"
+            )))),
+        }
     }
 
     /// Serves a connection whose frames travel through `region`'s rings;
@@ -295,6 +316,36 @@ fn ring_poll(base: Duration, gap: Duration) -> Duration {
     } else {
         base.max(gap + gap / 2).min(RING_POLL_MAX)
     }
+}
+
+/// The runtime every ring connection of this process is served on: one
+/// worker thread of its own (`mmc-meta-ring`), started with the first ring
+/// connection; `None` if it cannot be started (ring connections then run
+/// where they were accepted).
+///
+/// A ring connection polls its ring between requests, handing the worker
+/// back to the runtime after every look. On the MetaService's own
+/// multi-threaded runtime every such hand-off let another worker steal the
+/// task, so it moved between threads (and vCPUs) and woke parked workers
+/// many times per request: from a client in another process, one `exist`
+/// took 10-12 us against 4 us with the MetaService in the client's process
+/// on a one-worker runtime (docs/benchmarks.md, "Small operations from
+/// another process"). On a runtime of its own a polling connection stays
+/// on one thread, and the MetaService's other work (heartbeats, TCP
+/// clients, HTTP) keeps the main runtime's workers.
+fn ring_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RT: std::sync::OnceLock<Option<tokio::runtime::Runtime>> = std::sync::OnceLock::new();
+    RT.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("mmc-meta-ring")
+            .enable_all()
+            .build()
+            .map_err(|e| tracing::warn!(error = %e, "cannot start the ring runtime; rings run on the main runtime"))
+            .ok()
+    })
+    .as_ref()
+    .map(|rt| rt.handle())
 }
 
 /// The ring a frame offers, if it is an offer.
