@@ -473,10 +473,13 @@ pub fn run(a: SmallOpsArgs) -> Result<(), String> {
     }
 }
 
+/// Picks one operation's figure.
+type Pick = fn(&Figures) -> f64;
+
 /// The markdown table: one line per operation, the in-process figure, then
 /// each client process's figure and its ratio to the in-process one.
 fn render(inproc: &Figures, columns: &[Column], r: Rounds) -> String {
-    let ops: [(&str, fn(&Figures) -> f64); 4] = [
+    let ops: [(&str, Pick); 4] = [
         ("exist, 1 key", |f| f.exist1_us),
         ("get_into, 1 x 4 KiB", |f| f.get1_us),
         ("exist, 32 keys", |f| f.exist32_us),
