@@ -41,14 +41,6 @@ mod args;
 mod global;
 mod types;
 
-/// mimalloc for every Rust allocation of the library (the MetaService and
-/// the `mmc` binary run with it too): a batch call decodes its keys and
-/// builds its request and results in short-lived allocations. No memory
-/// crosses to the caller's allocator: nothing this API returns is freed by
-/// the caller.
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 // The exported functions. cbindgen writes them to the header in the order
 // these modules are declared, which is the header's order (the blank lines
 // keep rustfmt from sorting the declarations).
