@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# Installs the system packages the test suite needs (Debian/Ubuntu, as root
-# or with sudo). Safe to run repeatedly: only missing packages are installed.
+# Installs what the test suite needs: the system packages (Debian/Ubuntu, as
+# root or with sudo), the rustfmt and clippy components, `typos` (into the
+# repository's .venv) and `cargo-deny` (cargo install). Safe to run
+# repeatedly: only what is missing is installed.
 set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 
 need=()
 command -v valgrind >/dev/null || need+=(valgrind)
@@ -23,3 +26,15 @@ if [ ${#need[@]} -gt 0 ]; then
   $SUDO apt-get install -y -qq "${need[@]}"
 fi
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy rustfmt || true
+
+# Spelling check (scripts/test.sh runs .venv/bin/typos): PyPI's `typos`
+# package ships the typos-cli binary. Falls back to crates.io when PyPI
+# cannot be reached (the binary then lands in ~/.cargo/bin).
+if [ ! -x "$ROOT/.venv/bin/typos" ] && ! command -v typos >/dev/null; then
+  [ -x "$ROOT/.venv/bin/python" ] || python3 -m venv "$ROOT/.venv"
+  "$ROOT/.venv/bin/python" -m pip install --quiet --disable-pip-version-check "typos==1.52.2" \
+    || cargo install typos-cli --version '~1.52' --locked
+fi
+# Dependency licenses, bans and sources (deny.toml); a release build of
+# cargo-deny from crates.io, several minutes the first time.
+command -v cargo-deny >/dev/null || cargo install cargo-deny --version 0.20.2 --locked

@@ -560,8 +560,8 @@ mod tests {
             e.contains("line 1") && e.contains("world_size") && e.contains("1..=1024"),
             "{e}"
         );
-        let e = err("ock.mmc.local_servce.dram.size = 1GB\n");
-        assert!(e.contains("local_servce") && e.contains("unknown key"), "{e}");
+        let e = err("ock.mmc.local_servce.dram.size = 1GB\n"); // spellchecker:disable-line
+        assert!(e.contains("local_servce") && e.contains("unknown key"), "{e}"); // spellchecker:disable-line
         let e = err("ock.mmc.log_level = info\nock.mmc.log_level = warn\n");
         assert!(e.contains("line 2") && e.contains("repeats line 1"), "{e}");
         let e = err("ock.mmc.log_level = info\njust words\n");
