@@ -41,6 +41,9 @@
 //! watermarks) and segments are emptied between phases, so eviction never
 //! runs.
 
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(clippy::undocumented_unsafe_blocks)]
+
 mod cluster;
 #[cfg(test)]
 mod golden_tests;
