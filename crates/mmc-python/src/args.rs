@@ -25,24 +25,26 @@ fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
     PyTypeError::new_err(format!("{what} must be {expected}, not {}", type_name(obj)))
 }
 
-/// A key: `str` (or UTF-8 `bytes`). `Ok(None)` when it breaks the key
-/// rules (empty, over 256 bytes, not encodable as UTF-8).
-pub fn key(obj: &Bound<'_, PyAny>) -> PyResult<Option<String>> {
+/// A key: `str` (or UTF-8 `bytes`), borrowed from the object: a `str`'s
+/// UTF-8 is lent by the interpreter (abi3 from Python 3.10), so a batch of
+/// keys costs no copy or allocation per key. `Ok(None)` when it breaks the
+/// key rules (empty, over 256 bytes, not encodable as UTF-8).
+pub fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
     let s = if let Ok(s) = obj.cast::<PyString>() {
-        match s.to_cow() {
-            Ok(c) => c.into_owned(),
+        match s.to_str() {
+            Ok(s) => s,
             // Lone surrogates cannot be encoded: an invalid key, not a type error.
             Err(_) => return Ok(None),
         }
     } else if let Ok(b) = obj.cast::<PyBytes>() {
         match std::str::from_utf8(b.as_bytes()) {
-            Ok(s) => s.to_owned(),
+            Ok(s) => s,
             Err(_) => return Ok(None),
         }
     } else {
         return Err(type_error("key", "str", obj));
     };
-    Ok(mmc_wire::validate_key(&s).is_ok().then_some(s))
+    Ok(mmc_wire::validate_key(s).is_ok().then_some(s))
 }
 
 /// The items of a list-like argument (list, tuple or any iterable other
@@ -78,9 +80,9 @@ pub fn value(obj: &Bound<'_, PyAny>) -> PyResult<Option<BufView>> {
     }
 }
 
-/// A list of keys.
-pub fn keys(obj: &Bound<'_, PyAny>) -> PyResult<Vec<Option<String>>> {
-    items(obj, "keys")?.iter().map(key).collect()
+/// The keys of a list of keys (its [`items`]), borrowed from them.
+pub fn keys<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a str>>> {
+    items.iter().map(key).collect()
 }
 
 /// A non-negative integer. `Ok(None)` when negative or too large.
@@ -140,9 +142,14 @@ impl Ptr {
 /// when `writable`). `Ok(None)`: negative / oversize address, or a buffer
 /// that is not contiguous or not writable.
 pub fn ptr(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Option<Ptr>> {
-    let is_bytes_like =
-        obj.is_instance_of::<PyBytes>() || obj.is_instance_of::<PyByteArray>() || obj.is_instance_of::<PyMemoryView>();
-    if obj.is_instance_of::<PyInt>() || !is_bytes_like {
+    // An int (the common case: engines pass addresses) skips the buffer
+    // type checks.
+    let is_int = obj.is_instance_of::<PyInt>();
+    let is_bytes_like = !is_int
+        && (obj.is_instance_of::<PyBytes>()
+            || obj.is_instance_of::<PyByteArray>()
+            || obj.is_instance_of::<PyMemoryView>());
+    if is_int || !is_bytes_like {
         match obj.extract::<u64>() {
             Ok(v) => return Ok(usize::try_from(v).ok().map(Ptr::Addr)),
             Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => return Ok(None),

@@ -31,8 +31,8 @@ fn codes(r: Option<mmc_local::BatchResult>, n: usize) -> Vec<i32> {
 }
 
 /// The valid keys (all of them, or `None` when one is not a valid string).
-fn all_keys(keys: &[Option<String>]) -> Option<Vec<&str>> {
-    keys.iter().map(|k| k.as_deref()).collect()
+fn all_keys<'a>(keys: &[Option<&'a str>]) -> Option<Vec<&'a str>> {
+    keys.iter().copied().collect()
 }
 
 /// `batch_alloc(keys, sizes)`: one address (> 0) or negative code per key.
@@ -42,7 +42,8 @@ pub fn alloc(
     keys: &Bound<'_, PyAny>,
     sizes: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<i64>> {
-    let keys = args::keys(keys)?;
+    let items = args::items(keys, "keys")?;
+    let keys = args::keys(&items)?;
     let sizes = args::items(sizes, "sizes")?
         .iter()
         .map(|s| args::uint(s, "sizes"))
@@ -78,7 +79,8 @@ pub fn write_finish(
     keys: &Bound<'_, PyAny>,
     results: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<i32>> {
-    let keys = args::keys(keys)?;
+    let items = args::items(keys, "keys")?;
+    let keys = args::keys(&items)?;
     let results = args::items(results, "results")?
         .iter()
         .map(|r| r.extract::<i64>())
@@ -102,7 +104,8 @@ pub fn add_lease(
     keys: &Bound<'_, PyAny>,
     lease_ttl_ms: &Bound<'_, PyAny>,
 ) -> PyResult<Vec<i32>> {
-    let keys = args::keys(keys)?;
+    let items = args::items(keys, "keys")?;
+    let keys = args::keys(&items)?;
     let ttl = args::uint(lease_ttl_ms, "lease_ttl_ms")?;
     let n = keys.len();
     let Some(store) = store else {
@@ -118,7 +121,8 @@ pub fn add_lease(
 /// `batch_remove_lease(keys)`: 0, or the first failure (LEASE_EXPIRED when
 /// a lease had run out: bytes read under it must be discarded).
 pub fn remove_lease(py: Python<'_>, store: Option<BlockingObjectStore>, keys: &Bound<'_, PyAny>) -> PyResult<i32> {
-    let keys = args::keys(keys)?;
+    let items = args::items(keys, "keys")?;
+    let keys = args::keys(&items)?;
     let Some(store) = store else {
         return Ok(code::NOT_INITIALIZED);
     };

@@ -47,23 +47,23 @@ pub(super) struct Valid<'a, T> {
     pub(super) vals: Vec<T>,
 }
 
-fn select<'a, T>(keys: &'a [Option<String>], vals: Vec<Option<T>>) -> Valid<'a, T> {
+fn select<'a, T>(keys: &[Option<&'a str>], vals: Vec<Option<T>>) -> Valid<'a, T> {
     let mut v = Valid {
-        idx: Vec::new(),
-        keys: Vec::new(),
-        vals: Vec::new(),
+        idx: Vec::with_capacity(keys.len()),
+        keys: Vec::with_capacity(keys.len()),
+        vals: Vec::with_capacity(keys.len()),
     };
     for (i, (k, val)) in keys.iter().zip(vals).enumerate() {
         if let (Some(k), Some(val)) = (k, val) {
             v.idx.push(i);
-            v.keys.push(k.as_str());
+            v.keys.push(*k);
             v.vals.push(val);
         }
     }
     v
 }
 
-pub(super) fn select_keys(keys: &[Option<String>]) -> Valid<'_, ()> {
+pub(super) fn select_keys<'a>(keys: &[Option<&'a str>]) -> Valid<'a, ()> {
     select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
 }
 
@@ -72,7 +72,7 @@ impl DistributedObjectStore {
     pub(super) fn run_put(
         &self,
         py: Python<'_>,
-        keys: &[Option<String>],
+        keys: &[Option<&str>],
         values: Values,
         opts: Option<PutOptions>,
     ) -> Vec<i32> {
@@ -108,7 +108,7 @@ impl DistributedObjectStore {
 
     /// Gets the valid entries into their buffers; the others read
     /// INVALID_PARAM.
-    pub(super) fn run_get_into(&self, py: Python<'_>, keys: &[Option<String>], dests: Values) -> Vec<i32> {
+    pub(super) fn run_get_into(&self, py: Python<'_>, keys: &[Option<&str>], dests: Values) -> Vec<i32> {
         let n = keys.len();
         let Some(store) = self.handle() else {
             return vec![code::NOT_INITIALIZED; n];
@@ -189,7 +189,8 @@ impl DistributedObjectStore {
         direct: i64,
         config: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let opts = ReplicateConfig::from_arg(config)?;
         let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, false)?;
         if !args::direct_put_ok(direct) {
@@ -206,7 +207,8 @@ impl DistributedObjectStore {
         sizes: &Bound<'_, PyAny>,
         direct: i64,
     ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let (pieces, _held) = Self::layered_pieces(keys.len(), buffer_ptrs, sizes, true)?;
         if !args::direct_get_ok(direct) {
             return Ok(vec![code::INVALID_PARAM; keys.len()]);
@@ -216,7 +218,7 @@ impl DistributedObjectStore {
 }
 
 impl DistributedObjectStore {
-    pub(super) fn exist_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
+    pub(super) fn exist_codes(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<i32> {
         let n = keys.len();
         let Some(store) = self.handle() else {
             return vec![code::NOT_INITIALIZED; n];
@@ -242,7 +244,7 @@ impl DistributedObjectStore {
         out
     }
 
-    pub(super) fn remove_codes(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<i32> {
+    pub(super) fn remove_codes(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<i32> {
         let n = keys.len();
         let Some(store) = self.handle() else {
             return vec![code::NOT_INITIALIZED; n];
@@ -268,7 +270,7 @@ impl DistributedObjectStore {
         out
     }
 
-    pub(super) fn key_infos(&self, py: Python<'_>, keys: &[Option<String>]) -> Vec<KeyInfo> {
+    pub(super) fn key_infos(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<KeyInfo> {
         let n = keys.len();
         let mut out = vec![KeyInfo::default(); n];
         let Some(store) = self.handle() else {

@@ -217,7 +217,8 @@ impl DistributedObjectStore {
         values: &Bound<'_, PyAny>,
         replicateConfig: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<i32> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let opts = ReplicateConfig::from_arg(replicateConfig)?;
         let vals = args::items(values, "values")?;
         let views = vals.iter().map(args::value).collect::<PyResult<Vec<_>>>()?;
@@ -240,7 +241,7 @@ impl DistributedObjectStore {
         let Some(store) = self.handle() else {
             return Ok(empty);
         };
-        match blocking(py, || store.get(&key)) {
+        match blocking(py, || store.get(key)) {
             Some(Ok(v)) => Ok(PyBytes::new(py, &v)),
             _ => Ok(empty),
         }
@@ -248,7 +249,8 @@ impl DistributedObjectStore {
 
     /// The values of ``keys``, ``b""`` for each key absent or failed.
     fn get_batch<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
         if let Some(store) = self.handle() {
             if keys.len() <= mmc_wire::MAX_BATCH {
@@ -305,7 +307,8 @@ impl DistributedObjectStore {
         direct: i64,
         replicateConfig: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let opts = ReplicateConfig::from_arg(replicateConfig)?;
         let (pieces, _held) = Self::flat_pieces(keys.len(), buffer_ptrs, sizes, false)?;
         if !args::direct_put_ok(direct) {
@@ -348,7 +351,8 @@ impl DistributedObjectStore {
         sizes: &Bound<'_, PyAny>,
         direct: i64,
     ) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         let (pieces, _held) = Self::flat_pieces(keys.len(), buffer_ptrs, sizes, true)?;
         if !args::direct_get_ok(direct) {
             return Ok(vec![code::INVALID_PARAM; keys.len()]);
@@ -478,7 +482,8 @@ impl DistributedObjectStore {
 
     /// ``is_exist`` for many keys, one RPC. One result per key.
     fn batch_is_exist(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         Ok(self.exist_codes(py, &keys))
     }
 
@@ -491,7 +496,8 @@ impl DistributedObjectStore {
 
     /// ``remove`` for many keys. One code per key.
     fn remove_batch(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<i32>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         Ok(self.remove_codes(py, &keys))
     }
 
@@ -596,7 +602,8 @@ impl DistributedObjectStore {
 
     /// ``get_key_info`` for many keys, one RPC.
     fn batch_get_key_info(&self, py: Python<'_>, keys: &Bound<'_, PyAny>) -> PyResult<Vec<KeyInfo>> {
-        let keys = args::keys(keys)?;
+        let items = args::items(keys, "keys")?;
+        let keys = args::keys(&items)?;
         Ok(self.key_infos(py, &keys))
     }
 
