@@ -63,7 +63,7 @@ fn select<'a, T>(keys: &[Option<&'a str>], vals: Vec<Option<T>>) -> Valid<'a, T>
     v
 }
 
-pub(super) fn select_keys<'a>(keys: &[Option<&'a str>]) -> Valid<'a, ()> {
+fn select_keys<'a>(keys: &[Option<&'a str>]) -> Valid<'a, ()> {
     select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
 }
 
@@ -218,6 +218,28 @@ impl DistributedObjectStore {
 }
 
 impl DistributedObjectStore {
+    /// The value of each key (`None` when absent, invalid or failed).
+    pub(super) fn values(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
+        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
+        let Some(store) = self.handle() else {
+            return out;
+        };
+        if keys.len() > mmc_wire::MAX_BATCH {
+            return out;
+        }
+        let v = select_keys(keys);
+        if v.idx.is_empty() {
+            return out;
+        }
+        let ks = &v.keys;
+        if let Some(Ok(results)) = blocking(py, || store.get_batch(ks)) {
+            for (i, r) in v.idx.iter().zip(results) {
+                out[*i] = r.ok();
+            }
+        }
+        out
+    }
+
     pub(super) fn exist_codes(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<i32> {
         let n = keys.len();
         let Some(store) = self.handle() else {

@@ -26,7 +26,7 @@ use pyo3::types::{PyAny, PyBytes, PyDict, PyList};
 mod calls;
 mod clients;
 
-use calls::{blocking, first_failure, select_keys};
+use calls::{blocking, first_failure};
 pub(crate) use clients::close_all;
 use clients::{share, Shared, CLIENTS, NEXT_CLIENT};
 
@@ -251,20 +251,7 @@ impl DistributedObjectStore {
     fn get_batch<'py>(&self, py: Python<'py>, keys: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
         let items = args::items(keys, "keys")?;
         let keys = args::keys(&items)?;
-        let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-        if let Some(store) = self.handle() {
-            if keys.len() <= mmc_wire::MAX_BATCH {
-                let v = select_keys(&keys);
-                if !v.idx.is_empty() {
-                    let ks = &v.keys;
-                    if let Some(Ok(results)) = blocking(py, || store.get_batch(ks)) {
-                        for (i, r) in v.idx.iter().zip(results) {
-                            out[*i] = r.ok();
-                        }
-                    }
-                }
-            }
-        }
+        let out = self.values(py, &keys);
         PyList::new(py, out.iter().map(|v| PyBytes::new(py, v.as_deref().unwrap_or(b""))))
     }
 
