@@ -6,7 +6,7 @@ use super::DistributedObjectStore;
 use crate::args::{self, Ptr};
 use crate::code;
 use crate::types::{KeyInfo, ReplicateConfig};
-use mmc_local::{Error, Piece, PutOptions};
+use mmc_local::{BlockingObjectStore, Error, Piece, PutOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -63,11 +63,44 @@ fn select<'a, T>(keys: &[Option<&'a str>], vals: Vec<Option<T>>) -> Valid<'a, T>
     v
 }
 
-fn select_keys<'a>(keys: &[Option<&'a str>]) -> Valid<'a, ()> {
-    select(keys, keys.iter().map(|k| k.as_ref().map(|_| ())).collect())
+/// Each key as a value of its own, for the calls that take only keys.
+fn key_vals(keys: &[Option<&str>]) -> Vec<Option<()>> {
+    keys.iter().map(|k| k.map(|_| ())).collect()
+}
+
+/// One code per entry of an `n`-entry batch: `code_of` each result of the
+/// valid entries (at `idx`), the batch's error for all of them when the
+/// whole call failed (ERROR after a panic), INVALID_PARAM for the others.
+fn codes<T>(n: usize, idx: &[usize], r: Option<mmc_local::Result<Vec<T>>>, code_of: impl Fn(&T) -> i32) -> Vec<i32> {
+    let mut out = vec![code::INVALID_PARAM; n];
+    match r {
+        Some(Ok(results)) => idx.iter().zip(&results).for_each(|(&i, r)| out[i] = code_of(r)),
+        Some(Err(e)) => idx.iter().for_each(|&i| out[i] = e.code()),
+        None => idx.iter().for_each(|&i| out[i] = code::ERROR),
+    }
+    out
 }
 
 impl DistributedObjectStore {
+    /// The client and the valid entries of a batch, or the code every entry
+    /// reads instead: NOT_INITIALIZED without a client, INVALID_PARAM when
+    /// the batch is over `MAX_BATCH` or has no valid entry.
+    fn batch<'a, T>(
+        &self,
+        keys: &[Option<&'a str>],
+        vals: Vec<Option<T>>,
+    ) -> Result<(BlockingObjectStore, Valid<'a, T>), i32> {
+        let store = self.handle().ok_or(code::NOT_INITIALIZED)?;
+        if keys.len() > mmc_wire::MAX_BATCH {
+            return Err(code::INVALID_PARAM);
+        }
+        let v = select(keys, vals);
+        if v.idx.is_empty() {
+            return Err(code::INVALID_PARAM);
+        }
+        Ok((store, v))
+    }
+
     /// Puts the valid entries; the others read INVALID_PARAM.
     pub(super) fn run_put(
         &self,
@@ -77,63 +110,33 @@ impl DistributedObjectStore {
         opts: Option<PutOptions>,
     ) -> Vec<i32> {
         let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
+        let (store, v) = match self.batch(keys, values) {
+            Ok(b) => b,
+            Err(c) => return vec![c; n],
         };
-        let mut out = vec![code::INVALID_PARAM; n];
-        let Some(opts) = opts else { return out };
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select(keys, values);
-        if v.idx.is_empty() {
-            return out;
-        }
+        let Some(opts) = opts else {
+            return vec![code::INVALID_PARAM; n];
+        };
         let (ks, vs) = (&v.keys, &v.vals);
         // SAFETY: every piece points into a live buffer view held by the
         // caller's frame, or at an address the Python caller vouched for
         // (the memcache_hybrid contract for integer pointers).
         let r = blocking(py, || unsafe { store.put_raw_batch(ks, vs, &opts) });
-        match r {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = put_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
+        codes(n, &v.idx, r, put_code)
     }
 
     /// Gets the valid entries into their buffers; the others read
     /// INVALID_PARAM.
     pub(super) fn run_get_into(&self, py: Python<'_>, keys: &[Option<&str>], dests: Values) -> Vec<i32> {
         let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
+        let (store, v) = match self.batch(keys, dests) {
+            Ok(b) => b,
+            Err(c) => return vec![c; n],
         };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select(keys, dests);
-        if v.idx.is_empty() {
-            return out;
-        }
         let (ks, ds) = (&v.keys, &v.vals);
         // SAFETY: as in run_put, for writes.
         let r = blocking(py, || unsafe { store.get_into_raw_batch(ks, ds) });
-        match r {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = unit_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
+        codes(n, &v.idx, r, unit_code)
     }
 
     /// One value per key from flat pointer and size lists.
@@ -221,16 +224,9 @@ impl DistributedObjectStore {
     /// The value of each key (`None` when absent, invalid or failed).
     pub(super) fn values(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<Option<Vec<u8>>> {
         let mut out: Vec<Option<Vec<u8>>> = vec![None; keys.len()];
-        let Some(store) = self.handle() else {
+        let Ok((store, v)) = self.batch(keys, key_vals(keys)) else {
             return out;
         };
-        if keys.len() > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
         let ks = &v.keys;
         if let Some(Ok(results)) = blocking(py, || store.get_batch(ks)) {
             for (i, r) in v.idx.iter().zip(results) {
@@ -242,69 +238,29 @@ impl DistributedObjectStore {
 
     pub(super) fn exist_codes(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<i32> {
         let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
+        let (store, v) = match self.batch(keys, key_vals(keys)) {
+            Ok(b) => b,
+            Err(c) => return vec![c; n],
         };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
         let ks = &v.keys;
-        match blocking(py, || store.exist_batch(ks)) {
-            Some(Ok(found)) => {
-                for (i, f) in v.idx.iter().zip(found) {
-                    out[*i] = f as i32;
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
+        codes(n, &v.idx, blocking(py, || store.exist_batch(ks)), |&found| found as i32)
     }
 
     pub(super) fn remove_codes(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<i32> {
         let n = keys.len();
-        let Some(store) = self.handle() else {
-            return vec![code::NOT_INITIALIZED; n];
+        let (store, v) = match self.batch(keys, key_vals(keys)) {
+            Ok(b) => b,
+            Err(c) => return vec![c; n],
         };
-        let mut out = vec![code::INVALID_PARAM; n];
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
         let ks = &v.keys;
-        match blocking(py, || store.remove_batch(ks)) {
-            Some(Ok(results)) => {
-                for (i, r) in v.idx.iter().zip(&results) {
-                    out[*i] = unit_code(r);
-                }
-            }
-            Some(Err(e)) => v.idx.iter().for_each(|&i| out[i] = e.code()),
-            None => v.idx.iter().for_each(|&i| out[i] = code::ERROR),
-        }
-        out
+        codes(n, &v.idx, blocking(py, || store.remove_batch(ks)), unit_code)
     }
 
     pub(super) fn key_infos(&self, py: Python<'_>, keys: &[Option<&str>]) -> Vec<KeyInfo> {
-        let n = keys.len();
-        let mut out = vec![KeyInfo::default(); n];
-        let Some(store) = self.handle() else {
+        let mut out = vec![KeyInfo::default(); keys.len()];
+        let Ok((store, v)) = self.batch(keys, key_vals(keys)) else {
             return out;
         };
-        if n > mmc_wire::MAX_BATCH {
-            return out;
-        }
-        let v = select_keys(keys);
-        if v.idx.is_empty() {
-            return out;
-        }
         let ks = &v.keys;
         if let Some(Ok(results)) = blocking(py, || store.key_info_batch(ks)) {
             let found: Vec<&str> = ks
