@@ -4,8 +4,32 @@
 use crate::args::*;
 use crate::global::{client, note_key_errors};
 use crate::types::*;
+use mmc_local::BlockingObjectStore;
 use mmc_wire::Error;
 use std::ffi::c_char;
+
+/// The keys of a batch, each decoded or its own error.
+type BatchKeys<'a> = Vec<Result<&'a str, Error>>;
+
+/// What every batch call checks first, in this order: the client, the
+/// reserved `flags`, the `results` array, then the keys (decoded; each an
+/// error of its own when invalid).
+///
+/// # Safety
+/// As [`batch_keys`] for `keys` and `count`.
+unsafe fn batch_start<'a>(
+    flags: u32,
+    res: &Results,
+    keys: *const *const c_char,
+    count: u32,
+) -> Result<(BlockingObjectStore, BatchKeys<'a>), Error> {
+    let c = client()?;
+    check_flags(flags)?;
+    res.check("results")?;
+    // SAFETY: forwarded from this function's contract.
+    let ks = unsafe { batch_keys(keys, count) }?;
+    Ok((c, ks))
+}
 
 /// Batch put from caller buffers: `bufs[i]` is the value of `keys[i]`. One
 /// control RPC for the batch, copies run concurrently. Per key: `MMC_OK`,
@@ -26,12 +50,9 @@ pub unsafe extern "C" fn mmcc_batch_put(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         // SAFETY: `options` is NULL or valid (this function's contract).
         let opts = unsafe { options_arg(options) }?;
         // SAFETY: `bufs` is NULL or an array of `keys_count` descriptors
@@ -61,12 +82,9 @@ pub unsafe extern "C" fn mmcc_batch_get(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         // SAFETY: `bufs` is NULL or an array of `keys_count` descriptors
         // (this function's contract).
         let items = unsafe { per_key_items(ks, bufs, "bufs", |b| Ok(vec![piece(b)?])) }?;
@@ -95,12 +113,9 @@ pub unsafe extern "C" fn mmcc_batch_put_layers(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         // SAFETY: `options` is NULL or valid (this function's contract).
         let opts = unsafe { options_arg(options) }?;
         // SAFETY: `values` is NULL or an array of `keys_count` entries, each
@@ -129,12 +144,9 @@ pub unsafe extern "C" fn mmcc_batch_get_layers(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         // SAFETY: `values` is NULL or an array of `keys_count` entries, each
         // listing `count` valid descriptors (this function's contract).
         let items = unsafe { per_key_items(ks, values, "values", |v| layers_arg(v.bufs, v.count)) }?;
@@ -161,12 +173,9 @@ pub unsafe extern "C" fn mmcc_batch_exist(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         let rs = run_valid(ks, |valid| Ok(c.exist_batch(&valid)?.into_iter().map(Ok).collect()))?;
         // SAFETY: `res` wraps `results` as above.
         unsafe {
@@ -198,12 +207,9 @@ pub unsafe extern "C" fn mmcc_batch_query(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         if infos.is_null() {
             return Err(Error::invalid("infos is a null pointer"));
         }
@@ -241,12 +247,9 @@ pub unsafe extern "C" fn mmcc_batch_remove(
 ) -> i32 {
     let res = Results::new(results, keys_count);
     let body = || {
-        let c = client()?;
-        check_flags(flags)?;
-        res.check("results")?;
         // SAFETY: `keys` is NULL or `keys_count` NULL-or-NUL-terminated
         // keys (this function's contract).
-        let ks = unsafe { batch_keys(keys, keys_count) }?;
+        let (c, ks) = unsafe { batch_start(flags, &res, keys, keys_count) }?;
         let rs = run_valid(ks, |valid| c.remove_batch(&valid))?;
         // SAFETY: `res` wraps `results` as above.
         unsafe { res.write(codes(&rs)) };
