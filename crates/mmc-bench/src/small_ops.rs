@@ -19,6 +19,7 @@
 //! "get1_us": .., "exist32_us": .., "get32_us": ..}`.
 
 use super::cluster::{self, Cluster, Provider};
+use clap::builder::TypedValueParser;
 use clap::Args;
 use mmc_config::{ByteSize, Protocol};
 use mmc_local::{BlockingObjectStore, PutOptions};
@@ -177,7 +178,9 @@ pub struct SmallOpsArgs {
     #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Python with memcache_rs installed [default: .venv/bin/python]; "" skips the Python client.
-    #[arg(long)]
+    // clap's own PathBuf parser refuses an empty value, which is how the
+    // Python client is skipped.
+    #[arg(long, value_parser = clap::builder::OsStringValueParser::new().map(PathBuf::from))]
     python: Option<PathBuf>,
     /// C compiler for the C client; "" skips it.
     #[arg(long, default_value = "cc")]
@@ -423,19 +426,11 @@ pub fn run(a: SmallOpsArgs) -> Result<(), String> {
         label: "C",
         figures: c_figures,
     });
-    let python = a
-        .python
-        .clone()
-        .or_else(|| root.as_ref().map(|r| r.join(".venv/bin/python")));
-    let py_figures = match (python, &root) {
-        (Some(p), _) if p.as_os_str().is_empty() => Err("skipped (--python \"\")".into()),
-        (Some(p), Some(root)) if p.exists() => {
-            let mut c = Command::new(p);
-            c.arg(root.join("crates/mmc-python/bench/small_ops.py")).args(r.args());
-            run_client("Python", c, &config, &dir.join("client-python.log"))
-        }
-        _ => Err("skipped: no Python with memcache_rs (.venv/bin/python, or --python)".into()),
-    };
+    let py_figures = python_client(a.python.as_deref(), root.as_deref()).and_then(|(p, script)| {
+        let mut c = Command::new(p);
+        c.arg(script).args(r.args());
+        run_client("Python", c, &config, &dir.join("client-python.log"))
+    });
     columns.push(Column {
         label: "Python",
         figures: py_figures,
@@ -514,9 +509,55 @@ fn render(inproc: &Figures, columns: &[Column], r: Rounds) -> String {
     s
 }
 
+/// The Python interpreter and script of the Python client, or why it is
+/// skipped: `--python ""`, or no interpreter (the flag's, else the
+/// repository's `.venv/bin/python`) or no repository script to run.
+fn python_client(flag: Option<&Path>, root: Option<&Path>) -> Result<(PathBuf, PathBuf), String> {
+    if flag.is_some_and(|p| p.as_os_str().is_empty()) {
+        return Err("skipped (--python \"\")".into());
+    }
+    let python = flag
+        .map(Path::to_path_buf)
+        .or_else(|| root.map(|r| r.join(".venv/bin/python")));
+    match (python, root) {
+        (Some(p), Some(root)) if p.exists() => Ok((p, root.join("crates/mmc-python/bench/small_ops.py"))),
+        _ => Err("skipped: no Python with memcache_rs (.venv/bin/python, or --python)".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        a: SmallOpsArgs,
+    }
+
+    #[test]
+    fn an_empty_python_flag_parses_and_skips_the_python_client() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from(["small-ops", "--python", ""]).expect("--python \"\" parses");
+        let root = std::env::temp_dir();
+        let e = python_client(cli.a.python.as_deref(), Some(&root)).unwrap_err();
+        assert_eq!(e, "skipped (--python \"\")");
+    }
+
+    #[test]
+    fn the_python_client_needs_an_interpreter_and_the_repository_script() {
+        let root = std::env::temp_dir().join(format!("mmc-small-ops-root-{}", std::process::id()));
+        let missing = root.join(".venv/bin/python");
+        assert!(python_client(None, Some(&root)).unwrap_err().contains("no Python"));
+        assert!(python_client(Some(&missing), Some(&root))
+            .unwrap_err()
+            .contains("no Python"));
+        let here = std::env::current_exe().unwrap();
+        assert!(python_client(Some(&here), None).unwrap_err().contains("no Python"));
+        let (p, script) = python_client(Some(&here), Some(&root)).unwrap();
+        assert_eq!(p, here);
+        assert_eq!(script, root.join("crates/mmc-python/bench/small_ops.py"));
+    }
 
     #[test]
     fn the_median_round_is_reported() {
