@@ -8,7 +8,7 @@ use crate::global::{self, guard, note_key_errors};
 use crate::types::*;
 use mmc_config::{LocalConfig, Protocol};
 use mmc_local::{BlockingObjectStore, KeyInfo, Piece, PutOptions};
-use mmc_wire::{validate_batch_len, validate_key, Error, Result};
+use mmc_wire::{validate_batch_len, validate_key, Error, ErrorKind, Result};
 use std::ffi::{c_char, CStr};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -125,7 +125,7 @@ pub(crate) unsafe fn layers_arg(bufs: *const mmc_buffer, count: u32) -> Result<V
 /// The message of an `InvalidParam` without its prefix (for nesting).
 pub(crate) fn strip_invalid(e: &Error) -> String {
     match e {
-        Error::InvalidParam(m) => m.clone(),
+        e if e.kind() == ErrorKind::InvalidParam => e.detail(),
         e => e.to_string(),
     }
 }
@@ -265,7 +265,7 @@ pub(crate) fn run_valid<I, T>(
         let n = valid.len();
         let res = f(valid)?;
         if res.len() != n {
-            return Err(Error::Other(format!("internal: {} results for {n} keys", res.len())));
+            return Err(Error::other(format!("internal: {} results for {n} keys", res.len())));
         }
         for (i, r) in at.into_iter().zip(res) {
             out[i] = Some(r);
@@ -304,7 +304,7 @@ pub(crate) unsafe fn put_pieces(
     // SAFETY: the pieces are readable for the call (our contract), which
     // is what `put_raw_batch` requires.
     let r = unsafe { c.put_raw_batch(&[key], &[pieces], opts) }?;
-    r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
+    r.into_iter().next().unwrap_or(Err(Error::other("no result")))?;
     Ok(MMC_OK)
 }
 
@@ -315,7 +315,7 @@ pub(crate) unsafe fn get_pieces(c: &BlockingObjectStore, key: &str, pieces: Vec<
     // SAFETY: the pieces are writable and unshared for the call (our
     // contract), which is what `get_into_raw_batch` requires.
     let r = unsafe { c.get_into_raw_batch(&[key], &[pieces]) }?;
-    r.into_iter().next().unwrap_or(Err(Error::Other("no result".into())))?;
+    r.into_iter().next().unwrap_or(Err(Error::other("no result")))?;
     Ok(MMC_OK)
 }
 

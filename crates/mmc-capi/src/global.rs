@@ -5,7 +5,7 @@
 use mmc_config::LocalConfig;
 use mmc_local::BlockingObjectStore;
 use mmc_wire::error::code;
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use std::cell::RefCell;
 use std::ffi::c_char;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -42,7 +42,7 @@ pub(crate) fn lock() -> MutexGuard<'static, Global> {
 /// `mmc_uninit`. The clone shares the client, so the lock is not held while
 /// the operation runs.
 pub(crate) fn client() -> Result<BlockingObjectStore> {
-    lock().client.clone().ok_or(Error::NotInitialized)
+    lock().client.clone().ok_or(Error::from(ErrorKind::NotInitialized))
 }
 
 // ---- logging --------------------------------------------------------------
@@ -188,7 +188,10 @@ mod tests {
     #[test]
     fn guard_turns_panics_and_errors_into_codes() {
         assert_eq!(guard("t", || Ok(7)), 7);
-        assert_eq!(guard("t", || Err(Error::UnmatchedKey)), code::UNMATCHED_KEY);
+        assert_eq!(
+            guard("t", || Err(Error::from(ErrorKind::UnmatchedKey))),
+            code::UNMATCHED_KEY
+        );
         let msg = last_error();
         assert!(msg.contains("key not found"), "{msg}");
         assert_eq!(guard("t", || panic!("boom {}", 1)), code::ERROR);

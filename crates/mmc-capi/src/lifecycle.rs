@@ -7,7 +7,7 @@ use crate::global::{self, client, guard, lock};
 use crate::types::*;
 use mmc_config::{ConfigFile, LOCAL_CONFIG_ENV};
 use mmc_local::BlockingObjectStore;
-use mmc_wire::Error;
+use mmc_wire::{Error, ErrorKind};
 use std::ffi::c_char;
 use std::path::Path;
 
@@ -50,9 +50,7 @@ pub unsafe extern "C" fn mmc_setup(config_path: *const c_char, options: *const m
         };
         let mut g = lock();
         if g.client.is_some() {
-            return Err(Error::Other(
-                "already initialized: call mmc_uninit before mmc_setup".into(),
-            ));
+            return Err(Error::other("already initialized: call mmc_uninit before mmc_setup"));
         }
         let log_path = cfg.log_path.clone();
         g.config = Some(cfg);
@@ -106,7 +104,7 @@ pub extern "C" fn mmc_init(device_id: i32, init_bm: i32) -> i32 {
             log_config_warnings(&file.warnings, log_path.as_deref());
         }
         let Some(mut cfg) = g.config.clone() else {
-            return Err(Error::NotInitialized);
+            return Err(Error::from(ErrorKind::NotInitialized));
         };
         if init_bm == 0 {
             cfg.dram_size = mmc_config::ByteSize(0);
@@ -130,7 +128,7 @@ pub extern "C" fn mmc_init(device_id: i32, init_bm: i32) -> i32 {
 #[no_mangle]
 pub extern "C" fn mmc_uninit() -> i32 {
     guard("mmc_uninit", || {
-        let store = lock().client.take().ok_or(Error::NotInitialized)?;
+        let store = lock().client.take().ok_or(Error::from(ErrorKind::NotInitialized))?;
         // Joins the runtime's threads: nothing of the library runs after
         // mmc_uninit returns (safe for dlclose, clean under valgrind).
         store.shutdown(std::time::Duration::from_secs(5));

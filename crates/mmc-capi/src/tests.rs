@@ -6,8 +6,8 @@ use super::*;
 use crate::args::*;
 use mmc_local::PutOptions;
 use mmc_wire::error::code;
-use mmc_wire::Error;
 use mmc_wire::Result;
+use mmc_wire::{Error, ErrorKind};
 use std::ffi::CString;
 
 #[test]
@@ -118,9 +118,9 @@ fn run_valid_keeps_positions() {
     let items: Vec<Result<u32>> = vec![Ok(1), Err(Error::invalid("x")), Ok(3)];
     let out = run_valid(items, |v| Ok(v.into_iter().map(|x| Ok(x * 10)).collect())).unwrap();
     assert_eq!(out[0], Ok(10));
-    assert!(matches!(out[1], Err(Error::InvalidParam(_))));
+    assert!(matches!(out[1], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     assert_eq!(out[2], Ok(30));
-    let none: Vec<Result<u32>> = vec![Err(Error::UnmatchedKey)];
+    let none: Vec<Result<u32>> = vec![Err(Error::from(ErrorKind::UnmatchedKey))];
     let out = run_valid(none, |_| -> Result<Vec<Result<u32>>> { panic!("not called") }).unwrap();
-    assert_eq!(out, vec![Err(Error::UnmatchedKey)]);
+    assert_eq!(out, vec![Err(Error::from(ErrorKind::UnmatchedKey))]);
 }

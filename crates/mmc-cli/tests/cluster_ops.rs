@@ -5,7 +5,7 @@
 mod common;
 
 use common::{pattern, Cluster, Opts};
-use mmc_local::{BlockingObjectStore, Error, Medium, Protocol, PutOptions};
+use mmc_local::{BlockingObjectStore, Error, ErrorKind, Medium, Protocol, PutOptions};
 
 /// The DeepSeek-style block: 61 x 128 KiB + 61 x 16 KiB in 122 buffers.
 fn layered_block(key: &str) -> Vec<Vec<u8>> {
@@ -74,9 +74,9 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
     assert!(!ex[40]);
     let infos = s.key_info_batch(&mixed).unwrap();
     assert_eq!(infos[3].as_ref().unwrap().size, 7096);
-    assert_eq!(infos[40], Err(Error::ObjectNotExists));
+    assert_eq!(infos[40], Err(Error::from(ErrorKind::ObjectNotExists)));
     let gb = s.get_batch(&mixed).unwrap();
-    assert_eq!(gb[40], Err(Error::ObjectNotExists));
+    assert_eq!(gb[40], Err(Error::from(ErrorKind::ObjectNotExists)));
 
     // layered batch
     let lkeys: Vec<String> = (0..3).map(|i| format!("{tag}-lbatch-{i}")).collect();
@@ -96,10 +96,10 @@ fn exercise_all(s: &BlockingObjectStore, tag: &str) {
 
     // remove
     s.remove(&keys[0]).unwrap();
-    assert_eq!(s.remove(&keys[0]), Err(Error::UnmatchedKey));
-    assert_eq!(s.get(&keys[0]), Err(Error::ObjectNotExists));
+    assert_eq!(s.remove(&keys[0]), Err(Error::from(ErrorKind::UnmatchedKey)));
+    assert_eq!(s.get(&keys[0]), Err(Error::from(ErrorKind::ObjectNotExists)));
     let rb = s.remove_batch(&[keys[1].as_str(), keys[0].as_str()]).unwrap();
-    assert_eq!(rb, vec![Ok(()), Err(Error::UnmatchedKey)]);
+    assert_eq!(rb, vec![Ok(()), Err(Error::from(ErrorKind::UnmatchedKey))]);
     assert!(!s.exist(&keys[1]).unwrap());
 }
 
@@ -177,7 +177,9 @@ fn replicas_and_placement() {
         preferred: vec![],
     };
     match s.put("r4", b"x", &four) {
-        Err(Error::NoProvider(m)) => assert!(m.contains("4 replicas"), "{m}"),
+        Err(ref e) if e.kind() == ErrorKind::NoProvider => {
+            assert!(e.message().contains("4 replicas"), "{e}")
+        }
         other => panic!("expected NoProvider (3 providers alive), got {other:?}"),
     }
     let three = PutOptions {
@@ -250,7 +252,7 @@ fn too_few_providers_is_retryable_no_provider() {
     };
     let data = pattern("np", 4096);
     match c.put("np", &data, &two) {
-        Err(e @ Error::NoProvider(_)) => {
+        Err(ref e) if e.kind() == ErrorKind::NoProvider => {
             assert_eq!(e.code(), mmc_wire::error::code::NO_PROVIDER);
             assert!(e.is_retryable());
             assert!(e.to_string().contains("2 replicas requested"), "{e}");

@@ -359,7 +359,7 @@ fn run_client(store: BlockingObjectStore, id: usize, load: Arc<Load>) {
                     }
                     load.gets_ok.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(mmc_local::Error::ObjectNotExists) => {
+                Err(ref e) if e.kind() == mmc_local::ErrorKind::ObjectNotExists => {
                     load.gets_missing.fetch_add(1, Ordering::Relaxed);
                 }
                 Err(e) => load.error(&e),
@@ -382,7 +382,7 @@ fn verify(store: &BlockingObjectStore, keys: &[String]) -> (Vec<String>, Vec<Str
                     }
                     break;
                 }
-                Err(mmc_local::Error::ObjectNotExists) => {
+                Err(ref e) if e.kind() == mmc_local::ErrorKind::ObjectNotExists => {
                     missing.push(k.clone());
                     break;
                 }

@@ -478,7 +478,7 @@ fn probe_loop(addrs: Vec<(String, String)>, token: String, p: Arc<Probes>) {
             let answered = Instant::now();
             match r {
                 Ok(Response::Exist(_)) => p.served.lock()[i].push((sent, answered)),
-                Err(mmc_local::Error::NotLeader(_)) => p.refused.lock()[i] += 1,
+                Err(ref e) if e.kind() == mmc_local::ErrorKind::NotLeader => p.refused.lock()[i] += 1,
                 _ => p.failed.lock()[i] += 1,
             }
         }
@@ -737,7 +737,7 @@ fn put_version(s: &BlockingObjectStore, h: &History, key: &str, v: u64) {
     };
     match retry(&format!("put {key} v{v}"), || s.put(key, &value(key, v), &opts)) {
         Ok(()) => {}
-        Err(mmc_local::Error::DuplicatedObject) => {
+        Err(ref e) if e.kind() == mmc_local::ErrorKind::DuplicatedObject => {
             let got = retry(&format!("get {key}"), || s.get(key)).unwrap();
             assert_eq!(
                 version_of(key, &got),
@@ -752,7 +752,12 @@ fn put_version(s: &BlockingObjectStore, h: &History, key: &str, v: u64) {
 /// Removes `key` and puts it again with version `v`.
 fn rewrite(s: &BlockingObjectStore, h: &History, key: &str, v: u64) {
     match retry(&format!("remove {key}"), || s.remove(key)) {
-        Ok(()) | Err(mmc_local::Error::ObjectNotExists | mmc_local::Error::UnmatchedKey) => {}
+        Ok(()) => {}
+        Err(e)
+            if matches!(
+                e.kind(),
+                mmc_local::ErrorKind::ObjectNotExists | mmc_local::ErrorKind::UnmatchedKey
+            ) => {}
         Err(e) => panic!("remove {key}: {e:?}"),
     }
     if let Some(l) = h.lives.lock().get_mut(key).and_then(|l| l.last_mut()) {
@@ -783,7 +788,7 @@ fn reader(s: BlockingObjectStore, h: Arc<History>) {
                     None => h.violations.lock().push(format!("get {key} returned bytes of no put")),
                 }
             }
-            Err(mmc_local::Error::ObjectNotExists) => {
+            Err(ref e) if e.kind() == mmc_local::ErrorKind::ObjectNotExists => {
                 h.gets_missing.fetch_add(1, Ordering::Relaxed);
             }
             Err(e) => {

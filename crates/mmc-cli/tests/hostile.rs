@@ -11,7 +11,7 @@
 mod common;
 
 use common::{pattern, Cluster, Opts};
-use mmc_local::{Error, Protocol, PutOptions};
+use mmc_local::{Protocol, PutOptions};
 use mmc_wire::auth::{client_handshake_blocking, Domain};
 use mmc_wire::frame::{self, FrameKind, FRAME_VERSION, MAX_FRAME};
 use mmc_wire::message::{AllocItem, Request, Response};
@@ -394,8 +394,8 @@ fn alloc_sizes_near_2_pow_64_are_invalid_and_harm_nothing() {
         x.write_all(&request(n as u64, &req)).unwrap();
         match read_response(&mut x).unwrap().1 {
             Response::Alloc { items, .. } => match &items[..] {
-                [Err(Error::InvalidParam(m))] => {
-                    assert!(m.contains(&size.to_string()), "names the size: {m}")
+                [Err(e)] if e.kind() == mmc_local::ErrorKind::InvalidParam => {
+                    assert!(e.message().contains(&size.to_string()), "names the size: {e}")
                 }
                 other => panic!("size {size}: {other:?}"),
             },

@@ -10,7 +10,7 @@
 mod common;
 
 use common::{pattern, Cluster, Opts};
-use mmc_local::{BlockingObjectStore, CopyDirection, Error, Protocol, REMOTE_TAG};
+use mmc_local::{BlockingObjectStore, CopyDirection, Error, ErrorKind, Protocol, REMOTE_TAG};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -160,7 +160,7 @@ fn two_processes(protocol: Protocol, proto: &str) {
         let tail = read(&r, gva + (SIZE / 4) as u64, SIZE - SIZE / 4).unwrap();
         assert!(tail == pattern(k, SIZE)[SIZE / 4..], "{k}");
         // Past the object's end: refused, nothing read.
-        assert!(matches!(read(&r, gva + 1, SIZE), Err(Error::InvalidParam(_))));
+        assert!(matches!(read(&r, gva + 1, SIZE), Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     }
     // A leased object survives its removal until the lease goes.
     r.remove(&keys[0]).unwrap();
@@ -170,11 +170,10 @@ fn two_processes(protocol: Protocol, proto: &str) {
         r.unwrap();
     }
     // Without a lease the addresses are not readable.
-    assert!(matches!(read(&r, gva0, SIZE), Err(Error::InvalidParam(_))));
-    assert!(matches!(
-        r.remove_lease_batch(&key_refs[1..2]).unwrap()[0],
-        Err(Error::InvalidParam(_))
-    ));
+    assert!(matches!(read(&r, gva0, SIZE), Err(ref e) if e.kind() == ErrorKind::InvalidParam));
+    assert!(
+        matches!(r.remove_lease_batch(&key_refs[1..2]).unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam)
+    );
 }
 
 #[test]
@@ -205,13 +204,16 @@ fn a_lease_that_runs_out_reports_lease_expired() {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         match read(&s, gva, SIZE) {
-            Err(Error::LeaseExpired) => break,
+            Err(ref e) if e.kind() == ErrorKind::LeaseExpired => break,
             Ok(v) => assert!(v == pattern(k, SIZE)),
             Err(e) => panic!("{e}"),
         }
         assert!(Instant::now() < deadline, "the lease never ran out");
     }
-    assert_eq!(s.remove_lease_batch(&[k]).unwrap(), vec![Err(Error::LeaseExpired)]);
+    assert_eq!(
+        s.remove_lease_batch(&[k]).unwrap(),
+        vec![Err(Error::from(ErrorKind::LeaseExpired))]
+    );
 }
 
 #[test]
@@ -234,8 +236,11 @@ fn a_writer_killed_between_alloc_and_finish_is_reclaimed() {
         s.segments.iter().map(|x| x.used).sum::<u64>() == base
     });
     assert!(!r.exist(k).unwrap());
-    assert_eq!(r.add_lease_batch(&[k], 0).unwrap(), vec![Err(Error::ObjectNotExists)]);
-    assert!(matches!(r.get(k), Err(Error::ObjectNotExists)));
+    assert_eq!(
+        r.add_lease_batch(&[k], 0).unwrap(),
+        vec![Err(Error::from(ErrorKind::ObjectNotExists))]
+    );
+    assert!(matches!(r.get(k), Err(ref e) if e.kind() == ErrorKind::ObjectNotExists));
     // The key can be written afresh.
     r.put(k, &pattern("fresh", 4096), &Default::default()).unwrap();
     assert_eq!(r.get(k).unwrap(), pattern("fresh", 4096));
@@ -254,38 +259,38 @@ fn bad_arguments_give_clear_errors() {
         .alloc_batch(&["lw-zero", "", "lw-dup", "lw-dup"], &[0, 10, 10, 10])
         .unwrap();
     assert!(
-        matches!(&r[0], Err(Error::InvalidParam(m)) if m.contains("size")),
+        matches!(&r[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam && e.message().contains("size")),
         "{r:?}"
     );
-    assert!(matches!(r[1], Err(Error::InvalidParam(_))));
+    assert!(matches!(r[1], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     let gva = *r[2].as_ref().unwrap();
     assert!(
-        matches!(&r[3], Err(Error::InvalidParam(m)) if m.contains("twice")),
+        matches!(&r[3], Err(ref e) if e.kind() == ErrorKind::InvalidParam && e.message().contains("twice")),
         "{r:?}"
     );
     // An existing key.
     s.put("lw-exists", b"x", &Default::default()).unwrap();
     assert_eq!(
         s.alloc_batch(&["lw-exists"], &[10]).unwrap(),
-        vec![Err(Error::DuplicatedObject)]
+        vec![Err(Error::from(ErrorKind::DuplicatedObject))]
     );
     // Not readable while being written, not writable past its end.
-    assert!(matches!(read(&s, gva, 10), Err(Error::InvalidParam(_))));
+    assert!(matches!(read(&s, gva, 10), Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     let v = [7u8; 11];
     // SAFETY: `v` is valid for reads of 11 bytes.
     let w = unsafe { s.copy_batch(&[gva], &[v.as_ptr() as usize], &[11], CopyDirection::ToPool) };
-    assert!(matches!(w.unwrap()[0], Err(Error::InvalidParam(_))));
+    assert!(matches!(w.unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     // SAFETY: as above; lengths differ, nothing is copied.
     let w = unsafe { s.copy_batch(&[gva, gva], &[v.as_ptr() as usize], &[1, 1], CopyDirection::ToPool) };
     assert!(w.is_err());
     // An address nobody handed out.
     // SAFETY: as above.
     let w = unsafe { s.copy_batch(&[12345], &[v.as_ptr() as usize], &[1], CopyDirection::ToPool) };
-    assert!(matches!(w.unwrap()[0], Err(Error::InvalidParam(_))));
+    assert!(matches!(w.unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     // Finishing unknown keys; mismatched lengths.
     assert_eq!(
         s.write_finish_batch(&["lw-never"], &[true]).unwrap(),
-        vec![Err(Error::ObjectNotExists)]
+        vec![Err(Error::from(ErrorKind::ObjectNotExists))]
     );
     assert!(s.write_finish_batch(&["lw-dup"], &[true, false]).is_err());
     // Revoked: gone, its address too.
@@ -293,22 +298,21 @@ fn bad_arguments_give_clear_errors() {
     assert!(!s.exist("lw-dup").unwrap());
     // SAFETY: as above.
     let w = unsafe { s.copy_batch(&[gva], &[v.as_ptr() as usize], &[1], CopyDirection::ToPool) };
-    assert!(matches!(w.unwrap()[0], Err(Error::InvalidParam(_))));
+    assert!(matches!(w.unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     // Leases on unknown keys; removing leases never taken.
     assert_eq!(
         s.add_lease_batch(&["lw-never"], 0).unwrap(),
-        vec![Err(Error::ObjectNotExists)]
+        vec![Err(Error::from(ErrorKind::ObjectNotExists))]
     );
-    assert!(matches!(
-        s.remove_lease_batch(&["lw-never"]).unwrap()[0],
-        Err(Error::InvalidParam(_))
-    ));
+    assert!(
+        matches!(s.remove_lease_batch(&["lw-never"]).unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam)
+    );
     // A leased object is read-only through copy_batch.
     s.add_lease_batch(&["lw-exists"], 0).unwrap();
     let g = s.direct_addresses_batch(&["lw-exists"]).unwrap()[0].as_ref().unwrap()[0];
     // SAFETY: as above.
     let w = unsafe { s.copy_batch(&[g], &[v.as_ptr() as usize], &[1], CopyDirection::ToPool) };
-    assert!(matches!(w.unwrap()[0], Err(Error::InvalidParam(_))));
+    assert!(matches!(w.unwrap()[0], Err(ref e) if e.kind() == ErrorKind::InvalidParam));
     assert_eq!(read(&s, g, 1).unwrap(), b"x");
     s.remove_lease_batch(&["lw-exists"]).unwrap()[0].clone().unwrap();
 }

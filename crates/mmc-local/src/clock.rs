@@ -11,7 +11,7 @@
 //! other periodic tasks are paced by Tokio's timer and decide nothing from
 //! the time they read.
 
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use std::time::{Duration, Instant};
 
 pub(crate) trait Clock {
@@ -105,7 +105,7 @@ impl LeaseDeadline {
     #[inline]
     pub(crate) fn check(self, clock: &impl Clock) -> Result<()> {
         if self.expired(clock) {
-            Err(Error::LeaseExpired)
+            Err(Error::from(ErrorKind::LeaseExpired))
         } else {
             Ok(())
         }
@@ -177,10 +177,10 @@ mod tests {
         clock.advance(1699 * MS); // a long copy, ending 1 ms before the end
         assert_eq!(lease.check(&clock), Ok(()));
         clock.advance(MS); // ends exactly at the deadline: the bytes may be reused
-        assert_eq!(lease.check(&clock), Err(Error::LeaseExpired));
+        assert_eq!(lease.check(&clock), Err(Error::from(ErrorKind::LeaseExpired)));
         assert!(lease.expired(&clock));
         clock.advance(10_000 * MS);
-        assert_eq!(lease.check(&clock), Err(Error::LeaseExpired));
+        assert_eq!(lease.check(&clock), Err(Error::from(ErrorKind::LeaseExpired)));
     }
 
     #[test]
@@ -192,11 +192,11 @@ mod tests {
         clock.advance(Duration::from_millis(MAX_LEASE_MS) - MS);
         assert_eq!(huge.check(&clock), Ok(()));
         clock.advance(MS);
-        assert_eq!(huge.check(&clock), Err(Error::LeaseExpired));
+        assert_eq!(huge.check(&clock), Err(Error::from(ErrorKind::LeaseExpired)));
         // A zero lease has ended when granted.
         assert_eq!(
             LeaseDeadline::granted(clock.now(), 0).check(&clock),
-            Err(Error::LeaseExpired)
+            Err(Error::from(ErrorKind::LeaseExpired))
         );
         // Deadlines order by time (a lease taken again keeps the later one).
         assert!(LeaseDeadline::granted(sent, 5) < LeaseDeadline::granted(sent, 6));

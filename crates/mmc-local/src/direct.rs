@@ -34,7 +34,7 @@ use crate::clock::{Clock, LeaseDeadline};
 use crate::segment::Segment;
 use crate::store::{check_count, check_placements, malformed, BatchResult, ObjectStore};
 use mmc_wire::message::{AllocItem, PeerInfo, Placement, Request, Response};
-use mmc_wire::{validate_batch_len, validate_key, Error, Result, ServiceId};
+use mmc_wire::{validate_batch_len, validate_key, Error, ErrorKind, Result, ServiceId};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
@@ -160,10 +160,10 @@ impl ObjectStore {
             return Ok((ptr as u64, Target::Mapped { seg, ptr }));
         }
         if peer.transfer_addr.is_empty() {
-            return Err(Error::NotConnectedLocal(format!(
-                "service {} has no transfer address",
-                peer.service_id
-            )));
+            return Err(Error::new(
+                ErrorKind::NotConnectedLocal,
+                format!("service {} has no transfer address", peer.service_id),
+            ));
         }
         let fits = offset
             .checked_add(size)
@@ -285,7 +285,11 @@ impl ObjectStore {
             let mut regions = self.regions().lock();
             for (i, (k, &good)) in keys.iter().zip(ok).enumerate() {
                 let pending = validate_key(k).and_then(|()| {
-                    let base = regions.writes.get(*k).copied().ok_or(Error::ObjectNotExists)?;
+                    let base = regions
+                        .writes
+                        .get(*k)
+                        .copied()
+                        .ok_or(Error::from(ErrorKind::ObjectNotExists))?;
                     regions.forget(base);
                     Ok(())
                 });
@@ -340,7 +344,7 @@ impl ObjectStore {
                 Ok(()) => {
                     ask.push((*k).to_owned());
                     which.push(i);
-                    results.push(Err(Error::ObjectNotExists));
+                    results.push(Err(Error::from(ErrorKind::ObjectNotExists)));
                 }
                 Err(e) => results.push(Err(e)),
             }
@@ -373,10 +377,10 @@ impl ObjectStore {
                 if targets.is_empty() {
                     // Leased but not reachable: give the lease back.
                     let _ = self.lease_tx().send((keys[i].to_owned(), loc.object_id));
-                    return Err(Error::NotConnectedLocal(format!(
-                        "no replica of {:?} is reachable from here",
-                        keys[i]
-                    )));
+                    return Err(Error::new(
+                        ErrorKind::NotConnectedLocal,
+                        format!("no replica of {:?} is reachable from here", keys[i]),
+                    ));
                 }
                 Ok((loc.size, targets, loc.object_id))
             });
@@ -483,7 +487,7 @@ impl ObjectStore {
                 }
                 let _ = self.lease_tx().send(((*k).to_owned(), object_id));
                 if expired {
-                    Err(Error::LeaseExpired)
+                    Err(Error::from(ErrorKind::LeaseExpired))
                 } else {
                     Ok(())
                 }
@@ -578,7 +582,7 @@ impl ObjectStore {
             .map(|((p, &addr), &size)| async move {
                 let (target, off, deadline) = p?;
                 if deadline.is_some_and(|d| d.expired(self.clock())) {
-                    return Err(Error::LeaseExpired);
+                    return Err(Error::from(ErrorKind::LeaseExpired));
                 }
                 let piece = [Piece {
                     addr,
@@ -616,7 +620,7 @@ impl ObjectStore {
                     }
                 }
                 if deadline.is_some_and(|d| d.expired(self.clock())) {
-                    return Err(Error::LeaseExpired);
+                    return Err(Error::from(ErrorKind::LeaseExpired));
                 }
                 Ok(())
             });

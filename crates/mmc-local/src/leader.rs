@@ -2,7 +2,7 @@
 //! (`local.etcd_endpoints`): one read of the election's leader record (its
 //! address and term), checked like any input from the network.
 
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use std::time::Duration;
 
 /// Longest one etcd read may take.
@@ -47,21 +47,21 @@ impl LeaderResolver {
             let opts = etcd_client::ConnectOptions::new().with_connect_timeout(RPC_TIMEOUT);
             let client = etcd_client::Client::connect(&self.endpoints, Some(opts))
                 .await
-                .map_err(|e| Error::NotConnectedMeta(format!("etcd {:?}: {e}", self.endpoints)))?;
+                .map_err(|e| Error::caused_by(ErrorKind::NotConnectedMeta, format!("etcd {:?}", self.endpoints), e))?;
             *c = Some(client);
         }
         let Some(client) = c.as_ref() else {
-            return Err(Error::NotConnectedMeta("etcd client missing".into()));
+            return Err(Error::new(ErrorKind::NotConnectedMeta, "etcd client missing"));
         };
         let mut ec = client.election_client();
         drop(c);
         match tokio::time::timeout(RPC_TIMEOUT, ec.leader(self.name.as_str())).await {
-            Err(_) => Err(Error::NotConnectedMeta(format!(
+            Err(_) => Err(Error::new(ErrorKind::NotConnectedMeta, format!(
                 "etcd {:?} did not answer within {RPC_TIMEOUT:?}",
                 self.endpoints
             ))),
             Ok(Err(etcd_client::Error::GRpcStatus(s))) if s.message().contains("no leader") => Ok(None),
-            Ok(Err(e)) => Err(Error::NotConnectedMeta(format!("etcd {:?}: {e}", self.endpoints))),
+            Ok(Err(e)) => Err(Error::caused_by(ErrorKind::NotConnectedMeta, format!("etcd {:?}", self.endpoints), e)),
             Ok(Ok(resp)) => match resp.kv() {
                 None => Ok(None),
                 Some(kv) => parse(kv.value(), kv.create_revision()).map(Some),
@@ -73,18 +73,18 @@ impl LeaderResolver {
 /// Checks a leader record read from etcd.
 pub fn parse(value: &[u8], revision: i64) -> Result<Leader> {
     if value.is_empty() || value.len() > MAX_ADDR {
-        return Err(Error::NotConnectedMeta(format!(
+        return Err(Error::new(ErrorKind::NotConnectedMeta, format!(
             "etcd leader record: address of {} bytes (1 to {MAX_ADDR} expected)",
             value.len()
         )));
     }
     let addr = std::str::from_utf8(value)
-        .map_err(|_| Error::NotConnectedMeta("etcd leader record: address is not UTF-8".into()))?
+        .map_err(|_| Error::new(ErrorKind::NotConnectedMeta, "etcd leader record: address is not UTF-8"))?
         .to_string();
     let term = u64::try_from(revision)
         .ok()
         .filter(|&t| t > 0)
-        .ok_or_else(|| Error::NotConnectedMeta(format!("etcd leader record: revision {revision} is not positive")))?;
+        .ok_or_else(|| Error::new(ErrorKind::NotConnectedMeta, format!("etcd leader record: revision {revision} is not positive")))?;
     Ok(Leader { addr, term })
 }
 

@@ -54,5 +54,5 @@ pub use buffer::Piece;
 pub use direct::{CopyDirection, REMOTE_TAG};
 pub use mmc_config::{LocalConfig, Protocol};
 pub use mmc_wire::message::{DrainReport, DrainState, DrainUnmoved, KeyInfo};
-pub use mmc_wire::{Error, Medium, Result, ServiceId};
+pub use mmc_wire::{Error, ErrorKind, Medium, Result, ServiceId};
 pub use store::{BatchResult, BlockingObjectStore, ObjectStore, PutOptions};

@@ -44,7 +44,7 @@ use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::stream_writer::StreamWriter;
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -194,9 +194,9 @@ impl MetaClient {
     /// than one seen is from a deposed leader and refused.
     async fn vet(&self, r: Result<Response>) -> Result<Response> {
         match r {
-            Err(Error::NotLeader(m)) => {
+            Err(e) if e.kind() == ErrorKind::NotLeader => {
                 self.reset().await;
-                Err(Error::NotLeader(m))
+                Err(e)
             }
             Ok(resp) => {
                 if let Some(t) = resp.leader_term() {
@@ -204,7 +204,7 @@ impl MetaClient {
                     if t < seen {
                         tracing::warn!(term = t, seen, "refused an answer of a deposed metaservice leader");
                         self.reset().await;
-                        return Err(Error::NotLeader(format!(
+                        return Err(Error::new(ErrorKind::NotLeader, format!(
                             "answer stamped with leader term {t}, older than term {seen} already seen: \
                              it comes from a deposed leader"
                         )));
@@ -303,7 +303,7 @@ impl MetaClient {
                     match frame::read_frame(&mut rd).await {
                         Ok(Some(f)) if f.kind == FrameKind::Response => {
                             let resp = f.decode::<Response>().unwrap_or_else(|e| {
-                                Response::Failed(Error::Other(format!("undecodable response: {e}")))
+                                Response::Failed(Error::caused_by(ErrorKind::Other, "undecodable response", e))
                             });
                             if let Some(tx) = pending.lock().remove(&f.id) {
                                 let _ = tx.send(resp);
@@ -427,7 +427,7 @@ impl MetaClient {
                 Err(e) => e.to_string(),
             };
             let Some(pause) = backoff.next_pause(&clock) else {
-                return Err(Error::NotConnectedMeta(format!(
+                return Err(Error::new(ErrorKind::NotConnectedMeta, format!(
                     "no metaservice leader of {} could be reached within {:?} (local.leader_wait_ms): {err}",
                     resolver.describe(),
                     self.leader_wait
@@ -460,15 +460,15 @@ impl MetaClient {
                 }
             })
             .await
-            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::Other, "connect task failed", e))?;
         r.map_err(|e| match e {
-            ConnectError::Io(e) => Error::NotConnectedMeta(format!("connect to {addr}: {e}")),
-            ConnectError::ConnectTimeout => Error::NotConnectedMeta(format!("connect to {addr} timed out")),
-            ConnectError::Tls(e) => Error::NotConnectedMeta(format!("TLS handshake with {addr}: {e}")),
+            ConnectError::Io(e) => Error::caused_by(ErrorKind::NotConnectedMeta, format!("connect to {addr}"), e),
+            ConnectError::ConnectTimeout => Error::new(ErrorKind::NotConnectedMeta, format!("connect to {addr} timed out")),
+            ConnectError::Tls(e) => Error::caused_by(ErrorKind::NotConnectedMeta, format!("TLS handshake with {addr}"), e),
             ConnectError::Auth(e) => {
-                Error::NotConnectedMeta(format!("authentication with the metaservice at {addr} failed: {e}"))
+                Error::caused_by(ErrorKind::NotConnectedMeta, format!("authentication with the metaservice at {addr} failed"), e)
             }
-            ConnectError::AuthTimeout => Error::Timeout(format!(
+            ConnectError::AuthTimeout => Error::new(ErrorKind::Timeout, format!(
                 "{addr} accepted the connection but did not complete the authentication handshake within {timeout:?} \
                  (a TLS port waits for a TLS client: see local.security.tls)"
             )),
@@ -516,7 +516,7 @@ impl MetaClient {
             let _rt = self.handle.enter();
             sock.into_std()
         }
-        .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
+        .map_err(|e| Error::caused_by(ErrorKind::NotConnectedMeta, format!("connection to {}", self.addr()), e))?;
         let offer_ring = self.offer_ring;
         let timeout = self.timeout;
         // The ring offer is a blocking exchange: off the async threads.
@@ -524,8 +524,8 @@ impl MetaClient {
             .handle
             .spawn_blocking(move || SpinConn::open(std_sock, timeout, offer_ring))
             .await
-            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?
-            .map_err(|e| Error::NotConnectedMeta(format!("connection to {}: {e}", self.addr())))?;
+            .map_err(|e| Error::caused_by(ErrorKind::Other, "connect task failed", e))?
+            .map_err(|e| Error::caused_by(ErrorKind::NotConnectedMeta, format!("connection to {}", self.addr()), e))?;
         if let Some(old) = self.fast.lock().replace(c.clone()) {
             old.close();
         }
@@ -537,7 +537,7 @@ impl MetaClient {
         let conn = self.fast_connection().await?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = frame::encode(FrameKind::Request, id, req)
-            .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::InvalidParam, "request cannot be encoded", e))?;
         conn.send(id, &buf, waiter)?;
         Ok((conn, id))
     }
@@ -588,18 +588,18 @@ impl MetaClient {
     fn send_on(&self, conn: Arc<Conn>, req: &Request) -> Result<(Arc<Conn>, u64, oneshot::Receiver<Response>)> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let buf = frame::encode(FrameKind::Request, id, req)
-            .map_err(|e| Error::invalid(format!("request cannot be encoded: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::InvalidParam, "request cannot be encoded", e))?;
         let (tx, rx) = oneshot::channel();
         conn.pending.lock().insert(id, tx);
         if conn.writer.send(buf).is_err() {
             conn.pending.lock().remove(&id);
             conn.alive.store(false, Ordering::Release);
-            return Err(Error::NotConnectedMeta("connection closed".into()));
+            return Err(Error::new(ErrorKind::NotConnectedMeta, "connection closed"));
         }
         // The reader may have ended (and failed every pending call) before
         // this one was registered: nobody would answer it.
         if !conn.alive.load(Ordering::Acquire) && conn.pending.lock().remove(&id).is_some() {
-            return Err(Error::NotConnectedMeta("connection to the metaservice was lost".into()));
+            return Err(Error::new(ErrorKind::NotConnectedMeta, "connection to the metaservice was lost"));
         }
         Ok((conn, id, rx))
     }
@@ -630,14 +630,14 @@ async fn wait_on(conn: &Conn, id: u64, rx: oneshot::Receiver<Response>, timeout:
         Ok(r) => answer(r.map_err(|_| ())),
         Err(_) => {
             conn.pending.lock().remove(&id);
-            Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
+            Err(Error::new(ErrorKind::Timeout, format!("metaservice did not answer within {timeout:?}")))
         }
     }
 }
 
 /// Error for a response of the wrong kind.
 pub fn unexpected(resp: Response) -> Error {
-    Error::Other(format!("unexpected response from metaservice: {resp:?}"))
+    Error::other(format!("unexpected response from metaservice: {resp:?}"))
 }
 
 impl Drop for MetaClient {

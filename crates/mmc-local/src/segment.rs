@@ -16,7 +16,7 @@
 //! whose trailer page (after the data, so object offsets are unchanged)
 //! carries the magic and the nonce the owner registered.
 
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use std::ptr::NonNull;
 
 /// Bytes after the data area holding [`MAGIC`] and the nonce.
@@ -48,11 +48,11 @@ unsafe impl Send for Segment {}
 unsafe impl Sync for Segment {}
 
 fn os_err(what: &str) -> Error {
-    Error::Other(format!("{what}: {}", std::io::Error::last_os_error()))
+    Error::caused_by(ErrorKind::Other, what, std::io::Error::last_os_error())
 }
 
 fn refused(msg: String) -> Error {
-    Error::NotConnectedLocal(msg)
+    Error::new(ErrorKind::NotConnectedLocal, msg)
 }
 
 /// A nonzero random nonce from the OS.
@@ -67,7 +67,7 @@ fn random_nonce() -> Result<u64> {
             if e.kind() == std::io::ErrorKind::Interrupted {
                 continue;
             }
-            return Err(Error::Other(format!("getrandom: {e}")));
+            return Err(Error::caused_by(ErrorKind::Other, "getrandom", e));
         }
         got += n as usize;
     }
@@ -95,7 +95,7 @@ unsafe fn map_fd(fd: libc::c_int, len: usize, prefault: bool) -> Result<NonNull<
     if p == libc::MAP_FAILED {
         return Err(os_err("mmap"));
     }
-    NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::Other("mmap returned null".into()))
+    NonNull::new(p.cast::<u8>()).ok_or_else(|| Error::other("mmap returned null"))
 }
 
 /// Closes `fd` when dropped (unless taken back with [`Fd::keep`]).
@@ -340,7 +340,7 @@ mod tests {
 
     fn assert_refused(r: Result<Segment>, what: &str) {
         match r {
-            Err(Error::NotConnectedLocal(msg)) => eprintln!("{what}: refused: {msg}"),
+            Err(e) if e.kind() == ErrorKind::NotConnectedLocal => eprintln!("{what}: refused: {e}"),
             Err(e) => panic!("{what}: wrong error {e:?}"),
             Ok(s) => panic!("{what}: opened {}", s.name()),
         }

@@ -11,7 +11,7 @@ use crate::segment::Segment;
 use mmc_config::LocalConfig;
 use mmc_wire::auth::ClusterToken;
 use mmc_wire::message::{LedgerEntry, LedgerOp, RegisterReq, Request, Response, SegmentDesc};
-use mmc_wire::{Error, HostId, Medium, Result, ServiceId};
+use mmc_wire::{Error, ErrorKind, HostId, Medium, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
@@ -90,7 +90,7 @@ impl LocalService {
         crate::copy::method();
         let tls = if cfg.security.tls.enable {
             let t = mmc_tls::ClientTls::new(&cfg.security.tls)
-                .map_err(|e| Error::invalid(format!("local.security.tls: {e}")))?;
+                .map_err(|e| Error::caused_by(ErrorKind::InvalidParam, "local.security.tls", e))?;
             Some(t)
         } else {
             None
@@ -123,11 +123,11 @@ impl LocalService {
             let seg = Arc::new(Segment::create(cfg.dram_size.0 as usize, cfg.prefault_segments)?);
             let listener = TcpListener::bind(&cfg.transfer_listen)
                 .await
-                .map_err(|e| Error::Other(format!("cannot listen on {}: {e}", cfg.transfer_listen)))?;
+                .map_err(|e| Error::caused_by(ErrorKind::Other, format!("cannot listen on {}", cfg.transfer_listen), e))?;
             // Accepted transfer connections inherit it; nobody knows the
             // address before registration, so none is accepted without it.
             crate::transfer::Congestion::from_config(&cfg.transfer_congestion).apply(&listener);
-            let bound = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
+            let bound = listener.local_addr().map_err(|e| Error::other(e.to_string()))?;
             // An advertised port of 0 means "the port actually bound".
             let advertised = match cfg
                 .transfer_advertise
@@ -146,7 +146,7 @@ impl LocalService {
             let max = usize::try_from(cfg.max_transfer_connections).unwrap_or(usize::MAX);
             if cfg.security.tls.transfer {
                 let acceptor = mmc_tls::acceptor(&cfg.security.tls)
-                    .map_err(|e| Error::invalid(format!("local.security.tls (transfer): {e}")))?;
+                    .map_err(|e| Error::caused_by(ErrorKind::InvalidParam, "local.security.tls (transfer)", e))?;
                 tasks.push(handle.spawn(crate::transfer::tls::serve(
                     listener,
                     seg.clone(),

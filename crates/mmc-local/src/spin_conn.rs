@@ -23,7 +23,7 @@ use mmc_wire::frame::{self, FrameKind};
 use mmc_wire::frame_reader::{Fill, FrameReader, ReadSource};
 use mmc_wire::message::{Request, Response};
 use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
-use mmc_wire::{Error, Result};
+use mmc_wire::{Error, ErrorKind, Result};
 use parking_lot::{Condvar, Mutex};
 use std::collections::HashMap;
 use std::io::{self, Read, Write};
@@ -130,13 +130,13 @@ impl SpinConn {
     /// Registers `waiter` for request `id` and writes its frame.
     pub fn send(&self, id: u64, frame: &[u8], waiter: Waiter) -> Result<()> {
         if !self.is_alive() {
-            return Err(Error::NotConnectedMeta("connection closed".into()));
+            return Err(Error::new(ErrorKind::NotConnectedMeta, "connection closed"));
         }
         self.pending.lock().insert(id, waiter);
         if let Err(e) = self.write_all(frame) {
             self.pending.lock().remove(&id);
             self.close();
-            return Err(Error::NotConnectedMeta(format!("sending to the metaservice: {e}")));
+            return Err(Error::caused_by(ErrorKind::NotConnectedMeta, "sending to the metaservice", e));
         }
         Ok(())
     }
@@ -179,7 +179,7 @@ impl SpinConn {
             Ok(r) => answer(r.map_err(|_| ())),
             Err(_) => {
                 self.pending.lock().remove(&id);
-                Err(Error::Timeout(format!("metaservice did not answer within {timeout:?}")))
+                Err(Error::new(ErrorKind::Timeout, format!("metaservice did not answer within {timeout:?}")))
             }
         }
     }
@@ -285,7 +285,7 @@ impl SpinConn {
                 Ok(Some(f)) if f.kind == FrameKind::Response => {
                     let resp = f
                         .decode::<Response>()
-                        .unwrap_or_else(|e| Response::Failed(Error::Other(format!("undecodable response: {e}"))));
+                        .unwrap_or_else(|e| Response::Failed(Error::caused_by(ErrorKind::Other, "undecodable response", e)));
                     match self.pending.lock().remove(&f.id) {
                         Some(Waiter::Call(tx)) => {
                             let _ = tx.send(resp);
@@ -454,6 +454,6 @@ pub(crate) fn answer(r: std::result::Result<Response, ()>) -> Result<Response> {
     match r {
         Ok(Response::Failed(e)) => Err(e),
         Ok(r) => Ok(r),
-        Err(()) => Err(Error::NotConnectedMeta("connection to the metaservice was lost".into())),
+        Err(()) => Err(Error::new(ErrorKind::NotConnectedMeta, "connection to the metaservice was lost")),
     }
 }

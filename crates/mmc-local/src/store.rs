@@ -38,7 +38,7 @@ use crate::transfer::client::TransferClient;
 use background::{drain_task, prune_mappings, release_leases};
 use mmc_config::{LocalConfig, Protocol};
 use mmc_wire::message::{PeerInfo, Placement};
-use mmc_wire::{Error, Result, ServiceId};
+use mmc_wire::{Error, ErrorKind, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -106,7 +106,7 @@ struct PeerMaps {
 /// The error of a MetaService reply that does not have the shape its
 /// request calls for.
 pub(crate) fn malformed(what: impl std::fmt::Display) -> Error {
-    Error::Other(format!("malformed reply from metaservice: {what}"))
+    Error::other(format!("malformed reply from metaservice: {what}"))
 }
 
 /// The one result of a one-key batch.
@@ -167,7 +167,7 @@ impl ObjectStore {
             .thread_name("mmc-local")
             .enable_all()
             .build()
-            .map_err(|e| Error::Other(format!("cannot start runtime: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::Other, "cannot start runtime", e))?;
         let handle = rt.handle().clone();
         let store = handle.block_on(Self::start(cfg, handle.clone()))?;
         *store.inner.runtime.lock() = Some(rt);
@@ -184,7 +184,7 @@ impl ObjectStore {
     async fn start(cfg: LocalConfig, handle: Handle) -> Result<Self> {
         let xfer_tls = if cfg.security.tls.transfer {
             let t = mmc_tls::ClientTls::new(&cfg.security.tls)
-                .map_err(|e| Error::invalid(format!("local.security.tls (transfer): {e}")))?;
+                .map_err(|e| Error::caused_by(ErrorKind::InvalidParam, "local.security.tls (transfer)", e))?;
             Some(t)
         } else {
             None
@@ -311,10 +311,10 @@ impl ObjectStore {
                         .iter()
                         .any(|(id, m)| *id != peer.service_id && m.file_id() == s.file_id());
                 if aliased {
-                    Err(Error::NotConnectedLocal(format!(
-                        "{} is a segment already mapped for another service",
-                        desc.name
-                    )))
+                    Err(Error::new(
+                        ErrorKind::NotConnectedLocal,
+                        format!("{} is a segment already mapped for another service", desc.name),
+                    ))
                 } else {
                     Ok(s)
                 }

@@ -24,7 +24,7 @@ use crate::object::Replica;
 use crate::placement::{self, PlaceFailure};
 use crate::state::{vanished_peer, MetaState, PeerTable, AUDIT_TARGET};
 use mmc_wire::message::{DrainMove, DrainReport, DrainState, DrainUnmoved, PeerInfo, Placement};
-use mmc_wire::{Error, Result, ServiceId};
+use mmc_wire::{Error, ErrorKind, Result, ServiceId};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Reports of finished drains kept for `DrainStatus`.
@@ -128,9 +128,10 @@ impl MetaState {
             )));
         };
         if seg.recovering {
-            return Err(Error::NoProvider(format!(
-                "drain: service {service} is still sending its ledger; retry in a moment"
-            )));
+            return Err(Error::new(
+                ErrorKind::NoProvider,
+                format!("drain: service {service} is still sending its ledger; retry in a moment"),
+            ));
         }
         let mut d = self.drains.lock();
         if seg.draining {
@@ -211,7 +212,10 @@ impl MetaState {
             }
         };
         if !self.is_member(service) {
-            return Err(Error::NotConnectedMeta(format!("service {service} is not registered")));
+            return Err(Error::new(
+                ErrorKind::NotConnectedMeta,
+                format!("service {service} is not registered"),
+            ));
         }
         let mut peers = PeerTable::default();
         let mut moves: Vec<DrainMove> = Vec::new();

@@ -103,7 +103,7 @@ impl Membership {
                 return Ok(self.next_id);
             }
         }
-        Err(Error::Other("no free service id".into()))
+        Err(Error::other("no free service id"))
     }
 
     pub fn remove(&mut self, id: ServiceId) -> Option<Member> {

@@ -4,7 +4,7 @@
 //! they know of; a serving leader stamps its commands with its term.
 
 use crate::election::{LeaderInfo, LeaseGuard};
-use mmc_wire::Error;
+use mmc_wire::{Error, ErrorKind};
 use parking_lot::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
@@ -51,11 +51,14 @@ impl Role {
             _ if term != 0 => "this MetaService lost its etcd lease and stepped down".to_string(),
             _ => "no leader is known yet".to_string(),
         };
-        Err(Error::NotLeader(if term == 0 {
-            format!("this MetaService is a standby; {known}")
-        } else {
-            known
-        }))
+        Err(Error::new(
+            ErrorKind::NotLeader,
+            if term == 0 {
+                format!("this MetaService is a standby; {known}")
+            } else {
+                known
+            },
+        ))
     }
 
     /// "leader" while serving, else "standby".

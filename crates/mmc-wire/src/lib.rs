@@ -25,5 +25,5 @@ pub mod stream_writer;
 pub mod transfer;
 pub mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
 pub use types::*;

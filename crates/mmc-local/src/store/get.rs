@@ -9,7 +9,7 @@ use crate::buffer::{scatter, total_len, Piece};
 use crate::clock::{Clock, LeaseDeadline};
 use crate::transfer::client::Job;
 use mmc_wire::message::{Located, PeerInfo, Placement, Request, Response};
-use mmc_wire::{validate_batch_len, validate_key, Error, Result};
+use mmc_wire::{validate_batch_len, validate_key, Error, ErrorKind, Result};
 use std::collections::HashMap;
 
 /// Largest value a get into a new buffer allocates: beyond it, use
@@ -25,8 +25,13 @@ fn new_value_buffer(size: u64) -> Result<Vec<u8>> {
         )));
     }
     let mut v = Vec::new();
-    v.try_reserve_exact(size as usize)
-        .map_err(|e| Error::Other(format!("cannot allocate {size} bytes for the object: {e}")))?;
+    v.try_reserve_exact(size as usize).map_err(|e| {
+        Error::caused_by(
+            ErrorKind::Other,
+            format!("cannot allocate {size} bytes for the object"),
+            e,
+        )
+    })?;
     Ok(v)
 }
 
@@ -38,7 +43,7 @@ impl ObjectStore {
     pub async fn get_batch(&self, keys: &[&str]) -> BatchResult<Vec<u8>> {
         let r = self.get_impl(keys, None).await?;
         Ok(r.into_iter()
-            .map(|r| r.and_then(|v| v.ok_or_else(|| Error::Other("get produced no value buffer".into()))))
+            .map(|r| r.and_then(|v| v.ok_or_else(|| Error::other("get produced no value buffer"))))
             .collect())
     }
 
@@ -183,7 +188,11 @@ impl ObjectStore {
         for ((i, _, loc), first) in found.into_iter().zip(first) {
             match first {
                 Some(Ok(())) => {
-                    results[i] = if expired { Err(Error::LeaseExpired) } else { Ok(None) };
+                    results[i] = if expired {
+                        Err(Error::from(ErrorKind::LeaseExpired))
+                    } else {
+                        Ok(None)
+                    };
                     let _ = self.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
                 }
                 // The nearest replica failed: the others, if any, in turn.
@@ -266,7 +275,7 @@ impl ObjectStore {
         };
         let (tried, mut last_err) = match failed {
             Some((p, e)) => (Some(p), e),
-            None => (None, Error::ObjectNotExists),
+            None => (None, Error::from(ErrorKind::ObjectNotExists)),
         };
         let mut order: Vec<&Placement> = loc.replicas.iter().filter(|p| Some(**p) != tried).collect();
         order.sort_by_key(|p| self.distance(peers, p));

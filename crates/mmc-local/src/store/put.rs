@@ -8,13 +8,13 @@ use crate::buffer::{gather, total_len, Piece};
 use crate::segment::Segment;
 use crate::transfer::client::Job;
 use mmc_wire::message::{AllocItem, PeerInfo, Placement, Request, Response};
-use mmc_wire::{validate_batch_len, validate_key, validate_replicas, Error, Result};
+use mmc_wire::{validate_batch_len, validate_key, validate_replicas, Error, ErrorKind, Result};
 use std::collections::HashMap;
 use std::sync::Arc;
 
 fn put_ok(r: Result<()>) -> Result<()> {
     match r {
-        Err(Error::DuplicatedObject) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::DuplicatedObject => Ok(()),
         r => r,
     }
 }
@@ -122,9 +122,11 @@ impl ObjectStore {
                     commit.push(keys[i].to_owned());
                     commit_idx.push(i);
                 }
-                Err(Error::DuplicatedObject) => results[i] = Err(Error::DuplicatedObject),
                 Err(e) => {
-                    if !matches!(e, Error::NotEnoughMemory(_) | Error::InvalidParam(_)) {
+                    if !matches!(
+                        e.kind(),
+                        ErrorKind::DuplicatedObject | ErrorKind::NotEnoughMemory | ErrorKind::InvalidParam
+                    ) {
                         revoke.push(keys[i].to_owned());
                     }
                     results[i] = Err(e);

@@ -18,7 +18,7 @@ use super::tls::Stream;
 use crate::buffer::{sub_pieces, Piece};
 use mmc_wire::error::code;
 use mmc_wire::transfer::{decode_reply, Header, Op, HEADER_LEN, REPLY_LEN};
-use mmc_wire::{Error, Result, ServiceId};
+use mmc_wire::{Error, ErrorKind, Result, ServiceId};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -140,11 +140,11 @@ impl TransferClient {
     /// that need several never hold some while waiting for the rest).
     async fn slots(&self, addr: &str, n: usize) -> Result<OwnedSemaphorePermit> {
         let slots = self.peer(&mut self.peers.lock(), addr).slots.clone();
-        let n = u32::try_from(n).map_err(|_| Error::Other(format!("{n} transfer slots")))?;
+        let n = u32::try_from(n).map_err(|_| Error::other(format!("{n} transfer slots")))?;
         slots
             .acquire_many_owned(n)
             .await
-            .map_err(|_| Error::Other("transfer slots closed".into()))
+            .map_err(|_| Error::other("transfer slots closed"))
     }
 
     /// A connection to `addr` for one transfer holding `slot`: a pooled one
@@ -179,14 +179,14 @@ impl TransferClient {
                 tokio::time::timeout(Duration::from_secs(3), Stream::connect(&a, &cc, tls.as_ref(), token)).await
             })
             .await
-            .map_err(|e| Error::Other(format!("connect task failed: {e}")))?;
+            .map_err(|e| Error::caused_by(ErrorKind::Other, "connect task failed", e))?;
         match r {
             Ok(Ok(s)) => {
                 taken.stream = Some(s);
                 Ok(taken)
             }
-            Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("connect to {addr}: {e}"))),
-            Err(_) => Err(Error::NotConnectedLocal(format!("connect to {addr} timed out"))),
+            Ok(Err(e)) => Err(Error::caused_by(ErrorKind::NotConnectedLocal, format!("connect to {addr}"), e)),
+            Err(_) => Err(Error::new(ErrorKind::NotConnectedLocal, format!("connect to {addr} timed out"))),
         }
     }
 
@@ -346,7 +346,7 @@ impl TransferClient {
         for _ in 1..lanes {
             match slots.split(1) {
                 Some(s) => lane_slots.push(s),
-                None => return vec![Err(Error::Other("transfer slots split".into())); jobs.len()],
+                None => return vec![Err(Error::other("transfer slots split")); jobs.len()],
             }
         }
         lane_slots.push(slots);
@@ -387,7 +387,7 @@ impl TransferClient {
         jobs: &[Job<'_>],
     ) -> Result<()> {
         let Some(s) = taken.stream.as_mut() else {
-            return Err(Error::Other(format!("no connection to {addr} taken")));
+            return Err(Error::other(format!("no connection to {addr} taken")));
         };
         let heads: Vec<[u8; HEADER_LEN]> = jobs
             .iter()
@@ -452,11 +452,11 @@ impl TransferClient {
         }
         match r {
             Ok(Ok(code::OK)) => Ok(()),
-            Ok(Ok(c)) => Err(Error::NotConnectedLocal(format!(
+            Ok(Ok(c)) => Err(Error::new(ErrorKind::NotConnectedLocal, format!(
                 "transfer server {addr} refused the request (code {c})"
             ))),
-            Ok(Err(e)) => Err(Error::NotConnectedLocal(format!("transfer with {addr}: {e}"))),
-            Err(_) => Err(Error::Timeout(format!(
+            Ok(Err(e)) => Err(Error::caused_by(ErrorKind::NotConnectedLocal, format!("transfer with {addr}"), e)),
+            Err(_) => Err(Error::new(ErrorKind::Timeout, format!(
                 "transfer of {} object(s) with {addr} took longer than {limit:?}",
                 jobs.len()
             ))),
@@ -653,7 +653,7 @@ mod tests {
             let e = unsafe { c.write(&addr, SEG, 0, &[Piece::of(&v)], 4096) }
                 .await
                 .unwrap_err();
-            assert!(matches!(e, Error::NotConnectedLocal(_)), "{wrong:?}: {e:?}");
+            assert!(e.kind() == ErrorKind::NotConnectedLocal, "{wrong:?}: {e:?}");
             assert!(e.to_string().contains("authentication failed"), "{e}");
         }
     }

@@ -222,6 +222,10 @@ impl std::fmt::Display for ConnectError {
     }
 }
 
+/// Its Display already names the I/O or authentication failure, so it
+/// reports no separate source.
+impl std::error::Error for ConnectError {}
+
 /// Connects to `addr` with congestion control `cc` set before the
 /// handshake (see [`Congestion::apply`]) and `TCP_NODELAY`.
 pub async fn connect(addr: &str, cc: &Congestion) -> std::io::Result<TcpStream> {

@@ -203,7 +203,7 @@ fn drain_route(server: &Server, t: &Target) -> Result<Resp, Resp> {
     let r = if t.post { st.drain(id) } else { st.drain_status(id) };
     match r {
         Ok(r) => Ok(Resp::json(200, &drain_json(&r))),
-        Err(e @ mmc_wire::Error::InvalidParam(_)) => Err(Resp::error(404, &e.to_string())),
+        Err(e) if e.kind() == mmc_wire::ErrorKind::InvalidParam => Err(Resp::error(404, &e.to_string())),
         Err(e) => Err(Resp::error(503, &e.to_string())),
     }
 }
@@ -260,7 +260,7 @@ fn batch_query_keys(st: &MetaState, q: &str) -> Result<Resp, Resp> {
                 "size": info.size,
                 "replicas": replicas_json(&info.replicas),
             }),
-            Err(mmc_wire::Error::ObjectNotExists) => json!({ "key": key, "found": false }),
+            Err(e) if e.kind() == mmc_wire::ErrorKind::ObjectNotExists => json!({ "key": key, "found": false }),
             Err(e) => json!({ "key": key, "found": false, "error": e.to_string() }),
         })
         .collect();

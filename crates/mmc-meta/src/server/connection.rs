@@ -11,7 +11,7 @@ use mmc_wire::frame_reader::FrameReader;
 use mmc_wire::frame_writer::FrameWriter;
 use mmc_wire::message::{Request, Response};
 use mmc_wire::shm_ring::{self, RingRx, RingTx, ShmRegion};
-use mmc_wire::Error;
+use mmc_wire::{Error, ErrorKind};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -228,7 +228,7 @@ impl Server {
                 self.metrics
                     .bad_frames
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let resp = Response::Failed(Error::invalid(format!("undecodable request: {e}")));
+                let resp = Response::Failed(Error::caused_by(ErrorKind::InvalidParam, "undecodable request", e));
                 sink.send(frame::encode(FrameKind::Response, f.id, &resp)?);
                 return Ok(Duration::ZERO);
             }
@@ -241,7 +241,7 @@ impl Server {
             match frame::encode(FrameKind::Response, id, &resp) {
                 Ok(buf) => sink.send(buf),
                 Err(e) => {
-                    let resp = Response::Failed(Error::Other(format!("response too large: {e}")));
+                    let resp = Response::Failed(Error::caused_by(ErrorKind::Other, "response too large", e));
                     if let Ok(buf) = frame::encode(FrameKind::Response, id, &resp) {
                         sink.send(buf);
                     }

@@ -7,8 +7,8 @@ use crate::metrics::Metrics;
 use crate::state::AllocOutcome;
 use mmc_wire::message::LedgerOp;
 use mmc_wire::message::{LedgerEntry, RegisterReq, Request, Response};
-use mmc_wire::Error;
 use mmc_wire::ServiceId;
+use mmc_wire::{Error, ErrorKind};
 use std::time::{Duration, Instant};
 
 impl Server {
@@ -297,8 +297,9 @@ impl Server {
             }
             if now >= deadline {
                 for &i in &todo {
-                    results[i] = Some(Err(Error::NotEnoughMemory(
-                        "evicted space did not come back in time (segment owner not acknowledging)".into(),
+                    results[i] = Some(Err(Error::new(
+                        ErrorKind::NotEnoughMemory,
+                        "evicted space did not come back in time (segment owner not acknowledging)",
                     )));
                 }
                 break;

@@ -4,7 +4,7 @@
 use super::{placements, vanished_peer, MetaState, PeerTable};
 use crate::object::Object;
 use mmc_wire::message::{KeyInfo, Located, PeerInfo};
-use mmc_wire::{validate_key, Error, Medium, Result, ServiceId};
+use mmc_wire::{validate_key, Error, ErrorKind, Medium, Result, ServiceId};
 
 impl MetaState {
     /// Finds readable replicas and grants the reader a lease on each object.
@@ -27,7 +27,7 @@ impl MetaState {
                 validate_key(key)?;
                 let (h, mut shard) = self.index.lock_hashed(key);
                 let Some(o) = self.index.get_touch(&mut shard, h, key, Object::is_readable) else {
-                    return Err(Error::ObjectNotExists);
+                    return Err(Error::from(ErrorKind::ObjectNotExists));
                 };
                 o.lease.grant(reader, now, lease_ms);
                 Ok(Located {
@@ -43,7 +43,7 @@ impl MetaState {
             if let Ok(loc) = it {
                 loc.replicas.retain(|p| resolved[p.peer as usize].is_some());
                 if loc.replicas.is_empty() {
-                    *it = Err(Error::ObjectNotExists);
+                    *it = Err(Error::from(ErrorKind::ObjectNotExists));
                 }
             }
         }
@@ -87,7 +87,7 @@ impl MetaState {
                 let shard = self.index.lock_key(key);
                 match shard.get(key.as_str()) {
                     Some(o) if o.is_readable() => Ok((o.size, o.replicas.iter().map(|r| r.service).collect())),
-                    _ => Err(Error::ObjectNotExists),
+                    _ => Err(Error::from(ErrorKind::ObjectNotExists)),
                 }
             })
             .collect();

@@ -4,7 +4,7 @@
 use super::MetaState;
 use crate::index::Key;
 use crate::object::Object;
-use mmc_wire::{validate_key, Error, Result};
+use mmc_wire::{validate_key, Error, ErrorKind, Result};
 use std::sync::atomic::Ordering;
 
 impl MetaState {
@@ -15,14 +15,14 @@ impl MetaState {
                 let mut shard = self.index.lock_key(key);
                 match shard.get(key.as_str()) {
                     Some(o) if o.is_readable() => {}
-                    Some(_) => return Err(Error::UnmatchedKey),
+                    Some(_) => return Err(Error::from(ErrorKind::UnmatchedKey)),
                     None => {
                         // Unknown here, maybe only for now: every object
                         // of the key created before this remove is gone.
                         if self.recording.load(Ordering::SeqCst) {
                             self.tombstone(&Key::from(key.as_str()), self.last_object_id());
                         }
-                        return Err(Error::UnmatchedKey);
+                        return Err(Error::from(ErrorKind::UnmatchedKey));
                     }
                 }
                 let o = shard.remove(key.as_str()).expect("present");

@@ -9,7 +9,7 @@ use crate::object::{Lease, ObjState, Object, Replica};
 use crate::placement::{self, PlaceFailure};
 use hashlink::linked_hash_map::RawEntryMut;
 use mmc_wire::message::{AllocItem, PeerInfo, Placement};
-use mmc_wire::{validate_key, validate_replicas, Error, Result, ServiceId};
+use mmc_wire::{validate_key, validate_replicas, Error, ErrorKind, Result, ServiceId};
 use std::sync::atomic::Ordering;
 
 impl MetaState {
@@ -27,9 +27,10 @@ impl MetaState {
         let out = items
             .map(|it| {
                 if !known_writer {
-                    return AllocOutcome::Done(Err(Error::NotConnectedMeta(format!(
-                        "writer {writer} is not registered"
-                    ))));
+                    return AllocOutcome::Done(Err(Error::new(
+                        ErrorKind::NotConnectedMeta,
+                        format!("writer {writer} is not registered"),
+                    )));
                 }
                 match self.alloc_one(writer, it, now, largest) {
                     Ok((id, h, replicas)) => {
@@ -94,7 +95,7 @@ impl MetaState {
             let (h, mut shard) = self.index.lock_hashed(&it.key);
             // One probe: the vacant slot found here receives the object.
             let RawEntryMut::Vacant(slot) = shard.raw_entry_mut().from_key_hashed_nocheck(h, it.key.as_str()) else {
-                return Err(AllocErr::Fail(Error::DuplicatedObject));
+                return Err(AllocErr::Fail(Error::from(ErrorKind::DuplicatedObject)));
             };
             let mut m = self.members.lock();
             match placement::place(&mut m, writer, &it.preferred, it.replicas, it.size) {
@@ -113,10 +114,13 @@ impl MetaState {
                     return Ok((id, h, replicas));
                 }
                 Err(PlaceFailure::TooFewSegments { have }) => {
-                    return Err(AllocErr::Fail(Error::NoProvider(format!(
-                        "{} replicas requested but only {have} LocalServices with free memory segments are alive",
-                        it.replicas
-                    ))));
+                    return Err(AllocErr::Fail(Error::new(
+                        ErrorKind::NoProvider,
+                        format!(
+                            "{} replicas requested but only {have} LocalServices with free memory segments are alive",
+                            it.replicas
+                        ),
+                    )));
                 }
                 Err(PlaceFailure::NoSpace) => {
                     let cands = placement::candidates(&m, writer, &it.preferred);
@@ -142,10 +146,13 @@ impl MetaState {
                     if waiting > 0 || evicted_any {
                         return Err(AllocErr::Wait);
                     }
-                    return Err(AllocErr::Fail(Error::NotEnoughMemory(format!(
-                        "no room for {} bytes x {} replicas and nothing evictable",
-                        it.size, it.replicas
-                    ))));
+                    return Err(AllocErr::Fail(Error::new(
+                        ErrorKind::NotEnoughMemory,
+                        format!(
+                            "no room for {} bytes x {} replicas and nothing evictable",
+                            it.size, it.replicas
+                        ),
+                    )));
                 }
             }
         }
@@ -195,8 +202,9 @@ impl MetaState {
                 let (h, mut shard) = self.index.lock_hashed(key);
                 let RawEntryMut::Occupied(mut e) = shard.raw_entry_mut().from_key_hashed_nocheck(h, key.as_str())
                 else {
-                    return Err(Error::Timeout(
-                        "the write was reclaimed before commit (put timeout or writer declared dead)".into(),
+                    return Err(Error::new(
+                        ErrorKind::Timeout,
+                        "the write was reclaimed before commit (put timeout or writer declared dead)",
                     ));
                 };
                 let (k, o) = e.get_key_value_mut();
@@ -217,7 +225,7 @@ impl MetaState {
                         }
                         Ok(())
                     }
-                    _ => Err(Error::Timeout("the write was reclaimed before commit".into())),
+                    _ => Err(Error::new(ErrorKind::Timeout, "the write was reclaimed before commit")),
                 }
             })
             .collect();

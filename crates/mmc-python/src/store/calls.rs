@@ -6,7 +6,7 @@ use super::DistributedObjectStore;
 use crate::args::{self, Ptr};
 use crate::code;
 use crate::types::{KeyInfo, ReplicateConfig};
-use mmc_local::{BlockingObjectStore, Error, Piece, PutOptions};
+use mmc_local::{BlockingObjectStore, Error, ErrorKind, Piece, PutOptions};
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -20,7 +20,8 @@ pub(super) fn blocking<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) ->
 /// The code of a put result: a duplicate key is success.
 fn put_code(r: &Result<(), Error>) -> i32 {
     match r {
-        Ok(()) | Err(Error::DuplicatedObject) => code::OK,
+        Ok(()) => code::OK,
+        Err(e) if e.kind() == ErrorKind::DuplicatedObject => code::OK,
         Err(e) => e.code(),
     }
 }
