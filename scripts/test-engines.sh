@@ -27,9 +27,22 @@ if [ ! -x "$VENV/bin/python" ]; then
   (
     export VIRTUAL_ENV="$VENV" PATH="$VENV/bin:$PATH"
     "${PIP[@]}" --upgrade pip
-    "${PIP[@]}" torch==2.14.1 numpy "maturin>=1.9.4,<2" pytest
-    "${PIP[@]}" --no-deps sglang==0.5.23 lmcache==0.5.6 vllm==0.34.0
-    "${PIP[@]}" -r "$REQS"
+    # A large wheel (torch's dependencies are ~400 MB each) sometimes stops
+    # mid-download: pip resumes it (--resume-retries), and a whole install
+    # that still fails is tried again; wheels already fetched come from
+    # pip's cache.
+    big() {
+      local try
+      for try in 1 2 3; do
+        "${PIP[@]}" --resume-retries 20 "$@" && return 0
+        echo "== pip install $* failed (try $try of 3)" >&2
+        sleep 5
+      done
+      return 1
+    }
+    big torch==2.14.1 numpy "maturin>=1.9.4,<2" pytest
+    big --no-deps sglang==0.5.23 lmcache==0.5.6 vllm==0.34.0
+    big -r "$REQS"
   ) || { rm -rf "$VENV"; echo "== could not build $VENV" >&2; exit 1; }
 fi
 export VIRTUAL_ENV="$VENV"
