@@ -25,8 +25,9 @@
 static char key_text[KEYS][64];
 static const char *keys[KEYS];
 static unsigned char values[KEYS][VALUE];
-static unsigned char one[VALUE];
-static unsigned char batch_buf[BATCH][VALUE];
+/* Page-aligned, as an engine's KV pool is and as the Rust and Python loops use. */
+static _Alignas(4096) unsigned char one[VALUE];
+static _Alignas(4096) unsigned char batch_buf[BATCH][VALUE];
 static struct mmc_buffer batch_bufs[BATCH];
 static int32_t results[BATCH];
 static size_t last_window;

@@ -11,8 +11,10 @@
 use crate::pybuf::{BufView, ViewError};
 use mmc_local::Piece;
 use pyo3::exceptions::{PyOverflowError, PyTypeError};
+use pyo3::ffi;
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple};
+use std::os::raw::c_ulong;
 
 fn type_name(obj: &Bound<'_, PyAny>) -> String {
     obj.get_type()
@@ -45,6 +47,31 @@ pub fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
         return Err(type_error("key", "str", obj));
     };
     Ok(mmc_wire::validate_key(s).is_ok().then_some(s))
+}
+
+/// Calls `f` with each item of a list-like argument, in order, without
+/// collecting them first (what [`items`] does for a list or tuple, the
+/// common case, costs a vector and a reference per item).
+pub fn each<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    mut f: impl FnMut(&Bound<'py, PyAny>) -> PyResult<()>,
+) -> PyResult<()> {
+    if let Ok(l) = obj.cast::<PyList>() {
+        // `f` may run Python code (an `__index__`) that shrinks the list:
+        // `get_item` checks the index, and the walk ends there.
+        for i in 0..l.len() {
+            match l.get_item(i) {
+                Ok(item) => f(&item)?,
+                Err(_) => break,
+            }
+        }
+        return Ok(());
+    }
+    if let Ok(t) = obj.cast::<PyTuple>() {
+        return t.iter().try_for_each(|item| f(&item));
+    }
+    items(obj, what)?.iter().try_for_each(f)
 }
 
 /// The items of a list-like argument (list, tuple or any iterable other
@@ -85,8 +112,34 @@ pub fn keys<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a str>>>
     items.iter().map(key).collect()
 }
 
+// `exact_int` reads a u64 through an `unsigned long`.
+const _: () = assert!(std::mem::size_of::<c_ulong>() == 8);
+
+/// An `int` (exactly, not a subclass) as a u64, `Ok(None)` when negative or
+/// too large. `PyLong_AsUnsignedLong` reads the digits of an int directly,
+/// where `extract::<u64>` calls `PyLong_AsUnsignedLongLong`, which converts
+/// any int above 2^30 (every address) through a byte array: a tenth of the
+/// argument parsing of a 32-key `batch_get_into` went there.
+fn exact_int(obj: &Bound<'_, PyInt>) -> PyResult<Option<u64>> {
+    // SAFETY: `obj` is a live int and a `Bound` proves this thread is
+    // attached to the interpreter.
+    let v = unsafe { ffi::PyLong_AsUnsignedLong(obj.as_ptr()) };
+    if v == c_ulong::MAX {
+        if let Some(e) = PyErr::take(obj.py()) {
+            return match e.is_instance_of::<PyOverflowError>(obj.py()) {
+                true => Ok(None),
+                false => Err(e),
+            };
+        }
+    }
+    Ok(Some(v as u64))
+}
+
 /// A non-negative integer. `Ok(None)` when negative or too large.
 pub fn uint(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<u64>> {
+    if let Ok(i) = obj.cast_exact::<PyInt>() {
+        return exact_int(i);
+    }
     match obj.extract::<u64>() {
         Ok(v) => Ok(Some(v)),
         Err(e) if e.is_instance_of::<PyOverflowError>(obj.py()) => Ok(None),
@@ -103,7 +156,12 @@ pub fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<usize>> {
 
 /// A list of sizes.
 pub fn sizes(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<Option<usize>>> {
-    items(obj, what)?.iter().map(|o| size(o, what)).collect()
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    each(obj, what, |o| {
+        out.push(size(o, what)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// A buffer argument: an integer address, or a buffer-protocol object whose
@@ -142,6 +200,9 @@ impl Ptr {
 /// when `writable`). `Ok(None)`: negative / oversize address, or a buffer
 /// that is not contiguous or not writable.
 pub fn ptr(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Option<Ptr>> {
+    if let Ok(i) = obj.cast_exact::<PyInt>() {
+        return Ok(exact_int(i)?.and_then(|v| usize::try_from(v).ok()).map(Ptr::Addr));
+    }
     // An int (the common case: engines pass addresses) skips the buffer
     // type checks.
     let is_int = obj.is_instance_of::<PyInt>();
@@ -166,7 +227,12 @@ pub fn ptr(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Optio
 
 /// A list of pointers.
 pub fn ptrs(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Vec<Option<Ptr>>> {
-    items(obj, what)?.iter().map(|o| ptr(o, writable, what)).collect()
+    let mut out = Vec::with_capacity(obj.len().unwrap_or(0));
+    each(obj, what, |o| {
+        out.push(ptr(o, writable, what)?);
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Pointers and sizes of one value given as layers. `None` when the lists

@@ -65,7 +65,12 @@ impl BlockingObjectStore {
 
     /// # Safety
     /// See [`ObjectStore::put_raw_batch`].
-    pub unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
+    pub unsafe fn put_raw_batch<V: AsRef<[Piece]> + Sync>(
+        &self,
+        keys: &[&str],
+        values: &[V],
+        opts: &PutOptions,
+    ) -> BatchResult {
         // SAFETY: the caller's contract; `run` completes the future before returning.
         self.run(unsafe { self.store.put_raw_batch(keys, values, opts) })
     }
@@ -92,7 +97,7 @@ impl BlockingObjectStore {
 
     /// # Safety
     /// See [`ObjectStore::get_into_raw_batch`].
-    pub unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
+    pub unsafe fn get_into_raw_batch<D: AsRef<[Piece]> + Sync>(&self, keys: &[&str], dests: &[D]) -> BatchResult {
         // SAFETY: the caller's contract; `run` completes the future before returning.
         self.run(unsafe { self.store.get_into_raw_batch(keys, dests) })
     }

@@ -41,7 +41,7 @@ impl ObjectStore {
     }
 
     pub async fn get_batch(&self, keys: &[&str]) -> BatchResult<Vec<u8>> {
-        let r = self.get_impl(keys, None).await?;
+        let r = self.get_impl::<[Piece; 1]>(keys, None).await?;
         Ok(r.into_iter()
             .map(|r| r.and_then(|v| v.ok_or_else(|| Error::other("get produced no value buffer"))))
             .collect())
@@ -65,7 +65,7 @@ impl ObjectStore {
     }
 
     pub async fn get_into_batch(&self, keys: &[&str], bufs: &mut [&mut [u8]]) -> BatchResult {
-        let dest: Vec<Vec<Piece>> = bufs.iter_mut().map(|b| vec![Piece::of_mut(b)]).collect();
+        let dest: Vec<[Piece; 1]> = bufs.iter_mut().map(|b| [Piece::of_mut(b)]).collect();
         // SAFETY: the borrows keep the buffers alive and exclusive for the call.
         unsafe { self.get_into_raw_batch(keys, &dest).await }
     }
@@ -76,7 +76,7 @@ impl ObjectStore {
     /// Every piece must be valid for writes, and not otherwise accessed,
     /// until the call completes (or its future is dropped); no two pieces
     /// may overlap.
-    pub async unsafe fn get_into_raw_batch(&self, keys: &[&str], dests: &[Vec<Piece>]) -> BatchResult {
+    pub async unsafe fn get_into_raw_batch<D: AsRef<[Piece]> + Sync>(&self, keys: &[&str], dests: &[D]) -> BatchResult {
         if keys.len() != dests.len() {
             validate_batch_len(keys.len())?;
             return Err(Error::invalid(format!(
@@ -89,7 +89,11 @@ impl ObjectStore {
         Ok(r.into_iter().map(|r| r.map(|_| ())).collect())
     }
 
-    async fn get_impl(&self, keys: &[&str], dests: Option<&[Vec<Piece>]>) -> BatchResult<Option<Vec<u8>>> {
+    async fn get_impl<D: AsRef<[Piece]> + Sync>(
+        &self,
+        keys: &[&str],
+        dests: Option<&[D]>,
+    ) -> BatchResult<Option<Vec<u8>>> {
         validate_batch_len(keys.len())?;
         let mut results: Vec<Result<Option<Vec<u8>>>> = Vec::with_capacity(keys.len());
         let mut ask = Vec::new();
@@ -98,7 +102,7 @@ impl ObjectStore {
             // Null or empty buffers fail here; their total is checked
             // against the object's size once it is known (0: no buffers).
             let check = validate_key(k).and_then(|_| match dests {
-                Some(d) => total_len(&d[i]),
+                Some(d) => total_len(d[i].as_ref()),
                 None => Ok(0),
             });
             match check {
@@ -153,13 +157,13 @@ impl ObjectStore {
                     first[n] = Some(seg.range(p.offset, loc.size).map(|src| {
                         // SAFETY: src is inside the mapping and leased to us;
                         // the pieces are valid for writes per the caller.
-                        unsafe { scatter(src, &dests[*i]) }
+                        unsafe { scatter(src, dests[*i].as_ref()) }
                     }));
                     continue;
                 }
                 let job = Job {
                     offset: p.offset,
-                    pieces: &dests[*i],
+                    pieces: dests[*i].as_ref(),
                     len: loc.size,
                 };
                 remote.entry(p.peer).or_default().push((n, job));
@@ -210,7 +214,7 @@ impl ObjectStore {
         let peers = &peers;
         let reads = retry.into_iter().map(|(i, loc, failed)| async move {
             let r = this
-                .read_one(peers, &loc, dests.map(|d| d[i].as_slice()), deadline, failed)
+                .read_one(peers, &loc, dests.map(|d| d[i].as_ref()), deadline, failed)
                 .await;
             let _ = this.inner.lease_tx.send((keys[i].to_owned(), loc.object_id));
             (i, r)

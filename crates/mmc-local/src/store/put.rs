@@ -22,7 +22,7 @@ fn put_ok(r: Result<()>) -> Result<()> {
 impl ObjectStore {
     pub async fn put(&self, key: &str, value: &[u8], opts: &PutOptions) -> Result<()> {
         // SAFETY: the borrow keeps `value` alive and unmodified for the call.
-        let r = unsafe { self.put_raw_batch(&[key], &[vec![Piece::of(value)]], opts).await? };
+        let r = unsafe { self.put_raw_batch(&[key], &[[Piece::of(value)]], opts).await? };
         put_ok(only(r))
     }
 
@@ -35,7 +35,7 @@ impl ObjectStore {
     }
 
     pub async fn put_batch(&self, keys: &[&str], values: &[&[u8]], opts: &PutOptions) -> BatchResult {
-        let values: Vec<Vec<Piece>> = values.iter().map(|v| vec![Piece::of(v)]).collect();
+        let values: Vec<[Piece; 1]> = values.iter().map(|v| [Piece::of(v)]).collect();
         // SAFETY: the borrows keep the values alive for the call.
         let r = unsafe { self.put_raw_batch(keys, &values, opts).await? };
         Ok(r.into_iter().map(put_ok).collect())
@@ -58,7 +58,12 @@ impl ObjectStore {
     /// # Safety
     /// Every piece must be valid for reads, and not written by anyone,
     /// until the call completes (or its future is dropped).
-    pub async unsafe fn put_raw_batch(&self, keys: &[&str], values: &[Vec<Piece>], opts: &PutOptions) -> BatchResult {
+    pub async unsafe fn put_raw_batch<V: AsRef<[Piece]> + Sync>(
+        &self,
+        keys: &[&str],
+        values: &[V],
+        opts: &PutOptions,
+    ) -> BatchResult {
         validate_batch_len(keys.len())?;
         if keys.len() != values.len() {
             return Err(Error::invalid(format!(
@@ -72,7 +77,7 @@ impl ObjectStore {
         let mut items = Vec::new();
         let mut which = Vec::new();
         for (i, (k, v)) in keys.iter().zip(values).enumerate() {
-            match validate_key(k).and_then(|_| total_len(v)) {
+            match validate_key(k).and_then(|_| total_len(v.as_ref())) {
                 Ok(size) => {
                     items.push(AllocItem {
                         key: (*k).to_owned(),
@@ -173,11 +178,11 @@ impl ObjectStore {
     /// mapped here, TCP writes for the others, all writes to one peer in one
     /// [`TransferClient::write_many`] so a batch streams to it. Per value
     /// (its batch index): `Ok` once every replica holds the bytes.
-    pub(super) async fn write_placed(
+    pub(super) async fn write_placed<V: AsRef<[Piece]> + Sync>(
         &self,
         peers: &[PeerInfo],
         placed: Vec<(usize, Result<Vec<Placement>>, u64)>,
-        values: &[Vec<Piece>],
+        values: &[V],
     ) -> Vec<(usize, Result<()>)> {
         let mut out: Vec<(usize, Result<()>)> = Vec::with_capacity(placed.len());
         let mut local: Vec<(usize, Arc<Segment>, u64, u64)> = Vec::new();
@@ -204,7 +209,7 @@ impl ObjectStore {
                         slot,
                         Job {
                             offset: rep.offset,
-                            pieces: &values[i],
+                            pieces: values[i].as_ref(),
                             len: size,
                         },
                     )),
@@ -220,7 +225,7 @@ impl ObjectStore {
                     let r = seg.range(*offset, *size).map(|dst| {
                         // SAFETY: dst is inside the mapping; the MetaService
                         // allocated this range to us; the pieces are valid per caller.
-                        unsafe { gather(&values[out[*slot].0], dst) }
+                        unsafe { gather(values[out[*slot].0].as_ref(), dst) }
                     });
                     (*slot, r)
                 })

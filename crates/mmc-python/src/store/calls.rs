@@ -38,8 +38,9 @@ pub(super) fn first_failure(codes: &[i32]) -> i32 {
     codes.iter().copied().find(|&c| c != code::OK).unwrap_or(code::OK)
 }
 
-/// One value (a list of pieces) per key; `None` marks an invalid one.
-type Values = Vec<Option<Vec<Piece>>>;
+/// One value per key, `None` marking an invalid one: a list of pieces
+/// (layers), or `[Piece; 1]` for the flat calls (no allocation per key).
+type Values<V = Vec<Piece>> = Vec<Option<V>>;
 
 /// The valid entries of a batch: their positions and values.
 pub(super) struct Valid<'a, T> {
@@ -103,11 +104,11 @@ impl DistributedObjectStore {
     }
 
     /// Puts the valid entries; the others read INVALID_PARAM.
-    pub(super) fn run_put(
+    pub(super) fn run_put<V: AsRef<[Piece]> + Sync>(
         &self,
         py: Python<'_>,
         keys: &[Option<&str>],
-        values: Values,
+        values: Values<V>,
         opts: Option<PutOptions>,
     ) -> Vec<i32> {
         let n = keys.len();
@@ -128,7 +129,12 @@ impl DistributedObjectStore {
 
     /// Gets the valid entries into their buffers; the others read
     /// INVALID_PARAM.
-    pub(super) fn run_get_into(&self, py: Python<'_>, keys: &[Option<&str>], dests: Values) -> Vec<i32> {
+    pub(super) fn run_get_into<V: AsRef<[Piece]> + Sync>(
+        &self,
+        py: Python<'_>,
+        keys: &[Option<&str>],
+        dests: Values<V>,
+    ) -> Vec<i32> {
         let n = keys.len();
         let (store, v) = match self.batch(keys, dests) {
             Ok(b) => b,
@@ -146,7 +152,7 @@ impl DistributedObjectStore {
         ptrs: &Bound<'_, PyAny>,
         sizes: &Bound<'_, PyAny>,
         writable: bool,
-    ) -> PyResult<(Values, Vec<Ptr>)> {
+    ) -> PyResult<(Values<[Piece; 1]>, Vec<Ptr>)> {
         let ptrs = args::ptrs(ptrs, writable, "buffer_ptrs")?;
         let sizes = args::sizes(sizes, "sizes")?;
         if ptrs.len() != n || sizes.len() != n {
@@ -155,9 +161,16 @@ impl DistributedObjectStore {
         let pieces = ptrs
             .iter()
             .zip(&sizes)
-            .map(|(p, s)| p.as_ref()?.piece(*s).map(|p| vec![p]))
+            .map(|(p, s)| p.as_ref()?.piece(*s).map(|p| [p]))
             .collect();
-        Ok((pieces, ptrs.into_iter().flatten().collect()))
+        // Only buffer views need holding (integer addresses hold nothing).
+        Ok((
+            pieces,
+            ptrs.into_iter()
+                .flatten()
+                .filter(|p| matches!(p, Ptr::Buf(_)))
+                .collect(),
+        ))
     }
 
     /// One layered value per key from 2-D pointer and size lists.

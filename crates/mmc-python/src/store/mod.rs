@@ -203,7 +203,7 @@ impl DistributedObjectStore {
         let opts = ReplicateConfig::from_arg(replicateConfig)?;
         let view = args::value(buf)?;
         let piece = view.as_ref().and_then(|v| v.piece());
-        Ok(self.run_put(py, &[key], vec![piece.map(|p| vec![p])], opts)[0])
+        Ok(self.run_put(py, &[key], vec![piece.map(|p| [p])], opts)[0])
     }
 
     /// Stores each buffer of ``values`` under the matching key. Returns 0
@@ -227,7 +227,7 @@ impl DistributedObjectStore {
         }
         let pieces = views
             .iter()
-            .map(|v| v.as_ref().and_then(|v| v.piece()).map(|p| vec![p]))
+            .map(|v| v.as_ref().and_then(|v| v.piece()).map(|p| [p]))
             .collect();
         Ok(first_failure(&self.run_put(py, &keys, pieces, opts)))
     }
@@ -278,7 +278,7 @@ impl DistributedObjectStore {
             return Ok(code::INVALID_PARAM);
         }
         let piece = ptr.as_ref().and_then(|p| p.piece(size));
-        Ok(self.run_put(py, &[key], vec![piece.map(|p| vec![p])], opts)[0])
+        Ok(self.run_put(py, &[key], vec![piece.map(|p| [p])], opts)[0])
     }
 
     /// ``put_from`` for many keys: one control RPC for the batch, copies in
@@ -325,7 +325,7 @@ impl DistributedObjectStore {
             return Ok(code::INVALID_PARAM);
         }
         let piece = ptr.as_ref().and_then(|p| p.piece(size));
-        Ok(self.run_get_into(py, &[key], vec![piece.map(|p| vec![p])])[0])
+        Ok(self.run_get_into(py, &[key], vec![piece.map(|p| [p])])[0])
     }
 
     /// ``get_into`` for many keys. Returns one code per key.
