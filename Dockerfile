@@ -15,7 +15,9 @@ RUN cargo install --locked --path crates/mmc-cli --root /out \
         --out /out/wheels --compatibility off
 
 # ---- runtime ---------------------------------------------------------------
-FROM python:3.12-slim-bookworm
+# The wheel is built for the build stage's python3 (Debian bookworm: 3.11), so
+# the runtime runs that version too.
+FROM python:3.11-slim-bookworm
 COPY --from=build /out/bin/mmc /usr/local/bin/mmc
 COPY --from=build /out/wheels /tmp/wheels
 RUN pip install --no-cache-dir /tmp/wheels/*.whl && rm -rf /tmp/wheels

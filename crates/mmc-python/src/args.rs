@@ -28,7 +28,7 @@ fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
 }
 
 /// A key: `str` (or UTF-8 `bytes`), borrowed from the object: a `str`'s
-/// UTF-8 is lent by the interpreter (abi3 from Python 3.10), so a batch of
+/// UTF-8 is lent by the interpreter, so a batch of
 /// keys costs no copy or allocation per key. `Ok(None)` when it breaks the
 /// key rules (empty, over 256 bytes, not encodable as UTF-8).
 pub fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {

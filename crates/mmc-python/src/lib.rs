@@ -3,7 +3,7 @@
 //! that connectors written for it work after changing only the import.
 //!
 //! This crate is the native part, `memcache_rs._native`, built with PyO3
-//! for the stable ABI (abi3, CPython >= 3.10) by maturin (see
+//! for the CPython it is built with (>= 3.10) by maturin (see
 //! `pyproject.toml`); `python/memcache_rs/` holds the package around it,
 //! its type stubs and constants.
 //!

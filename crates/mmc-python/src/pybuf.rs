@@ -1,11 +1,10 @@
 //! Zero-copy access to Python buffer-protocol objects (bytes, bytearray,
 //! memoryview, numpy arrays, ...).
 //!
-//! The module is built for the stable ABI from Python 3.10 (`abi3-py310`), and
-//! the buffer protocol only joined the limited API in 3.11, so PyO3 does not
-//! expose it here. `PyObject_GetBuffer`, `PyBuffer_Release` and the
-//! `Py_buffer` layout have been part of CPython's public C API, unchanged,
-//! since 3.3; every CPython >= 3.10 exports them, so they are declared here.
+//! PyO3's buffer type views typed elements; these views are raw bytes of
+//! any exporter, so `PyObject_GetBuffer`, `PyBuffer_Release` and the
+//! `Py_buffer` layout, part of CPython's public C API unchanged since 3.3,
+//! are declared here.
 //!
 //! A [`BufView`] pins the exporter's memory (a `bytearray` cannot be resized,
 //! a numpy array not reallocated) until it is dropped, so its address may be
