@@ -1,9 +1,11 @@
 """LMCache remote storage plugin on MemCache: ``memcache_rs.integrations.lmcache``.
 
 This module owns ``MemCacheConnector``, an LMCache (0.5.6) ``RemoteConnector``
-that LMCache's remote storage plugin framework loads from its configuration;
-it serves vLLM (``LMCacheConnectorV1``) and SGLang (``--enable-lmcache``)
-alike. LMCache configuration (YAML)::
+that LMCache's remote storage plugin framework loads from its configuration,
+where LMCache runs inside the engine's workers (vLLM's ``LMCacheConnectorV1``).
+SGLang's ``--enable-lmcache`` does not reach remote storage plugins: it talks
+to LMCache's multiprocess server, whose storage is L2 adapters
+(``memcache_rs.integrations.lmcache_l2``). LMCache configuration (YAML)::
 
     chunk_size: 256
     local_cpu: true
@@ -43,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
-import hashlib
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 # First Party (LMCache): this module is loaded by LMCache, which is installed.
@@ -55,34 +56,27 @@ from lmcache.v1.storage_backend.connector.base_connector import RemoteConnector
 
 import memcache_rs as _mmc
 
+from ._common import fit_key, local_config, parse_replicas
+
 logger = init_logger(__name__)
 
 __all__ = ["MemCacheConnector", "store_key", "local_config_from_extra"]
 
-MAX_KEY_BYTES = 256
 _PREFIX = "memcache."
 
 
 def store_key(key: CacheEngineKey) -> str:
     """The MemCache key of an LMCache key: ``key.to_string()``, or
     ``lmcache#<sha256>`` when that is longer than 256 bytes."""
-    s = key.to_string()
-    b = s.encode("utf-8")
-    if len(b) <= MAX_KEY_BYTES:
-        return s
-    return "lmcache#" + hashlib.sha256(b).hexdigest()
+    return fit_key(key.to_string(), "lmcache#")
 
 
 def local_config_from_extra(extra: Optional[Dict[str, Any]]) -> Tuple["_mmc.LocalConfig", int]:
     """The ``LocalConfig`` and replica count that ``extra_config`` describes
     (see the module docstring). Raises ValueError naming a bad key."""
     extra = dict(extra or {})
-    path = extra.get(_PREFIX + "config_path")
-    try:
-        cfg = _mmc.LocalConfig.load(str(path)) if path else _mmc.LocalConfig.load()
-    except ValueError as e:
-        raise ValueError(f"{_PREFIX}config_path: {e}") from None
     replicas = 1
+    settings = []
     for k, v in extra.items():
         if not k.startswith(_PREFIX):
             continue
@@ -90,23 +84,10 @@ def local_config_from_extra(extra: Optional[Dict[str, Any]]) -> Tuple["_mmc.Loca
         if attr == "config_path":
             continue
         if attr == "replicas":
-            try:
-                replicas = int(v)
-            except (TypeError, ValueError):
-                raise ValueError(f"{k}: {v!r} is not an int") from None
-            if not 1 <= replicas <= 8:
-                raise ValueError(f"{k}: {replicas} is outside 1..=8")
+            replicas = parse_replicas(v, k)
             continue
-        if attr.startswith("_") or not hasattr(cfg, attr) or callable(getattr(cfg, attr)):
-            raise ValueError(f"{k}: memcache_rs.LocalConfig has no attribute {attr!r}")
-        try:
-            setattr(cfg, attr, v)
-        except (TypeError, ValueError) as e:
-            raise ValueError(f"{k}: {e}") from None
-    try:
-        cfg.validate()
-    except ValueError as e:
-        raise ValueError(f"extra_config memcache.*: {e}") from None
+        settings.append((k, attr, v))
+    cfg = local_config(extra.get(_PREFIX + "config_path"), _PREFIX + "config_path", settings, "extra_config memcache.*")
     return cfg, replicas
 
 
