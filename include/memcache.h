@@ -60,7 +60,7 @@
 #define MMC_MEDIUM_SSD 2
 
 /**
- * The result codes every function returns (SPEC section 5). Functions are
+ * The result codes every function returns (docs/c-api.md, "Calls"). Functions are
  * declared to return `int32_t`: compare it with these values.
  */
 enum mmc_result

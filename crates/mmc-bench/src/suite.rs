@@ -1,4 +1,4 @@
-//! The workloads of issue #5 beyond the single in-process client: Redis
+//! The benchmark workloads beyond the single in-process client: Redis
 //! beside every same-host figure, the layered KV block, N client processes
 //! against M memory providers, the cross-host path between two network
 //! namespaces, and Mooncake Store through its Python client.

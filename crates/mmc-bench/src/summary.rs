@@ -1,5 +1,5 @@
 //! The comparison tables (Markdown, so they can go into docs as printed)
-//! and the check of issue #5's targets, all from the rows of one run. Rows
+//! and the check of the performance targets, all from the rows of one run. Rows
 //! are looked up by their typed [`RowId`]; the tables of each part of the
 //! run are in the submodules.
 

@@ -4,9 +4,9 @@
 
 use std::ffi::{c_char, c_void};
 
-// ---- result codes (SPEC section 5) ----------------------------------------
+// ---- result codes (docs/c-api.md) -----------------------------------------
 
-/// The result codes every function returns (SPEC section 5). Functions are
+/// The result codes every function returns (docs/c-api.md, "Calls"). Functions are
 /// declared to return `int32_t`: compare it with these values.
 #[repr(i32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -87,7 +87,7 @@ impl SecurityConfig {
         Ok(Some(t.into_bytes()))
     }
 
-    /// The start-up rule of SPEC section 11: a service must not listen on a
+    /// The start-up rule (docs/security.md, "Configuring it"): a service must not listen on a
     /// non-loopback address without a cluster token unless `insecure` is
     /// set. `addrs` are (config key, address) pairs; `has_token` says
     /// whether a token was resolved. `Ok(Some(warning))` when an address is

@@ -1,5 +1,5 @@
 //! The MetaService HTTP endpoint: health, role, Prometheus metrics,
-//! read-only query endpoints (SPEC section 10), the status page and the
+//! read-only query endpoints (docs/operations.md), the status page and the
 //! drain API. This file only names the parts and what they export:
 //!
 //! - `server`: the listener, TLS, connection limits and timeouts (hyper

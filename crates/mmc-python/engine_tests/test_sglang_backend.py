@@ -1,4 +1,4 @@
-"""Issue 17: memcache_rs.integrations.sglang.MemCacheStore, SGLang's native HiCache backend here.
+"""memcache_rs.integrations.sglang.MemCacheStore, SGLang's native HiCache backend here.
 
 Created through SGLang's `StorageBackendFactory` as `--hicache-storage-backend
 dynamic` does (extra config with backend_name / module_path / class_name /

@@ -1,4 +1,4 @@
-"""Issue 16: SGLang's own `npu_memcache` HiCache backend, unchanged, on this project's memcache_hybrid.
+"""SGLang's own `npu_memcache` HiCache backend, unchanged, on this project's memcache_hybrid.
 
 `NpuMemcacheStore` (sglang/srt/mem_cache/storage/npu_memcache/) is created
 through SGLang's `StorageBackendFactory` exactly as SGLang's cache controller

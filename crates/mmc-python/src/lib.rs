@@ -1,5 +1,5 @@
 //! `memcache_rs`: the Python API of MemCache, compatible with the
-//! `memcache_hybrid` module of the original MemCache (SPEC section 6.2), so
+//! `memcache_hybrid` module of the original MemCache, so
 //! that connectors written for it work after changing only the import.
 //!
 //! This crate is the native part, `memcache_rs._native`, built with PyO3

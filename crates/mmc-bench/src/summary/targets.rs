@@ -1,4 +1,4 @@
-//! The targets of issue #5, each checked over the ratios of one run, and
+//! The performance targets (docs/benchmarks.md), each checked over the ratios of one run, and
 //! their table.
 
 use super::{ratio, Rows, Table};
@@ -45,7 +45,7 @@ type Check = (String, String, &'static str, Value);
 /// (label, ratio) pairs one target is checked over.
 type Items = Vec<(String, Option<f64>)>;
 
-/// The ratios of this run that each target of issue #5 is checked over,
+/// The ratios of this run that each performance target is checked over,
 /// named after the target (`t4xpb`: target 4, cross host, put, batched).
 struct Ratios {
     t1: Items,
@@ -180,7 +180,7 @@ fn ratios(r: &Rows<'_>, sizes: &[u64], cross_sizes: &[u64], batched: &[(u64, u64
     }
 }
 
-/// The targets of issue #5, each checked over the ratios of this run.
+/// The performance targets, each checked over the ratios of this run.
 pub(super) fn checks(r: &Rows<'_>, sizes: &[u64], cross_sizes: &[u64], batched: &[(u64, u64)]) -> [Check; 15] {
     let m = ratios(r, sizes, cross_sizes, batched);
     [
@@ -267,7 +267,7 @@ pub(super) fn checks(r: &Rows<'_>, sizes: &[u64], cross_sizes: &[u64], batched: 
 pub(super) fn table(checks: &[Check], text: &mut String) -> Vec<Value> {
     if checks.iter().any(|c| c.2 != "n/a") {
         let mut t = Table::new(
-            "Targets of issue #5 (ratios from this run)",
+            "Performance targets (ratios from this run)",
             &["target", "status", "measured"],
         );
         for (name, detail, status, _) in checks {

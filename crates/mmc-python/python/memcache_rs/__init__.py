@@ -45,7 +45,7 @@ from ._native import _close_all
 # when the interpreter exits.
 _atexit.register(_close_all)
 
-# Result codes (SPEC section 5; the values memcache_hybrid clients test against).
+# Result codes (docs/c-api.md lists them; the values memcache_hybrid clients test against).
 OK = 0
 ERROR = -1
 INVALID_PARAM = -3000

@@ -1,5 +1,5 @@
 //! `LocalConfig` and `MetaConfig`: property objects over the `[local]` and
-//! `[meta]` sections of the MemCache TOML configuration (SPEC section 7).
+//! `[meta]` sections of the MemCache TOML configuration (docs/configuration.md).
 //!
 //! Setters check the Python type (`TypeError`) and parse what can be parsed
 //! on its own (a size such as ``"64MB"``, a protocol name: `ValueError`);
