@@ -154,7 +154,9 @@ class ReplicateConfig:
     warning. The pin fields (``with_soft_pin``, ``with_hard_pin``,
     ``soft_pin_action``, ``soft_pin_ttl_ms``), ``nof_replica_num``,
     ``dfs_replica_num``, ``data_type`` and ``group_ids`` are kept but have no
-    effect: objects are evicted by MemCache's watermarks, never pinned.
+    effect: objects are evicted by MemCache's watermarks, never pinned, and
+    one at a time (Mooncake's groups share one lease and are evicted
+    together; a non-empty ``group_ids`` is warned about once).
     Unknown attributes raise ``AttributeError``, as the pybind class does.
     """
 
@@ -492,6 +494,12 @@ class MooncakeDistributedStore:
             raise TypeError("ReplicateConfig.replica_num must be an int")
         if config.with_hard_pin or config.with_soft_pin:
             _warn_once("pin", "ReplicateConfig: pins have no effect here (objects are evicted by watermarks)")
+        if config.group_ids:
+            _warn_once(
+                "groups",
+                "ReplicateConfig.group_ids: object groups are not kept here; each object gets its own "
+                "lifetime (leased, evicted and removed alone), as without group_ids",
+            )
         segs = [s for s in [config.preferred_segment, *config.preferred_segments] if s]
         here = bool(config.prefer_alloc_in_same_node) or (segs and segs[0] == self._hostname)
         others = [s for s in segs if s != self._hostname]
@@ -667,12 +675,21 @@ class MooncakeDistributedStore:
         return r if r in (0, 1) else -1
 
     def batch_is_exist(self, keys: Sequence[str]) -> List[int]:
-        """``is_exist`` per key, one RPC: 1 / 0 / -1."""
+        """``is_exist`` per key, one RPC: 1 / 0 / -1. Unlike Mooncake's, it
+        grants no read lease on the keys it finds (an object found here may
+        be evicted before it is read; the read then returns -704)."""
         return [r if r in (0, 1) else -1 for r in self._store.batch_is_exist(keys)]
 
     def get_replica_desc(self, key: str) -> List[ReplicaDescriptor]:
         """The replicas of ``key`` (empty when absent)."""
         return self.batch_get_replica_desc([key]).get(key, [])
+
+    def batch_probe_key(self, keys: Sequence[str]) -> List[int]:
+        """Existence per key without granting a read lease (Mooncake's
+        ``BatchProbeKey``, newer than 0.3.13; vLLM's
+        ``VLLM_MOONCAKE_STORE_SELECTIVE_LEASE`` probes with it): 1 / 0 / -1,
+        one RPC. Here it is ``batch_is_exist``, which never leases either."""
+        return self.batch_is_exist(keys)
 
     def batch_get_replica_desc(self, keys: Sequence[str]) -> Dict[str, List[ReplicaDescriptor]]:
         """Replicas per present key (absent keys are left out), one RPC."""
