@@ -260,6 +260,12 @@ class MemCacheL2Adapter(L2AdapterInterface):
         pool.submit(job, task_id)
         return task_id
 
+    def _complete(self, done: Dict[L2TaskId, Any], efd: Any, task_id: L2TaskId, result: Any) -> None:
+        """Records a finished task's result and signals its event fd."""
+        with self._lock:
+            done[task_id] = result
+        efd.notify()
+
     @staticmethod
     def _buffers(keys: Sequence[ObjectKey], objects: Sequence[MemoryObj]) -> Tuple[List[str], List[int], List[int]]:
         if len(keys) != len(objects):
@@ -302,9 +308,7 @@ class MemCacheL2Adapter(L2AdapterInterface):
         if stored:
             with self._notify_lock:
                 self._notify_keys_stored(stored, sizes)
-        with self._lock:
-            self._done_stores[task_id] = L2StoreResult(ok, task_bytes)
-        self._store_efd.notify()
+        self._complete(self._done_stores, self._store_efd, task_id, L2StoreResult(ok, task_bytes))
 
     def pop_completed_store_tasks(self) -> Dict[L2TaskId, L2StoreResult]:
         with self._lock:
@@ -335,9 +339,7 @@ class MemCacheL2Adapter(L2AdapterInterface):
                     logger.warning("MemCacheL2Adapter: lookup of %d of %d keys failed", errors, len(keys))
         except Exception:
             logger.exception("MemCacheL2Adapter: lookup task %d failed", task_id)
-        with self._lock:
-            self._done_lookups[task_id] = bitmap
-        self._lookup_efd.notify()
+        self._complete(self._done_lookups, self._lookup_efd, task_id, bitmap)
 
     def query_lookup_and_lock_result(self, task_id: L2TaskId) -> Optional[Bitmap]:
         with self._lock:
@@ -385,9 +387,7 @@ class MemCacheL2Adapter(L2AdapterInterface):
         if loaded:
             with self._notify_lock:
                 self._notify_keys_accessed(loaded)
-        with self._lock:
-            self._done_loads[task_id] = bitmap
-        self._load_efd.notify()
+        self._complete(self._done_loads, self._load_efd, task_id, bitmap)
 
     def query_load_result(self, task_id: L2TaskId) -> Optional[Bitmap]:
         with self._lock:
