@@ -182,7 +182,11 @@ done
 log "C test, statically linked (libmemcache.a via pkg-config)"
 "$WORK/test_memcache_c_static" "$META" "$CONFIG" --small
 
-log "C test under valgrind memcheck"
+log "C test under valgrind memcheck (libmemcache rebuilt on the system allocator)"
+# The shipped library allocates with mimalloc, whose heap memcheck cannot
+# see: rebuilt with `system-allocator`, every Rust allocation goes through
+# malloc and is checked (test_memcache_c loads it through its rpath).
+cargo build -p mmc-capi --features system-allocator
 VG_LOG=$WORK/valgrind.log
 set +e
 valgrind --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite \

@@ -32,12 +32,20 @@ fn type_error(what: &str, expected: &str, obj: &Bound<'_, PyAny>) -> PyErr {
 /// keys costs no copy or allocation per key. `Ok(None)` when it breaks the
 /// key rules (empty, over 256 bytes, not encodable as UTF-8).
 pub fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
-    let s = if let Ok(s) = obj.cast::<PyString>() {
-        match s.to_str() {
-            Ok(s) => s,
+    let s = if obj.is_instance_of::<PyString>() {
+        let mut len: ffi::Py_ssize_t = 0;
+        // SAFETY: `obj` is a live str and this thread is attached. The
+        // UTF-8 form is kept in the str object, so it lives as long as the
+        // borrow of `obj`.
+        let utf8 = unsafe { ffi::PyUnicode_AsUTF8AndSize(obj.as_ptr(), &mut len) };
+        if utf8.is_null() {
             // Lone surrogates cannot be encoded: an invalid key, not a type error.
-            Err(_) => return Ok(None),
+            drop(PyErr::take(obj.py()));
+            return Ok(None);
         }
+        // SAFETY: CPython returned `len` bytes of valid UTF-8 at `utf8`,
+        // alive while `obj` is (above).
+        unsafe { std::str::from_utf8_unchecked(std::slice::from_raw_parts(utf8.cast::<u8>(), len as usize)) }
     } else if let Ok(b) = obj.cast::<PyBytes>() {
         match std::str::from_utf8(b.as_bytes()) {
             Ok(s) => s,
@@ -46,7 +54,7 @@ pub fn key<'a>(obj: &'a Bound<'_, PyAny>) -> PyResult<Option<&'a str>> {
     } else {
         return Err(type_error("key", "str", obj));
     };
-    Ok(mmc_wire::validate_key(s).is_ok().then_some(s))
+    Ok(mmc_wire::key_ok(s).then_some(s))
 }
 
 /// Calls `f` with each item of a list-like argument, in order, without
@@ -78,7 +86,17 @@ pub fn each<'py>(
 /// than str / bytes, which are refused as sequences of keys or numbers).
 pub fn items<'py>(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Vec<Bound<'py, PyAny>>> {
     if let Ok(l) = obj.cast::<PyList>() {
-        return Ok(l.iter().collect());
+        // Not `l.iter().collect()`, which grows the vector an item at a time.
+        let mut out = Vec::with_capacity(l.len());
+        for i in 0..l.len() {
+            // SAFETY: `i` is below the list's length, read just before;
+            // nothing in this loop runs Python code that could shrink it,
+            // and no other thread can while this one holds the GIL (the
+            // module does not declare itself free-threading safe, so a
+            // free-threaded interpreter keeps the GIL on while it is loaded).
+            out.push(unsafe { l.get_item_unchecked(i) });
+        }
+        return Ok(out);
     }
     if let Ok(t) = obj.cast::<PyTuple>() {
         return Ok(t.iter().collect());
@@ -109,7 +127,13 @@ pub fn value(obj: &Bound<'_, PyAny>) -> PyResult<Option<BufView>> {
 
 /// The keys of a list of keys (its [`items`]), borrowed from them.
 pub fn keys<'a>(items: &'a [Bound<'_, PyAny>]) -> PyResult<Vec<Option<&'a str>>> {
-    items.iter().map(key).collect()
+    // Not `collect` into a `PyResult`, which cannot know the length and
+    // grows the vector four times for 32 keys.
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(key(item)?);
+    }
+    Ok(out)
 }
 
 // `exact_int` reads a u64 through an `unsigned long`.
@@ -123,10 +147,19 @@ const _: () = assert!(std::mem::size_of::<c_ulong>() == 8);
 fn exact_int(obj: &Bound<'_, PyInt>) -> PyResult<Option<u64>> {
     // SAFETY: `obj` is a live int and a `Bound` proves this thread is
     // attached to the interpreter.
-    let v = unsafe { ffi::PyLong_AsUnsignedLong(obj.as_ptr()) };
+    unsafe { raw_int(obj.py(), obj.as_ptr()) }
+}
+
+/// [`exact_int`] of a borrowed pointer.
+///
+/// # Safety
+/// `obj` must point at a live exact `int`.
+unsafe fn raw_int(py: Python<'_>, obj: *mut ffi::PyObject) -> PyResult<Option<u64>> {
+    // SAFETY: the caller's contract; `py` proves this thread is attached.
+    let v = unsafe { ffi::PyLong_AsUnsignedLong(obj) };
     if v == c_ulong::MAX {
-        if let Some(e) = PyErr::take(obj.py()) {
-            return match e.is_instance_of::<PyOverflowError>(obj.py()) {
+        if let Some(e) = PyErr::take(py) {
+            return match e.is_instance_of::<PyOverflowError>(py) {
                 true => Ok(None),
                 false => Err(e),
             };
@@ -149,9 +182,12 @@ pub fn uint(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<u64>> {
 
 /// A size in bytes: a positive integer that fits in memory.
 pub fn size(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Option<usize>> {
-    Ok(uint(obj, what)?
-        .filter(|&v| v > 0 && v <= isize::MAX as u64)
-        .map(|v| v as usize))
+    Ok(byte_count(uint(obj, what)?))
+}
+
+/// A non-negative integer as a size: positive and fitting in memory.
+fn byte_count(v: Option<u64>) -> Option<usize> {
+    v.filter(|&v| v > 0 && v <= isize::MAX as u64).map(|v| v as usize)
 }
 
 /// A list of sizes.
@@ -233,6 +269,48 @@ pub fn ptrs(obj: &Bound<'_, PyAny>, writable: bool, what: &str) -> PyResult<Vec<
         Ok(())
     })?;
     Ok(out)
+}
+
+/// The common shape of a flat batch, read in one pass: two lists of `n`
+/// plain ints (addresses and sizes), one piece per entry (`None` for an
+/// invalid address or size). `Ok(None)` for any other shape (a buffer
+/// object, an int subclass, a tuple, another length), which [`ptrs`] and
+/// [`sizes`] then parse with all their rules.
+pub fn int_pieces(
+    n: usize,
+    ptrs: &Bound<'_, PyAny>,
+    sizes: &Bound<'_, PyAny>,
+) -> PyResult<Option<Vec<Option<[Piece; 1]>>>> {
+    let (Ok(pl), Ok(sl)) = (ptrs.cast::<PyList>(), sizes.cast::<PyList>()) else {
+        return Ok(None);
+    };
+    if pl.len() != n || sl.len() != n {
+        return Ok(None);
+    }
+    let py = ptrs.py();
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n as ffi::Py_ssize_t {
+        // SAFETY: `i` is below both lists' length, checked above; nothing in
+        // this loop runs Python code or detaches (reading an exact int does
+        // not), and no other thread runs while this one holds the GIL (see
+        // `items`), so the lists keep their items and the borrowed
+        // references stay valid while they are read.
+        let (p, s) = unsafe {
+            (
+                ffi::PyList_GET_ITEM(pl.as_ptr(), i),
+                ffi::PyList_GET_ITEM(sl.as_ptr(), i),
+            )
+        };
+        // SAFETY: both are live objects (above).
+        if unsafe { ffi::PyLong_CheckExact(p) == 0 || ffi::PyLong_CheckExact(s) == 0 } {
+            return Ok(None);
+        }
+        // SAFETY: both are exact ints (checked) and this thread is attached.
+        let (addr, len) = unsafe { (raw_int(py, p)?, raw_int(py, s)?) };
+        let addr = addr.and_then(|a| usize::try_from(a).ok());
+        out.push(addr.and_then(|a| Ptr::Addr(a).piece(byte_count(len))).map(|p| [p]));
+    }
+    Ok(Some(out))
 }
 
 /// Pointers and sizes of one value given as layers. `None` when the lists

@@ -78,6 +78,13 @@ impl std::fmt::Display for Gva {
     }
 }
 
+/// Whether `key` follows the rules [`validate_key`] checks, without
+/// building an error (for callers that only need the answer).
+#[inline]
+pub fn key_ok(key: &str) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN
+}
+
 /// Checks a key against the rules: UTF-8 (guaranteed by `&str`), 1..=256 bytes.
 pub fn validate_key(key: &str) -> Result<()> {
     if key.is_empty() {

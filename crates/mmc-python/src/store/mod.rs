@@ -17,7 +17,7 @@ use crate::args;
 use crate::code;
 use crate::config::LocalConfig;
 use crate::types::{KeyInfo, ReplicateConfig};
-use mmc_local::{BlockingObjectStore, ObjectStore};
+use mmc_local::{BlockingObjectStore, ObjectStore, Piece};
 use parking_lot::{Mutex, RwLock};
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
@@ -324,8 +324,15 @@ impl DistributedObjectStore {
         if !args::direct_get_ok(direct) {
             return Ok(code::INVALID_PARAM);
         }
-        let piece = ptr.as_ref().and_then(|p| p.piece(size));
-        Ok(self.run_get_into(py, &[key], vec![piece.map(|p| [p])])[0])
+        let arg = key.zip(ptr.as_ref().and_then(|p| p.piece(size)));
+        let get = |store: &BlockingObjectStore, (key, piece): (&str, Piece)| {
+            // SAFETY: the piece is in a buffer view this frame holds, or at an
+            // address the caller vouched for (the memcache_hybrid contract).
+            let mut r = unsafe { store.get_into_raw_batch(&[key], &[[piece]]) }?;
+            r.pop()
+                .unwrap_or_else(|| Err(mmc_local::Error::other("get_into produced no result")))
+        };
+        Ok(self.one(py, arg, get, |_| code::OK))
     }
 
     /// ``get_into`` for many keys. Returns one code per key.
@@ -463,8 +470,8 @@ impl DistributedObjectStore {
     /// 1 if a committed replica of ``key`` exists, 0 if not, a negative code
     /// on error (INVALID_PARAM for a bad key).
     fn is_exist(&self, py: Python<'_>, key: &Bound<'_, PyAny>) -> PyResult<i32> {
-        let keys = vec![args::key(key)?];
-        Ok(self.exist_codes(py, &keys)[0])
+        let key = args::key(key)?;
+        Ok(self.one(py, key, |store, key| store.exist(key), |&found| found as i32))
     }
 
     /// ``is_exist`` for many keys, one RPC. One result per key.

@@ -18,6 +18,8 @@
 //! process prints one JSON line: `{"client": .., "exist1_us": ..,
 //! "get1_us": .., "exist32_us": .., "get32_us": ..}`.
 
+mod table;
+
 use super::cluster::{self, Cluster, Provider};
 use clap::builder::TypedValueParser;
 use clap::Args;
@@ -28,6 +30,7 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+use table::{Column, Pass};
 
 /// Keys each client puts and rotates over.
 pub const KEYS: usize = 256;
@@ -201,6 +204,12 @@ pub struct SmallOpsArgs {
     /// Segment of the memory-provider process.
     #[arg(long, default_value = "256MB")]
     segment_size: String,
+    /// Passes of the whole sequence (in process, then each client
+    /// process); with more than one, each figure is the median over the
+    /// passes and each ratio the median of the ratios within a pass, so
+    /// that the machine's drift between the baseline and a client cancels.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -379,19 +388,45 @@ fn build_c_client(cc: &str, root: &Path, out_dir: &Path) -> Result<PathBuf, Stri
     Ok(bin)
 }
 
-/// One column of the table: a client and its figures (or why it was skipped).
-struct Column {
-    label: &'static str,
-    figures: Result<Figures, String>,
-}
-
 pub fn run(a: SmallOpsArgs) -> Result<(), String> {
     let r = Rounds::checked(a.round_s, a.rounds)?;
+    if a.repeat == 0 {
+        return Err("--repeat: must be at least 1".into());
+    }
     let segment = mmc_config::parse_size(&a.segment_size).map_err(|e| format!("--segment-size: {e}"))?;
     let dir = std::env::temp_dir().join(format!("mmc-bench-small-ops-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let root = repo_root();
 
+    let mut passes = Vec::with_capacity(a.repeat);
+    let mut failed = None;
+    for n in 1..=a.repeat {
+        if a.repeat > 1 {
+            eprintln!("== pass {n} of {}", a.repeat);
+        }
+        let pass = one_pass(&a, r, segment, &dir, root.as_deref())?;
+        failed = pass
+            .columns
+            .iter()
+            .find_map(|c| c.figures.as_ref().err().filter(|e| !e.starts_with("skipped")))
+            .cloned();
+        passes.push(pass);
+        if failed.is_some() {
+            break;
+        }
+    }
+    println!("{}", table::render(&passes, r));
+    if let Some(path) = &a.json {
+        let doc = serde_json::to_string_pretty(&table::json(&passes)).map_err(|e| e.to_string())?;
+        std::fs::write(path, doc + "\n").map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    failed.map_or(Ok(()), Err)
+}
+
+/// One pass: the in-process baseline, then each client process against a
+/// MetaService process and a memory-provider process started for it.
+fn one_pass(a: &SmallOpsArgs, r: Rounds, segment: u64, dir: &Path, root: Option<&Path>) -> Result<Pass, String> {
     eprintln!("== in process: MetaService and client in this process, provider child");
     let inproc = {
         let c = Cluster::start(segment)?;
@@ -426,10 +461,10 @@ pub fn run(a: SmallOpsArgs) -> Result<(), String> {
         label: "Rust",
         figures: run_client("Rust", rust, &config, &dir.join("client-rust.log")),
     });
-    let c_figures = match (a.cc.is_empty(), &root) {
+    let c_figures = match (a.cc.is_empty(), root) {
         (true, _) => Err("skipped (--cc \"\")".into()),
         (false, None) => Err("skipped: crates/mmc-capi/bench/small_ops.c not found above this binary".into()),
-        (false, Some(root)) => build_c_client(&a.cc, root, &dir).and_then(|bin| {
+        (false, Some(root)) => build_c_client(&a.cc, root, dir).and_then(|bin| {
             let mut c = Command::new(bin);
             c.args(r.args());
             run_client("C", c, &config, &dir.join("client-c.log"))
@@ -439,7 +474,7 @@ pub fn run(a: SmallOpsArgs) -> Result<(), String> {
         label: "C",
         figures: c_figures,
     });
-    let py_figures = python_client(a.python.as_deref(), root.as_deref()).and_then(|(p, script)| {
+    let py_figures = python_client(a.python.as_deref(), root).and_then(|(p, script)| {
         let mut c = Command::new(p);
         c.arg(script).args(r.args());
         run_client("Python", c, &config, &dir.join("client-python.log"))
@@ -449,77 +484,7 @@ pub fn run(a: SmallOpsArgs) -> Result<(), String> {
         figures: py_figures,
     });
     drop(meta);
-
-    let table = render(&inproc, &columns, r);
-    println!("{table}");
-    if let Some(path) = &a.json {
-        let mut obj = serde_json::Map::new();
-        obj.insert(
-            "in_process_rust".into(),
-            serde_json::to_value(inproc).map_err(|e| e.to_string())?,
-        );
-        for c in &columns {
-            let v = match &c.figures {
-                Ok(f) => serde_json::to_value(f).map_err(|e| e.to_string())?,
-                Err(e) => serde_json::json!({ "skipped": e }),
-            };
-            obj.insert(format!("process_{}", c.label.to_lowercase()), v);
-        }
-        std::fs::write(
-            path,
-            serde_json::to_string_pretty(&obj).map_err(|e| e.to_string())? + "\n",
-        )
-        .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-    }
-    let _ = std::fs::remove_dir_all(&dir);
-    match columns
-        .iter()
-        .find_map(|c| c.figures.as_ref().err().filter(|e| !e.starts_with("skipped")))
-    {
-        Some(e) => Err(e.clone()),
-        None => Ok(()),
-    }
-}
-
-/// Picks one operation's figure.
-type Pick = fn(&Figures) -> f64;
-
-/// The markdown table: one line per operation, the in-process figure, then
-/// each client process's figure and its ratio to the in-process one.
-fn render(inproc: &Figures, columns: &[Column], r: Rounds) -> String {
-    let ops: [(&str, Pick); 4] = [
-        ("exist, 1 key", |f| f.exist1_us),
-        ("get_into, 1 x 4 KiB", |f| f.get1_us),
-        ("exist, 32 keys", |f| f.exist32_us),
-        ("get_into, 32 x 4 KiB", |f| f.get32_us),
-    ];
-    let mut s = format!(
-        "Small operations, us per call (median of {} rounds of {} s); ratio = separate process / in process\n\n",
-        r.rounds, r.round_s
-    );
-    s += "| operation | in process (Rust) |";
-    for c in columns {
-        s += &format!(" {} process | ratio |", c.label);
-    }
-    s += "\n|---|---:|";
-    s += &"---:|---:|".repeat(columns.len());
-    s += "\n";
-    for (name, get) in ops {
-        s += &format!("| {name} | {:.2} |", get(inproc));
-        for c in columns {
-            match &c.figures {
-                Ok(f) => s += &format!(" {:.2} | {:.2}x |", get(f), get(f) / get(inproc)),
-                Err(_) => s += " - | - |",
-            }
-        }
-        s += "\n";
-    }
-    for c in columns {
-        if let Err(e) = &c.figures {
-            s += &format!("\n{} client: {e}", c.label);
-        }
-    }
-    s
+    Ok(Pass { inproc, columns })
 }
 
 /// The Python interpreter and script of the Python client, or why it is
@@ -619,39 +584,5 @@ mod tests {
         assert!(Rounds::checked(0.0, 5).unwrap_err().contains("--round-s"));
         assert!(Rounds::checked(f64::NAN, 5).unwrap_err().contains("--round-s"));
         assert!(Rounds::checked(0.1, 0).unwrap_err().contains("--rounds"));
-    }
-
-    #[test]
-    fn the_table_shows_ratios_and_skipped_clients() {
-        let base = Figures {
-            exist1_us: 2.0,
-            get1_us: 4.0,
-            exist32_us: 5.0,
-            get32_us: 20.0,
-        };
-        let cols = [
-            Column {
-                label: "Rust",
-                figures: Ok(Figures { exist1_us: 3.0, ..base }),
-            },
-            Column {
-                label: "C",
-                figures: Err("skipped: no cc".into()),
-            },
-        ];
-        let t = render(
-            &base,
-            &cols,
-            Rounds {
-                round_s: 0.3,
-                rounds: 5,
-            },
-        );
-        assert!(t.contains("| exist, 1 key | 2.00 | 3.00 | 1.50x | - | - |"), "{t}");
-        assert!(
-            t.contains("| get_into, 32 x 4 KiB | 20.00 | 20.00 | 1.00x | - | - |"),
-            "{t}"
-        );
-        assert!(t.contains("C client: skipped: no cc"), "{t}");
     }
 }
