@@ -30,19 +30,14 @@ pub(crate) unsafe fn key_arg<'a>(key: *const c_char) -> Result<&'a str> {
     if key.is_null() {
         return Err(Error::invalid("key is a null pointer"));
     }
-    let mut len = None;
-    for i in 0..=MMC_MAX_KEY_LEN {
-        // SAFETY: `key` is not NULL and no byte before `i` was the NUL, so
-        // byte `i` (at most `MMC_MAX_KEY_LEN`) is within the readable prefix
-        // the caller guarantees.
-        if unsafe { *key.add(i) } == 0 {
-            len = Some(i);
-            break;
-        }
-    }
-    let Some(len) = len else {
+    // SAFETY: `key` is not NULL; `strnlen` stops at the NUL or after
+    // `MMC_MAX_KEY_LEN + 1` bytes, the readable prefix the caller
+    // guarantees. (glibc's is vectorized: a byte loop here was a fifth of
+    // the library's own time in a 32-key `mmcc_batch_exist`.)
+    let len = unsafe { libc::strnlen(key, MMC_MAX_KEY_LEN + 1) };
+    if len > MMC_MAX_KEY_LEN {
         return Err(Error::invalid(format!("key is longer than {MMC_MAX_KEY_LEN} bytes")));
-    };
+    }
     // SAFETY: the `len` bytes before the NUL were just read one by one (so
     // they are readable and `len` fits in isize), `c_char` and `u8` have
     // the same layout, and the caller keeps them unchanged for `'a`.
@@ -248,6 +243,12 @@ pub(crate) fn run_valid<I, T>(
     items: Vec<Result<I>>,
     f: impl FnOnce(Vec<I>) -> Result<Vec<Result<T>>>,
 ) -> Result<Vec<Result<T>>> {
+    if items.iter().all(Result::is_ok) {
+        // Every item valid (the common case): no positions to keep.
+        let mut valid = Vec::with_capacity(items.len());
+        valid.extend(items.into_iter().flatten());
+        return one_result_each(valid, f);
+    }
     let mut out: Vec<Option<Result<T>>> = Vec::with_capacity(items.len());
     let mut valid = Vec::new();
     let mut at = Vec::new();
@@ -262,16 +263,22 @@ pub(crate) fn run_valid<I, T>(
         }
     }
     if !valid.is_empty() {
-        let n = valid.len();
-        let res = f(valid)?;
-        if res.len() != n {
-            return Err(Error::other(format!("internal: {} results for {n} keys", res.len())));
-        }
+        let res = one_result_each(valid, f)?;
         for (i, r) in at.into_iter().zip(res) {
             out[i] = Some(r);
         }
     }
     Ok(out.into_iter().map(|o| o.expect("every slot filled")).collect())
+}
+
+/// `f` of `items`, which must give one result per item.
+fn one_result_each<I, T>(items: Vec<I>, f: impl FnOnce(Vec<I>) -> Result<Vec<Result<T>>>) -> Result<Vec<Result<T>>> {
+    let n = items.len();
+    let res = f(items)?;
+    if res.len() != n {
+        return Err(Error::other(format!("internal: {} results for {n} keys", res.len())));
+    }
+    Ok(res)
 }
 
 pub(crate) fn codes<T>(rs: &[Result<T>]) -> impl Iterator<Item = i32> + '_ {
